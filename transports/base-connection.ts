@@ -1,0 +1,306 @@
+/**
+ * The shared core of every Connection: one place that owns the lifecycle state, the bounded
+ * outbound queue with its slow-consumer policy, lane checks, counters and events. Each transport
+ * subclass only moves bytes: it implements `flush()` (hand queued messages to its wire while the
+ * wire accepts them) and `closeTransport()`, and reports arrivals with `deliver()` and the end with
+ * `finishClose()`. Runs in Node and in the browser.
+ */
+import { Emitter } from './emitter.ts';
+import { ConnectionClosedError, LaneUnsupportedError, MessageTooLargeError } from './errors.ts';
+import type {
+  BackpressureOptions,
+  CloseInfo,
+  Connection,
+  ConnectionEvents,
+  ConnectionState,
+  Lane,
+  Message,
+  SendOutcome,
+  SlowConsumerPolicy,
+  TransportCapabilities,
+  TransportName,
+  TransportStats,
+} from './transport.ts';
+import { CloseCode } from './transport.ts';
+
+export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
+export const DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MAX_MESSAGE_SIZE = 2 * 1024 * 1024;
+
+/** One queued outbound message. */
+export interface QueuedMessage {
+  readonly message: Message;
+  readonly lane: Lane;
+  /** Payload size in bytes (UTF-8 for text). */
+  readonly size: number;
+}
+
+/** UTF-8 byte length of a string without encoding it. */
+export function utf8Length(text: string): number {
+  let length = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) length += 1;
+    else if (c < 0x800) length += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        length += 4;
+        i++;
+      } else length += 3;
+    } else length += 3;
+  }
+  return length;
+}
+
+export function messageSize(message: Message): number {
+  return typeof message === 'string' ? utf8Length(message) : message.byteLength;
+}
+
+/** Bounded FIFO of outbound messages with O(1) push/shift and byte accounting. */
+export class OutboundQueue {
+  #items: (QueuedMessage | undefined)[] = [];
+  #head = 0;
+  bytes = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(item: QueuedMessage): void {
+    this.#items.push(item);
+    this.bytes += item.size;
+  }
+
+  peek(): QueuedMessage | undefined {
+    return this.#items[this.#head];
+  }
+
+  shift(): QueuedMessage | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const item = this.#items[this.#head];
+    this.#items[this.#head++] = undefined;
+    if (item) this.bytes -= item.size;
+    // Compact once the consumed prefix dominates, so memory follows the live length.
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+
+  clear(): void {
+    this.#items = [];
+    this.#head = 0;
+    this.bytes = 0;
+  }
+}
+
+export interface BaseConnectionOptions {
+  backpressure?: BackpressureOptions | undefined;
+  laneFallback?: 'error' | 'reliable' | undefined;
+  /** Default slow-consumer policy when `backpressure.policy` is not given. */
+  defaultPolicy: SlowConsumerPolicy;
+}
+
+export abstract class BaseConnection implements Connection {
+  abstract readonly transport: TransportName;
+  abstract readonly capabilities: TransportCapabilities;
+  readonly opened: Promise<void>;
+  readonly closed: Promise<CloseInfo>;
+
+  protected readonly events = new Emitter<ConnectionEvents>();
+  protected readonly outbound = new OutboundQueue();
+  protected readonly counters: TransportStats = {
+    messagesIn: 0,
+    messagesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    wireBytesIn: null,
+    wireBytesOut: null,
+    rttMs: null,
+    dropped: 0,
+    laneDowngrades: 0,
+    packetsLost: null,
+    packetsRetransmitted: null,
+  };
+
+  #state: ConnectionState = 'connecting';
+  #resolveOpened!: () => void;
+  #rejectOpened!: (error: Error) => void;
+  #resolveClosed!: (info: CloseInfo) => void;
+  #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
+  #aboveHighWater = false;
+  #flushScheduled = false;
+  readonly #highWaterMark: number;
+  readonly #maxQueuedBytes: number;
+  readonly #policy: SlowConsumerPolicy;
+  readonly #laneFallback: 'error' | 'reliable';
+
+  constructor(options: BaseConnectionOptions) {
+    this.#highWaterMark = options.backpressure?.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
+    this.#maxQueuedBytes = options.backpressure?.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+    this.#policy = options.backpressure?.policy ?? options.defaultPolicy;
+    this.#laneFallback = options.laneFallback ?? 'error';
+    this.opened = new Promise<void>((resolve, reject) => {
+      this.#resolveOpened = resolve;
+      this.#rejectOpened = reject;
+    });
+    // An unobserved rejection of `opened` is not an error: `closed` tells the story.
+    this.opened.catch(() => undefined);
+    this.closed = new Promise<CloseInfo>((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+  }
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  get queued(): { bytes: number; messages: number } {
+    return { bytes: this.outbound.bytes + this.sinkBufferedBytes(), messages: this.outbound.length };
+  }
+
+  get writable(): boolean {
+    return this.queued.bytes < this.#highWaterMark;
+  }
+
+  on<E extends keyof ConnectionEvents>(event: E, listener: ConnectionEvents[E]): () => void {
+    return this.events.on(event, listener);
+  }
+
+  stats(): TransportStats {
+    return { ...this.counters };
+  }
+
+  send(message: Message, lane: Lane = 'reliable'): SendOutcome {
+    if (this.#state === 'closing' || this.#state === 'closed') throw new ConnectionClosedError(this.#state);
+    const effectiveLane = this.#resolveLane(lane);
+    const size = messageSize(message);
+    const limit = effectiveLane === 'unreliable' ? this.capabilities.maxUnreliableSize : this.capabilities.maxMessageSize;
+    if (size > limit) throw new MessageTooLargeError(size, limit, effectiveLane === 'unreliable' ? 'unreliable message' : 'message');
+
+    if (this.outbound.bytes + size > this.#maxQueuedBytes) {
+      switch (this.#policy) {
+        case 'wait':
+          return 'refused';
+        case 'drop-newest':
+          this.counters.dropped++;
+          return 'dropped';
+        case 'drop-oldest':
+          while (this.outbound.length > 0 && this.outbound.bytes + size > this.#maxQueuedBytes) {
+            this.outbound.shift();
+            this.counters.dropped++;
+          }
+          if (size > this.#maxQueuedBytes) {
+            this.counters.dropped++;
+            return 'dropped';
+          }
+          break;
+        case 'disconnect':
+          this.close(CloseCode.slowConsumer, 'slow consumer: outbound queue over its limit');
+          return 'disconnected';
+      }
+    }
+    this.outbound.push({ message, lane: effectiveLane, size });
+    if (!this.#aboveHighWater && this.queued.bytes >= this.#highWaterMark) this.#aboveHighWater = true;
+    this.#scheduleFlush();
+    return 'queued';
+  }
+
+  drained(): Promise<void> {
+    if (this.#state === 'closed') return Promise.reject(new ConnectionClosedError('closed'));
+    if (this.writable) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
+  }
+
+  close(code: number = CloseCode.normal, reason = ''): void {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#state = 'closing';
+    this.closeTransport(code, reason);
+  }
+
+  /** Hands queued messages to the wire while it accepts them; call `onFlushed()` after writing. */
+  protected abstract flush(): void;
+
+  /** Starts closing the wire with this code and reason; must end in `finishClose()`. */
+  protected abstract closeTransport(code: number, reason: string): void;
+
+  /** Bytes written to the wire but not yet sent by the OS/stack; counted in `queued.bytes`. */
+  protected sinkBufferedBytes(): number {
+    return 0;
+  }
+
+  /** Subclass: the connection is open. */
+  protected markOpen(): void {
+    if (this.#state !== 'connecting') return;
+    this.#state = 'open';
+    this.#resolveOpened();
+    this.events.emit('open');
+    if (this.outbound.length > 0) this.#scheduleFlush();
+  }
+
+  /** Subclass: one whole message arrived. */
+  protected deliver(message: Message, lane: Lane = 'reliable'): void {
+    if (this.#state === 'closed') return;
+    this.counters.messagesIn++;
+    this.counters.bytesIn += messageSize(message);
+    this.events.emit('message', message, lane);
+  }
+
+  /** Subclass: count one message handed to the wire. */
+  protected countSent(item: QueuedMessage): void {
+    this.counters.messagesOut++;
+    this.counters.bytesOut += item.size;
+  }
+
+  /** Subclass: call after the wire accepted data or its buffer shrank, to release drain waiters. */
+  protected onFlushed(): void {
+    if (!this.#aboveHighWater || !this.writable) return;
+    this.#aboveHighWater = false;
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const waiter of waiters) waiter.resolve();
+    this.events.emit('drain');
+  }
+
+  /** Subclass: ask for a flush on the next microtask (batches writes of one tick). */
+  protected requestFlush(): void {
+    this.#scheduleFlush();
+  }
+
+  /** Subclass: the wire is closed; settles every promise once. */
+  protected finishClose(info: CloseInfo): void {
+    if (this.#state === 'closed') return;
+    const wasConnecting = this.#state === 'connecting';
+    this.#state = 'closed';
+    this.outbound.clear();
+    const error = new ConnectionClosedError('closed');
+    for (const waiter of this.#drainWaiters) waiter.reject(error);
+    this.#drainWaiters = [];
+    if (wasConnecting) this.#rejectOpened(new ConnectionClosedError(`closed before opening: ${info.code} ${info.reason}`));
+    this.#resolveClosed(info);
+    this.events.emit('close', info);
+    this.events.removeAll();
+  }
+
+  #resolveLane(lane: Lane): Lane {
+    if (lane === 'reliable') return lane;
+    const supported = lane === 'unreliable' ? this.capabilities.unreliable : this.capabilities.independentChannels;
+    if (supported) return lane;
+    if (this.#laneFallback === 'reliable') {
+      this.counters.laneDowngrades++;
+      return 'reliable';
+    }
+    throw new LaneUnsupportedError(this.transport, lane);
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#state !== 'open') return;
+    this.#flushScheduled = true;
+    queueMicrotask(() => {
+      this.#flushScheduled = false;
+      if (this.#state === 'open' || this.#state === 'closing') this.flush();
+    });
+  }
+}
