@@ -1,0 +1,353 @@
+/**
+ * The Switchyard envelope, protocol version 1 (PRODUCT.md §3): typed commands and deliveries.
+ *
+ * Two encodings, both accepted on every transport:
+ * - JSON text (`{"v":1,"t":"join","room":"lobby"}`) for control messages and structured payloads;
+ * - a compact binary form for the envelopes that carry a binary payload (publish, send, multicast,
+ *   broadcast, message), so bytes are never base64-inflated:
+ *
+ *     0xB1 | type | flags | fields… | payload
+ *
+ *   flags bit 0: an `id` field follows; bit 1: recipient receipt asked (`receipt`).
+ *   Fields are varint-length-prefixed UTF-8 strings in a fixed order per type (see BINARY_FIELDS);
+ *   a multicast names its target kind in one byte and an id list as a varint count of strings.
+ *   The payload is the rest of the frame.
+ *
+ * `encodeEnvelope` picks the binary form exactly when `data` is a Uint8Array. Decoding never
+ * returns a half-valid value: every problem is an EnvelopeError with a stable code.
+ * Pure functions; no I/O.
+ */
+import { ProtocolError } from '../errors.ts';
+import { readVarint, varintLength, writeVarint } from './varint.ts';
+
+export const PROTOCOL_VERSION = 1;
+
+/** JSON-compatible values (what a JSON payload may hold). */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+/** A payload: structured JSON or raw bytes. */
+export type Payload = Json | Uint8Array;
+
+/** Where a multicast goes. */
+export type MulticastTarget = { room: string } | { topic: string } | { ids: string[] };
+
+/** How a delivery reached its recipient. */
+export type DeliveryKind = 'broadcast' | 'send' | 'room' | 'topic' | 'ids';
+
+/** Fields any client command may carry for acknowledged delivery. */
+interface Acked {
+  /** Sender-chosen message id: the server answers with an `ack` of the same id; retries reuse it. */
+  id?: string;
+  /** Ask recipients for a receipt too (delivered to the sender as `ack` with `from`). */
+  receipt?: boolean;
+}
+
+export type ClientCommand =
+  | { t: 'hello'; token?: string; resume?: { clientId: string; secret: string } }
+  | ({ t: 'join'; room: string } & Acked)
+  | ({ t: 'leave'; room: string } & Acked)
+  | ({ t: 'subscribe'; topic: string } & Acked)
+  | ({ t: 'unsubscribe'; topic: string } & Acked)
+  | ({ t: 'publish'; topic: string; data: Payload } & Acked)
+  | ({ t: 'send'; to: string; data: Payload } & Acked)
+  | ({ t: 'multicast'; target: MulticastTarget; data: Payload } & Acked)
+  | ({ t: 'broadcast'; data: Payload } & Acked);
+
+export type ServerEvent =
+  | { t: 'welcome'; clientId: string; secret: string; resumed: boolean; heartbeatMs: number; maxMessageSize: number }
+  | {
+      t: 'message';
+      from: string;
+      kind: DeliveryKind;
+      /** Room or topic name for room/topic deliveries. */
+      to?: string;
+      data: Payload;
+      id?: string;
+      receipt?: boolean;
+    }
+  | { t: 'error'; code: string; message: string; ref?: string };
+
+/** Either direction: receipts and heartbeats. `from` on an ack names the recipient that confirmed. */
+export type Shared =
+  | { t: 'ack'; id: string; from?: string; to?: string }
+  | { t: 'ping'; ts: number }
+  | { t: 'pong'; ts: number };
+
+export type Envelope = ClientCommand | ServerEvent | Shared;
+export type EnvelopeType = Envelope['t'];
+
+/** Envelope decode failures. `code` is one of the ERR_ENVELOPE_* constants. */
+export class EnvelopeError extends ProtocolError {}
+
+const BINARY_MAGIC = 0xb1;
+const FLAG_ID = 1;
+const FLAG_RECEIPT = 2;
+
+/** Binary type codes (only payload-carrying envelopes have one). */
+const BINARY_TYPE = { publish: 1, send: 2, multicast: 3, broadcast: 4, message: 5 } as const;
+type BinaryType = keyof typeof BINARY_TYPE;
+const BINARY_TYPE_BY_CODE = new Map<number, BinaryType>(
+  Object.entries(BINARY_TYPE).map(([name, code]) => [code, name as BinaryType]),
+);
+const DELIVERY_KINDS: readonly DeliveryKind[] = ['broadcast', 'send', 'room', 'topic', 'ids'];
+const TARGET_ROOM = 0;
+const TARGET_TOPIC = 1;
+const TARGET_IDS = 2;
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Encodes an envelope: binary when `data` is bytes, JSON text otherwise. */
+export function encodeEnvelope(envelope: Envelope): string | Uint8Array {
+  if ('data' in envelope && envelope.data instanceof Uint8Array) return encodeBinary(envelope as BinaryEnvelope);
+  return JSON.stringify({ v: PROTOCOL_VERSION, ...envelope });
+}
+
+/** Decodes a frame as it came off a transport: strings are JSON, bytes are the binary form. */
+export function decodeEnvelope(frame: string | Uint8Array): Envelope {
+  return typeof frame === 'string' ? decodeJson(frame) : decodeBinary(frame);
+}
+
+type BinaryEnvelope = Extract<Envelope, { t: BinaryType }> & { data: Uint8Array };
+
+function encodeBinary(envelope: BinaryEnvelope): Uint8Array {
+  const strings: string[] = [];
+  let targetKind = -1;
+  let ids: string[] = [];
+  if (envelope.id !== undefined) strings.push(envelope.id);
+  switch (envelope.t) {
+    case 'publish':
+      strings.push(envelope.topic);
+      break;
+    case 'send':
+      strings.push(envelope.to);
+      break;
+    case 'broadcast':
+      break;
+    case 'multicast':
+      if ('room' in envelope.target) {
+        targetKind = TARGET_ROOM;
+        strings.push(envelope.target.room);
+      } else if ('topic' in envelope.target) {
+        targetKind = TARGET_TOPIC;
+        strings.push(envelope.target.topic);
+      } else {
+        targetKind = TARGET_IDS;
+        ids = envelope.target.ids;
+      }
+      break;
+    case 'message':
+      strings.push(envelope.from, envelope.to ?? '');
+      break;
+  }
+  const encoded = strings.map((s) => textEncoder.encode(s));
+  const encodedIds = ids.map((s) => textEncoder.encode(s));
+  let size = 3 + envelope.data.byteLength;
+  for (const bytes of encoded) size += varintLength(bytes.length) + bytes.length;
+  if (envelope.t === 'message') size += 1;
+  if (targetKind >= 0) size += 1;
+  if (targetKind === TARGET_IDS) {
+    size += varintLength(encodedIds.length);
+    for (const bytes of encodedIds) size += varintLength(bytes.length) + bytes.length;
+  }
+  const out = new Uint8Array(size);
+  out[0] = BINARY_MAGIC;
+  out[1] = BINARY_TYPE[envelope.t];
+  out[2] = (envelope.id !== undefined ? FLAG_ID : 0) | (envelope.receipt ? FLAG_RECEIPT : 0);
+  let offset = 3;
+  if (envelope.t === 'message') out[offset++] = DELIVERY_KINDS.indexOf(envelope.kind);
+  if (targetKind >= 0) out[offset++] = targetKind;
+  for (const bytes of encoded) offset = writeBytes(out, offset, bytes);
+  if (targetKind === TARGET_IDS) {
+    offset = writeVarint(out, offset, encodedIds.length);
+    for (const bytes of encodedIds) offset = writeBytes(out, offset, bytes);
+  }
+  out.set(envelope.data, offset);
+  return out;
+}
+
+function writeBytes(out: Uint8Array, offset: number, bytes: Uint8Array): number {
+  offset = writeVarint(out, offset, bytes.length);
+  out.set(bytes, offset);
+  return offset + bytes.length;
+}
+
+/** Sequential reader over a binary envelope; every shortfall is ERR_ENVELOPE_TRUNCATED. */
+class BinaryCursor {
+  offset = 3;
+  constructor(readonly bytes: Uint8Array) {}
+
+  byte(): number {
+    if (this.offset >= this.bytes.length) throw truncated();
+    return this.bytes[this.offset++]!;
+  }
+
+  varint(): number {
+    const read = readVarint(this.bytes, this.offset);
+    if (!read) throw truncated();
+    this.offset = read.next;
+    return read.value;
+  }
+
+  string(field: string): string {
+    const length = this.varint();
+    if (this.offset + length > this.bytes.length) throw truncated();
+    const slice = this.bytes.subarray(this.offset, (this.offset += length));
+    try {
+      return textDecoder.decode(slice);
+    } catch (cause) {
+      throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', `field '${field}' is not valid UTF-8`, { cause, closeCode: 1007 });
+    }
+  }
+
+  rest(): Uint8Array {
+    return this.bytes.subarray(this.offset);
+  }
+}
+
+function truncated(): EnvelopeError {
+  return new EnvelopeError('ERR_ENVELOPE_TRUNCATED', 'binary envelope ends before its fields do');
+}
+
+function decodeBinary(bytes: Uint8Array): Envelope {
+  if (bytes.length < 3) throw truncated();
+  if (bytes[0] !== BINARY_MAGIC) {
+    throw new EnvelopeError('ERR_ENVELOPE_VERSION', `binary envelope starts with 0x${bytes[0]!.toString(16)}, expected 0xb1 (version 1)`);
+  }
+  const type = BINARY_TYPE_BY_CODE.get(bytes[1]!);
+  if (!type) throw new EnvelopeError('ERR_ENVELOPE_UNKNOWN_TYPE', `unknown binary envelope type ${bytes[1]}`);
+  const flags = bytes[2]!;
+  if (flags & ~(FLAG_ID | FLAG_RECEIPT)) throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', `unknown flags 0x${flags.toString(16)}`);
+  const cursor = new BinaryCursor(bytes);
+  const acked: Acked = {};
+  switch (type) {
+    case 'message': {
+      const kind = DELIVERY_KINDS[cursor.byte()];
+      if (!kind) throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', 'unknown delivery kind');
+      if (flags & FLAG_ID) acked.id = cursor.string('id');
+      if (flags & FLAG_RECEIPT) acked.receipt = true;
+      const from = cursor.string('from');
+      const to = cursor.string('to');
+      return { t: 'message', kind, from, ...(to ? { to } : {}), ...acked, data: cursor.rest() };
+    }
+    case 'multicast': {
+      const kind = cursor.byte();
+      if (flags & FLAG_ID) acked.id = cursor.string('id');
+      if (flags & FLAG_RECEIPT) acked.receipt = true;
+      let target: MulticastTarget;
+      if (kind === TARGET_ROOM) target = { room: cursor.string('room') };
+      else if (kind === TARGET_TOPIC) target = { topic: cursor.string('topic') };
+      else if (kind === TARGET_IDS) {
+        const count = cursor.varint();
+        // Each id needs at least one byte, so a count beyond the remaining bytes is a lie.
+        if (count > bytes.length - cursor.offset) throw truncated();
+        const ids: string[] = [];
+        for (let i = 0; i < count; i++) ids.push(cursor.string('ids'));
+        target = { ids };
+      } else throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', `unknown multicast target kind ${kind}`);
+      return { t: 'multicast', target, ...acked, data: cursor.rest() };
+    }
+    default: {
+      if (flags & FLAG_ID) acked.id = cursor.string('id');
+      if (flags & FLAG_RECEIPT) acked.receipt = true;
+      if (type === 'publish') return { t: 'publish', topic: cursor.string('topic'), ...acked, data: cursor.rest() };
+      if (type === 'send') return { t: 'send', to: cursor.string('to'), ...acked, data: cursor.rest() };
+      return { t: 'broadcast', ...acked, data: cursor.rest() };
+    }
+  }
+}
+
+/** Field validators per JSON envelope type: each names the fields it requires or allows. */
+type FieldKind = 'string' | 'number' | 'boolean' | 'json' | 'target' | 'resume' | 'kind';
+const JSON_FIELDS: Record<EnvelopeType, Record<string, [FieldKind, 'required' | 'optional']>> = {
+  hello: { token: ['string', 'optional'], resume: ['resume', 'optional'] },
+  join: { room: ['string', 'required'], id: ['string', 'optional'], receipt: ['boolean', 'optional'] },
+  leave: { room: ['string', 'required'], id: ['string', 'optional'], receipt: ['boolean', 'optional'] },
+  subscribe: { topic: ['string', 'required'], id: ['string', 'optional'], receipt: ['boolean', 'optional'] },
+  unsubscribe: { topic: ['string', 'required'], id: ['string', 'optional'], receipt: ['boolean', 'optional'] },
+  publish: { topic: ['string', 'required'], data: ['json', 'required'], id: ['string', 'optional'], receipt: ['boolean', 'optional'] },
+  send: { to: ['string', 'required'], data: ['json', 'required'], id: ['string', 'optional'], receipt: ['boolean', 'optional'] },
+  multicast: { target: ['target', 'required'], data: ['json', 'required'], id: ['string', 'optional'], receipt: ['boolean', 'optional'] },
+  broadcast: { data: ['json', 'required'], id: ['string', 'optional'], receipt: ['boolean', 'optional'] },
+  welcome: {
+    clientId: ['string', 'required'],
+    secret: ['string', 'required'],
+    resumed: ['boolean', 'required'],
+    heartbeatMs: ['number', 'required'],
+    maxMessageSize: ['number', 'required'],
+  },
+  message: {
+    from: ['string', 'required'],
+    kind: ['kind', 'required'],
+    to: ['string', 'optional'],
+    data: ['json', 'required'],
+    id: ['string', 'optional'],
+    receipt: ['boolean', 'optional'],
+  },
+  error: { code: ['string', 'required'], message: ['string', 'required'], ref: ['string', 'optional'] },
+  ack: { id: ['string', 'required'], from: ['string', 'optional'], to: ['string', 'optional'] },
+  ping: { ts: ['number', 'required'] },
+  pong: { ts: ['number', 'required'] },
+};
+
+function decodeJson(text: string): Envelope {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (cause) {
+    throw new EnvelopeError('ERR_ENVELOPE_INVALID_JSON', 'frame is not valid JSON', { cause, closeCode: 1007 });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', 'envelope must be a JSON object');
+  }
+  const record = value as Record<string, unknown>;
+  if (record.v !== PROTOCOL_VERSION) {
+    throw new EnvelopeError('ERR_ENVELOPE_VERSION', `unsupported envelope version ${JSON.stringify(record.v)} (this side speaks ${PROTOCOL_VERSION})`);
+  }
+  const type = record.t;
+  if (typeof type !== 'string' || !Object.hasOwn(JSON_FIELDS, type)) {
+    throw new EnvelopeError('ERR_ENVELOPE_UNKNOWN_TYPE', `unknown envelope type ${JSON.stringify(type)}`);
+  }
+  const fields = JSON_FIELDS[type as EnvelopeType];
+  const envelope: Record<string, unknown> = { t: type };
+  for (const [name, [kind, presence]] of Object.entries(fields)) {
+    const field = record[name];
+    if (field === undefined) {
+      if (presence === 'required') throw badField(type, name, 'is missing');
+      continue;
+    }
+    if (!fieldMatches(kind, field)) throw badField(type, name, `must be ${kind}`);
+    envelope[name] = field;
+  }
+  return envelope as Envelope;
+}
+
+function badField(type: string, name: string, problem: string): EnvelopeError {
+  return new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', `'${type}' field '${name}' ${problem}`);
+}
+
+function fieldMatches(kind: FieldKind, value: unknown): boolean {
+  switch (kind) {
+    case 'string':
+      return typeof value === 'string';
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value);
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'json':
+      return true;
+    case 'kind':
+      return DELIVERY_KINDS.includes(value as DeliveryKind);
+    case 'resume': {
+      const resume = value as Record<string, unknown>;
+      return typeof value === 'object' && value !== null && typeof resume.clientId === 'string' && typeof resume.secret === 'string';
+    }
+    case 'target': {
+      if (typeof value !== 'object' || value === null) return false;
+      const target = value as Record<string, unknown>;
+      const keys = Object.keys(target);
+      if (keys.length !== 1) return false;
+      if (keys[0] === 'room' || keys[0] === 'topic') return typeof target[keys[0]] === 'string';
+      return keys[0] === 'ids' && Array.isArray(target.ids) && target.ids.every((id) => typeof id === 'string');
+    }
+  }
+}
