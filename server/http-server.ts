@@ -1,0 +1,92 @@
+/**
+ * One TCP port for plain HTTP and HTTPS: the first byte of a connection tells them apart (0x16 is
+ * a TLS handshake record), so `http://` and `https://` (ws:// and wss://) share a port number,
+ * the same number WebTransport uses on UDP. Requests and upgrades go to the transports first,
+ * then to the app's handler (lab files, info endpoints). Malformed HTTP gets a 400 and a close
+ * of that socket only.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { HttpTransportServer } from '../transports/transport.ts';
+
+export interface DualHttpServerOptions {
+  host: string;
+  port: number;
+  /** PEM certificate and key for HTTPS; without them only plain HTTP is served. */
+  tls?: { certPem: string; keyPem: string } | undefined;
+  transports: readonly HttpTransportServer[];
+  /** Everything the transports do not claim. */
+  fallback: (request: http.IncomingMessage, response: http.ServerResponse) => void;
+  /** Largest request header block (bytes). */
+  maxHeaderSize?: number;
+}
+
+const TLS_HANDSHAKE = 0x16;
+
+export class DualHttpServer {
+  readonly #listener: net.Server;
+  readonly #http: http.Server;
+  readonly #https: https.Server | undefined;
+  readonly #sockets = new Set<net.Socket>();
+
+  constructor(readonly options: DualHttpServerOptions) {
+    const handleRequest = (request: http.IncomingMessage, response: http.ServerResponse) => {
+      for (const transport of options.transports) if (transport.handleRequest?.(request, response)) return;
+      options.fallback(request, response);
+    };
+    const handleUpgrade = (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      for (const transport of options.transports) if (transport.handleUpgrade?.(request, socket, head)) return;
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    };
+    const serverOptions = { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 30_000, requestTimeout: 60_000 };
+    this.#http = http.createServer(serverOptions, handleRequest);
+    this.#https = options.tls ? https.createServer({ ...serverOptions, cert: options.tls.certPem, key: options.tls.keyPem }, handleRequest) : undefined;
+    for (const server of [this.#http, this.#https]) {
+      if (!server) continue;
+      server.on('upgrade', handleUpgrade);
+      server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+        // Malformed HTTP (or a TLS failure): answer this one socket, keep serving everyone else.
+        if (socket.writable && error.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        else socket.destroy();
+      });
+    }
+    this.#listener = net.createServer({ noDelay: true }, (socket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+      socket.on('error', () => socket.destroy());
+      socket.once('readable', () => {
+        const first = socket.read(1) as Buffer | null;
+        if (!first) {
+          socket.once('readable', () => socket.destroy());
+          return;
+        }
+        socket.unshift(first);
+        const target = first[0] === TLS_HANDSHAKE && this.#https ? this.#https : this.#http;
+        target.emit('connection', socket);
+      });
+    });
+  }
+
+  /** Starts listening; resolves with the bound port. */
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#listener.once('error', reject);
+      this.#listener.listen(this.options.port, this.options.host, () => {
+        this.#listener.off('error', reject);
+        resolve((this.#listener.address() as net.AddressInfo).port);
+      });
+    });
+  }
+
+  /** Stops accepting and destroys lingering sockets (after the transports closed theirs). */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#listener.close(() => resolve());
+      this.#http.closeAllConnections();
+      this.#https?.closeAllConnections();
+      for (const socket of this.#sockets) socket.destroy();
+    });
+  }
+}

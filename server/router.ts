@@ -1,0 +1,387 @@
+/**
+ * The message router: client ids, rooms, topics; broadcast, unicast, multicast, publish/subscribe;
+ * server receipts and recipient receipts; de-duplication of retried ids; heartbeats with a liveness
+ * timeout; session resume after a reconnect. It sees only `Connection`s, so clients on every
+ * transport talk to each other. A fan-out message is encoded once and the same string or bytes go
+ * to every recipient's queue.
+ *
+ * Deliveries never go back to their sender, except a `send` or an id-list multicast that names the
+ * sender itself (so a client can measure its own round trip through the router).
+ */
+import { decodeEnvelope, encodeEnvelope, EnvelopeError, type ClientCommand, type DeliveryKind, type Envelope, type Payload, type ServerEvent } from '../transports/codec/envelope.ts';
+import { randomId } from '../transports/random-id.ts';
+import { CloseCode, type Connection, type Message } from '../transports/transport.ts';
+
+export interface HelloInfo {
+  token: string | undefined;
+  connection: Connection;
+}
+
+/** A command that names a room or topic, for permission checks. */
+export type Action = { kind: 'join'; room: string } | { kind: 'subscribe'; topic: string } | { kind: 'publish'; topic: string } | { kind: 'multicast-room'; room: string };
+
+export interface RouterOptions {
+  /** Server pings every client this often (ms). Default 15 000. */
+  heartbeatMs?: number;
+  /** A client silent for this long (ms) is closed with 4009. Default 2.5 × heartbeatMs. */
+  livenessTimeoutMs?: number;
+  /** A connection must say hello within this time (ms). Default 10 000. */
+  helloTimeoutMs?: number;
+  /** A dropped client's id, rooms and topics are kept this long (ms) for a resume. Default 30 000. */
+  resumeGraceMs?: number;
+  /** How many recent message ids per client are remembered to drop retried duplicates. Default 4096. */
+  dedupWindow?: number;
+  /** Largest accepted connection count; more are closed with 1013. Default 100 000. */
+  maxConnections?: number;
+  /** Largest message the transports accept, announced in `welcome`. */
+  maxMessageSize?: number;
+  /** Auth hook at hello: false rejects (close 1008); a string becomes the client's user id. */
+  authenticate?: (hello: HelloInfo) => boolean | string | Promise<boolean | string>;
+  /** Per-room/topic permission hook; false answers ERR_FORBIDDEN. */
+  authorize?: (client: RoutedClient, action: Action) => boolean;
+  /** Routing hook, called before a command with an id is routed; 'drop' ignores it (no receipt). */
+  beforeRoute?: (command: ClientCommand, client: RoutedClient) => 'drop' | undefined;
+}
+
+/** One logical client: survives a reconnect (same id) within the resume grace period. */
+export class RoutedClient {
+  connection: Connection | null;
+  userId: string | undefined;
+  readonly rooms = new Set<string>();
+  readonly topics = new Set<string>();
+  /** Recent message ids, oldest first (Map keeps insertion order), for de-duplication. */
+  readonly seenIds = new Map<string, true>();
+  lastSeen = Date.now();
+  rttMs: number | null = null;
+  graceTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly secret: string,
+    connection: Connection,
+  ) {
+    this.connection = connection;
+  }
+}
+
+export interface RouterStats {
+  connections: number;
+  clients: number;
+  rooms: number;
+  topics: number;
+  routed: number;
+  deliveries: number;
+  duplicates: number;
+  errors: number;
+}
+
+const DEFAULTS = {
+  heartbeatMs: 15_000,
+  helloTimeoutMs: 10_000,
+  resumeGraceMs: 30_000,
+  dedupWindow: 4096,
+  maxConnections: 100_000,
+  maxMessageSize: 2 * 1024 * 1024,
+};
+
+export class Router {
+  readonly clients = new Map<string, RoutedClient>();
+  readonly rooms = new Map<string, Set<RoutedClient>>();
+  readonly topics = new Map<string, Set<RoutedClient>>();
+  readonly #options: RouterOptions & typeof DEFAULTS & { livenessTimeoutMs: number };
+  readonly #connections = new Set<Connection>();
+  readonly #heartbeat: ReturnType<typeof setInterval>;
+  #counters = { routed: 0, deliveries: 0, duplicates: 0, errors: 0 };
+
+  constructor(options: RouterOptions = {}) {
+    const heartbeatMs = options.heartbeatMs ?? DEFAULTS.heartbeatMs;
+    this.#options = { ...DEFAULTS, ...options, livenessTimeoutMs: options.livenessTimeoutMs ?? heartbeatMs * 2.5 };
+    this.#heartbeat = setInterval(() => this.#beat(), heartbeatMs);
+    this.#heartbeat.unref?.();
+  }
+
+  stats(): RouterStats {
+    return { connections: this.#connections.size, clients: this.clients.size, rooms: this.rooms.size, topics: this.topics.size, ...this.#counters };
+  }
+
+  /** Takes over an open connection from any transport. */
+  attach(connection: Connection): void {
+    if (this.#connections.size >= this.#options.maxConnections) {
+      connection.close(1013, 'server at its connection limit');
+      return;
+    }
+    this.#connections.add(connection);
+    let client: RoutedClient | undefined;
+    let helloPending = false;
+    const helloTimer = setTimeout(() => connection.close(CloseCode.policyViolation, 'no hello in time'), this.#options.helloTimeoutMs);
+    helloTimer.unref?.();
+
+    connection.on('message', (frame) => {
+      let envelope: Envelope;
+      try {
+        envelope = decodeEnvelope(frame);
+      } catch (error) {
+        this.#reject(connection, error instanceof EnvelopeError ? error.code : 'ERR_ENVELOPE', (error as Error).message);
+        return;
+      }
+      if (client) {
+        client.lastSeen = Date.now();
+        this.#handle(client, envelope as ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>);
+        return;
+      }
+      if (envelope.t !== 'hello') {
+        this.#reject(connection, 'ERR_NO_HELLO', `'${envelope.t}' before 'hello'`, 'id' in envelope ? envelope.id : undefined);
+        return;
+      }
+      if (helloPending) return;
+      helloPending = true;
+      void this.#hello(connection, envelope).then((accepted) => {
+        clearTimeout(helloTimer);
+        client = accepted;
+        helloPending = false;
+      });
+    });
+
+    connection.on('close', (info) => {
+      clearTimeout(helloTimer);
+      this.#connections.delete(connection);
+      if (!client || client.connection !== connection) return;
+      client.connection = null;
+      // A deliberate goodbye ends the session; anything else keeps it for a resume.
+      if (info.code === CloseCode.normal && info.wasClean) this.#forget(client);
+      else {
+        const lost = client;
+        lost.graceTimer = setTimeout(() => this.#forget(lost), this.#options.resumeGraceMs);
+        lost.graceTimer.unref?.();
+      }
+    });
+  }
+
+  /** Sends a server-originated message to every client (kind 'broadcast', from 'server'). */
+  broadcast(data: Payload): number {
+    return this.#fanOut(this.clients.values(), { t: 'message', from: 'server', kind: 'broadcast', data }, undefined);
+  }
+
+  /** Stops heartbeats and closes every connection with 1001. */
+  close(): void {
+    clearInterval(this.#heartbeat);
+    for (const connection of this.#connections) connection.close(CloseCode.goingAway, 'server shutting down');
+    for (const client of this.clients.values()) clearTimeout(client.graceTimer);
+    this.clients.clear();
+    this.rooms.clear();
+    this.topics.clear();
+  }
+
+  async #hello(connection: Connection, hello: Extract<ClientCommand, { t: 'hello' }>): Promise<RoutedClient | undefined> {
+    let userId: string | undefined;
+    if (this.#options.authenticate) {
+      let verdict: boolean | string;
+      try {
+        verdict = await this.#options.authenticate({ token: hello.token, connection });
+      } catch {
+        verdict = false;
+      }
+      if (verdict === false) {
+        connection.close(CloseCode.policyViolation, 'authentication failed');
+        return undefined;
+      }
+      if (typeof verdict === 'string') userId = verdict;
+    }
+    if (connection.state !== 'open') return undefined;
+
+    let client: RoutedClient | undefined;
+    let resumed = false;
+    const previous = hello.resume ? this.clients.get(hello.resume.clientId) : undefined;
+    if (previous && hello.resume && constantTimeEqual(previous.secret, hello.resume.secret)) {
+      clearTimeout(previous.graceTimer);
+      if (previous.connection && previous.connection !== connection) previous.connection.close(4010, 'replaced by a resumed connection');
+      previous.connection = connection;
+      previous.lastSeen = Date.now();
+      client = previous;
+      resumed = true;
+    } else {
+      client = new RoutedClient(randomId(12), randomId(16), connection);
+      this.clients.set(client.id, client);
+    }
+    client.userId = userId ?? client.userId;
+    this.#sendTo(client, {
+      t: 'welcome',
+      clientId: client.id,
+      secret: client.secret,
+      resumed,
+      heartbeatMs: this.#options.heartbeatMs,
+      maxMessageSize: this.#options.maxMessageSize,
+    });
+    return client;
+  }
+
+  #handle(client: RoutedClient, envelope: ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>): void {
+    switch (envelope.t) {
+      case 'ping':
+        this.#sendTo(client, { t: 'pong', ts: envelope.ts });
+        return;
+      case 'pong':
+        client.rttMs = Math.max(0, Date.now() - envelope.ts);
+        return;
+      case 'ack': {
+        // A recipient's receipt: forward it to the original sender, naming who confirmed.
+        const sender = envelope.to === undefined ? undefined : this.clients.get(envelope.to);
+        if (sender) this.#sendTo(sender, { t: 'ack', id: envelope.id, from: client.id });
+        return;
+      }
+      case 'hello':
+        this.#reject(client.connection, 'ERR_ALREADY_HELLO', 'hello was already accepted on this connection');
+        return;
+      default:
+        break;
+    }
+    const command = envelope;
+    if (command.id !== undefined) {
+      if (client.seenIds.has(command.id)) {
+        // A retry of something already routed: confirm again, deliver nothing twice.
+        this.#counters.duplicates++;
+        this.#sendTo(client, { t: 'ack', id: command.id });
+        return;
+      }
+      if (this.#options.beforeRoute?.(command, client) === 'drop') return;
+    }
+    const error = this.#route(client, command);
+    if (error) {
+      this.#reject(client.connection, error.code, error.message, command.id);
+      return;
+    }
+    this.#counters.routed++;
+    if (command.id !== undefined) {
+      client.seenIds.set(command.id, true);
+      if (client.seenIds.size > this.#options.dedupWindow) client.seenIds.delete(client.seenIds.keys().next().value!);
+      this.#sendTo(client, { t: 'ack', id: command.id });
+    }
+  }
+
+  /** Applies one command; returns a typed error instead of throwing. */
+  #route(client: RoutedClient, command: Exclude<ClientCommand, { t: 'hello' }>): { code: string; message: string } | undefined {
+    const authorize = this.#options.authorize;
+    const forbidden = (action: Action) => (authorize && !authorize(client, action) ? { code: 'ERR_FORBIDDEN', message: `not allowed: ${action.kind} ${'room' in action ? action.room : action.topic}` } : undefined);
+    const delivery = (kind: DeliveryKind, to?: string): Extract<ServerEvent, { t: 'message' }> => ({
+      t: 'message',
+      from: client.id,
+      kind,
+      ...(to === undefined ? {} : { to }),
+      data: (command as { data: Payload }).data,
+      ...(command.id !== undefined && command.receipt ? { id: command.id, receipt: true } : {}),
+    });
+    switch (command.t) {
+      case 'join':
+        return forbidden({ kind: 'join', room: command.room }) ?? void addMember(this.rooms, command.room, client, client.rooms);
+      case 'leave':
+        removeMember(this.rooms, command.room, client, client.rooms);
+        return undefined;
+      case 'subscribe':
+        return forbidden({ kind: 'subscribe', topic: command.topic }) ?? void addMember(this.topics, command.topic, client, client.topics);
+      case 'unsubscribe':
+        removeMember(this.topics, command.topic, client, client.topics);
+        return undefined;
+      case 'publish': {
+        const denied = forbidden({ kind: 'publish', topic: command.topic });
+        if (denied) return denied;
+        this.#fanOut(this.topics.get(command.topic) ?? [], delivery('topic', command.topic), client);
+        return undefined;
+      }
+      case 'broadcast':
+        this.#fanOut(this.clients.values(), delivery('broadcast'), client);
+        return undefined;
+      case 'send': {
+        const target = this.clients.get(command.to);
+        if (!target) return { code: 'ERR_UNKNOWN_CLIENT', message: `no client '${command.to}'` };
+        this.#fanOut([target], delivery('send'), undefined);
+        return undefined;
+      }
+      case 'multicast': {
+        const target = command.target;
+        if ('room' in target) {
+          const denied = forbidden({ kind: 'multicast-room', room: target.room });
+          if (denied) return denied;
+          this.#fanOut(this.rooms.get(target.room) ?? [], delivery('room', target.room), client);
+        } else if ('topic' in target) {
+          const denied = forbidden({ kind: 'publish', topic: target.topic });
+          if (denied) return denied;
+          this.#fanOut(this.topics.get(target.topic) ?? [], delivery('topic', target.topic), client);
+        } else {
+          const recipients = new Set<RoutedClient>();
+          for (const id of target.ids) {
+            const recipient = this.clients.get(id);
+            if (recipient) recipients.add(recipient);
+          }
+          this.#fanOut(recipients, delivery('ids'), undefined);
+        }
+        return undefined;
+      }
+    }
+  }
+
+  /** Encodes once and queues the same frame on every recipient except `exclude`. */
+  #fanOut(recipients: Iterable<RoutedClient>, event: ServerEvent, exclude: RoutedClient | undefined): number {
+    const frame = encodeEnvelope(event);
+    let delivered = 0;
+    for (const recipient of recipients) {
+      if (recipient === exclude) continue;
+      if (this.#write(recipient.connection, frame)) delivered++;
+    }
+    this.#counters.deliveries += delivered;
+    return delivered;
+  }
+
+  #sendTo(client: RoutedClient, event: Envelope): void {
+    this.#write(client.connection, encodeEnvelope(event));
+  }
+
+  #write(connection: Connection | null, frame: Message): boolean {
+    if (!connection || connection.state !== 'open') return false;
+    return connection.send(frame) === 'queued';
+  }
+
+  #reject(connection: Connection | null, code: string, message: string, ref?: string): void {
+    this.#counters.errors++;
+    this.#write(connection, encodeEnvelope({ t: 'error', code, message, ...(ref === undefined ? {} : { ref }) }));
+  }
+
+  #forget(client: RoutedClient): void {
+    clearTimeout(client.graceTimer);
+    if (this.clients.get(client.id) !== client) return;
+    this.clients.delete(client.id);
+    for (const room of client.rooms) removeMember(this.rooms, room, client, undefined);
+    for (const topic of client.topics) removeMember(this.topics, topic, client, undefined);
+  }
+
+  #beat(): void {
+    const now = Date.now();
+    const ping = encodeEnvelope({ t: 'ping', ts: now });
+    for (const client of this.clients.values()) {
+      if (!client.connection) continue;
+      if (now - client.lastSeen > this.#options.livenessTimeoutMs) client.connection.close(CloseCode.livenessTimeout, 'no traffic within the liveness timeout');
+      else this.#write(client.connection, ping);
+    }
+  }
+}
+
+function addMember(index: Map<string, Set<RoutedClient>>, name: string, client: RoutedClient, own: Set<string>): void {
+  let members = index.get(name);
+  if (!members) index.set(name, (members = new Set()));
+  members.add(client);
+  own.add(name);
+}
+
+function removeMember(index: Map<string, Set<RoutedClient>>, name: string, client: RoutedClient, own: Set<string> | undefined): void {
+  const members = index.get(name);
+  own?.delete(name);
+  if (!members) return;
+  members.delete(client);
+  if (members.size === 0) index.delete(name);
+}
+
+function constantTimeEqual(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let difference = 0;
+  for (let i = 0; i < a.length; i++) difference |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return difference === 0;
+}

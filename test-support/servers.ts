@@ -1,0 +1,80 @@
+/**
+ * Servers for tests: a transport-level echo server (no router) on 127.0.0.1:0 serving every HTTP
+ * transport, and helpers shared by the suites. Real sockets only.
+ */
+import { DualHttpServer } from '../server/http-server.ts';
+import { LongPollingTransportServer } from '../transports/long-polling/server.ts';
+import { PollingTransportServer } from '../transports/polling/server.ts';
+import type { CloseInfo, Connection, HttpTransportServer, ServerTransportOptions } from '../transports/transport.ts';
+import { WebSocketTransportServer } from '../transports/websocket/server.ts';
+
+export interface EchoServer {
+  url: string;
+  /** Server-side connections, in arrival order. */
+  connections: Connection[];
+  /** Close infos seen by server-side connections, in order. */
+  closes: CloseInfo[];
+  transports: HttpTransportServer[];
+  close(): Promise<void>;
+}
+
+/**
+ * Echoes every message on the lane it came on. A text message `close:<code>:<reason>` makes the
+ * server close that connection with that code and reason instead.
+ */
+export async function startEchoServer(options: ServerTransportOptions & { pollTimeoutMs?: number } = {}): Promise<EchoServer> {
+  const transports: HttpTransportServer[] = [
+    new WebSocketTransportServer(options),
+    new LongPollingTransportServer({ ...options, holdMs: 5_000 }),
+    new PollingTransportServer(options),
+  ];
+  const connections: Connection[] = [];
+  const closes: CloseInfo[] = [];
+  for (const transport of transports) {
+    transport.onConnection((connection) => {
+      connections.push(connection);
+      connection.on('close', (info) => closes.push(info));
+      connection.on('message', (message, lane) => {
+        if (typeof message === 'string' && message.startsWith('close:')) {
+          const [, code, reason] = message.split(':');
+          connection.close(Number(code), reason);
+          return;
+        }
+        if (connection.state === 'open') connection.send(message, lane);
+      });
+    });
+  }
+  const http = new DualHttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    transports,
+    fallback: (_request, response) => response.writeHead(404).end(),
+  });
+  const port = await http.listen();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    connections,
+    closes,
+    transports,
+    async close() {
+      await Promise.all(transports.map((t) => t.close()));
+      await http.close();
+    },
+  };
+}
+
+/** Resolves when `predicate` holds, polling every 5 ms; rejects after `timeoutMs`. */
+export async function waitFor(predicate: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Collects messages from a connection. */
+export function collect(connection: Connection): (string | Uint8Array)[] {
+  const messages: (string | Uint8Array)[] = [];
+  connection.on('message', (message) => messages.push(message));
+  return messages;
+}

@@ -1,0 +1,24 @@
+/**
+ * Browser entry point of the client: the client core with the browser's native transports
+ * (WebSocket, fetch for long-polling and polling).
+ */
+import { SwitchyardClient, type ClientOptions } from './client.ts';
+import { connectLongPolling } from './long-polling/client.ts';
+import { connectPolling } from './polling/client.ts';
+import type { ClientTransportFactory, TransportName } from './transport.ts';
+import { connectWebSocket } from './websocket/client.ts';
+
+export * from './client.ts';
+export type * from './transport.ts';
+
+/** Transport factories available in this browser. */
+export const browserConnectors: Partial<Record<TransportName, ClientTransportFactory>> = {
+  ...(typeof WebSocket === 'function' ? { websocket: (options) => connectWebSocket(options) } : {}),
+  'long-polling': connectLongPolling,
+  polling: connectPolling,
+};
+
+/** Creates a client that connects from the browser; `url` defaults to this page's origin. */
+export function createClient(options: Omit<ClientOptions, 'connectors' | 'url'> & Partial<Pick<ClientOptions, 'connectors' | 'url'>>): SwitchyardClient {
+  return new SwitchyardClient({ url: location.origin, ...options, connectors: { ...browserConnectors, ...options.connectors } });
+}
