@@ -1,0 +1,277 @@
+/**
+ * The `websocket` transport, server side: `ws` in noServer mode on the shared HTTP(S) server.
+ * `ws` parses and builds frames; this file maps its socket onto BaseConnection (lifecycle, the
+ * bounded queue, counters) and batches writes per flush with cork/uncork.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer } from 'ws';
+import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE } from '../base-connection.ts';
+import type { CloseInfo, Connection, HttpTransportServer, ServerTransportOptions, TransportCapabilities, TransportStats } from '../transport.ts';
+import { CloseCode } from '../transport.ts';
+import { closeReasonForWire, DEFAULT_WEBSOCKET_PATH, frameHeaderSize } from './client.ts';
+
+export interface WebSocketServerOptions extends ServerTransportOptions {
+  /** Path of the upgrade endpoint. Default `/ws`. */
+  path?: string;
+  /**
+   * How long a close handshake may take before the socket is destroyed (ms). A slow consumer
+   * closed with 4008 usually never reads the close frame, so this bounds its lifetime. Default 5 000.
+   */
+  closeTimeoutMs?: number;
+}
+
+/** Messages go to ws only while the socket buffers less than this; the rest waits in the bounded queue. */
+const SOCKET_BUFFER_LIMIT = 256 * 1024;
+const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
+const TEXT_FRAME = { binary: false } as const;
+const BINARY_FRAME = { binary: true } as const;
+
+/** Close codes ws may send on its own, for a frame it rejected (it sends them without a reason). */
+const RECEIVER_CLOSE_REASONS: Record<number, string> = {
+  [CloseCode.protocolError]: 'protocol error: invalid frame',
+  [CloseCode.invalidPayload]: 'invalid UTF-8 in a text message',
+};
+
+/** Codes ws (RFC 6455 §7.4) accepts in an outgoing close frame. */
+function isSendableCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
+
+/**
+ * One text message encoded once for a fan-out: the router writes the same string to many
+ * connections in one tick and their flushes follow each other, so the latest encoding is reused
+ * until the microtasks of that tick are done.
+ */
+let lastText: string | undefined;
+let lastTextBytes = Buffer.alloc(0);
+function encodeText(text: string): Buffer {
+  if (text !== lastText) {
+    if (lastText === undefined) queueMicrotask(forgetText);
+    lastText = text;
+    lastTextBytes = Buffer.from(text, 'utf8');
+  }
+  return lastTextBytes;
+}
+function forgetText(): void {
+  lastText = undefined;
+  lastTextBytes = Buffer.alloc(0);
+}
+
+/**
+ * A `ws` socket that names the cause when ws itself closes the connection (a frame over
+ * maxPayload, a protocol error): ws sends those codes with an empty reason. It also remembers the
+ * close it sent, so the server side can report it when the peer never answers.
+ */
+function reasonedWebSocketClass(maxMessageSize: number) {
+  return class ReasonedWebSocket extends WebSocket {
+    sentClose: { code: number; reason: string } | undefined;
+    override close(code?: number, data?: string | Buffer): void {
+      if (this.readyState === WebSocket.OPEN && this.sentClose === undefined && code !== undefined) {
+        const reason = data !== undefined ? data.toString() : code === CloseCode.messageTooBig ? `message too big: the limit is ${maxMessageSize} bytes` : (RECEIVER_CLOSE_REASONS[code] ?? '');
+        this.sentClose = { code, reason };
+        super.close(code, reason);
+        return;
+      }
+      super.close(code, data);
+    }
+  };
+}
+type ReasonedWebSocket = InstanceType<ReturnType<typeof reasonedWebSocketClass>>;
+
+/**
+ * Server end of one WebSocket.
+ *
+ * Stats: `wireBytesIn/Out` are the socket's bytesRead/bytesWritten, so they include the HTTP
+ * upgrade request and 101 response and every frame header and control frame (under TLS: the
+ * plaintext bytes, TLS records not included).
+ */
+class WebSocketServerConnection extends BaseConnection {
+  readonly transport = 'websocket' as const;
+  readonly capabilities: TransportCapabilities;
+  readonly #ws: ReasonedWebSocket;
+  readonly #socket: Duplex & Partial<Pick<Socket, 'bytesRead' | 'bytesWritten'>>;
+  #requestedClose: { code: number; reason: string } | undefined;
+  readonly #afterBatch = (error?: Error | null) => {
+    if (error) return;
+    this.onFlushed();
+    if (this.outbound.length > 0) this.requestFlush();
+  };
+
+  constructor(ws: ReasonedWebSocket, socket: Duplex, capabilities: TransportCapabilities, options: WebSocketServerOptions) {
+    super({ backpressure: options.backpressure, laneFallback: options.laneFallback, defaultPolicy: 'disconnect' });
+    this.capabilities = capabilities;
+    this.#ws = ws;
+    this.#socket = socket;
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      // A plain Uint8Array view (no copy): binary stays bytes, text is decoded once (ws validated it).
+      this.deliver(isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString('utf8'));
+    });
+    // Receiver errors are fatal: ws already sent the close (with our reason); 'close' follows.
+    ws.on('error', () => undefined);
+    ws.on('close', (code: number, reason: Buffer) => this.#onClose(code, reason.toString('utf8')));
+    // The upgrade is complete: the connection is open from the start.
+    this.markOpen();
+  }
+
+  override stats(): TransportStats {
+    const stats = super.stats();
+    stats.wireBytesIn = this.#socket.bytesRead ?? null;
+    stats.wireBytesOut = this.#socket.bytesWritten ?? null;
+    return stats;
+  }
+
+  /** Bytes in ws's and the socket's write buffers (not yet handed to the kernel). */
+  protected override sinkBufferedBytes(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  protected flush(): void {
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    if (this.outbound.length === 0) {
+      this.onFlushed();
+      return;
+    }
+    // One cork per batch: the frames of one flush leave in a single writev. While corked every
+    // frame stays in Node's buffer, so the buffered amount after each write is known in advance.
+    this.#socket.cork();
+    let buffered = this.#ws.bufferedAmount;
+    while (this.outbound.length > 0 && buffered < SOCKET_BUFFER_LIMIT) {
+      const size = this.outbound.peek()!.size;
+      buffered += size + frameHeaderSize(size, false);
+      this.#write(this.outbound.length === 1 || buffered >= SOCKET_BUFFER_LIMIT);
+    }
+    this.#socket.uncork();
+    this.onFlushed();
+  }
+
+  protected closeTransport(code: number, reason: string): void {
+    // Once the peer (or ws) started closing, that close is the one reported.
+    if (this.#ws.readyState === WebSocket.OPEN) {
+      this.#requestedClose = { code, reason };
+      if (code === CloseCode.slowConsumer) {
+        // The consumer is being dropped for not reading: its backlog would never arrive.
+        this.counters.dropped += this.outbound.length;
+        this.outbound.clear();
+      } else {
+        // What was sent before close() goes out before the close frame.
+        this.#socket.cork();
+        while (this.outbound.length > 0) this.#write(false);
+        this.#socket.uncork();
+      }
+    }
+    this.#ws.close(isSendableCloseCode(code) ? code : CloseCode.normal, closeReasonForWire(reason));
+  }
+
+  /** Ends the connection without a close handshake (shutdown grace period over). */
+  terminate(): void {
+    this.#ws.terminate();
+  }
+
+  /**
+   * Writes one queued message. The batch's last write carries a callback that runs once Node's
+   * buffer took it: that resumes the flush and releases drain waiters whether or not the socket
+   * ever reported 'drain' (it only does above its own 16 KiB high-water mark).
+   */
+  #write(last: boolean): void {
+    const item = this.outbound.shift()!;
+    const data = typeof item.message === 'string' ? encodeText(item.message) : item.message;
+    this.#ws.send(data, typeof item.message === 'string' ? TEXT_FRAME : BINARY_FRAME, last ? this.#afterBatch : undefined);
+    this.countSent(item);
+  }
+
+  #onClose(code: number, reason: string): void {
+    // ws reports 1006 when no close frame came back.
+    const wasClean = code !== CloseCode.abnormal;
+    let info: CloseInfo;
+    if (this.#requestedClose) info = { ...this.#requestedClose, wasClean };
+    else if (wasClean) info = { code, reason, wasClean };
+    else if (this.#ws.sentClose) info = { ...this.#ws.sentClose, wasClean };
+    else info = { code, reason: reason || 'connection lost', wasClean };
+    this.finishClose(info);
+  }
+}
+
+/**
+ * The `websocket` transport on the shared HTTP(S) server: answers upgrades on `path` (default
+ * `/ws`), hands each socket over as an open Connection, closes all with 1001 on `close()`.
+ * Server-side `wireBytesIn/Out` include the HTTP upgrade request and response.
+ */
+export class WebSocketTransportServer implements HttpTransportServer {
+  readonly name = 'websocket' as const;
+  readonly path: string;
+  readonly #wss: WebSocketServer;
+  readonly #options: WebSocketServerOptions;
+  readonly #capabilities: TransportCapabilities;
+  readonly #connections = new Set<WebSocketServerConnection>();
+  readonly #closeTimeoutMs: number;
+  #handler: ((connection: Connection) => void) | undefined;
+  #closing = false;
+
+  constructor(options: WebSocketServerOptions = {}) {
+    this.#options = options;
+    this.path = options.path ?? DEFAULT_WEBSOCKET_PATH;
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.#capabilities = {
+      unreliable: false,
+      independentChannels: false,
+      serverPush: true,
+      binary: true,
+      maxMessageSize,
+      maxUnreliableSize: 0,
+    };
+    // `closeTimeout` (ws ≥ 8.18) is missing from @types/ws, hence the separate object.
+    const wsOptions = {
+      noServer: true,
+      // ws rejects an oversized frame from its header, before buffering it, with 1009.
+      maxPayload: maxMessageSize,
+      perMessageDeflate: false,
+      clientTracking: false,
+      closeTimeout: this.#closeTimeoutMs,
+      WebSocket: reasonedWebSocketClass(maxMessageSize),
+    };
+    this.#wss = new WebSocketServer(wsOptions);
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  onConnection(handler: (connection: Connection) => void): void {
+    this.#handler = handler;
+  }
+
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const pathname = (request.url ?? '/').split('?')[0];
+    if (pathname !== this.path) return false;
+    if (this.#closing) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return true;
+    }
+    // An invalid handshake is answered (400) and closed by ws itself.
+    this.#wss.handleUpgrade(request, socket, head, (ws) => {
+      const connection = new WebSocketServerConnection(ws as ReasonedWebSocket, socket, this.#capabilities, this.#options);
+      this.#connections.add(connection);
+      void connection.closed.then(() => this.#connections.delete(connection));
+      this.#handler?.(connection);
+    });
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    const connections = [...this.#connections];
+    for (const connection of connections) connection.close(CloseCode.goingAway, 'server shutting down');
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#closeTimeoutMs);
+    });
+    await Promise.race([Promise.all(connections.map((c) => c.closed)), grace]);
+    clearTimeout(timer);
+    for (const connection of this.#connections) connection.terminate();
+    await Promise.all(connections.map((c) => c.closed));
+    this.#wss.close();
+  }
+}
