@@ -1,0 +1,83 @@
+/**
+ * Message framing for byte streams (WebTransport streams carry bytes, not messages): each message
+ * is `varint(length × 2 + isBinary)` followed by its bytes (UTF-8 for text). Pure: `frameMessage`
+ * builds one frame; `MessageDeframer` takes chunks split anywhere and returns whole messages.
+ */
+import { ProtocolError } from '../errors.ts';
+import type { Message } from '../transport.ts';
+import { readVarint, varintLength, writeVarint } from './varint.ts';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** One message as a frame: header and payload in a single array. */
+export function frameMessage(message: Message): Uint8Array {
+  const payload = typeof message === 'string' ? encoder.encode(message) : message;
+  const header = payload.length * 2 + (typeof message === 'string' ? 0 : 1);
+  const frame = new Uint8Array(varintLength(header) + payload.length);
+  frame.set(payload, writeVarint(frame, 0, header));
+  return frame;
+}
+
+/** Incremental decoder of framed messages with a size limit enforced before buffering. */
+export class MessageDeframer {
+  /** Chunks not yet parsed; joined only once a whole message is there (no quadratic copying). */
+  #chunks: Uint8Array[] = [];
+  #length = 0;
+  /** Bytes needed before the pending message is complete (0: unknown, try on every push). */
+  #needed = 0;
+
+  constructor(readonly maxMessageSize: number) {}
+
+  /** Bytes held while waiting for the rest of a message. */
+  get buffered(): number {
+    return this.#length;
+  }
+
+  /** Adds a chunk; returns every message it completes. Throws ProtocolError on an oversized or bad frame. */
+  push(chunk: Uint8Array): Message[] {
+    this.#chunks.push(chunk);
+    this.#length += chunk.length;
+    if (this.#length < this.#needed) return [];
+    const bytes = this.#chunks.length === 1 ? chunk : concat(this.#chunks, this.#length);
+    const messages: Message[] = [];
+    let offset = 0;
+    this.#needed = 0;
+    for (;;) {
+      const header = readVarint(bytes, offset);
+      if (!header) break;
+      const length = Math.floor(header.value / 2);
+      if (length > this.maxMessageSize) {
+        throw new ProtocolError('ERR_MESSAGE_TOO_LARGE', `framed message of ${length} bytes exceeds the limit of ${this.maxMessageSize}`, { closeCode: 1009 });
+      }
+      if (header.next + length > bytes.length) {
+        this.#needed = header.next + length - offset;
+        break;
+      }
+      const payload = bytes.subarray(header.next, header.next + length);
+      if (header.value % 2 === 1) messages.push(payload.slice());
+      else {
+        try {
+          messages.push(decoder.decode(payload));
+        } catch (cause) {
+          throw new ProtocolError('ERR_INVALID_UTF8', 'text message is not valid UTF-8', { cause, closeCode: 1007 });
+        }
+      }
+      offset = header.next + length;
+    }
+    const rest = offset === bytes.length ? undefined : bytes.slice(offset);
+    this.#chunks = rest ? [rest] : [];
+    this.#length = rest?.length ?? 0;
+    return messages;
+  }
+}
+
+function concat(chunks: readonly Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
