@@ -182,7 +182,12 @@ class BinaryCursor {
   }
 
   varint(): number {
-    const read = readVarint(this.bytes, this.offset);
+    let read;
+    try {
+      read = readVarint(this.bytes, this.offset);
+    } catch (cause) {
+      throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', 'length out of range', { cause });
+    }
     if (!read) throw truncated();
     this.offset = read.next;
     return read.value;

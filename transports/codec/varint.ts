@@ -4,14 +4,18 @@
  * and Switchyard's own batch and binary-envelope framing, so there is one codec for all of them.
  * Pure functions over bytes.
  */
+import { ProtocolError } from '../errors.ts';
 
 /** Largest value a varint can hold (2^62 - 1). */
 export const VARINT_MAX = 2n ** 62n - 1n;
 /** Largest varint value that is still a safe JavaScript number. */
 const SAFE_MAX = Number.MAX_SAFE_INTEGER;
 
-export class VarintError extends Error {
-  override readonly name = 'VarintError';
+/** A value out of varint range, either way: a protocol error when it comes off the wire. */
+export class VarintError extends ProtocolError {
+  constructor(message: string) {
+    super('ERR_VARINT_RANGE', message);
+  }
 }
 
 /** Bytes needed to encode `value`. */

@@ -1,0 +1,78 @@
+/**
+ * The body of a long-polling or polling request or response: a run of messages with the sequence
+ * number of the first, and (downstream only) an optional close record.
+ *
+ *     varint(firstSeq) varint(count) frame × count [varint(closeCode) frame(reason)]
+ *
+ * Frames are those of codec/message-framing.ts (varint(length × 2 + isBinary) + bytes). Sequence
+ * numbers let the receiver drop what it already has, so a retried request never delivers twice and
+ * a lost response is simply sent again. Pure functions; decode errors are ProtocolErrors.
+ */
+import { ProtocolError } from '../errors.ts';
+import type { Message } from '../transport.ts';
+import { frameMessage, MessageDeframer } from './message-framing.ts';
+import { readVarint, varintLength, writeVarint } from './varint.ts';
+
+export interface Batch {
+  firstSeq: number;
+  messages: Message[];
+  close?: { code: number; reason: string };
+}
+
+export function encodeBatch(batch: Batch): Uint8Array {
+  const frames = batch.messages.map(frameMessage);
+  const closeFrames = batch.close ? [frameMessage(batch.close.reason)] : [];
+  let size = varintLength(batch.firstSeq) + varintLength(frames.length);
+  for (const frame of frames) size += frame.length;
+  if (batch.close) size += varintLength(batch.close.code) + closeFrames[0]!.length;
+  const out = new Uint8Array(size);
+  let offset = writeVarint(out, 0, batch.firstSeq);
+  offset = writeVarint(out, offset, frames.length);
+  for (const frame of frames) {
+    out.set(frame, offset);
+    offset += frame.length;
+  }
+  if (batch.close) {
+    offset = writeVarint(out, offset, batch.close.code);
+    out.set(closeFrames[0]!, offset);
+  }
+  return out;
+}
+
+function truncated(): ProtocolError {
+  return new ProtocolError('ERR_BATCH_TRUNCATED', 'batch body ends before its records do');
+}
+
+/** Decodes a whole body. `maxMessageSize` bounds each message. */
+export function decodeBatch(bytes: Uint8Array, maxMessageSize: number): Batch {
+  const first = readVarint(bytes, 0);
+  const count = first && readVarint(bytes, first.next);
+  if (!first || !count) throw truncated();
+  let offset = count.next;
+  const messages: Message[] = [];
+  for (let i = 0; i < count.value; i++) {
+    const next = oneFrame(bytes, offset, maxMessageSize);
+    messages.push(next.message);
+    offset = next.offset;
+  }
+  if (offset === bytes.length) return { firstSeq: first.value, messages };
+  const code = readVarint(bytes, offset);
+  if (!code) throw truncated();
+  const reason = oneFrame(bytes, code.next, 1024);
+  if (typeof reason.message !== 'string') throw new ProtocolError('ERR_BATCH_BAD_CLOSE', 'close reason must be text');
+  if (reason.offset !== bytes.length) throw new ProtocolError('ERR_BATCH_TRAILING_BYTES', 'bytes after the close record');
+  return { firstSeq: first.value, messages, close: { code: code.value, reason: reason.message } };
+}
+
+/** Reads exactly one framed message at `offset`. */
+function oneFrame(bytes: Uint8Array, offset: number, maxMessageSize: number): { message: Message; offset: number } {
+  const header = readVarint(bytes, offset);
+  if (!header) throw truncated();
+  const end = header.next + Math.floor(header.value / 2);
+  if (end > bytes.length) {
+    if (end - header.next > maxMessageSize) throw new ProtocolError('ERR_MESSAGE_TOO_LARGE', `message exceeds ${maxMessageSize} bytes`, { closeCode: 1009 });
+    throw truncated();
+  }
+  const [message] = new MessageDeframer(maxMessageSize).push(bytes.subarray(offset, end));
+  return { message: message!, offset: end };
+}
