@@ -40,7 +40,7 @@ export interface RouterOptions {
   /** Per-room/topic permission hook; false answers ERR_FORBIDDEN. */
   authorize?: (client: RoutedClient, action: Action) => boolean;
   /** Routing hook, called before a command with an id is routed; 'drop' ignores it (no receipt). */
-  beforeRoute?: (command: ClientCommand, client: RoutedClient) => 'drop' | undefined;
+  beforeRoute?: (command: Exclude<ClientCommand, { t: 'hello' }>, client: RoutedClient) => 'drop' | undefined;
 }
 
 /** One logical client: survives a reconnect (same id) within the resume grace period. */
@@ -95,7 +95,9 @@ export class Router {
 
   constructor(options: RouterOptions = {}) {
     const heartbeatMs = options.heartbeatMs ?? DEFAULTS.heartbeatMs;
-    this.#options = { ...DEFAULTS, ...options, livenessTimeoutMs: options.livenessTimeoutMs ?? heartbeatMs * 2.5 };
+    // Options given as undefined keep their defaults.
+    const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as RouterOptions;
+    this.#options = { ...DEFAULTS, ...given, livenessTimeoutMs: options.livenessTimeoutMs ?? heartbeatMs * 2.5 };
     this.#heartbeat = setInterval(() => this.#beat(), heartbeatMs);
     this.#heartbeat.unref?.();
   }

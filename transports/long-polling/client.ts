@@ -1,0 +1,210 @@
+/**
+ * HTTP polling transports, client side, on `fetch` only (browser and Node): `long-polling` keeps
+ * one GET outstanding and re-polls as soon as it returns; `polling` GETs at a fixed interval.
+ * Upstream messages go in POSTs, one in flight at a time, batching what queued meanwhile; every
+ * request is retried with backoff (same sequence numbers, so nothing is delivered twice) before
+ * the connection gives up with 1006. Endpoints: see ./server.ts.
+ *
+ * Stats: `wireBytes*` stay null here — fetch hides the HTTP headers; the server side counts them.
+ */
+import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, type QueuedMessage } from '../base-connection.ts';
+import { decodeBatch, encodeBatch } from '../codec/batch.ts';
+import { ConnectError } from '../errors.ts';
+import type { ClientTransportOptions, Connection, TransportCapabilities, TransportName } from '../transport.ts';
+import { CloseCode } from '../transport.ts';
+
+export interface PollingClientOptions extends ClientTransportOptions {
+  /** Endpoint path on the server. Default `/lp` (long-polling) or `/poll` (polling). */
+  path?: string;
+}
+
+/** Attempts per request before the connection is declared lost. */
+const MAX_ATTEMPTS = 4;
+/** One upstream POST carries at most this many bytes of messages (at least one message). */
+const MAX_POST_BYTES = 1024 * 1024;
+
+interface Mode {
+  transport: TransportName;
+  path: string;
+  /** Delay between GETs (0: re-poll at once, which with a held GET is long-polling). */
+  intervalMs: number;
+}
+
+class PollingClientConnection extends BaseConnection {
+  readonly transport: TransportName;
+  capabilities: TransportCapabilities;
+  readonly #base: string;
+  readonly #mode: Mode;
+  #sid: string | undefined;
+  #nextDownSeq = 0;
+  #nextUpSeq = 0;
+  /** The POST in flight: its messages stay counted as queued until the server took them. */
+  #posting: QueuedMessage[] | undefined;
+  #postingBytes = 0;
+  #poll: AbortController | undefined;
+  #pollTimer: ReturnType<typeof setTimeout> | undefined;
+  #requestedClose: { code: number; reason: string } | undefined;
+
+  constructor(options: PollingClientOptions, mode: Mode) {
+    super({ backpressure: options.backpressure, laneFallback: options.laneFallback, defaultPolicy: 'wait' });
+    this.transport = mode.transport;
+    this.#mode = { ...mode, path: options.path ?? mode.path };
+    this.#base = new URL(this.#mode.path, options.url).toString();
+    this.capabilities = {
+      unreliable: false,
+      independentChannels: false,
+      serverPush: mode.intervalMs === 0,
+      binary: true,
+      maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
+      maxUnreliableSize: 0,
+    };
+    void this.#open(options.connectTimeoutMs ?? 10_000);
+  }
+
+  async #open(timeoutMs: number): Promise<void> {
+    try {
+      const response = await fetch(`${this.#base}/open`, { method: 'POST', signal: AbortSignal.timeout(timeoutMs) });
+      if (!response.ok) throw new Error(`server answered ${response.status}`);
+      const session = (await response.json()) as { sid: string; maxMessageSize: number };
+      this.#sid = session.sid;
+      this.capabilities = { ...this.capabilities, maxMessageSize: session.maxMessageSize };
+    } catch (error) {
+      this.finishClose({ code: CloseCode.abnormal, reason: new ConnectError(`${this.transport} open failed: ${(error as Error).message}`).message, wasClean: false });
+      return;
+    }
+    if (this.state !== 'connecting') return;
+    this.markOpen();
+    void this.#pollLoop();
+  }
+
+  protected flush(): void {
+    if (!this.#posting && this.outbound.length > 0 && this.#sid) void this.#post();
+  }
+
+  protected override sinkBufferedBytes(): number {
+    return this.#postingBytes;
+  }
+
+  protected closeTransport(code: number, reason: string): void {
+    this.#requestedClose = { code, reason };
+    if (!this.#sid) return; // #open finishes the close once it knows the session
+    void this.#sendClose(code, reason);
+  }
+
+  async #sendClose(code: number, reason: string): Promise<void> {
+    // What was queued before close() goes first.
+    while (this.#posting || this.outbound.length > 0) {
+      if (!this.#posting) await this.#post();
+      else await new Promise((resolve) => setTimeout(resolve, 1));
+      if (this.#closed()) return;
+    }
+    this.#poll?.abort();
+    clearTimeout(this.#pollTimer);
+    try {
+      await this.#request(`${this.#base}/${this.#sid}/close`, { method: 'POST', body: JSON.stringify({ code, reason }), headers: { 'content-type': 'application/json' } });
+      this.finishClose({ code, reason, wasClean: true });
+    } catch (error) {
+      this.finishClose({ code, reason: `${reason} (close not delivered: ${(error as Error).message})`, wasClean: false });
+    }
+  }
+
+  async #pollLoop(): Promise<void> {
+    while (this.state === 'open') {
+      const started = Date.now();
+      this.#poll = new AbortController();
+      let body: Uint8Array;
+      try {
+        const response = await this.#request(`${this.#base}/${this.#sid}?ack=${this.#nextDownSeq}`, { signal: this.#poll.signal });
+        body = new Uint8Array(await response.arrayBuffer());
+      } catch (error) {
+        if (this.state !== 'open') return;
+        this.#lost(error);
+        return;
+      }
+      if (this.#closed()) return;
+      let batch;
+      try {
+        batch = decodeBatch(body, this.capabilities.maxMessageSize);
+      } catch (error) {
+        this.finishClose({ code: CloseCode.protocolError, reason: `bad batch from server: ${(error as Error).message}`, wasClean: false });
+        return;
+      }
+      batch.messages.forEach((message, i) => {
+        // Messages the previous (lost) response already delivered come again: skip them.
+        if (batch.firstSeq + i < this.#nextDownSeq) return;
+        this.#nextDownSeq = batch.firstSeq + i + 1;
+        this.deliver(message);
+      });
+      if (batch.close) {
+        // Let the server forget the acknowledged messages; its session is already gone.
+        this.finishClose({ ...(this.#requestedClose ?? batch.close), wasClean: true });
+        return;
+      }
+      const wait = this.#mode.intervalMs - (Date.now() - started);
+      if (wait > 0) await new Promise((resolve) => (this.#pollTimer = setTimeout(resolve, wait)));
+    }
+  }
+
+  async #post(): Promise<void> {
+    const items: QueuedMessage[] = [];
+    let bytes = 0;
+    while (this.outbound.length > 0 && (bytes < MAX_POST_BYTES || items.length === 0)) {
+      const item = this.outbound.shift()!;
+      items.push(item);
+      bytes += item.size;
+    }
+    this.#posting = items;
+    this.#postingBytes = bytes;
+    const firstSeq = this.#nextUpSeq;
+    const body = encodeBatch({ firstSeq, messages: items.map((item) => item.message) });
+    try {
+      await this.#request(`${this.#base}/${this.#sid}`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+    } catch (error) {
+      this.#lost(error);
+      return;
+    }
+    this.#nextUpSeq += items.length;
+    for (const item of items) this.countSent(item);
+    this.#posting = undefined;
+    this.#postingBytes = 0;
+    this.onFlushed();
+    if (this.state === 'open') this.flush();
+  }
+
+  /** fetch with retries and backoff; HTTP errors (4xx/5xx) are final. */
+  async #request(url: string, init: RequestInit): Promise<Response> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const response = await fetch(url, init);
+        if (response.ok) return response;
+        const text = await response.text();
+        throw Object.assign(new Error(`${response.status}: ${text}`), { final: true });
+      } catch (error) {
+        if ((error as { final?: boolean }).final || init.signal?.aborted || attempt >= MAX_ATTEMPTS || this.state === 'closed') throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** State read after an await (TypeScript's narrowing from before the await does not hold). */
+  #closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  #lost(error: unknown): void {
+    if (this.state === 'closed') return;
+    this.#poll?.abort();
+    clearTimeout(this.#pollTimer);
+    this.finishClose({ code: CloseCode.abnormal, reason: `${this.transport} connection lost: ${(error as Error).message}`, wasClean: false });
+  }
+}
+
+/** Opens a `long-polling` client connection (`/lp`). */
+export function connectLongPolling(options: PollingClientOptions): Connection {
+  return new PollingClientConnection(options, { transport: 'long-polling', path: '/lp', intervalMs: 0 });
+}
+
+/** Opens a `polling` client connection (`/poll`) that asks every `intervalMs` (default 100). */
+export function connectPolling(options: PollingClientOptions & { intervalMs?: number }): Connection {
+  return new PollingClientConnection(options, { transport: 'polling', path: '/poll', intervalMs: options.intervalMs ?? 100 });
+}

@@ -1,0 +1,344 @@
+/**
+ * HTTP polling transports, server side: `long-polling` (a GET is held until messages are queued or
+ * `holdMs` passes) and `polling` (holdMs 0: the GET is answered at once, empty or not). One
+ * implementation; `PollingTransportServer` in ../polling/server.ts only configures it.
+ *
+ * Endpoints under `path` (default `/lp`):
+ *   POST {path}/open           → 200 JSON { sid, holdMs, pollTimeoutMs, maxMessageSize }
+ *   GET  {path}/{sid}?ack=N    → 200 batch (codec/batch.ts) of messages from seq N on; N acknowledges
+ *                                everything before it, so a response lost on the way is sent again.
+ *                                A second GET replaces a held one (the first is answered empty).
+ *   POST {path}/{sid}          ← batch of upstream messages; seqs already seen are skipped (retries)
+ *   POST {path}/{sid}/close    ← JSON { code, reason }: the client's close
+ * Errors are JSON `{ "error": { "code", "message" } }`: 400 bad body, 404 unknown session, 405 wrong
+ * method, 413 body over the limit (and the session closes with 1009).
+ * A session with no request for `pollTimeoutMs` is closed (4009) and forgotten.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, utf8Length } from '../base-connection.ts';
+import { decodeBatch, encodeBatch } from '../codec/batch.ts';
+import { ProtocolError } from '../errors.ts';
+import { randomId } from '../random-id.ts';
+import type { Connection, HttpTransportServer, Message, ServerTransportOptions, TransportCapabilities, TransportName } from '../transport.ts';
+import { CloseCode } from '../transport.ts';
+
+export interface HttpPollingServerOptions extends ServerTransportOptions {
+  path?: string;
+  /** How long a GET is held waiting for messages (ms). 0 = short polling. */
+  holdMs?: number;
+  /** A session without any request for this long is closed (ms). Default holdMs + 20 000. */
+  pollTimeoutMs?: number;
+}
+
+/** One response carries at most this many bytes of messages (at least one message). */
+const MAX_BATCH_BYTES = 1024 * 1024;
+
+interface SentMessage {
+  seq: number;
+  message: Message;
+  size: number;
+}
+
+class PollingServerConnection extends BaseConnection {
+  readonly capabilities: TransportCapabilities;
+  /** Sent in a response but not yet acknowledged by a later GET. */
+  #unacked: SentMessage[] = [];
+  #unackedBytes = 0;
+  #nextSeq = 0;
+  #expectedUpSeq = 0;
+  #held: { response: ServerResponse; timer: ReturnType<typeof setTimeout> | undefined } | undefined;
+  #closing: { code: number; reason: string } | undefined;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly transport: TransportName,
+    readonly sid: string,
+    readonly server: HttpPollingServer,
+  ) {
+    super({ backpressure: server.options.backpressure, laneFallback: server.options.laneFallback, defaultPolicy: 'disconnect' });
+    this.capabilities = {
+      unreliable: false,
+      independentChannels: false,
+      serverPush: server.holdMs > 0,
+      binary: true,
+      maxMessageSize: server.maxMessageSize,
+      maxUnreliableSize: 0,
+    };
+    this.counters.wireBytesIn = 0;
+    this.counters.wireBytesOut = 0;
+    this.touch();
+    this.markOpen();
+  }
+
+  /** Any request from the client proves it is alive. */
+  touch(): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      this.#finish({ code: CloseCode.livenessTimeout, reason: 'client stopped polling', wasClean: false });
+    }, this.server.pollTimeoutMs);
+    this.#idleTimer.unref?.();
+  }
+
+  countIn(bytes: number): void {
+    this.counters.wireBytesIn! += bytes;
+  }
+  countOut(bytes: number): void {
+    this.counters.wireBytesOut! += bytes;
+  }
+
+  /** A GET: acknowledge, then answer now (something to send, or short polling) or hold. */
+  poll(ack: number, response: ServerResponse): void {
+    while (this.#unacked.length > 0 && this.#unacked[0]!.seq < ack) this.#unackedBytes -= this.#unacked.shift()!.size;
+    if (this.#held) this.#answerHeld(); // a newer GET replaces the held one
+    const timer = this.server.holdMs > 0 ? setTimeout(() => this.#answerHeld(), this.server.holdMs) : undefined;
+    this.#held = { response, timer };
+    response.once('close', () => {
+      if (this.#held?.response === response) {
+        clearTimeout(this.#held.timer);
+        this.#held = undefined;
+      }
+    });
+    if (this.#unacked.length > 0 || this.outbound.length > 0 || this.#closing || this.server.holdMs === 0) this.#answerHeld();
+    this.onFlushed();
+  }
+
+  /** A POST of upstream messages. */
+  receive(body: Uint8Array): void {
+    const batch = decodeBatch(body, this.server.maxMessageSize);
+    batch.messages.forEach((message, i) => {
+      const seq = batch.firstSeq + i;
+      if (seq < this.#expectedUpSeq) return; // a retry of something already delivered
+      if (seq > this.#expectedUpSeq) throw new ProtocolError('ERR_SEQUENCE_GAP', `expected upstream seq ${this.#expectedUpSeq}, got ${seq}`);
+      this.#expectedUpSeq++;
+      this.deliver(message);
+    });
+  }
+
+  clientClosed(code: number, reason: string): void {
+    if (this.#held) this.#answerHeld();
+    this.#finish({ code, reason, wasClean: true });
+  }
+
+  protected flush(): void {
+    if (this.#held) this.#answerHeld();
+  }
+
+  protected override sinkBufferedBytes(): number {
+    return this.#unackedBytes;
+  }
+
+  protected closeTransport(code: number, reason: string): void {
+    // The close travels in the next response; until that GET comes the session waits (up to pollTimeoutMs).
+    this.#closing = { code, reason: reason };
+    if (this.#held) this.#answerHeld();
+  }
+
+  /** Answers the held GET with unacknowledged messages, then new ones, up to the batch cap. */
+  #answerHeld(): void {
+    const held = this.#held;
+    if (!held) return;
+    this.#held = undefined;
+    clearTimeout(held.timer);
+    let bytes = this.#unackedBytes;
+    while (this.outbound.length > 0 && (bytes < MAX_BATCH_BYTES || this.#unacked.length === 0)) {
+      const item = this.outbound.shift()!;
+      this.#unacked.push({ seq: this.#nextSeq++, message: item.message, size: item.size });
+      this.#unackedBytes += item.size;
+      bytes += item.size;
+      this.countSent(item);
+    }
+    const firstSeq = this.#unacked[0]?.seq ?? this.#nextSeq;
+    const closing = this.outbound.length === 0 ? this.#closing : undefined;
+    const body = encodeBatch({ firstSeq, messages: this.#unacked.map((m) => m.message), ...(closing ? { close: closing } : {}) });
+    this.server.send(this, held.response, 200, body, 'application/octet-stream');
+    if (closing) this.#finish({ ...closing, wasClean: true });
+    this.onFlushed();
+  }
+
+  #finish(info: { code: number; reason: string; wasClean: boolean }): void {
+    clearTimeout(this.#idleTimer);
+    if (this.#held) {
+      clearTimeout(this.#held.timer);
+      this.#held.response.destroy();
+      this.#held = undefined;
+    }
+    this.#unacked = [];
+    this.#unackedBytes = 0;
+    this.server.forget(this.sid);
+    this.finishClose(info);
+  }
+}
+
+export class HttpPollingServer implements HttpTransportServer {
+  readonly path: string;
+  readonly holdMs: number;
+  readonly pollTimeoutMs: number;
+  readonly maxMessageSize: number;
+  readonly #sessions = new Map<string, PollingServerConnection>();
+  #handler: ((connection: Connection) => void) | undefined;
+  #closed = false;
+
+  constructor(
+    readonly name: TransportName,
+    readonly options: HttpPollingServerOptions,
+    defaults: { path: string; holdMs: number },
+  ) {
+    this.path = options.path ?? defaults.path;
+    this.holdMs = options.holdMs ?? defaults.holdMs;
+    this.pollTimeoutMs = options.pollTimeoutMs ?? this.holdMs + 20_000;
+    this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  }
+
+  get connectionCount(): number {
+    return this.#sessions.size;
+  }
+
+  onConnection(handler: (connection: Connection) => void): void {
+    this.#handler = handler;
+  }
+
+  handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
+    const url = new URL(request.url ?? '/', 'http://x');
+    if (url.pathname !== this.path && !url.pathname.startsWith(`${this.path}/`)) return false;
+    const [sid, action, extra] = url.pathname.slice(this.path.length + 1).split('/');
+    const requestBytes = requestHeadBytes(request);
+
+    if (sid === 'open' && action === undefined) {
+      if (request.method !== 'POST') return this.#error(undefined, response, 405, 'ERR_METHOD', 'use POST to open a session'), true;
+      if (this.#closed) return this.#error(undefined, response, 503, 'ERR_SHUTTING_DOWN', 'server is shutting down'), true;
+      request.resume();
+      const connection = new PollingServerConnection(this.name, randomId(16), this);
+      this.#sessions.set(connection.sid, connection);
+      connection.countIn(requestBytes);
+      const body = JSON.stringify({ sid: connection.sid, holdMs: this.holdMs, pollTimeoutMs: this.pollTimeoutMs, maxMessageSize: this.maxMessageSize });
+      this.send(connection, response, 200, body, 'application/json');
+      this.#handler?.(connection);
+      return true;
+    }
+    const connection = sid ? this.#sessions.get(sid) : undefined;
+    if (!connection || extra !== undefined) {
+      request.resume();
+      this.#error(undefined, response, 404, 'ERR_UNKNOWN_SESSION', `no ${this.name} session '${sid ?? ''}'`);
+      return true;
+    }
+    connection.touch();
+    connection.countIn(requestBytes);
+    if (action === undefined && request.method === 'GET') {
+      const ack = Number(url.searchParams.get('ack') ?? 0);
+      if (!Number.isSafeInteger(ack) || ack < 0) return this.#error(connection, response, 400, 'ERR_BAD_ACK', 'ack must be a non-negative integer'), true;
+      connection.poll(ack, response);
+      return true;
+    }
+    if (request.method !== 'POST' || (action !== undefined && action !== 'close')) {
+      request.resume();
+      this.#error(connection, response, 405, 'ERR_METHOD', `${request.method} is not allowed here`);
+      return true;
+    }
+    const limit = action === 'close' ? 4096 : this.maxMessageSize * 2 + 1024;
+    void readBody(request, limit).then(
+      (body) => {
+        connection.countIn(body.length);
+        if (action === 'close') return this.#close(connection, response, body);
+        try {
+          connection.receive(body);
+        } catch (error) {
+          return this.#error(connection, response, 400, (error as ProtocolError).code ?? 'ERR_BAD_BODY', (error as Error).message);
+        }
+        this.send(connection, response, 204, undefined, undefined);
+      },
+      () => {
+        this.#error(connection, response, 413, 'ERR_BODY_TOO_LARGE', `request body over ${limit} bytes`);
+        connection.close(CloseCode.messageTooBig, `request body over ${limit} bytes`);
+      },
+    );
+    return true;
+  }
+
+  /** Writes a response and counts its bytes (status line, headers, body) on the session. */
+  send(connection: PollingServerConnection | undefined, response: ServerResponse, status: number, body: Uint8Array | string | undefined, type: string | undefined): void {
+    if (response.writableEnded || response.destroyed) return;
+    const headers: Record<string, string | number> = { 'cache-control': 'no-store' };
+    if (type) headers['content-type'] = type;
+    if (body !== undefined) headers['content-length'] = typeof body === 'string' ? utf8Length(body) : body.length;
+    response.writeHead(status, headers);
+    response.end(body);
+    const bodyBytes = body === undefined ? 0 : typeof body === 'string' ? utf8Length(body) : body.length;
+    connection?.countOut(responseHeadBytes(response) + bodyBytes);
+  }
+
+  forget(sid: string): void {
+    this.#sessions.delete(sid);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const all = [...this.#sessions.values()];
+    for (const connection of all) connection.close(CloseCode.goingAway, 'server shutting down');
+    // Sessions whose client never polls again end on their idle timer; don't wait that long here.
+    await Promise.race([Promise.all(all.map((c) => c.closed)), new Promise((resolve) => setTimeout(resolve, 1_000))]);
+    this.#sessions.clear();
+  }
+
+  #close(connection: PollingServerConnection, response: ServerResponse, body: Uint8Array): void {
+    let info: { code?: unknown; reason?: unknown };
+    try {
+      info = JSON.parse(new TextDecoder().decode(body)) as typeof info;
+    } catch {
+      info = {};
+    }
+    const code = typeof info.code === 'number' ? info.code : CloseCode.normal;
+    const reason = typeof info.reason === 'string' ? info.reason : '';
+    this.send(connection, response, 204, undefined, undefined);
+    connection.clientClosed(code, reason);
+  }
+
+  #error(connection: PollingServerConnection | undefined, response: ServerResponse, status: number, code: string, message: string): void {
+    this.send(connection, response, status, JSON.stringify({ error: { code, message } }), 'application/json');
+  }
+}
+
+/** Bytes of the request line and headers as they came (rawHeaders keeps the client's spelling). */
+function requestHeadBytes(request: IncomingMessage): number {
+  let bytes = `${request.method} ${request.url} HTTP/${request.httpVersion}\r\n`.length + 2;
+  for (let i = 0; i < request.rawHeaders.length; i += 2) bytes += request.rawHeaders[i]!.length + 2 + request.rawHeaders[i + 1]!.length + 2;
+  return bytes;
+}
+
+/** Bytes of the status line and headers Node wrote (it adds Date, Connection, Keep-Alive). */
+function responseHeadBytes(response: ServerResponse): number {
+  // `_header` is the exact header block Node sent; it is not in the typings.
+  const head = (response as unknown as { _header?: string })._header;
+  return head ? head.length : 0;
+}
+
+function readBody(request: IncomingMessage, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(request.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      request.resume();
+      reject(new Error('too large'));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let length = 0;
+    request.on('data', (chunk: Buffer) => {
+      length += chunk.length;
+      if (length > limit) {
+        request.removeAllListeners('data');
+        request.resume();
+        reject(new Error('too large'));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on('end', () => resolve(new Uint8Array(Buffer.concat(chunks, length))));
+    request.on('error', reject);
+  });
+}
+
+/** `long-polling`: held GETs (default 25 s) at `/lp`. */
+export class LongPollingTransportServer extends HttpPollingServer {
+  constructor(options: HttpPollingServerOptions = {}) {
+    super('long-polling', options, { path: '/lp', holdMs: 25_000 });
+  }
+}
