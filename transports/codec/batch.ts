@@ -19,7 +19,7 @@ export interface Batch {
   close?: { code: number; reason: string };
 }
 
-export function encodeBatch(batch: Batch): Uint8Array {
+export function encodeBatch(batch: Batch): Uint8Array<ArrayBuffer> {
   const frames = batch.messages.map(frameMessage);
   const closeFrames = batch.close ? [frameMessage(batch.close.reason)] : [];
   let size = varintLength(batch.firstSeq) + varintLength(frames.length);
