@@ -74,7 +74,8 @@ class PollingServerConnection extends BaseConnection {
   touch(): void {
     clearTimeout(this.#idleTimer);
     this.#idleTimer = setTimeout(() => {
-      this.#finish({ code: CloseCode.livenessTimeout, reason: 'client stopped polling', wasClean: false });
+      // A close we asked for that never reached the client still reports our code, uncleanly.
+      this.#finish(this.#closing ? { ...this.#closing, wasClean: false } : { code: CloseCode.livenessTimeout, reason: 'client stopped polling', wasClean: false });
     }, this.server.pollTimeoutMs);
     this.#idleTimer.unref?.();
   }
@@ -112,6 +113,11 @@ class PollingServerConnection extends BaseConnection {
       this.#expectedUpSeq++;
       this.deliver(message);
     });
+  }
+
+  /** Server shutdown: the client never came back for its close record. */
+  abandon(): void {
+    this.#finish({ code: CloseCode.goingAway, reason: 'server shutting down', wasClean: false });
   }
 
   clientClosed(code: number, reason: string): void {
@@ -274,8 +280,9 @@ export class HttpPollingServer implements HttpTransportServer {
     this.#closed = true;
     const all = [...this.#sessions.values()];
     for (const connection of all) connection.close(CloseCode.goingAway, 'server shutting down');
-    // Sessions whose client never polls again end on their idle timer; don't wait that long here.
-    await Promise.race([Promise.all(all.map((c) => c.closed)), new Promise((resolve) => setTimeout(resolve, 1_000))]);
+    // A client that is polling gets the close record; don't wait out the idle timer of the others.
+    await Promise.race([Promise.all(all.map((c) => c.closed)), new Promise((resolve) => setTimeout(resolve, 250))]);
+    for (const connection of this.#sessions.values()) connection.abandon();
     this.#sessions.clear();
   }
 
