@@ -3,8 +3,7 @@
  * (WebSocket, fetch for long-polling and polling).
  */
 import { SwitchyardClient, type ClientOptions } from './client.ts';
-import { connectLongPolling } from './long-polling/client.ts';
-import { connectPolling } from './polling/client.ts';
+import { connectLongPolling, connectPolling } from './long-polling/client.ts';
 import type { ClientTransportFactory, TransportName } from './transport.ts';
 import { connectWebSocket } from './websocket/client.ts';
 

@@ -161,16 +161,14 @@ export class SwitchyardClient {
   }
 
   join(room: string): Promise<void> {
-    this.#rooms.add(room);
-    return this.#command({ t: 'join', room }, { ack: true });
+    return this.#remember(this.#rooms, room, this.#command({ t: 'join', room }, { ack: true }));
   }
   leave(room: string): Promise<void> {
     this.#rooms.delete(room);
     return this.#command({ t: 'leave', room }, { ack: true });
   }
   subscribe(topic: string): Promise<void> {
-    this.#topics.add(topic);
-    return this.#command({ t: 'subscribe', topic }, { ack: true });
+    return this.#remember(this.#topics, topic, this.#command({ t: 'subscribe', topic }, { ack: true }));
   }
   unsubscribe(topic: string): Promise<void> {
     this.#topics.delete(topic);
@@ -188,6 +186,15 @@ export class SwitchyardClient {
   }
   broadcast(data: Payload, options?: SendOptions): Promise<void> {
     return this.#command({ t: 'broadcast', data }, options);
+  }
+
+  /** Keeps a room/topic for re-joining after a reconnect, unless the server refused it. */
+  #remember(set: Set<string>, name: string, joined: Promise<void>): Promise<void> {
+    set.add(name);
+    return joined.catch((error: unknown) => {
+      set.delete(name);
+      throw error;
+    });
   }
 
   /** Round trip to the server in ms, through the envelope layer. */

@@ -16,6 +16,8 @@ import { CloseCode } from '../transport.ts';
 export interface PollingClientOptions extends ClientTransportOptions {
   /** Endpoint path on the server. Default `/lp` (long-polling) or `/poll` (polling). */
   path?: string;
+  /** fetch to use (Node passes one that trusts the server's certificate). Default global fetch. */
+  fetch?: typeof fetch;
 }
 
 /** Attempts per request before the connection is declared lost. */
@@ -35,6 +37,7 @@ class PollingClientConnection extends BaseConnection {
   capabilities: TransportCapabilities;
   readonly #base: string;
   readonly #mode: Mode;
+  readonly #fetch: typeof fetch;
   #sid: string | undefined;
   #nextDownSeq = 0;
   #nextUpSeq = 0;
@@ -49,6 +52,7 @@ class PollingClientConnection extends BaseConnection {
     super({ backpressure: options.backpressure, laneFallback: options.laneFallback, defaultPolicy: 'wait' });
     this.transport = mode.transport;
     this.#mode = { ...mode, path: options.path ?? mode.path };
+    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#base = new URL(this.#mode.path, options.url).toString();
     this.capabilities = {
       unreliable: false,
@@ -63,7 +67,7 @@ class PollingClientConnection extends BaseConnection {
 
   async #open(timeoutMs: number): Promise<void> {
     try {
-      const response = await fetch(`${this.#base}/open`, { method: 'POST', signal: AbortSignal.timeout(timeoutMs) });
+      const response = await this.#fetch(`${this.#base}/open`, { method: 'POST', signal: AbortSignal.timeout(timeoutMs) });
       if (!response.ok) throw new Error(`server answered ${response.status}`);
       const session = (await response.json()) as { sid: string; maxMessageSize: number };
       this.#sid = session.sid;
@@ -175,7 +179,7 @@ class PollingClientConnection extends BaseConnection {
   async #request(url: string, init: RequestInit): Promise<Response> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const response = await fetch(url, init);
+        const response = await this.#fetch(url, init);
         if (response.ok) return response;
         const text = await response.text();
         throw Object.assign(new Error(`${response.status}: ${text}`), { final: true });
