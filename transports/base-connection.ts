@@ -126,6 +126,7 @@ export abstract class BaseConnection implements Connection {
   };
 
   #state: ConnectionState = 'connecting';
+  #everOpened = false;
   #resolveOpened!: () => void;
   #rejectOpened!: (error: Error) => void;
   #resolveClosed!: (info: CloseInfo) => void;
@@ -234,6 +235,7 @@ export abstract class BaseConnection implements Connection {
   /** Subclass: the connection is open. */
   protected markOpen(): void {
     if (this.#state !== 'connecting') return;
+    this.#everOpened = true;
     this.#state = 'open';
     this.#resolveOpened();
     this.events.emit('open');
@@ -272,7 +274,8 @@ export abstract class BaseConnection implements Connection {
   /** Subclass: the wire is closed; settles every promise once. */
   protected finishClose(info: CloseInfo): void {
     if (this.#state === 'closed') return;
-    const wasConnecting = this.#state === 'connecting';
+    // close() during connecting moves to 'closing' first: `opened` must still reject.
+    const wasConnecting = !this.#everOpened;
     this.#state = 'closed';
     this.outbound.clear();
     const error = new ConnectionClosedError('closed');

@@ -27,6 +27,20 @@ describe('polling batch codec', () => {
     }
   });
 
+  it('names what is wrong with a bad tail', () => {
+    // close code 1000 (varint 0x43e8) with a binary reason (header 3: 1 byte, binary)
+    expect(() => decodeBatch(Uint8Array.of(0, 0, 0x43, 0xe8, 3, 1), 100)).toThrow(expect.objectContaining({ code: 'ERR_BATCH_BAD_CLOSE' }));
+    // a byte after the close record
+    expect(() => decodeBatch(Uint8Array.of(0, 0, 0x43, 0xe8, 0, 9), 100)).toThrow(expect.objectContaining({ code: 'ERR_BATCH_TRAILING_BYTES' }));
+    // invalid UTF-8 in a text message
+    expect(() => decodeBatch(Uint8Array.of(0, 1, 2, 0xff), 100)).toThrow(ProtocolError);
+  });
+
+  it('carries a close reason as long as a message may be', () => {
+    const close = { code: 4000, reason: 'r'.repeat(5000) };
+    expect(decodeBatch(encodeBatch({ firstSeq: 1, messages: [], close }), 1 << 20)).toEqual({ firstSeq: 1, messages: [], close });
+  });
+
   it('refuses a message over the limit with 1009', () => {
     const body = encodeBatch({ firstSeq: 0, messages: [new Uint8Array(100)] });
     expect(() => decodeBatch(body, 50)).toThrow(expect.objectContaining({ code: 'ERR_MESSAGE_TOO_LARGE', closeCode: 1009 }));

@@ -43,7 +43,7 @@ function truncated(): ProtocolError {
   return new ProtocolError('ERR_BATCH_TRUNCATED', 'batch body ends before its records do');
 }
 
-/** Decodes a whole body. `maxMessageSize` bounds each message. */
+/** Decodes a whole body. `maxMessageSize` bounds each message and the close reason. */
 export function decodeBatch(bytes: Uint8Array, maxMessageSize: number): Batch {
   const first = readVarint(bytes, 0);
   const count = first && readVarint(bytes, first.next);
@@ -58,7 +58,7 @@ export function decodeBatch(bytes: Uint8Array, maxMessageSize: number): Batch {
   if (offset === bytes.length) return { firstSeq: first.value, messages };
   const code = readVarint(bytes, offset);
   if (!code) throw truncated();
-  const reason = oneFrame(bytes, code.next, 1024);
+  const reason = oneFrame(bytes, code.next, maxMessageSize);
   if (typeof reason.message !== 'string') throw new ProtocolError('ERR_BATCH_BAD_CLOSE', 'close reason must be text');
   if (reason.offset !== bytes.length) throw new ProtocolError('ERR_BATCH_TRAILING_BYTES', 'bytes after the close record');
   return { firstSeq: first.value, messages, close: { code: code.value, reason: reason.message } };

@@ -6,6 +6,7 @@
  * the connection gives up with 1006. Endpoints: see ./server.ts.
  *
  * Stats: `wireBytes*` stay null here — fetch hides the HTTP headers; the server side counts them.
+ * `rttMs` is smoothed from upstream POST round trips (and, for polling, from GETs answered at once).
  */
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, type QueuedMessage } from '../base-connection.ts';
 import { decodeBatch, encodeBatch } from '../codec/batch.ts';
@@ -24,6 +25,8 @@ export interface PollingClientOptions extends ClientTransportOptions {
 const MAX_ATTEMPTS = 4;
 /** One upstream POST carries at most this many bytes of messages (at least one message). */
 const MAX_POST_BYTES = 1024 * 1024;
+/** Upper bound of one message's frame header in a batch (a varint). */
+const FRAME_OVERHEAD = 8;
 
 interface Mode {
   transport: TransportName;
@@ -44,6 +47,10 @@ class PollingClientConnection extends BaseConnection {
   /** The POST in flight: its messages stay counted as queued until the server took them. */
   #posting: QueuedMessage[] | undefined;
   #postingBytes = 0;
+  /** Settles when the POST in flight is done (taken by the server, or the connection lost). */
+  #postDone: Promise<void> = Promise.resolve();
+  /** GETs are answered at once (polling): their round trips are RTT samples too. */
+  #immediateGets = false;
   #poll: AbortController | undefined;
   #pollTimer: ReturnType<typeof setTimeout> | undefined;
   #requestedClose: { code: number; reason: string } | undefined;
@@ -69,20 +76,22 @@ class PollingClientConnection extends BaseConnection {
     try {
       const response = await this.#fetch(`${this.#base}/open`, { method: 'POST', signal: AbortSignal.timeout(timeoutMs) });
       if (!response.ok) throw new Error(`server answered ${response.status}`);
-      const session = (await response.json()) as { sid: string; maxMessageSize: number };
+      const session = (await response.json()) as { sid: string; holdMs: number; maxMessageSize: number };
       this.#sid = session.sid;
+      this.#immediateGets = session.holdMs === 0;
       this.capabilities = { ...this.capabilities, maxMessageSize: session.maxMessageSize };
     } catch (error) {
       this.finishClose({ code: CloseCode.abnormal, reason: new ConnectError(`${this.transport} open failed: ${(error as Error).message}`).message, wasClean: false });
       return;
     }
-    if (this.state !== 'connecting') return;
+    // close() while opening: now that the session exists, tell the server.
+    if (this.#requestedClose) return this.#sendClose(this.#requestedClose.code, this.#requestedClose.reason);
     this.markOpen();
     void this.#pollLoop();
   }
 
   protected flush(): void {
-    if (!this.#posting && this.outbound.length > 0 && this.#sid) void this.#post();
+    if (!this.#posting && this.outbound.length > 0 && this.#sid) this.#postDone = this.#post();
   }
 
   protected override sinkBufferedBytes(): number {
@@ -98,8 +107,8 @@ class PollingClientConnection extends BaseConnection {
   async #sendClose(code: number, reason: string): Promise<void> {
     // What was queued before close() goes first.
     while (this.#posting || this.outbound.length > 0) {
-      if (!this.#posting) await this.#post();
-      else await new Promise((resolve) => setTimeout(resolve, 1));
+      this.flush();
+      await this.#postDone;
       if (this.#closed()) return;
     }
     this.#poll?.abort();
@@ -118,8 +127,8 @@ class PollingClientConnection extends BaseConnection {
       this.#poll = new AbortController();
       let body: Uint8Array;
       try {
-        const response = await this.#request(`${this.#base}/${this.#sid}?ack=${this.#nextDownSeq}`, { signal: this.#poll.signal });
-        body = new Uint8Array(await response.arrayBuffer());
+        body = await this.#request(`${this.#base}/${this.#sid}?ack=${this.#nextDownSeq}`, { signal: this.#poll.signal });
+        if (this.#immediateGets) this.#sampleRtt(Date.now() - started);
       } catch (error) {
         if (this.state !== 'open') return;
         this.#lost(error);
@@ -152,17 +161,23 @@ class PollingClientConnection extends BaseConnection {
   async #post(): Promise<void> {
     const items: QueuedMessage[] = [];
     let bytes = 0;
-    while (this.outbound.length > 0 && (bytes < MAX_POST_BYTES || items.length === 0)) {
+    // The server refuses bodies much over its maxMessageSize (413), so a batch stays under it.
+    const cap = Math.min(MAX_POST_BYTES, this.capabilities.maxMessageSize);
+    let encoded = 0;
+    while (this.outbound.length > 0 && (items.length === 0 || encoded + this.outbound.peek()!.size + FRAME_OVERHEAD <= cap)) {
       const item = this.outbound.shift()!;
       items.push(item);
       bytes += item.size;
+      encoded += item.size + FRAME_OVERHEAD;
     }
     this.#posting = items;
     this.#postingBytes = bytes;
     const firstSeq = this.#nextUpSeq;
     const body = encodeBatch({ firstSeq, messages: items.map((item) => item.message) });
+    const started = Date.now();
     try {
       await this.#request(`${this.#base}/${this.#sid}`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+      this.#sampleRtt(Date.now() - started);
     } catch (error) {
       this.#lost(error);
       return;
@@ -175,12 +190,15 @@ class PollingClientConnection extends BaseConnection {
     if (this.state === 'open') this.flush();
   }
 
-  /** fetch with retries and backoff; HTTP errors (4xx/5xx) are final. */
-  async #request(url: string, init: RequestInit): Promise<Response> {
+  /**
+   * fetch with retries and backoff, returning the whole body: a body cut off mid-way is retried
+   * like a failed request (the sequence numbers make the retry safe). HTTP errors (4xx/5xx) are final.
+   */
+  async #request(url: string, init: RequestInit): Promise<Uint8Array> {
     for (let attempt = 1; ; attempt++) {
       try {
         const response = await this.#fetch(url, init);
-        if (response.ok) return response;
+        if (response.ok) return new Uint8Array(await response.arrayBuffer());
         const text = await response.text();
         throw Object.assign(new Error(`${response.status}: ${text}`), { final: true });
       } catch (error) {
@@ -188,6 +206,11 @@ class PollingClientConnection extends BaseConnection {
         await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
       }
     }
+  }
+
+  /** Smoothed like TCP's SRTT (RFC 6298, alpha 1/8); a retried request's sample includes its backoff. */
+  #sampleRtt(ms: number): void {
+    this.counters.rttMs = this.counters.rttMs === null ? ms : this.counters.rttMs * 0.875 + ms * 0.125;
   }
 
   /** State read after an await (TypeScript's narrowing from before the await does not hold). */

@@ -9,7 +9,6 @@ import { collect, startEchoServer, waitFor, type EchoServer } from '../../test-s
 import { decodeBatch, encodeBatch } from '../codec/batch.ts';
 import type { Connection } from '../transport.ts';
 import { connectLongPolling } from './client.ts';
-import { connectPolling } from '../polling/client.ts';
 
 let server: EchoServer | undefined;
 afterEach(async () => {
@@ -60,6 +59,73 @@ describe('long-polling sessions', () => {
     expect(batch.messages).toEqual(['once']);
   });
 
+  it('keeps a polling client alive through holds longer than pollTimeoutMs', async () => {
+    server = await startEchoServer({ pollTimeoutMs: 150 });
+    const client = connectLongPolling({ url: server.url });
+    await client.opened;
+    // The echo server holds GETs for 5 s: an idle but polling client must outlive 150 ms many times.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(client.state).toBe('open');
+    const received = collect(client);
+    client.send('alive');
+    await waitFor(() => received.length === 1);
+    client.close(4001, 'done');
+    expect(await server.connections.at(-1)!.closed).toEqual({ code: 4001, reason: 'done', wasClean: true });
+  });
+
+  it('a close() while opening still ends the server session cleanly', async () => {
+    server = await startEchoServer();
+    const client = connectLongPolling({ url: server.url });
+    client.close(4002, 'changed my mind');
+    expect(await client.closed).toEqual({ code: 4002, reason: 'changed my mind', wasClean: true });
+    await waitFor(() => server!.closes.length === 1);
+    expect(server.closes[0]).toEqual({ code: 4002, reason: 'changed my mind', wasClean: true });
+    expect(server.transports.find((t) => t.name === 'long-polling')!.connectionCount).toBe(0);
+  });
+
+  it('batches upstream POSTs under a small maxMessageSize (no 413 for many small messages)', async () => {
+    server = await startEchoServer({ maxMessageSize: 1000 });
+    const client = connectLongPolling({ url: server.url });
+    const received = collect(client);
+    await client.opened;
+    const sent = Array.from({ length: 200 }, (_, i) => `${i}`.padEnd(900, '.'));
+    for (const message of sent) client.send(message);
+    await waitFor(() => received.length === sent.length);
+    expect(received).toEqual(sent);
+    client.close();
+  });
+
+  it.each(['before its headers', 'mid-body'] as const)('a GET response lost %s loses nothing: the client gets everything exactly once, in order', async (where) => {
+    server = await startEchoServer();
+    let lost = 0;
+    // A fetch whose first GET answer carrying messages breaks off after the server sent it.
+    const lossyFetch: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      if ((init?.method ?? 'GET') !== 'GET' || lost > 0) return response;
+      const body = new Uint8Array(await response.arrayBuffer());
+      if (decodeBatch(body, 1 << 20).messages.length === 0) return new Response(body, { status: response.status });
+      lost++;
+      if (where === 'before its headers') throw new TypeError('fetch failed: connection reset');
+      const cut = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(body.subarray(0, body.length >> 1));
+          controller.error(new TypeError('terminated: other side closed'));
+        },
+      });
+      return new Response(cut, { status: 200 });
+    };
+    const client = connectLongPolling({ url: server.url, fetch: lossyFetch });
+    const received = collect(client);
+    await client.opened;
+    const sent = Array.from({ length: 100 }, (_, i) => `m${i}`);
+    for (const message of sent) client.send(message);
+    await waitFor(() => received.length >= sent.length);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(lost).toBe(1);
+    expect(received).toEqual(sent);
+    client.close();
+  });
+
   it('closes and forgets a client that stops polling', async () => {
     server = await startEchoServer({ pollTimeoutMs: 200 });
     const lp = server.transports.find((t) => t.name === 'long-polling')!;
@@ -74,6 +140,8 @@ describe('long-polling sessions', () => {
     ['an unknown session', 'GET', '/lp/nope?ack=0', undefined, 404, 'ERR_UNKNOWN_SESSION'],
     ['a wrong method', 'PUT', '/lp/open', undefined, 405, 'ERR_METHOD'],
     ['a garbage body', 'POST', '/lp/SID', Uint8Array.of(0xff, 0xff), 400, 'ERR_BATCH_TRUNCATED'],
+    ['a malformed close', 'POST', '/lp/SID/close', new TextEncoder().encode('{"code":"x"}'), 400, 'ERR_BAD_CLOSE'],
+    ['a null close', 'POST', '/lp/SID/close', new TextEncoder().encode('null'), 400, 'ERR_BAD_CLOSE'],
     ['an upstream gap', 'POST', '/lp/SID', encodeBatch({ firstSeq: 5, messages: ['x'] }), 400, 'ERR_SEQUENCE_GAP'],
   ])('answers %s with a typed error and keeps serving', async (_what, method, path, body, status, code) => {
     server = await startEchoServer();
@@ -138,25 +206,7 @@ describe('backpressure between polls', () => {
     expect(outcomes.at(-1)).toBe('disconnected');
     expect(outcomes.slice(0, -1).every((o) => o === 'queued')).toBe(true);
     expect((await connection.closed).code).toBe(4008);
-  });
-});
-
-describe('polling client', () => {
-  it('asks at its interval and delivers what queued between asks', async () => {
-    server = await startEchoServer();
-    const client = connectPolling({ url: server.url, intervalMs: 50 });
-    const received = collect(client);
-    await client.opened;
-    expect(client.capabilities.serverPush).toBe(false);
-    const started = Date.now();
-    client.send('one');
-    client.send('two');
-    await waitFor(() => received.length === 2);
-    expect(received).toEqual(['one', 'two']);
-    expect(Date.now() - started).toBeLessThan(2_000);
-    const wire = server.connections.at(-1)!.stats();
-    expect(wire.wireBytesIn).toBeGreaterThan(0);
-    expect(wire.wireBytesOut).toBeGreaterThan(wire.bytesOut);
-    client.close();
+    // The backlog of a consumer dropped for not polling is counted as dropped, not sent.
+    expect(connection.stats().dropped).toBe(outcomes.length - 1);
   });
 });

@@ -74,6 +74,8 @@ class PollingServerConnection extends BaseConnection {
   touch(): void {
     clearTimeout(this.#idleTimer);
     this.#idleTimer = setTimeout(() => {
+      // A GET held open is a client that is polling: the clock restarts when it is answered.
+      if (this.#held) return this.touch();
       // A close we asked for that never reached the client still reports our code, uncleanly.
       this.#finish(this.#closing ? { ...this.#closing, wasClean: false } : { code: CloseCode.livenessTimeout, reason: 'client stopped polling', wasClean: false });
     }, this.server.pollTimeoutMs);
@@ -98,6 +100,7 @@ class PollingServerConnection extends BaseConnection {
         clearTimeout(this.#held.timer);
         this.#held = undefined;
       }
+      if (this.state !== 'closed') this.touch();
     });
     if (this.#unacked.length > 0 || this.outbound.length > 0 || this.#closing || this.server.holdMs === 0) this.#answerHeld();
     this.onFlushed();
@@ -135,7 +138,12 @@ class PollingServerConnection extends BaseConnection {
 
   protected closeTransport(code: number, reason: string): void {
     // The close travels in the next response; until that GET comes the session waits (up to pollTimeoutMs).
-    this.#closing = { code, reason: reason };
+    this.#closing = { code, reason };
+    if (code === CloseCode.slowConsumer) {
+      // The consumer is being dropped for not polling: its backlog is not worth holding (as on websocket).
+      this.counters.dropped += this.outbound.length;
+      this.outbound.clear();
+    }
     if (this.#held) this.#answerHeld();
   }
 
@@ -240,9 +248,15 @@ export class HttpPollingServer implements HttpTransportServer {
       this.#error(connection, response, 405, 'ERR_METHOD', `${request.method} is not allowed here`);
       return true;
     }
-    const limit = action === 'close' ? 4096 : this.maxMessageSize * 2 + 1024;
+    // One message plus framing always fits; a close reason is bounded like a message.
+    const limit = this.maxMessageSize * 2 + 1024;
     void readBody(request, limit).then(
       (body) => {
+        if (body === undefined) {
+          // Close first, so a held GET carries the 1009 close record before the client sees the 413.
+          connection.close(CloseCode.messageTooBig, `request body over ${limit} bytes`);
+          return this.#error(connection, response, 413, 'ERR_BODY_TOO_LARGE', `request body over ${limit} bytes`);
+        }
         connection.countIn(body.length);
         if (action === 'close') return this.#close(connection, response, body);
         try {
@@ -252,10 +266,8 @@ export class HttpPollingServer implements HttpTransportServer {
         }
         this.send(connection, response, 204, undefined, undefined);
       },
-      () => {
-        this.#error(connection, response, 413, 'ERR_BODY_TOO_LARGE', `request body over ${limit} bytes`);
-        connection.close(CloseCode.messageTooBig, `request body over ${limit} bytes`);
-      },
+      // The request broke off mid-body: nobody is left to answer.
+      () => response.destroy(),
     );
     return true;
   }
@@ -286,15 +298,18 @@ export class HttpPollingServer implements HttpTransportServer {
     this.#sessions.clear();
   }
 
+  /** Body: JSON `{ code?, reason? }` (empty: 1000, ''); code an integer 1000–4999, reason text. */
   #close(connection: PollingServerConnection, response: ServerResponse, body: Uint8Array): void {
-    let info: { code?: unknown; reason?: unknown };
+    let info: unknown = {};
     try {
-      info = JSON.parse(new TextDecoder().decode(body)) as typeof info;
+      if (body.length > 0) info = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
     } catch {
-      info = {};
+      info = undefined;
     }
-    const code = typeof info.code === 'number' ? info.code : CloseCode.normal;
-    const reason = typeof info.reason === 'string' ? info.reason : '';
+    const { code = CloseCode.normal, reason = '' } = (typeof info === 'object' && info !== null ? info : { code: Number.NaN }) as { code?: unknown; reason?: unknown };
+    if (typeof code !== 'number' || !Number.isInteger(code) || code < 1000 || code > 4999 || typeof reason !== 'string') {
+      return this.#error(connection, response, 400, 'ERR_BAD_CLOSE', 'close body must be JSON { code: 1000–4999, reason: string }');
+    }
     this.send(connection, response, 204, undefined, undefined);
     connection.clientClosed(code, reason);
   }
@@ -318,12 +333,12 @@ function responseHeadBytes(response: ServerResponse): number {
   return head ? head.length : 0;
 }
 
-function readBody(request: IncomingMessage, limit: number): Promise<Uint8Array> {
+/** The whole body, or undefined once it is over `limit` (the rest is read and discarded). */
+function readBody(request: IncomingMessage, limit: number): Promise<Uint8Array | undefined> {
   return new Promise((resolve, reject) => {
-    const declared = Number(request.headers['content-length'] ?? 0);
-    if (declared > limit) {
+    if (Number(request.headers['content-length'] ?? 0) > limit) {
       request.resume();
-      reject(new Error('too large'));
+      resolve(undefined);
       return;
     }
     const chunks: Buffer[] = [];
@@ -332,8 +347,9 @@ function readBody(request: IncomingMessage, limit: number): Promise<Uint8Array> 
       length += chunk.length;
       if (length > limit) {
         request.removeAllListeners('data');
+        request.removeAllListeners('end');
         request.resume();
-        reject(new Error('too large'));
+        resolve(undefined);
         return;
       }
       chunks.push(chunk);
