@@ -1,0 +1,137 @@
+/**
+ * WebTransport client for Node with the W3C shape: `new WebTransport(url, { serverCertificateHashes })`.
+ * Like Chromium it trusts the server by the SHA-256 of its DER certificate rather than a CA. The
+ * streams and datagrams exist at once (as in the browser) and attach to the session when it is ready.
+ */
+import { createHash } from 'node:crypto';
+import { H3Connection } from './h3-connection.ts';
+import { QuicEndpoint, quicConfig } from './quic.ts';
+import type { BidirectionalStream, WebTransportCloseInfo, WebTransportSession } from './session.ts';
+
+export interface WebTransportOptions {
+  serverCertificateHashes?: { algorithm: string; value: BufferSource }[];
+  /** Sent as the `origin` header (browsers always send one). */
+  origin?: string;
+  /** QUIC idle timeout, which also bounds the handshake (ms). Default 10 000. */
+  idleTimeoutMs?: number;
+}
+
+function bytesOf(source: BufferSource): Uint8Array {
+  return source instanceof Uint8Array ? source : ArrayBuffer.isView(source) ? new Uint8Array(source.buffer, source.byteOffset, source.byteLength) : new Uint8Array(source);
+}
+
+/** A readable whose source is only known later: reads pass through once it is. */
+function deferredReadable<T>(source: Promise<ReadableStream<T>>): ReadableStream<T> {
+  let reader: ReadableStreamDefaultReader<T> | undefined;
+  return new ReadableStream<T>(
+    {
+      async pull(controller) {
+        reader ??= (await source).getReader();
+        const { value, done } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      async cancel(reason) {
+        await (reader ?? (await source).getReader()).cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+export class WebTransport {
+  readonly ready: Promise<void>;
+  readonly closed: Promise<WebTransportCloseInfo>;
+  readonly datagrams: { readonly readable: ReadableStream<Uint8Array>; readonly writable: WritableStream<Uint8Array>; readonly maxDatagramSize: number };
+  readonly incomingBidirectionalStreams: ReadableStream<BidirectionalStream>;
+  readonly incomingUnidirectionalStreams: ReadableStream<ReadableStream<Uint8Array>>;
+  readonly #session: Promise<WebTransportSession>;
+  #current: WebTransportSession | undefined;
+
+  constructor(url: string, options: WebTransportOptions = {}) {
+    this.#session = this.#open(new URL(url), options);
+    this.#session.then((session) => (this.#current = session)).catch(() => undefined);
+    this.ready = this.#session.then((session) => session.ready);
+    this.closed = this.#session.then((session) => session.closed);
+    this.ready.catch(() => undefined);
+    this.closed.catch(() => undefined);
+    const session = this.#session;
+    let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+    const self = this;
+    this.datagrams = {
+      readable: deferredReadable(session.then((s) => s.datagrams.readable)),
+      writable: new WritableStream<Uint8Array>({
+        async write(chunk) {
+          writer ??= (await session).datagrams.writable.getWriter();
+          await writer.write(chunk);
+        },
+      }),
+      get maxDatagramSize() {
+        return self.#current?.datagrams.maxDatagramSize ?? 1200;
+      },
+    };
+    this.incomingBidirectionalStreams = deferredReadable(session.then((s) => s.incomingBidirectionalStreams));
+    this.incomingUnidirectionalStreams = deferredReadable(session.then((s) => s.incomingUnidirectionalStreams));
+  }
+
+  async createBidirectionalStream(): Promise<BidirectionalStream> {
+    await this.ready;
+    return (await this.#session).createBidirectionalStream();
+  }
+
+  async createUnidirectionalStream(): Promise<WritableStream<Uint8Array>> {
+    await this.ready;
+    return (await this.#session).createUnidirectionalStream();
+  }
+
+  close(info: { closeCode?: number; reason?: string } = {}): void {
+    void this.#session.then((session) => session.close(info)).catch(() => undefined);
+  }
+
+  getStats(): ReturnType<WebTransportSession['getStats']> | undefined {
+    return this.#current?.getStats();
+  }
+
+  async #open(url: URL, options: WebTransportOptions): Promise<WebTransportSession> {
+    if (url.protocol !== 'https:') throw new TypeError(`WebTransport needs an https: URL, got ${url.protocol}`);
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const address = host === 'localhost' ? '127.0.0.1' : host;
+    const port = Number(url.port || 443);
+    const endpoint = new QuicEndpoint('client', quicConfig('client', { idleTimeoutMs: options.idleTimeoutMs ?? 10_000 }), address.includes(':') ? 'udp6' : 'udp4');
+    await endpoint.bind(0, address.includes(':') ? '::' : '0.0.0.0');
+    const quic = endpoint.connect({ host: address, port }, host);
+    const wanted = (options.serverCertificateHashes ?? []).filter((h) => h.algorithm === 'sha-256').map((h) => Buffer.from(bytesOf(h.value)).toString('hex'));
+    let refusal: string | null = null;
+    let connection!: H3Connection;
+    const established = new Promise<void>((resolve, reject) => {
+      const h3 = new H3Connection(quic, 'client', {
+        verifyPeer: () => {
+          const certificate = quic.quiche.peerCertChain()?.[0];
+          const hash = certificate ? createHash('sha256').update(certificate).digest('hex') : '';
+          refusal = wanted.includes(hash) ? null : `server certificate (sha-256 ${hash || 'none'}) matches none of serverCertificateHashes`;
+          return refusal;
+        },
+        established: () => resolve(),
+        closed: () => {
+          reject(new Error(refusal ?? 'QUIC connection closed before the session opened (no server, or handshake failed)'));
+          void endpoint.close();
+        },
+      });
+      connection = h3;
+    });
+    quic.start();
+    await established;
+    const settings = await connection.peerSettings();
+    if (settings.get(0x2b603742) !== 1 && !((settings.get(0xc671706a) ?? 0) >= 1)) {
+      quic.close(true, 0x10b, 'server does not offer WebTransport');
+      throw new Error('server does not offer WebTransport');
+    }
+    const session = connection.connect(url.host, url.pathname + url.search, options.origin);
+    // When the session ends, the QUIC connection has nothing left to carry.
+    session.closed.then(
+      () => setTimeout(() => quic.close(true, 0x100, ''), 20),
+      () => quic.close(true, 0x100, ''),
+    );
+    return session;
+  }
+}

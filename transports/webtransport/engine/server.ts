@@ -1,0 +1,88 @@
+/**
+ * WebTransport over HTTP/3 server: a UDP endpoint whose QUIC connections each get an HTTP/3
+ * connection; CONNECTs are routed by path (`route()`), or decided by an `onRequest` hook, and
+ * accepted sessions go to `onSession`. `close()` sends GOAWAY and DRAIN, gives sessions a moment,
+ * then closes every connection and the socket.
+ */
+import { H3Connection, type ConnectRequest } from './h3-connection.ts';
+import { QuicEndpoint, quicConfig } from './quic.ts';
+import type { WebTransportSession } from './session.ts';
+
+export interface WebTransportServerOptions {
+  host?: string;
+  /** UDP port; 0 picks one. */
+  port: number;
+  certPem: string;
+  keyPem: string;
+  /** QUIC idle timeout (ms). Default 30 000. */
+  idleTimeoutMs?: number;
+  /** Per-stream receive window (bytes). */
+  streamWindow?: number;
+}
+
+export class WebTransportServer {
+  readonly #endpoint: QuicEndpoint;
+  readonly #connections = new Set<H3Connection>();
+  readonly #paths = new Set<string>();
+  #requestHook: ((request: ConnectRequest) => { status: number }) | undefined;
+  #sessionHandler: ((session: WebTransportSession) => void) | undefined;
+
+  constructor(readonly options: WebTransportServerOptions) {
+    this.#endpoint = new QuicEndpoint('server', quicConfig('server', options), options.host?.includes(':') ? 'udp6' : 'udp4');
+    this.#endpoint.onAccept = (quic) => {
+      const h3 = new H3Connection(quic, 'server', {
+        request: (request) => this.#decide(request),
+        session: (session) => this.#sessionHandler?.(session),
+        closed: () => this.#connections.delete(h3),
+      });
+      this.#connections.add(h3);
+    };
+  }
+
+  /** Accepts CONNECTs to this path (the part before any query). */
+  route(path: string): this {
+    this.#paths.add(path);
+    return this;
+  }
+
+  /** Decides CONNECTs itself (200 accepts; 403, 404… reject), instead of the route table. */
+  onRequest(hook: (request: ConnectRequest) => { status: number }): this {
+    this.#requestHook = hook;
+    return this;
+  }
+
+  onSession(handler: (session: WebTransportSession) => void): this {
+    this.#sessionHandler = handler;
+    return this;
+  }
+
+  async listen(): Promise<{ port: number }> {
+    const local = await this.#endpoint.bind(this.options.port, this.options.host ?? '127.0.0.1');
+    return { port: local.port };
+  }
+
+  /** Sizes of the internal maps (for leak checks and the lab). */
+  stats(): { connections: number; routes: number; sessions: number; streams: number } {
+    let sessions = 0;
+    let streams = 0;
+    for (const connection of this.#connections) {
+      sessions += connection.sessions.size;
+      streams += connection.streamCount;
+    }
+    return { connections: this.#endpoint.connectionCount, routes: this.#endpoint.routeCount, sessions, streams };
+  }
+
+  async close(graceMs = 1_000): Promise<void> {
+    for (const connection of this.#connections) connection.goaway();
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && [...this.#connections].some((c) => c.sessions.size > 0)) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const connection of this.#connections) connection.quic.close(true, 0x100, 'server shutting down');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await this.#endpoint.close();
+  }
+
+  #decide(request: ConnectRequest): { status: number } {
+    if (this.#requestHook) return this.#requestHook(request);
+    return { status: this.#paths.has(request.path.split('?')[0]!) ? 200 : 404 };
+  }
+}

@@ -1,0 +1,321 @@
+/**
+ * A WebTransport session with the W3C API shape (`ready`, `closed`, `datagrams`, create/incoming
+ * streams, `close`), so Node code reads like browser code. It is the same class on the server and
+ * in our Node client; the HTTP/3 connection (`h3-connection.ts`) feeds it and carries its writes.
+ *
+ * Backpressure: a stream's readable side reads from QUIC only while its queue has room (QUIC flow
+ * control then stops the peer); a writable side's write resolves once the QUIC stream's queue is
+ * below the high-water mark. The datagram receive queue is bounded and drops (counted) when full.
+ */
+import type { SessionStats } from '../connection.ts';
+import { encodeVarint } from '../../codec/varint.ts';
+import { encodeCloseSession } from '../h3/capsules.ts';
+import { http3ToWebTransportCode, webTransportCodeToHttp3 } from '../h3/errors.ts';
+import type { QuicConnection } from './quic.ts';
+
+/** Queued bytes per stream above which writes wait. */
+const STREAM_HIGH_WATER = 256 * 1024;
+const DATAGRAM_QUEUE = 256;
+
+export interface WebTransportCloseInfo {
+  closeCode: number;
+  reason: string;
+}
+
+/** Error of a stream reset or stopped by the peer, like the W3C WebTransportError. */
+export class WebTransportStreamError extends Error {
+  constructor(
+    message: string,
+    readonly streamErrorCode: number | null,
+  ) {
+    super(message);
+    this.name = 'WebTransportError';
+  }
+}
+
+/** What the session needs from its HTTP/3 connection. */
+export interface SessionHost {
+  readonly quic: QuicConnection;
+  openStream(kind: 'bidi' | 'uni'): number;
+  registerStream(streamId: number, stream: IncomingStream): void;
+  sendCapsuleAndFinish(sessionId: number, capsule: Uint8Array | null): void;
+  forgetSession(sessionId: number): void;
+}
+
+/** The receiving half of a WebTransport stream, fed by the HTTP/3 connection. */
+export class IncomingStream {
+  readonly readable: ReadableStream<Uint8Array>;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #done = false;
+
+  constructor(
+    readonly quic: QuicConnection,
+    readonly streamId: number,
+    leftover: Uint8Array | undefined,
+    private readonly onEnd: () => void,
+  ) {
+    this.readable = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.#controller = controller;
+          if (leftover && leftover.length > 0) controller.enqueue(leftover);
+        },
+        pull: () => this.readAvailable(),
+        cancel: (reason) => {
+          this.#done = true;
+          quic.shutdown(streamId, 'read', webTransportCodeToHttp3(codeOf(reason)));
+          this.onEnd();
+        },
+      },
+      { highWaterMark: 256 * 1024, size: (chunk) => chunk.byteLength },
+    );
+  }
+
+  /** Reads from QUIC while the reader's queue has room; otherwise leaves the bytes to flow control. */
+  readAvailable(): void {
+    while (!this.#done && (this.#controller.desiredSize ?? 0) > 0) {
+      const result = this.quic.read(this.streamId);
+      if (!result) return;
+      if ('reset' in result) {
+        this.fail(new WebTransportStreamError('stream reset by the peer', http3ToWebTransportCode(result.reset)));
+        return;
+      }
+      if (result.bytes.length > 0) this.#controller.enqueue(result.bytes);
+      if (result.fin) {
+        this.#done = true;
+        this.#controller.close();
+        this.onEnd();
+        return;
+      }
+    }
+  }
+
+  fail(error: Error): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#controller.error(error);
+    this.onEnd();
+  }
+}
+
+/** The sending half of a WebTransport stream. */
+export function outgoingStream(quic: QuicConnection, streamId: number, waiters: Map<number, () => void>, header: Uint8Array | null): WritableStream<Uint8Array> {
+  if (header) quic.write(streamId, header);
+  return new WritableStream<Uint8Array>(
+    {
+      write: (chunk) => {
+        if (quic.isClosed) throw new WebTransportStreamError('connection closed', null);
+        quic.write(streamId, chunk);
+        if (quic.queued(streamId) < STREAM_HIGH_WATER) return undefined;
+        return new Promise<void>((resolve) => waiters.set(streamId, resolve));
+      },
+      close: () => quic.write(streamId, new Uint8Array(0), true),
+      abort: (reason) => quic.shutdown(streamId, 'write', webTransportCodeToHttp3(codeOf(reason))),
+    },
+    new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }),
+  );
+}
+
+/** The application error code an abort/cancel reason carries (W3C: `streamErrorCode`), else 0. */
+function codeOf(reason: unknown): number {
+  const code = (reason as { streamErrorCode?: unknown } | undefined)?.streamErrorCode;
+  return typeof code === 'number' && code >= 0 && code <= 0xffffffff ? code : 0;
+}
+
+export interface BidirectionalStream {
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly writable: WritableStream<Uint8Array>;
+}
+
+export class WebTransportSession {
+  readonly ready: Promise<void>;
+  readonly closed: Promise<WebTransportCloseInfo>;
+  readonly draining: Promise<void>;
+  readonly datagrams: { readonly readable: ReadableStream<Uint8Array>; readonly writable: WritableStream<Uint8Array>; readonly maxDatagramSize: number };
+  readonly incomingBidirectionalStreams: ReadableStream<BidirectionalStream>;
+  readonly incomingUnidirectionalStreams: ReadableStream<ReadableStream<Uint8Array>>;
+  /** Request path (server side). */
+  path = '';
+  datagramsDropped = 0;
+
+  readonly #host: SessionHost;
+  readonly #quic: QuicConnection;
+  readonly #prefix: Uint8Array;
+  readonly #streams = new Set<IncomingStream>();
+  readonly #writeWaiters: Map<number, () => void>;
+  #resolveReady!: () => void;
+  #rejectReady!: (error: Error) => void;
+  #resolveClosed!: (info: WebTransportCloseInfo) => void;
+  #rejectClosed!: (error: Error) => void;
+  #resolveDraining!: () => void;
+  #datagramController!: ReadableStreamDefaultController<Uint8Array>;
+  #bidiController!: ReadableStreamDefaultController<BidirectionalStream>;
+  #uniController!: ReadableStreamDefaultController<ReadableStream<Uint8Array>>;
+  #state: 'connecting' | 'connected' | 'closed' = 'connecting';
+
+  constructor(
+    host: SessionHost,
+    readonly sessionId: number,
+    writeWaiters: Map<number, () => void>,
+  ) {
+    this.#host = host;
+    this.#quic = host.quic;
+    this.#writeWaiters = writeWaiters;
+    this.#prefix = encodeVarint(sessionId / 4);
+    this.ready = new Promise((resolve, reject) => {
+      this.#resolveReady = resolve;
+      this.#rejectReady = reject;
+    });
+    this.closed = new Promise((resolve, reject) => {
+      this.#resolveClosed = resolve;
+      this.#rejectClosed = reject;
+    });
+    this.draining = new Promise((resolve) => (this.#resolveDraining = resolve));
+    this.ready.catch(() => undefined);
+    this.closed.catch(() => undefined);
+    const quic = this.#quic;
+    const prefix = this.#prefix;
+    const session = this;
+    this.datagrams = {
+      readable: new ReadableStream<Uint8Array>({ start: (c) => void (this.#datagramController = c) }, { highWaterMark: DATAGRAM_QUEUE }),
+      writable: new WritableStream<Uint8Array>({
+        write(chunk) {
+          // Datagrams never wait: a full QUIC send queue drops them (counted).
+          const datagram = new Uint8Array(prefix.length + chunk.length);
+          datagram.set(prefix);
+          datagram.set(chunk, prefix.length);
+          if (!quic.sendDatagram(datagram)) session.datagramsDropped++;
+        },
+      }),
+      get maxDatagramSize() {
+        return Math.max(0, (quic.maxDatagramPayload() ?? 1200) - prefix.length);
+      },
+    };
+    this.incomingBidirectionalStreams = new ReadableStream({ start: (c) => void (this.#bidiController = c) });
+    this.incomingUnidirectionalStreams = new ReadableStream({ start: (c) => void (this.#uniController = c) });
+  }
+
+  get state(): 'connecting' | 'connected' | 'closed' {
+    return this.#state;
+  }
+
+  async createBidirectionalStream(): Promise<BidirectionalStream> {
+    this.#assertConnected();
+    const id = this.#host.openStream('bidi');
+    const writable = outgoingStream(this.#quic, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(0x41), ...encodeVarint(this.sessionId)));
+    const incoming = this.#track(id, undefined);
+    return { readable: incoming.readable, writable };
+  }
+
+  async createUnidirectionalStream(): Promise<WritableStream<Uint8Array>> {
+    this.#assertConnected();
+    const id = this.#host.openStream('uni');
+    return outgoingStream(this.#quic, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(0x54), ...encodeVarint(this.sessionId)));
+  }
+
+  /** Closes the session with a CLOSE_WEBTRANSPORT_SESSION capsule, then FIN on the CONNECT stream. */
+  close(info: { closeCode?: number; reason?: string } = {}): void {
+    if (this.#state === 'closed') return;
+    const closeInfo = { closeCode: info.closeCode ?? 0, reason: info.reason ?? '' };
+    this.#host.sendCapsuleAndFinish(this.sessionId, this.#state === 'connected' ? encodeCloseSession(closeInfo.closeCode, closeInfo.reason) : null);
+    this.terminate(closeInfo);
+  }
+
+  getStats(): SessionStats & { minRttMs: number | null; cwnd: number | null; packetsSent: number } {
+    const stats = this.#quic.quiche.stats();
+    const path = this.#quic.quiche.pathStats()[0];
+    return {
+      smoothedRttMs: path ? path.rtt : null,
+      minRttMs: path ? (path as { minRtt?: number }).minRtt ?? null : null,
+      cwnd: path ? path.cwnd : null,
+      packetsSent: stats.sent,
+      packetsLost: stats.lost,
+      packetsRetransmitted: stats.retrans,
+      bytesSent: stats.sentBytes,
+      bytesReceived: stats.recvBytes,
+      datagramsDropped: this.datagramsDropped + this.#quic.datagramsDropped,
+    };
+  }
+
+  // ——— fed by the HTTP/3 connection ———
+
+  accept(): void {
+    if (this.#state !== 'connecting') return;
+    this.#state = 'connected';
+    this.#resolveReady();
+  }
+
+  reject(error: Error): void {
+    this.#state = 'closed';
+    this.#rejectReady(error);
+    this.#rejectClosed(error);
+    this.#host.forgetSession(this.sessionId);
+  }
+
+  receiveDatagram(payload: Uint8Array): void {
+    if (this.#state !== 'connected') return;
+    if ((this.#datagramController.desiredSize ?? 0) <= 0) {
+      this.datagramsDropped++;
+      return;
+    }
+    this.#datagramController.enqueue(payload);
+  }
+
+  incomingBidi(streamId: number, leftover: Uint8Array): void {
+    const incoming = this.#track(streamId, leftover);
+    const writable = outgoingStream(this.#quic, streamId, this.#writeWaiters, null);
+    this.#bidiController.enqueue({ readable: incoming.readable, writable });
+  }
+
+  incomingUni(streamId: number, leftover: Uint8Array): void {
+    this.#uniController.enqueue(this.#track(streamId, leftover).readable);
+  }
+
+  drain(): void {
+    this.#resolveDraining();
+  }
+
+  /** The session ended (either side's close, FIN of the CONNECT stream): settle everything once. */
+  terminate(info: WebTransportCloseInfo): void {
+    if (this.#state === 'closed') return;
+    const wasConnecting = this.#state === 'connecting';
+    this.#state = 'closed';
+    if (wasConnecting) this.#rejectReady(new Error(`session closed before it was ready: ${info.closeCode} ${info.reason}`));
+    this.#finishStreams(new WebTransportStreamError('session closed', null));
+    this.#resolveClosed(info);
+    this.#host.forgetSession(this.sessionId);
+  }
+
+  /** The QUIC connection died under the session. */
+  abort(error: Error): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#rejectReady(error);
+    this.#finishStreams(error);
+    this.#rejectClosed(error);
+    this.#host.forgetSession(this.sessionId);
+  }
+
+  #finishStreams(error: Error): void {
+    for (const stream of this.#streams) stream.fail(error);
+    this.#streams.clear();
+    for (const controller of [this.#datagramController, this.#bidiController, this.#uniController] as ReadableStreamDefaultController<unknown>[]) {
+      try {
+        controller.close();
+      } catch {
+        // Already closed or errored.
+      }
+    }
+  }
+
+  #track(streamId: number, leftover: Uint8Array | undefined): IncomingStream {
+    const stream = new IncomingStream(this.#quic, streamId, leftover, () => this.#streams.delete(stream));
+    this.#streams.add(stream);
+    this.#host.registerStream(streamId, stream);
+    return stream;
+  }
+
+  #assertConnected(): void {
+    if (this.#state !== 'connected') throw new Error(`session is ${this.#state}`);
+  }
+}
