@@ -22,6 +22,7 @@ function bytesOf(source: BufferSource): Uint8Array {
 
 /** A readable whose source is only known later: reads pass through once it is. */
 function deferredReadable<T>(source: Promise<ReadableStream<T>>): ReadableStream<T> {
+  source.catch(() => undefined); // a failed session surfaces through ready/closed; reads reject too
   let reader: ReadableStreamDefaultReader<T> | undefined;
   return new ReadableStream<T>(
     {

@@ -47,6 +47,7 @@ export class IncomingStream {
   readonly readable: ReadableStream<Uint8Array>;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #done = false;
+  #reading = false;
 
   constructor(
     readonly quic: QuicConnection,
@@ -73,6 +74,17 @@ export class IncomingStream {
 
   /** Reads from QUIC while the reader's queue has room; otherwise leaves the bytes to flow control. */
   readAvailable(): void {
+    // enqueue() can call pull() synchronously: the outer loop is already reading.
+    if (this.#reading) return;
+    this.#reading = true;
+    try {
+      this.#readLoop();
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  #readLoop(): void {
     while (!this.#done && (this.#controller.desiredSize ?? 0) > 0) {
       const result = this.quic.read(this.streamId);
       if (!result) return;

@@ -1,0 +1,72 @@
+/**
+ * A WebTransport test server on the engine: `/echo` echoes datagrams and every bidirectional
+ * stream, and sends each incoming unidirectional stream back on a server-opened one; `/push` opens
+ * a unidirectional and a bidirectional stream towards the client, then closes the session with
+ * 4321 "server says bye". It records how each session ended.
+ */
+import { createCertificate, type CertificateBundle } from '../certs/index.ts';
+import { WebTransportServer } from '../transports/webtransport/engine/server.ts';
+import type { WebTransportCloseInfo, WebTransportSession } from '../transports/webtransport/engine/session.ts';
+
+export interface EchoWebTransportServer {
+  port: number;
+  certificate: CertificateBundle;
+  server: WebTransportServer;
+  /** How each session ended, as the server saw it. */
+  closes: (WebTransportCloseInfo | { error: string })[];
+  close(): Promise<void>;
+}
+
+async function echoDatagrams(session: WebTransportSession): Promise<void> {
+  const reader = session.datagrams.readable.getReader();
+  const writer = session.datagrams.writable.getWriter();
+  for (let next = await reader.read(); !next.done; next = await reader.read()) await writer.write(next.value);
+}
+
+async function echoStreams(session: WebTransportSession): Promise<void> {
+  const bidi = session.incomingBidirectionalStreams.getReader();
+  for (let next = await bidi.read(); !next.done; next = await bidi.read()) void next.value.readable.pipeTo(next.value.writable).catch(() => undefined);
+}
+
+async function echoUnidirectional(session: WebTransportSession): Promise<void> {
+  const uni = session.incomingUnidirectionalStreams.getReader();
+  for (let next = await uni.read(); !next.done; next = await uni.read()) {
+    const back = await session.createUnidirectionalStream();
+    void next.value.pipeTo(back).catch(() => undefined);
+  }
+}
+
+async function push(session: WebTransportSession): Promise<void> {
+  const text = new TextEncoder();
+  const uni = (await session.createUnidirectionalStream()).getWriter();
+  await uni.write(text.encode('uni from server'));
+  await uni.close();
+  const bidi = await session.createBidirectionalStream();
+  const writer = bidi.writable.getWriter();
+  await writer.write(text.encode('bidi from server'));
+  await writer.close();
+  // Wait for the client's answer on the bidi stream, then close with our own code and reason.
+  const reader = bidi.readable.getReader();
+  while (!(await reader.read()).done);
+  session.close({ closeCode: 4321, reason: 'server says bye' });
+}
+
+export async function startEchoWebTransportServer(): Promise<EchoWebTransportServer> {
+  const certificate = await createCertificate();
+  const server = new WebTransportServer({ port: 0, certPem: certificate.certPem, keyPem: certificate.keyPem }).route('/echo').route('/push');
+  const closes: EchoWebTransportServer['closes'] = [];
+  server.onSession((session) => {
+    session.closed.then(
+      (info) => closes.push(info),
+      (error: Error) => closes.push({ error: error.message }),
+    );
+    if (session.path === '/push') void push(session).catch(() => undefined);
+    else {
+      void echoDatagrams(session).catch(() => undefined);
+      void echoStreams(session).catch(() => undefined);
+      void echoUnidirectional(session).catch(() => undefined);
+    }
+  });
+  const { port } = await server.listen();
+  return { port, certificate, server, closes, close: () => server.close(200) };
+}
