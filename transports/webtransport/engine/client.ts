@@ -43,6 +43,8 @@ function deferredReadable<T>(source: Promise<ReadableStream<T>>): ReadableStream
 export class WebTransport {
   readonly ready: Promise<void>;
   readonly closed: Promise<WebTransportCloseInfo>;
+  /** Resolves when the server asks to wind down (GOAWAY or DRAIN_WEBTRANSPORT_SESSION). */
+  readonly draining: Promise<void>;
   readonly datagrams: { readonly readable: ReadableStream<Uint8Array>; readonly writable: WritableStream<Uint8Array>; readonly maxDatagramSize: number };
   readonly incomingBidirectionalStreams: ReadableStream<BidirectionalStream>;
   readonly incomingUnidirectionalStreams: ReadableStream<ReadableStream<Uint8Array>>;
@@ -54,6 +56,8 @@ export class WebTransport {
     this.#session.then((session) => (this.#current = session)).catch(() => undefined);
     this.ready = this.#session.then((session) => session.ready);
     this.closed = this.#session.then((session) => session.closed);
+    this.draining = this.#session.then((session) => session.draining);
+    this.draining.catch(() => undefined);
     this.ready.catch(() => undefined);
     this.closed.catch(() => undefined);
     const session = this.#session;

@@ -6,7 +6,7 @@
  * the pure codecs in ../h3; this file keeps per-stream state and routes bytes.
  */
 import { readVarint } from '../../codec/varint.ts';
-import { CapsuleReader, CapsuleType, decodeCloseSession } from '../h3/capsules.ts';
+import { CapsuleReader, CapsuleType, decodeCloseSession, encodeCapsule } from '../h3/capsules.ts';
 import { H3Error, H3ErrorCode } from '../h3/errors.ts';
 import { decodeSettings, encodeFrame, encodeFrameHeader, encodeGoaway, encodeSettings, FrameReader, FrameType, Setting, StreamType, WEBTRANSPORT_BIDI_SIGNAL } from '../h3/frames.ts';
 import { checkEncoderStream, decodeFieldSection, encodeFieldSection } from '../h3/qpack.ts';
@@ -113,7 +113,8 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     if (this.#goaway || !this.#established) return;
     this.#goaway = true;
     this.quic.write(this.role === 'client' ? 2 : 3, encodeFrame(FrameType.GOAWAY, encodeGoaway(this.#nextBidi)));
-    for (const id of this.sessions.keys()) this.#sendData(id, Uint8Array.of(0x80, 0x00, 0x78, 0xae, 0x00));
+    const drain = encodeCapsule(CapsuleType.DRAIN_WEBTRANSPORT_SESSION, new Uint8Array(0));
+    for (const id of this.sessions.keys()) this.#sendData(id, drain);
   }
 
   // ——— SessionHost ———
