@@ -23,7 +23,7 @@ export interface CertificateBundle {
   keyPem: string;
   certDer: Uint8Array;
   /** SHA-256 of the DER certificate: the `serverCertificateHashes` value. */
-  sha256: Uint8Array;
+  sha256: Uint8Array<ArrayBuffer>;
   sha256Hex: string;
   notBefore: Date;
   notAfter: Date;
