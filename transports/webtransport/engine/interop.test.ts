@@ -11,7 +11,7 @@ import { WebTransport as NodeWebTransport } from './client.ts';
 /** Runs in the browser or in Node: only globals (WebTransport, crypto, TextEncoder). */
 async function exercise({ port, hash }: { port: number; hash: number[] }) {
   const options = { serverCertificateHashes: [{ algorithm: 'sha-256', value: new Uint8Array(hash) }] };
-  const hex = async (bytes: Uint8Array) => Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
+  const hex = async (bytes: Uint8Array<ArrayBuffer>) => Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
   const readAll = async (readable: ReadableStream<Uint8Array>) => {
     const chunks: Uint8Array[] = [];
     const reader = readable.getReader();
