@@ -7,11 +7,12 @@
 import type http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadOrCreateCertificate, type CertificateBundle } from '../certs/index.ts';
+import { createCertificate, loadOrCreateCertificate, type CertificateBundle } from '../certs/index.ts';
 import { LongPollingTransportServer } from '../transports/long-polling/server.ts';
 import { PollingTransportServer } from '../transports/polling/server.ts';
 import type { BackpressureOptions, HttpTransportServer, TransportName } from '../transports/transport.ts';
 import { WebSocketTransportServer } from '../transports/websocket/server.ts';
+import { WebTransportTransportServer } from '../transports/webtransport/server.ts';
 import { DualHttpServer } from './http-server.ts';
 import { Router, type RouterOptions } from './router.ts';
 import { staticFiles } from './static-files.ts';
@@ -26,10 +27,13 @@ export interface SwitchyardServerOptions {
   host?: string;
   /** TCP (and UDP) port; 0 picks a free one. Default 8080. */
   port?: number;
-  /** Transports to serve. Default: all of them. */
+  /** Transports to serve. Default: all of them (webtransport needs a certificate). */
   transports?: readonly TransportName[];
-  /** Certificate for HTTPS/WSS (and WebTransport). Default: generated under certs/generated. */
-  certificate?: { certFile: string; keyFile: string } | 'generate' | 'none';
+  /**
+   * Certificate for HTTPS/WSS and WebTransport. Default 'generate': kept under certs/generated and
+   * renewed there; 'ephemeral': a fresh one in memory (tests); 'none': plain HTTP only, no WebTransport.
+   */
+  certificate?: { certFile: string; keyFile: string } | 'generate' | 'ephemeral' | 'none';
   /** Folder of the built lab to serve at `/`; null serves none. Default lab-ui/dist. */
   labDir?: string | null;
   /** Largest inbound message in bytes (default 2 MiB). */
@@ -47,19 +51,25 @@ export interface SwitchyardServer {
   readonly router: Router;
   readonly certificate: CertificateBundle | null;
   readonly transports: readonly HttpTransportServer[];
+  /** The WebTransport server on the UDP port, when served. */
+  readonly webtransport: WebTransportTransportServer | null;
   close(): Promise<void>;
 }
 
 /** Starts a server; resolves once it listens. */
 export async function startServer(options: SwitchyardServerOptions = {}): Promise<SwitchyardServer> {
   const host = options.host ?? '127.0.0.1';
-  const wanted = new Set<TransportName>(options.transports ?? ['websocket', 'long-polling', 'polling']);
+  const wanted = new Set<TransportName>(options.transports ?? ['websocket', 'long-polling', 'polling', 'webtransport']);
   const certificate =
     options.certificate === 'none'
       ? null
-      : await loadOrCreateCertificate(typeof options.certificate === 'object' ? options.certificate : {});
+      : options.certificate === 'ephemeral'
+        ? await createCertificate()
+        : await loadOrCreateCertificate(typeof options.certificate === 'object' ? options.certificate : {});
   const router = new Router({ ...options.router, maxMessageSize: options.maxMessageSize ?? options.router?.maxMessageSize });
-  const common = { maxMessageSize: options.maxMessageSize, backpressure: options.backpressure };
+  // A delivery keeps the lane it was sent on where the recipient's transport has it, and goes
+  // reliably (counted in laneDowngrades) where it does not: clients on any transport talk.
+  const common = { maxMessageSize: options.maxMessageSize, backpressure: options.backpressure, laneFallback: 'reliable' as const };
 
   const transports: HttpTransportServer[] = [];
   if (wanted.has('websocket')) transports.push(new WebSocketTransportServer(common));
@@ -69,13 +79,14 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
 
   const serveLab = options.labDir === null ? undefined : staticFiles(options.labDir ?? path.join(PROJECT_ROOT, 'lab-ui', 'dist'));
   let urls: SwitchyardServer['urls'] = { http: '', https: null, webtransport: null };
+  let webtransport: WebTransportTransportServer | null = null;
   const fallback = (request: http.IncomingMessage, response: http.ServerResponse) => {
     const pathname = (request.url ?? '/').split('?')[0];
     if (pathname === '/info') {
       const body = JSON.stringify({
         version: VERSION,
-        transports: transports.map((t) => t.name),
-        paths: Object.fromEntries(transports.map((t) => [t.name, t.path])),
+        transports: [...transports.map((t) => t.name), ...(webtransport ? [webtransport.name] : [])],
+        paths: Object.fromEntries([...transports, ...(webtransport ? [webtransport] : [])].map((t) => [t.name, t.path])),
         urls,
         certificateSha256: certificate?.sha256Hex ?? null,
         certificateNotAfter: certificate?.notAfter.toISOString() ?? null,
@@ -98,10 +109,21 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
   });
   const port = await http.listen();
   const shownHost = host.includes(':') ? `[${host}]` : host;
+  // WebTransport takes the UDP port of the same number (WebTransport is always TLS: it needs the certificate).
+  if (wanted.has('webtransport') && certificate) {
+    webtransport = new WebTransportTransportServer({ ...common, host, port, certPem: certificate.certPem, keyPem: certificate.keyPem });
+    webtransport.onConnection((connection) => router.attach(connection));
+    try {
+      await webtransport.listen();
+    } catch (error) {
+      await http.close();
+      throw new Error(`WebTransport could not bind UDP ${host}:${port}: ${(error as Error).message}`, { cause: error });
+    }
+  }
   urls = {
     http: `http://${shownHost}:${port}`,
     https: certificate ? `https://${shownHost}:${port}` : null,
-    webtransport: null,
+    webtransport: webtransport ? `https://${shownHost}:${port}${webtransport.path}` : null,
   };
 
   return {
@@ -110,9 +132,10 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
     router,
     certificate,
     transports,
+    webtransport,
     async close() {
       router.close();
-      await Promise.all(transports.map((transport) => transport.close()));
+      await Promise.all([...transports, ...(webtransport ? [webtransport] : [])].map((transport) => transport.close()));
       await http.close();
     },
   };

@@ -16,7 +16,7 @@ console.log(`Switchyard listening
   lab + HTTP      ${server.urls.http}/
   HTTPS           ${server.urls.https ?? '(no certificate)'}
   transports      ${server.transports.map((t) => `${t.name} ${t.path}`).join(' · ')}
-  WebTransport    ${server.urls.webtransport ?? '(not enabled yet)'}
+  WebTransport    ${server.urls.webtransport ?? '(needs a certificate)'}
   certificate     ${cert ? `sha-256 ${cert.sha256Hex} (valid until ${cert.notAfter.toISOString()})` : 'none'}`);
 
 let stopping = false;

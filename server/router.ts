@@ -10,7 +10,7 @@
  */
 import { decodeEnvelope, encodeEnvelope, EnvelopeError, type ClientCommand, type DeliveryKind, type Envelope, type Payload, type ServerEvent } from '../transports/codec/envelope.ts';
 import { randomId } from '../transports/random-id.ts';
-import { CloseCode, type Connection, type Message } from '../transports/transport.ts';
+import { CloseCode, type Connection, type Lane, type Message } from '../transports/transport.ts';
 
 export interface HelloInfo {
   token: string | undefined;
@@ -73,6 +73,8 @@ export interface RouterStats {
   deliveries: number;
   duplicates: number;
   errors: number;
+  /** Deliveries a recipient's connection refused (e.g. a message over its datagram size). */
+  undeliverable: number;
 }
 
 const DEFAULTS = {
@@ -91,7 +93,7 @@ export class Router {
   readonly #options: RouterOptions & typeof DEFAULTS & { livenessTimeoutMs: number };
   readonly #connections = new Set<Connection>();
   readonly #heartbeat: ReturnType<typeof setInterval>;
-  #counters = { routed: 0, deliveries: 0, duplicates: 0, errors: 0 };
+  #counters = { routed: 0, deliveries: 0, duplicates: 0, errors: 0, undeliverable: 0 };
 
   constructor(options: RouterOptions = {}) {
     const heartbeatMs = options.heartbeatMs ?? DEFAULTS.heartbeatMs;
@@ -118,7 +120,7 @@ export class Router {
     const helloTimer = setTimeout(() => connection.close(CloseCode.policyViolation, 'no hello in time'), this.#options.helloTimeoutMs);
     helloTimer.unref?.();
 
-    connection.on('message', (frame) => {
+    connection.on('message', (frame, lane) => {
       let envelope: Envelope;
       try {
         envelope = decodeEnvelope(frame);
@@ -128,7 +130,7 @@ export class Router {
       }
       if (client) {
         client.lastSeen = Date.now();
-        this.#handle(client, envelope as ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>);
+        this.#handle(client, envelope as ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>, lane);
         return;
       }
       if (envelope.t !== 'hello') {
@@ -217,7 +219,7 @@ export class Router {
     return client;
   }
 
-  #handle(client: RoutedClient, envelope: ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>): void {
+  #handle(client: RoutedClient, envelope: ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>, lane: Lane): void {
     switch (envelope.t) {
       case 'ping':
         this.#sendTo(client, { t: 'pong', ts: envelope.ts });
@@ -247,7 +249,7 @@ export class Router {
       }
       if (this.#options.beforeRoute?.(command, client) === 'drop') return;
     }
-    const error = this.#route(client, command);
+    const error = this.#route(client, command, lane);
     if (error) {
       this.#reject(client.connection, error.code, error.message, command.id);
       return;
@@ -261,7 +263,7 @@ export class Router {
   }
 
   /** Applies one command; returns a typed error instead of throwing. */
-  #route(client: RoutedClient, command: Exclude<ClientCommand, { t: 'hello' }>): { code: string; message: string } | undefined {
+  #route(client: RoutedClient, command: Exclude<ClientCommand, { t: 'hello' }>, lane: Lane): { code: string; message: string } | undefined {
     const authorize = this.#options.authorize;
     const forbidden = (action: Action) => (authorize && !authorize(client, action) ? { code: 'ERR_FORBIDDEN', message: `not allowed: ${action.kind} ${'room' in action ? action.room : action.topic}` } : undefined);
     const delivery = (kind: DeliveryKind, to?: string): Extract<ServerEvent, { t: 'message' }> => ({
@@ -286,16 +288,16 @@ export class Router {
       case 'publish': {
         const denied = forbidden({ kind: 'publish', topic: command.topic });
         if (denied) return denied;
-        this.#fanOut(this.topics.get(command.topic) ?? [], delivery('topic', command.topic), client);
+        this.#fanOut(this.topics.get(command.topic) ?? [], delivery('topic', command.topic), client, lane);
         return undefined;
       }
       case 'broadcast':
-        this.#fanOut(this.clients.values(), delivery('broadcast'), client);
+        this.#fanOut(this.clients.values(), delivery('broadcast'), client, lane);
         return undefined;
       case 'send': {
         const target = this.clients.get(command.to);
         if (!target) return { code: 'ERR_UNKNOWN_CLIENT', message: `no client '${command.to}'` };
-        this.#fanOut([target], delivery('send'), undefined);
+        this.#fanOut([target], delivery('send'), undefined, lane);
         return undefined;
       }
       case 'multicast': {
@@ -303,31 +305,31 @@ export class Router {
         if ('room' in target) {
           const denied = forbidden({ kind: 'multicast-room', room: target.room });
           if (denied) return denied;
-          this.#fanOut(this.rooms.get(target.room) ?? [], delivery('room', target.room), client);
+          this.#fanOut(this.rooms.get(target.room) ?? [], delivery('room', target.room), client, lane);
         } else if ('topic' in target) {
           const denied = forbidden({ kind: 'publish', topic: target.topic });
           if (denied) return denied;
-          this.#fanOut(this.topics.get(target.topic) ?? [], delivery('topic', target.topic), client);
+          this.#fanOut(this.topics.get(target.topic) ?? [], delivery('topic', target.topic), client, lane);
         } else {
           const recipients = new Set<RoutedClient>();
           for (const id of target.ids) {
             const recipient = this.clients.get(id);
             if (recipient) recipients.add(recipient);
           }
-          this.#fanOut(recipients, delivery('ids'), undefined);
+          this.#fanOut(recipients, delivery('ids'), undefined, lane);
         }
         return undefined;
       }
     }
   }
 
-  /** Encodes once and queues the same frame on every recipient except `exclude`. */
-  #fanOut(recipients: Iterable<RoutedClient>, event: ServerEvent, exclude: RoutedClient | undefined): number {
+  /** Encodes once and queues the same frame, on the sender's lane, on every recipient except `exclude`. */
+  #fanOut(recipients: Iterable<RoutedClient>, event: ServerEvent, exclude: RoutedClient | undefined, lane: Lane = 'reliable'): number {
     const frame = encodeEnvelope(event);
     let delivered = 0;
     for (const recipient of recipients) {
       if (recipient === exclude) continue;
-      if (this.#write(recipient.connection, frame)) delivered++;
+      if (this.#write(recipient.connection, frame, lane)) delivered++;
     }
     this.#counters.deliveries += delivered;
     return delivered;
@@ -337,9 +339,15 @@ export class Router {
     this.#write(client.connection, encodeEnvelope(event));
   }
 
-  #write(connection: Connection | null, frame: Message): boolean {
+  #write(connection: Connection | null, frame: Message, lane: Lane = 'reliable'): boolean {
     if (!connection || connection.state !== 'open') return false;
-    return connection.send(frame) === 'queued';
+    try {
+      return connection.send(frame, lane) === 'queued';
+    } catch {
+      // Too large for this recipient's datagrams, or a lane it refuses: this delivery is dropped.
+      this.#counters.undeliverable++;
+      return false;
+    }
   }
 
   #reject(connection: Connection | null, code: string, message: string, ref?: string): void {

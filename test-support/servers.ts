@@ -1,12 +1,15 @@
 /**
- * Servers for tests: a transport-level echo server (no router) on 127.0.0.1:0 serving every HTTP
- * transport, and helpers shared by the suites. Real sockets only.
+ * Servers for tests: a transport-level echo server (no router) on 127.0.0.1:0 serving every
+ * transport (WebTransport on the UDP port of the same number), and helpers shared by the suites.
+ * Real sockets only.
  */
+import { createCertificate } from '../certs/index.ts';
 import { DualHttpServer } from '../server/http-server.ts';
 import { LongPollingTransportServer } from '../transports/long-polling/server.ts';
 import { PollingTransportServer } from '../transports/polling/server.ts';
 import type { CloseInfo, Connection, HttpTransportServer, ServerTransportOptions } from '../transports/transport.ts';
 import { WebSocketTransportServer } from '../transports/websocket/server.ts';
+import { WebTransportTransportServer } from '../transports/webtransport/server.ts';
 
 export interface EchoServer {
   url: string;
@@ -15,6 +18,7 @@ export interface EchoServer {
   /** Close infos seen by server-side connections, in order. */
   closes: CloseInfo[];
   transports: HttpTransportServer[];
+  webtransport: WebTransportTransportServer;
   close(): Promise<void>;
 }
 
@@ -30,7 +34,20 @@ export async function startEchoServer(options: ServerTransportOptions & { pollTi
   ];
   const connections: Connection[] = [];
   const closes: CloseInfo[] = [];
-  for (const transport of transports) {
+  const certificate = await createCertificate();
+  let info = '';
+  const http = new DualHttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    transports,
+    // WebTransport clients learn the session URL and certificate hash here, as from the real server.
+    fallback: (request, response) => (request.url === '/info' ? response.writeHead(200, { 'content-type': 'application/json' }).end(info) : response.writeHead(404).end()),
+  });
+  const port = await http.listen();
+  const webtransport = new WebTransportTransportServer({ ...options, host: '127.0.0.1', port, certPem: certificate.certPem, keyPem: certificate.keyPem });
+  await webtransport.listen();
+  info = JSON.stringify({ urls: { webtransport: `https://127.0.0.1:${port}/wt` }, certificateSha256: certificate.sha256Hex });
+  for (const transport of [...transports, webtransport]) {
     transport.onConnection((connection) => {
       connections.push(connection);
       connection.on('close', (info) => closes.push(info));
@@ -44,20 +61,14 @@ export async function startEchoServer(options: ServerTransportOptions & { pollTi
       });
     });
   }
-  const http = new DualHttpServer({
-    host: '127.0.0.1',
-    port: 0,
-    transports,
-    fallback: (_request, response) => response.writeHead(404).end(),
-  });
-  const port = await http.listen();
   return {
     url: `http://127.0.0.1:${port}`,
     connections,
     closes,
     transports,
+    webtransport,
     async close() {
-      await Promise.all(transports.map((t) => t.close()));
+      await Promise.all([...transports, webtransport].map((t) => t.close()));
       await http.close();
     },
   };

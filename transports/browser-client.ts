@@ -6,6 +6,7 @@ import { SwitchyardClient, type ClientOptions } from './client.ts';
 import { connectLongPolling, connectPolling } from './long-polling/client.ts';
 import type { ClientTransportFactory, TransportName } from './transport.ts';
 import { connectWebSocket } from './websocket/client.ts';
+import { connectWebTransport } from './webtransport/client.ts';
 
 export * from './client.ts';
 export type * from './transport.ts';
@@ -15,6 +16,7 @@ export const browserConnectors: Partial<Record<TransportName, ClientTransportFac
   ...(typeof WebSocket === 'function' ? { websocket: (options) => connectWebSocket(options) } : {}),
   'long-polling': connectLongPolling,
   polling: connectPolling,
+  ...(typeof (globalThis as { WebTransport?: unknown }).WebTransport === 'function' ? { webtransport: connectWebTransport } : {}),
 };
 
 /** Creates a client that connects from the browser; `url` defaults to this page's origin. */

@@ -25,9 +25,11 @@ describe.each(TRANSPORTS)('transport conformance: %s', (name) => {
   afterAll(() => server.close());
 
   it('opens, and a client close reaches the server with code, reason and wasClean', async () => {
+    const before = server.connections.length;
     const connection = open(name, server.url);
     await connection.opened;
     expect(connection.state).toBe('open');
+    await waitFor(() => server.connections.length > before, 5_000, 'the server side to open');
     const serverSide = server.connections.at(-1)!;
     expect(serverSide.transport).toBe(name);
     connection.close(4001, 'client says bye');
@@ -139,7 +141,7 @@ describe('router over mixed transports', () => {
     server = await startServer({
       port: 0,
       labDir: null,
-      certificate: 'none',
+      certificate: 'ephemeral',
       longPolling: { holdMs: 5_000 },
       router: {
         beforeRoute: (command) => {

@@ -8,6 +8,7 @@ import { SwitchyardClient, type ClientOptions } from './client.ts';
 import { connectLongPolling, connectPolling, type PollingClientOptions } from './long-polling/client.ts';
 import type { ClientTransportFactory, ClientTransportOptions, TransportName } from './transport.ts';
 import { connectWebSocketNode } from './websocket/node.ts';
+import { connectWebTransportNode } from './webtransport/node.ts';
 
 /** TLS trust options Node clients accept alongside the common transport options. */
 export interface NodeTlsOptions {
@@ -34,6 +35,7 @@ export const nodeConnectors: Partial<Record<TransportName, ClientTransportFactor
   websocket: connectWebSocketNode,
   'long-polling': polling(connectLongPolling),
   polling: polling(connectPolling),
+  webtransport: connectWebTransportNode,
 };
 
 /** Creates a client that connects from Node. */

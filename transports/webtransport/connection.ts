@@ -1,0 +1,300 @@
+/**
+ * The `webtransport` transport's Connection, shared by both sides: it runs over a W3C-shaped
+ * WebTransport session — the browser's native `WebTransport`, our Node client, or a server session
+ * of our engine — so the same code serves client and server.
+ *
+ * Lanes on the wire:
+ * - every bidirectional stream begins with one framed text message naming its lane
+ *   (`reliable` or `channel:<name>`), then carries framed messages (codec/message-framing.ts);
+ *   the client opens the `reliable` stream when it connects, either side opens a channel's stream
+ *   the first time it sends on that channel, and the peer answers on the same stream;
+ * - `unreliable` messages are datagrams: one byte (0 text, 1 binary) and the payload. A message
+ *   larger than the session's datagram limit is refused with MessageTooLargeError, never split.
+ */
+import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, type QueuedMessage } from '../base-connection.ts';
+import { frameMessage, MessageDeframer } from '../codec/message-framing.ts';
+import { ProtocolError } from '../errors.ts';
+import type { BackpressureOptions, Lane, Message, TransportCapabilities, TransportStats } from '../transport.ts';
+import { CloseCode } from '../transport.ts';
+
+/** A bidirectional stream as WebTransport hands it out. */
+export interface BidirectionalStream {
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly writable: WritableStream<Uint8Array>;
+}
+
+/** Engine statistics, where the session offers them synchronously (our Node engine does). */
+export interface SessionStats {
+  smoothedRttMs: number | null;
+  packetsLost: number;
+  packetsRetransmitted: number;
+  bytesSent: number;
+  bytesReceived: number;
+  datagramsDropped?: number;
+}
+
+/** The part of the W3C `WebTransport` interface this transport uses. */
+export interface WebTransportSessionLike {
+  readonly ready: Promise<void>;
+  readonly closed: Promise<{ closeCode?: number; reason?: string }>;
+  readonly datagrams: {
+    readonly readable: ReadableStream<Uint8Array>;
+    readonly writable: WritableStream<Uint8Array>;
+    readonly maxDatagramSize?: number;
+  };
+  createBidirectionalStream(): Promise<BidirectionalStream>;
+  readonly incomingBidirectionalStreams: ReadableStream<BidirectionalStream>;
+  close(info?: { closeCode?: number; reason?: string }): void;
+  /** Our engine's synchronous stats (the browser's getStats() is async and differs). */
+  getStats?(): SessionStats;
+}
+
+/** Bytes handed to one stream's writer and not yet accepted by the stack, above which we pause. */
+const STREAM_BUFFER_LIMIT = 256 * 1024;
+/** Datagram payload when the session does not say (QUIC's safe minimum minus headers). */
+const DEFAULT_MAX_DATAGRAM = 1100;
+const DATAGRAM_TEXT = 0;
+const DATAGRAM_BINARY = 1;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+interface LaneStream {
+  writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  /** Set while the stream is being opened; messages wait in `pending` meanwhile. */
+  opening: Promise<void> | undefined;
+  inFlight: number;
+}
+
+export interface WebTransportConnectionOptions {
+  role: 'client' | 'server';
+  backpressure?: BackpressureOptions | undefined;
+  laneFallback?: 'error' | 'reliable' | undefined;
+  maxMessageSize?: number | undefined;
+}
+
+export class WebTransportConnection extends BaseConnection {
+  readonly transport = 'webtransport' as const;
+  capabilities: TransportCapabilities;
+  /** Set once the session exists (the client may first fetch the server's certificate hash). */
+  #session: WebTransportSessionLike | undefined;
+  readonly #role: 'client' | 'server';
+  readonly #lanes = new Map<Lane, LaneStream>();
+  #datagramWriter: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #requestedClose: { code: number; reason: string } | undefined;
+
+  constructor(session: WebTransportSessionLike | Promise<WebTransportSessionLike>, options: WebTransportConnectionOptions) {
+    super({ backpressure: options.backpressure, laneFallback: options.laneFallback, defaultPolicy: options.role === 'server' ? 'disconnect' : 'wait' });
+    this.#role = options.role;
+    this.capabilities = {
+      unreliable: true,
+      independentChannels: true,
+      serverPush: true,
+      binary: true,
+      maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      maxUnreliableSize: DEFAULT_MAX_DATAGRAM - 1,
+    };
+    void this.#start(session);
+  }
+
+  override stats(): TransportStats {
+    const stats = super.stats();
+    const engine = this.#session?.getStats?.();
+    if (engine) {
+      stats.rttMs = engine.smoothedRttMs;
+      stats.packetsLost = engine.packetsLost;
+      stats.packetsRetransmitted = engine.packetsRetransmitted;
+      stats.wireBytesIn = engine.bytesReceived;
+      stats.wireBytesOut = engine.bytesSent;
+    }
+    return stats;
+  }
+
+  async #start(pending: WebTransportSessionLike | Promise<WebTransportSessionLike>): Promise<void> {
+    try {
+      const session = await pending;
+      this.#session = session;
+      if (this.state === 'closing') {
+        session.close({ closeCode: this.#requestedClose?.code, reason: this.#requestedClose?.reason });
+      }
+      void session.closed.then(
+        (info) => this.#ended({ code: info.closeCode ?? CloseCode.normal, reason: info.reason ?? '', wasClean: true }),
+        (error: unknown) => this.#ended({ code: CloseCode.abnormal, reason: errorText(error), wasClean: false }),
+      );
+      await session.ready;
+      // Known only once the session is up; a datagram carries one type byte before the payload.
+      const maxDatagram = session.datagrams.maxDatagramSize;
+      if (maxDatagram) this.capabilities = { ...this.capabilities, maxUnreliableSize: maxDatagram - 1 };
+      this.#datagramWriter = session.datagrams.writable.getWriter();
+      void this.#readDatagrams();
+      void this.#acceptStreams();
+      // The client opens the reliable lane; the server is open once that stream arrives.
+      if (this.#role === 'client') {
+        await this.#openLane('reliable');
+        this.markOpen();
+      }
+    } catch (error) {
+      this.#ended({ code: CloseCode.abnormal, reason: `webtransport session failed: ${errorText(error)}`, wasClean: false });
+    }
+  }
+
+  protected flush(): void {
+    for (;;) {
+      const item = this.outbound.peek();
+      if (!item) break;
+      if (item.lane === 'unreliable') {
+        this.outbound.shift();
+        this.#sendDatagram(item);
+        continue;
+      }
+      const lane = this.#lanes.get(item.lane);
+      if (!lane) {
+        void this.#openLane(item.lane).then(() => this.requestFlush(), (error: unknown) => this.#fail(error));
+        break;
+      }
+      // A lane still opening or over its buffer waits; so does everything queued behind it.
+      if (!lane.writer || lane.inFlight >= STREAM_BUFFER_LIMIT) break;
+      this.outbound.shift();
+      this.#write(lane, item);
+    }
+    this.onFlushed();
+  }
+
+  protected override sinkBufferedBytes(): number {
+    let bytes = 0;
+    for (const lane of this.#lanes.values()) bytes += lane.inFlight;
+    return bytes;
+  }
+
+  protected closeTransport(code: number, reason: string): void {
+    this.#requestedClose = { code, reason };
+    // Without a session yet, #start closes it as soon as it exists.
+    this.#session?.close({ closeCode: code, reason });
+  }
+
+  #write(lane: LaneStream, item: QueuedMessage): void {
+    const frame = frameMessage(item.message);
+    lane.inFlight += frame.length;
+    this.countSent(item);
+    lane.writer!.write(frame).then(
+      () => {
+        lane.inFlight -= frame.length;
+        this.onFlushed();
+        if (lane.inFlight < STREAM_BUFFER_LIMIT && this.outbound.length > 0) this.requestFlush();
+      },
+      () => undefined, // a failed write surfaces as the session's close
+    );
+  }
+
+  #sendDatagram(item: QueuedMessage): void {
+    const writer = this.#datagramWriter;
+    // Datagrams never wait: when the stack's datagram queue is full the message is dropped and counted.
+    if (!writer || (writer.desiredSize !== null && writer.desiredSize <= 0)) {
+      this.counters.dropped++;
+      return;
+    }
+    const payload = typeof item.message === 'string' ? encoder.encode(item.message) : item.message;
+    const datagram = new Uint8Array(payload.length + 1);
+    datagram[0] = typeof item.message === 'string' ? DATAGRAM_TEXT : DATAGRAM_BINARY;
+    datagram.set(payload, 1);
+    this.countSent(item);
+    writer.write(datagram).catch(() => undefined);
+  }
+
+  /** Opens this side's stream for a lane and announces the lane on it. */
+  #openLane(name: Lane): Promise<void> {
+    const existing = this.#lanes.get(name);
+    if (existing?.opening) return existing.opening;
+    const lane: LaneStream = { writer: undefined, opening: undefined, inFlight: 0 };
+    this.#lanes.set(name, lane);
+    lane.opening = this.#session!.createBidirectionalStream().then((stream) => {
+      lane.writer = stream.writable.getWriter();
+      lane.opening = undefined;
+      void lane.writer.write(frameMessage(name)).catch(() => undefined);
+      void this.#readStream(stream.readable, name);
+    });
+    return lane.opening;
+  }
+
+  async #acceptStreams(): Promise<void> {
+    const reader = this.#session!.incomingBidirectionalStreams.getReader();
+    try {
+      for (;;) {
+        const { value: stream, done } = await reader.read();
+        if (done) return;
+        void this.#readStream(stream.readable, undefined, stream.writable);
+      }
+    } catch {
+      // The session ended; `closed` reports how.
+    }
+  }
+
+  /**
+   * Reads framed messages from a stream. A stream the peer opened starts with its lane's name
+   * (`knownLane` undefined); its writable side becomes our way to answer on that lane.
+   */
+  async #readStream(readable: ReadableStream<Uint8Array>, knownLane: Lane | undefined, writable?: WritableStream<Uint8Array>): Promise<void> {
+    const reader = readable.getReader();
+    const deframer = new MessageDeframer(this.capabilities.maxMessageSize);
+    let lane = knownLane;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        for (const message of deframer.push(value)) {
+          if (lane === undefined) {
+            lane = parseLaneHeader(message);
+            if (writable && !this.#lanes.has(lane)) this.#lanes.set(lane, { writer: writable.getWriter(), opening: undefined, inFlight: 0 });
+            if (lane === 'reliable' && this.#role === 'server') this.markOpen();
+            if (this.outbound.length > 0) this.requestFlush();
+            continue;
+          }
+          this.deliver(message, lane);
+        }
+      }
+    } catch (error) {
+      if (error instanceof ProtocolError) this.close(error.closeCode ?? CloseCode.protocolError, error.message);
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  async #readDatagrams(): Promise<void> {
+    const reader = this.#session!.datagrams.readable.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        if (value.length === 0 || value[0]! > DATAGRAM_BINARY) continue; // not ours: ignore, datagrams may be lost anyway
+        const payload = value.subarray(1);
+        if (value[0] === DATAGRAM_BINARY) this.deliver(payload.slice(), 'unreliable');
+        else {
+          try {
+            this.deliver(decoder.decode(payload), 'unreliable');
+          } catch {
+            this.counters.dropped++;
+          }
+        }
+      }
+    } catch {
+      // Session over.
+    }
+  }
+
+  #fail(error: unknown): void {
+    this.close(CloseCode.internalError, `webtransport stream failed: ${errorText(error)}`);
+  }
+
+  #ended(info: { code: number; reason: string; wasClean: boolean }): void {
+    // This side's own close is reported with the code it asked for.
+    this.finishClose(this.#requestedClose && info.wasClean ? { ...this.#requestedClose, wasClean: true } : info);
+  }
+}
+
+function parseLaneHeader(message: Message): Lane {
+  if (typeof message === 'string' && (message === 'reliable' || (message.startsWith('channel:') && message.length > 8))) return message as Lane;
+  throw new ProtocolError('ERR_BAD_LANE_HEADER', 'a webtransport stream must begin with its lane name');
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
