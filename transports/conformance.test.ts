@@ -111,6 +111,42 @@ describe.each(TRANSPORTS)('transport conformance: %s', (name) => {
     expect(stats.messagesIn).toBe(1);
     expect(stats.bytesOut).toBe(5);
     expect(stats.bytesIn).toBe(5);
+    // Where the stack reports losses (QUIC), it reports an RTT too.
+    if (stats.packetsLost !== null) expect(stats.rttMs).toBeGreaterThan(0);
+    connection.close();
+  });
+
+  it('carries every lane its capabilities offer, keeps order within a channel, refuses the rest', async () => {
+    const connection = open(name, server.url);
+    const received: [string | Uint8Array, string][] = [];
+    connection.on('message', (message, lane) => received.push([message, lane]));
+    await connection.opened;
+    const { unreliable, independentChannels, maxUnreliableSize } = connection.capabilities;
+    if (independentChannels) {
+      for (let i = 0; i < 50; i++) {
+        connection.send(`a${i}`, 'channel:a');
+        connection.send(`b${i}`, 'channel:b');
+      }
+      await waitFor(() => received.length === 100, 10_000, 'channel echoes');
+      for (const channel of ['a', 'b']) {
+        expect(received.filter(([, lane]) => lane === `channel:${channel}`).map(([m]) => m)).toEqual(Array.from({ length: 50 }, (_, i) => `${channel}${i}`));
+      }
+    } else {
+      expect(() => connection.send('x', 'channel:a')).toThrow(expect.objectContaining({ code: 'ERR_LANE_UNSUPPORTED' }));
+    }
+    if (unreliable) {
+      expect(maxUnreliableSize).toBeGreaterThan(1000);
+      // Never split or silently dropped when too big: refused at once.
+      expect(() => connection.send(new Uint8Array(maxUnreliableSize + 1), 'unreliable')).toThrow(expect.objectContaining({ code: 'ERR_MESSAGE_TOO_LARGE' }));
+      // Datagrams may be lost even on loopback: send until one comes back.
+      for (let attempt = 0; attempt < 20 && !received.some(([, lane]) => lane === 'unreliable'); attempt++) {
+        connection.send(Uint8Array.of(attempt), 'unreliable');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(received.find(([, lane]) => lane === 'unreliable')?.[0]).toBeInstanceOf(Uint8Array);
+    } else {
+      expect(() => connection.send('x', 'unreliable')).toThrow(expect.objectContaining({ code: 'ERR_LANE_UNSUPPORTED' }));
+    }
     connection.close();
   });
 
