@@ -7,11 +7,11 @@
  */
 import { readVarint } from '../../codec/varint.ts';
 import { CapsuleReader, CapsuleType, decodeCloseSession, encodeCapsule } from '../h3/capsules.ts';
-import { H3Error, H3ErrorCode } from '../h3/errors.ts';
+import { H3Error, H3ErrorCode, http3ToWebTransportCode } from '../h3/errors.ts';
 import { decodeSettings, encodeFrame, encodeFrameHeader, encodeGoaway, encodeSettings, FrameReader, FrameType, Setting, StreamType, WEBTRANSPORT_BIDI_SIGNAL } from '../h3/frames.ts';
 import { checkEncoderStream, decodeFieldSection, encodeFieldSection } from '../h3/qpack.ts';
 import type { QuicConnection, QuicConnectionHandler } from './quic.ts';
-import { IncomingStream, WebTransportSession, type SessionHost } from './session.ts';
+import { IncomingStream, WebTransportSession, WebTransportStreamError, type SessionHost } from './session.ts';
 
 /** What a server learns of a CONNECT before deciding. */
 export interface ConnectRequest {
@@ -59,6 +59,7 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
   readonly sessions = new Map<number, WebTransportSession>();
   readonly #streams = new Map<number, StreamState>();
   readonly #writeWaiters = new Map<number, () => void>();
+  readonly #writers = new Map<number, WritableStreamDefaultController>();
   #nextBidi: number;
   #nextUni: number;
   #peerSettings: Map<number, number> | undefined;
@@ -78,8 +79,9 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     quic.handler = this;
   }
 
+  /** Streams with state here (readers and writers), for leak checks. */
   get streamCount(): number {
-    return this.#streams.size;
+    return this.#streams.size + this.#writers.size;
   }
 
   /** Resolves once the peer's SETTINGS arrived (Chromium waits for ours before it sends CONNECT). */
@@ -130,6 +132,21 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     this.#streams.set(streamId, { kind: 'wt', stream });
   }
 
+  registerWriter(streamId: number, controller: WritableStreamDefaultController): void {
+    this.#writers.set(streamId, controller);
+  }
+
+  releaseWriter(streamId: number): void {
+    this.#writers.delete(streamId);
+  }
+
+  stopSending(streamId: number, code: number): void {
+    const writer = this.#writers.get(streamId);
+    this.#writers.delete(streamId);
+    writer?.error(new WebTransportStreamError('stream stopped by the peer', http3ToWebTransportCode(code)));
+    this.writable(streamId); // release a write waiting for room that will never come
+  }
+
   sendCapsuleAndFinish(sessionId: number, capsule: Uint8Array | null): void {
     if (capsule) this.#sendData(sessionId, capsule);
     this.quic.write(sessionId, new Uint8Array(0), true);
@@ -176,6 +193,7 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     const error = new Error('QUIC connection closed');
     for (const session of [...this.sessions.values()]) session.abort(error);
     this.#streams.clear();
+    this.#writers.clear();
     for (const waiter of this.#writeWaiters.values()) waiter();
     this.#writeWaiters.clear();
     this.hooks.closed?.();

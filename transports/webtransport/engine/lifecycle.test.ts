@@ -39,6 +39,28 @@ describe('WebTransport session lifecycle', () => {
     await server.close(100);
   });
 
+  it('maps a reader cancel with a code to STOP_SENDING the writer sees as that code', async () => {
+    let writerError: unknown;
+    const { server, open } = await serve(async (session) => {
+      const stream = await session.createBidirectionalStream();
+      const writer = stream.writable.getWriter();
+      try {
+        for (let i = 0; i < 10_000; i++) await writer.write(new Uint8Array(16 * 1024));
+      } catch (error) {
+        writerError = error;
+      }
+    });
+    const client = open();
+    await client.ready;
+    const { value } = await client.incomingBidirectionalStreams.getReader().read();
+    const reader = value!.readable.getReader();
+    await reader.read();
+    await reader.cancel({ streamErrorCode: 9 });
+    await expect.poll(() => writerError, { timeout: 5_000 }).toMatchObject({ name: 'WebTransportError', streamErrorCode: 9 });
+    client.close();
+    await server.close(100);
+  });
+
   it('tells sessions to drain on shutdown, then closes them', async () => {
     const { server, open } = await serve(() => undefined);
     const client = open();

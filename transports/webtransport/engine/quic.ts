@@ -19,6 +19,8 @@ export interface QuicConnectionHandler {
   readable(streamId: number): void;
   /** A stream's write queue emptied (quiche took everything). */
   writable(streamId: number): void;
+  /** The peer sent STOP_SENDING for a stream we write: `code` is its HTTP/3 error code. */
+  stopSending(streamId: number, code: number): void;
   datagram(payload: Uint8Array): void;
   /** The connection is gone; `error` says why when it was not a clean close. */
   closed(info: { local: boolean; code: number; reason: string; isApp: boolean } | null): void;
@@ -66,9 +68,13 @@ export function quicConfig(role: 'client' | 'server', options: QuicOptions): Con
   return config;
 }
 
-/** Parses the code out of quiche's `StreamReset(n)` / `StopSending(n)` error messages. */
+/**
+ * Parses the code out of quiche's errors: `StreamReset(n)` from a read, `StreamStopped(n)` from a
+ * write after the peer's STOP_SENDING (seen with this binding; some builds say `StopSending(n)`).
+ */
 export function quicheErrorCode(error: unknown, kind: 'StreamReset' | 'StopSending'): number | null {
-  const match = new RegExp(`${kind}\\((\\d+)\\)`).exec(String((error as Error)?.message ?? error));
+  const names = kind === 'StopSending' ? 'StreamStopped|StopSending' : kind;
+  const match = new RegExp(`(?:${names})\\((\\d+)\\)`).exec(String((error as Error)?.message ?? error));
   return match ? Number(match[1]) : null;
 }
 
@@ -249,7 +255,7 @@ export class QuicConnection {
         // STOP_SENDING from the peer (or a reset stream): drop what waits; the layer above hears it on read.
         this.#queues.delete(streamId);
         const stopped = quicheErrorCode(error, 'StopSending');
-        if (stopped !== null) this.handler?.readable(streamId);
+        if (stopped !== null) this.handler?.stopSending(streamId, stopped);
         return;
       }
       if (written === null) return; // no credit now

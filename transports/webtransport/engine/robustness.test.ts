@@ -60,6 +60,7 @@ async function rawQuic(onEstablished: (quic: QuicConnection) => void): Promise<{
         }
       },
       writable: () => undefined,
+      stopSending: () => undefined,
       datagram: () => undefined,
       closed: (info) => {
         resolve(info);

@@ -38,6 +38,9 @@ export interface SessionHost {
   readonly quic: QuicConnection;
   openStream(kind: 'bidi' | 'uni'): number;
   registerStream(streamId: number, stream: IncomingStream): void;
+  /** Lets the connection fail a stream's writer when the peer sends STOP_SENDING. */
+  registerWriter(streamId: number, controller: WritableStreamDefaultController): void;
+  releaseWriter(streamId: number): void;
   sendCapsuleAndFinish(sessionId: number, capsule: Uint8Array | null): void;
   forgetSession(sessionId: number): void;
 }
@@ -111,18 +114,26 @@ export class IncomingStream {
 }
 
 /** The sending half of a WebTransport stream. */
-export function outgoingStream(quic: QuicConnection, streamId: number, waiters: Map<number, () => void>, header: Uint8Array | null): WritableStream<Uint8Array> {
+function outgoingStream(host: SessionHost, streamId: number, waiters: Map<number, () => void>, header: Uint8Array | null): WritableStream<Uint8Array> {
+  const quic = host.quic;
   if (header) quic.write(streamId, header);
   return new WritableStream<Uint8Array>(
     {
+      start: (controller) => host.registerWriter(streamId, controller),
       write: (chunk) => {
         if (quic.isClosed) throw new WebTransportStreamError('connection closed', null);
         quic.write(streamId, chunk);
         if (quic.queued(streamId) < STREAM_HIGH_WATER) return undefined;
         return new Promise<void>((resolve) => waiters.set(streamId, resolve));
       },
-      close: () => quic.write(streamId, new Uint8Array(0), true),
-      abort: (reason) => quic.shutdown(streamId, 'write', webTransportCodeToHttp3(codeOf(reason))),
+      close: () => {
+        host.releaseWriter(streamId);
+        quic.write(streamId, new Uint8Array(0), true);
+      },
+      abort: (reason) => {
+        host.releaseWriter(streamId);
+        quic.shutdown(streamId, 'write', webTransportCodeToHttp3(codeOf(reason)));
+      },
     },
     new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }),
   );
@@ -214,7 +225,7 @@ export class WebTransportSession {
   async createBidirectionalStream(): Promise<BidirectionalStream> {
     this.#assertConnected();
     const id = this.#host.openStream('bidi');
-    const writable = outgoingStream(this.#quic, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(0x41), ...encodeVarint(this.sessionId)));
+    const writable = outgoingStream(this.#host, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(0x41), ...encodeVarint(this.sessionId)));
     const incoming = this.#track(id, undefined);
     return { readable: incoming.readable, writable };
   }
@@ -222,7 +233,7 @@ export class WebTransportSession {
   async createUnidirectionalStream(): Promise<WritableStream<Uint8Array>> {
     this.#assertConnected();
     const id = this.#host.openStream('uni');
-    return outgoingStream(this.#quic, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(0x54), ...encodeVarint(this.sessionId)));
+    return outgoingStream(this.#host, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(0x54), ...encodeVarint(this.sessionId)));
   }
 
   /** Closes the session with a CLOSE_WEBTRANSPORT_SESSION capsule, then FIN on the CONNECT stream. */
@@ -233,12 +244,13 @@ export class WebTransportSession {
     this.terminate(closeInfo);
   }
 
-  getStats(): SessionStats & { minRttMs: number | null; cwnd: number | null; packetsSent: number } {
+  /** QUIC statistics from quiche. The binding exposes no minimum RTT, so `minRttMs` is always null. */
+  getStats(): SessionStats & { minRttMs: null; cwnd: number | null; packetsSent: number } {
     const stats = this.#quic.quiche.stats();
     const path = this.#quic.quiche.pathStats()[0];
     return {
       smoothedRttMs: path ? path.rtt : null,
-      minRttMs: path ? (path as { minRtt?: number }).minRtt ?? null : null,
+      minRttMs: null,
       cwnd: path ? path.cwnd : null,
       packetsSent: stats.sent,
       packetsLost: stats.lost,
@@ -275,7 +287,7 @@ export class WebTransportSession {
 
   incomingBidi(streamId: number, leftover: Uint8Array): void {
     const incoming = this.#track(streamId, leftover);
-    const writable = outgoingStream(this.#quic, streamId, this.#writeWaiters, null);
+    const writable = outgoingStream(this.#host, streamId, this.#writeWaiters, null);
     this.#bidiController.enqueue({ readable: incoming.readable, writable });
   }
 
