@@ -100,6 +100,21 @@ describe.each(TRANSPORTS)('transport conformance: %s', (name) => {
     await Promise.all(connections.map((c) => c.closed));
   });
 
+  it('reports queued bytes, turns unwritable above the high-water mark, and drains', async () => {
+    const connection = open(name, server.url);
+    const received = collect(connection);
+    await connection.opened;
+    const chunk = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 64; i++) expect(connection.send(chunk)).toBe('queued');
+    expect(connection.queued.bytes).toBeGreaterThanOrEqual(1024 * 1024);
+    expect(connection.queued.messages).toBeGreaterThan(0);
+    expect(connection.writable).toBe(false);
+    await connection.drained();
+    expect(connection.queued.bytes).toBeLessThan(1024 * 1024);
+    await waitFor(() => received.length === 64, 20_000, '4 MiB of echoes');
+    connection.close();
+  });
+
   it('counts messages and bytes in its stats', async () => {
     const connection = open(name, server.url);
     const received = collect(connection);
