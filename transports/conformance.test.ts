@@ -126,8 +126,8 @@ describe.each(TRANSPORTS)('transport conformance: %s', (name) => {
     expect(stats.messagesIn).toBe(1);
     expect(stats.bytesOut).toBe(5);
     expect(stats.bytesIn).toBe(5);
-    // Where the stack reports losses (QUIC), it reports an RTT too.
-    if (stats.packetsLost !== null) expect(stats.rttMs).toBeGreaterThan(0);
+    // Where the stack reports losses (QUIC), it reports an RTT too (quiche's, in whole ms: 0 on loopback).
+    if (stats.packetsLost !== null) expect(stats.rttMs).toBeGreaterThanOrEqual(0);
     connection.close();
   });
 

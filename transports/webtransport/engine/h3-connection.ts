@@ -132,6 +132,10 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     this.#streams.set(streamId, { kind: 'wt', stream });
   }
 
+  releaseStream(streamId: number): void {
+    if (this.#streams.get(streamId)?.kind === 'wt') this.#streams.delete(streamId);
+  }
+
   registerWriter(streamId: number, controller: WritableStreamDefaultController): void {
     this.#writers.set(streamId, controller);
   }
@@ -232,8 +236,10 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
       }
       this.#consume(streamId, result.bytes, result.fin);
       if (result.fin) return;
-      if (this.#streams.get(streamId)?.kind === 'wt') {
-        (this.#streams.get(streamId) as { stream: IncomingStream }).stream.readAvailable();
+      const now = this.#streams.get(streamId);
+      if (now?.kind === 'wt') {
+        // The header just made this a WebTransport stream: its reader takes over.
+        now.stream.readAvailable();
         return;
       }
     }
@@ -245,7 +251,7 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     switch (state.kind) {
       case 'pending': {
         const joined = concat(state.bytes, bytes);
-        if (!this.#classify(streamId, joined)) {
+        if (!this.#classify(streamId, joined, fin)) {
           if (fin) this.#streams.delete(streamId);
           else state.bytes = joined;
         }
@@ -313,7 +319,7 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
   }
 
   /** Reads a peer stream's type (and session id); returns false while more bytes are needed. */
-  #classify(streamId: number, bytes: Uint8Array): boolean {
+  #classify(streamId: number, bytes: Uint8Array, fin: boolean): boolean {
     const type = readVarint(bytes, 0);
     if (!type) return false;
     const bidi = (streamId & 2) === 0;
@@ -345,8 +351,8 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
         return true;
       }
       const leftover = bytes.slice(sessionId.next);
-      if (bidi) session.incomingBidi(streamId, leftover);
-      else session.incomingUni(streamId, leftover);
+      if (bidi) session.incomingBidi(streamId, leftover, fin);
+      else session.incomingUni(streamId, leftover, fin);
       return true;
     }
     // QPACK decoder stream, push streams we never asked for, GREASE and unknown types: read and drop.

@@ -19,11 +19,16 @@ async function serve(onSession: (session: WebTransportSession) => void) {
 describe('WebTransport session lifecycle', () => {
   it('maps a stream abort with an application code to a reset the peer reads as that code', async () => {
     let serverError: unknown;
+    let serverReading = false;
     const { server, open } = await serve(async (session) => {
       const { value } = await session.incomingBidirectionalStreams.getReader().read();
       const reader = value!.readable.getReader();
       try {
-        for (;;) if ((await reader.read()).done) break;
+        for (;;) {
+          const { done } = await reader.read();
+          serverReading = true;
+          if (done) break;
+        }
       } catch (error) {
         serverError = error;
       }
@@ -33,6 +38,8 @@ describe('WebTransport session lifecycle', () => {
     const stream = await client.createBidirectionalStream();
     const writer = stream.writable.getWriter();
     await writer.write(Uint8Array.of(1, 2, 3));
+    // A reset that overtakes the stream header cannot name its session: abort once the server has the stream.
+    await expect.poll(() => serverReading, { timeout: 5_000 }).toBe(true);
     await writer.abort({ streamErrorCode: 42 });
     await expect.poll(() => serverError, { timeout: 5_000 }).toMatchObject({ name: 'WebTransportError', streamErrorCode: 42 });
     client.close();

@@ -165,7 +165,7 @@ describe('engine robustness', () => {
     const stats = session.getStats()!;
     expect(stats.datagramsDropped).toBeGreaterThan(0);
     expect(stats.packetsSent).toBeGreaterThan(0);
-    expect(stats.smoothedRttMs).toBeGreaterThan(0);
+    expect(stats.smoothedRttMs).toBeGreaterThanOrEqual(0); // whole milliseconds from the binding
     expect(stats.cwnd).toBeGreaterThan(0);
     session.close();
   });

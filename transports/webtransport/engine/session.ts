@@ -38,6 +38,7 @@ export interface SessionHost {
   readonly quic: QuicConnection;
   openStream(kind: 'bidi' | 'uni'): number;
   registerStream(streamId: number, stream: IncomingStream): void;
+  releaseStream(streamId: number): void;
   /** Lets the connection fail a stream's writer when the peer sends STOP_SENDING. */
   registerWriter(streamId: number, controller: WritableStreamDefaultController): void;
   releaseWriter(streamId: number): void;
@@ -56,6 +57,7 @@ export class IncomingStream {
     readonly quic: QuicConnection,
     readonly streamId: number,
     leftover: Uint8Array | undefined,
+    ended: boolean,
     private readonly onEnd: () => void,
   ) {
     this.readable = new ReadableStream<Uint8Array>(
@@ -63,6 +65,12 @@ export class IncomingStream {
         start: (controller) => {
           this.#controller = controller;
           if (leftover && leftover.length > 0) controller.enqueue(leftover);
+          // The FIN came with the stream header: QUIC will not report this stream again.
+          if (ended) {
+            this.#done = true;
+            controller.close();
+            queueMicrotask(() => this.onEnd());
+          }
         },
         pull: () => this.readAvailable(),
         cancel: (reason) => {
@@ -226,7 +234,7 @@ export class WebTransportSession {
     this.#assertConnected();
     const id = this.#host.openStream('bidi');
     const writable = outgoingStream(this.#host, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(0x41), ...encodeVarint(this.sessionId)));
-    const incoming = this.#track(id, undefined);
+    const incoming = this.#track(id, undefined, false);
     return { readable: incoming.readable, writable };
   }
 
@@ -244,7 +252,10 @@ export class WebTransportSession {
     this.terminate(closeInfo);
   }
 
-  /** QUIC statistics from quiche. The binding exposes no minimum RTT, so `minRttMs` is always null. */
+  /**
+   * QUIC statistics from quiche. The binding gives the smoothed RTT in whole milliseconds (0 on
+   * loopback) and no minimum RTT, so `minRttMs` is always null.
+   */
   getStats(): SessionStats & { minRttMs: null; cwnd: number | null; packetsSent: number } {
     const stats = this.#quic.quiche.stats();
     const path = this.#quic.quiche.pathStats()[0];
@@ -285,14 +296,14 @@ export class WebTransportSession {
     this.#datagramController.enqueue(payload);
   }
 
-  incomingBidi(streamId: number, leftover: Uint8Array): void {
-    const incoming = this.#track(streamId, leftover);
+  incomingBidi(streamId: number, leftover: Uint8Array, ended: boolean): void {
+    const incoming = this.#track(streamId, leftover, ended);
     const writable = outgoingStream(this.#host, streamId, this.#writeWaiters, null);
     this.#bidiController.enqueue({ readable: incoming.readable, writable });
   }
 
-  incomingUni(streamId: number, leftover: Uint8Array): void {
-    this.#uniController.enqueue(this.#track(streamId, leftover).readable);
+  incomingUni(streamId: number, leftover: Uint8Array, ended: boolean): void {
+    this.#uniController.enqueue(this.#track(streamId, leftover, ended).readable);
   }
 
   drain(): void {
@@ -332,8 +343,11 @@ export class WebTransportSession {
     }
   }
 
-  #track(streamId: number, leftover: Uint8Array | undefined): IncomingStream {
-    const stream = new IncomingStream(this.#quic, streamId, leftover, () => this.#streams.delete(stream));
+  #track(streamId: number, leftover: Uint8Array | undefined, ended: boolean): IncomingStream {
+    const stream = new IncomingStream(this.#quic, streamId, leftover, ended, () => {
+      this.#streams.delete(stream);
+      this.#host.releaseStream(streamId);
+    });
     this.#streams.add(stream);
     this.#host.registerStream(streamId, stream);
     return stream;
