@@ -46,7 +46,7 @@ export interface WebTransportSessionLike {
   readonly incomingBidirectionalStreams: ReadableStream<BidirectionalStream>;
   close(info?: { closeCode?: number; reason?: string }): void;
   /** Our engine's synchronous stats (the browser's getStats() is async and differs). */
-  getStats?(): SessionStats;
+  getStats?(): SessionStats | undefined;
 }
 
 /** Bytes handed to one stream's writer and not yet accepted by the stack, above which we pause. */

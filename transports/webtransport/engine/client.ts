@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { H3Connection } from './h3-connection.ts';
 import { QuicEndpoint, quicConfig } from './quic.ts';
-import type { BidirectionalStream, WebTransportCloseInfo, WebTransportSession } from './session.ts';
+import type { BidirectionalStream, WebTransportSessionLike } from '../connection.ts';
+import type { WebTransportCloseInfo, WebTransportSession } from './session.ts';
 
 export interface WebTransportOptions {
   serverCertificateHashes?: { algorithm: string; value: BufferSource }[];
@@ -40,7 +41,7 @@ function deferredReadable<T>(source: Promise<ReadableStream<T>>): ReadableStream
   );
 }
 
-export class WebTransport {
+export class WebTransport implements WebTransportSessionLike {
   readonly ready: Promise<void>;
   readonly closed: Promise<WebTransportCloseInfo>;
   /** Resolves when the server asks to wind down (GOAWAY or DRAIN_WEBTRANSPORT_SESSION). */

@@ -7,7 +7,7 @@
  * control then stops the peer); a writable side's write resolves once the QUIC stream's queue is
  * below the high-water mark. The datagram receive queue is bounded and drops (counted) when full.
  */
-import type { SessionStats } from '../connection.ts';
+import type { BidirectionalStream, SessionStats, WebTransportSessionLike } from '../connection.ts';
 import { encodeVarint } from '../../codec/varint.ts';
 import { encodeCloseSession } from '../h3/capsules.ts';
 import { http3ToWebTransportCode, webTransportCodeToHttp3 } from '../h3/errors.ts';
@@ -153,12 +153,8 @@ function codeOf(reason: unknown): number {
   return typeof code === 'number' && code >= 0 && code <= 0xffffffff ? code : 0;
 }
 
-export interface BidirectionalStream {
-  readonly readable: ReadableStream<Uint8Array>;
-  readonly writable: WritableStream<Uint8Array>;
-}
-
-export class WebTransportSession {
+/** Same W3C shape as the browser's WebTransport (and our Node client): the transport runs on any of them. */
+export class WebTransportSession implements WebTransportSessionLike {
   readonly ready: Promise<void>;
   readonly closed: Promise<WebTransportCloseInfo>;
   readonly draining: Promise<void>;
