@@ -10,6 +10,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE } from '../base-connection.ts';
 import type { CloseInfo, Connection, HttpTransportServer, ServerTransportOptions, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
+import { lastValueThisTick } from '../codec/per-tick.ts';
 import { closeReasonForWire, DEFAULT_WEBSOCKET_PATH, frameHeaderSize } from './client.ts';
 
 export interface WebSocketServerOptions extends ServerTransportOptions {
@@ -39,25 +40,8 @@ function isSendableCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
 }
 
-/**
- * One text message encoded once for a fan-out: the router writes the same string to many
- * connections in one tick and their flushes follow each other, so the latest encoding is reused
- * until the microtasks of that tick are done.
- */
-let lastText: string | undefined;
-let lastTextBytes = Buffer.alloc(0);
-function encodeText(text: string): Buffer {
-  if (text !== lastText) {
-    if (lastText === undefined) queueMicrotask(forgetText);
-    lastText = text;
-    lastTextBytes = Buffer.from(text, 'utf8');
-  }
-  return lastTextBytes;
-}
-function forgetText(): void {
-  lastText = undefined;
-  lastTextBytes = Buffer.alloc(0);
-}
+/** A fan-out's text is encoded to UTF-8 once, not once per recipient. */
+const encodeText = lastValueThisTick((text: string) => Buffer.from(text, 'utf8'));
 
 /**
  * A `ws` socket that names the cause when ws itself closes the connection (a frame over

@@ -13,6 +13,7 @@
  */
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, type QueuedMessage } from '../base-connection.ts';
 import { frameMessage, MessageDeframer } from '../codec/message-framing.ts';
+import { lastValueThisTick } from '../codec/per-tick.ts';
 import { ProtocolError } from '../errors.ts';
 import type { BackpressureOptions, Lane, Message, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
@@ -57,6 +58,8 @@ const DATAGRAM_TEXT = 0;
 const DATAGRAM_BINARY = 1;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
+/** A fan-out's message is framed once, not once per recipient. */
+const frameOnce = lastValueThisTick(frameMessage);
 
 interface LaneStream {
   writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
@@ -172,7 +175,7 @@ export class WebTransportConnection extends BaseConnection {
   }
 
   #write(lane: LaneStream, item: QueuedMessage): void {
-    const frame = frameMessage(item.message);
+    const frame = frameOnce(item.message);
     lane.inFlight += frame.length;
     this.countSent(item);
     lane.writer!.write(frame).then(
