@@ -80,12 +80,22 @@ export interface VarintRead {
  * (the caller waits for more); throws VarintError when the value exceeds 2^53 - 1.
  */
 export function readVarint(bytes: Uint8Array, offset: number): VarintRead | null {
+  const read = readVarintType(bytes, offset);
+  if (read && read.value > SAFE_MAX) throw new VarintError('varint exceeds 2^53 - 1');
+  return read;
+}
+
+/**
+ * Reads a varint that may exceed 2^53 − 1, such as the random GREASE frame, capsule, setting and
+ * stream types peers send (0x1f·N + 0x21): above 2^53 the value is approximate, which is enough to
+ * tell it is none of the (small) types we know. Never use it for lengths or ids.
+ */
+export function readVarintType(bytes: Uint8Array, offset: number): VarintRead | null {
   if (offset >= bytes.length) return null;
   const first = bytes[offset]!;
   const length = 1 << (first >>> 6);
   if (offset + length > bytes.length) return null;
   let value = first & 0x3f;
   for (let i = 1; i < length; i++) value = value * 256 + bytes[offset + i]!;
-  if (value > SAFE_MAX) throw new VarintError('varint exceeds 2^53 - 1');
   return { value, next: offset + length };
 }

@@ -5,8 +5,9 @@
  * datagrams, capsules on the CONNECT stream (close, drain), GOAWAY. Protocol parsing is done by
  * the pure codecs in ../h3; this file keeps per-stream state and routes bytes.
  */
-import { readVarint } from '../../codec/varint.ts';
+import { readVarint, readVarintType } from '../../codec/varint.ts';
 import { CapsuleReader, CapsuleType, decodeCloseSession, encodeCapsule } from '../h3/capsules.ts';
+import { ProtocolError } from '../../errors.ts';
 import { H3Error, H3ErrorCode, http3ToWebTransportCode } from '../h3/errors.ts';
 import { decodeSettings, encodeFrame, encodeFrameHeader, encodeGoaway, encodeSettings, FrameReader, FrameType, Setting, StreamType, WEBTRANSPORT_BIDI_SIGNAL } from '../h3/frames.ts';
 import { checkEncoderStream, decodeFieldSection, encodeFieldSection } from '../h3/qpack.ts';
@@ -188,8 +189,8 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
   }
 
   datagram(payload: Uint8Array): void {
-    const quarter = readVarint(payload, 0);
-    if (!quarter) return;
+    const quarter = readVarintType(payload, 0);
+    if (!quarter) return; // an unknown or absurd session id simply matches no session
     this.sessions.get(quarter.value * 4)?.receiveDatagram(payload.subarray(quarter.next));
   }
 
@@ -207,8 +208,13 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     try {
       this.#readable(streamId);
     } catch (error) {
+      // Whatever a peer sends ends at most its own connection, never the process.
       if (error instanceof H3Error) this.#connectionError(error);
-      else throw error;
+      else if (error instanceof ProtocolError) this.#connectionError(new H3Error(H3ErrorCode.GENERAL_PROTOCOL_ERROR, error.code, error.message, { cause: error }));
+      else {
+        console.error('switchyard: internal error on an HTTP/3 connection', error);
+        this.#connectionError(new H3Error(H3ErrorCode.INTERNAL_ERROR, 'ERR_H3_INTERNAL', 'internal error'));
+      }
     }
   }
 
@@ -289,10 +295,8 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
             if (this.role === 'server') this.#onConnect(streamId, event.payload);
             else this.#onResponse(streamId, event.payload);
             const next = this.#streams.get(streamId);
-            if (next?.kind === 'session' && state.frames.buffered > 0) {
-              // Bytes after the HEADERS (capsules) belong to the session stream now.
-              this.#consume(streamId, new Uint8Array(0), false);
-            }
+            // Bytes after the HEADERS (capsules, often in the same packet) belong to the session stream now.
+            if (next?.kind === 'session') this.#consume(streamId, state.frames.takeBuffered(), fin);
             if (next?.kind !== 'request') return;
           }
         }
@@ -320,7 +324,7 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
 
   /** Reads a peer stream's type (and session id); returns false while more bytes are needed. */
   #classify(streamId: number, bytes: Uint8Array, fin: boolean): boolean {
-    const type = readVarint(bytes, 0);
+    const type = readVarintType(bytes, 0); // reserved stream types may exceed 2^53
     if (!type) return false;
     const bidi = (streamId & 2) === 0;
     if (bidi && type.value !== WEBTRANSPORT_BIDI_SIGNAL) {

@@ -28,6 +28,13 @@ describe('capsules', () => {
     }
   });
 
+  it('skips a GREASE capsule whose type exceeds 2^53', () => {
+    const reader = new CapsuleReader();
+    reader.push(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0x01, 0x00, ...encodeCloseSession(3, 'x')));
+    expect(reader.next()!.payload).toEqual(Uint8Array.of(0));
+    expect(decodeCloseSession(reader.next()!.payload)).toEqual({ code: 3, reason: 'x' });
+  });
+
   it('cuts a reason over 1024 bytes at a character boundary', () => {
     const capsule = encodeCloseSession(1, 'é'.repeat(600));
     const reader = new CapsuleReader();

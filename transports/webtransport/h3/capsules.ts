@@ -3,8 +3,9 @@
  * varint type, a varint length, the payload. Capsules may be split across DATA frames and one
  * DATA frame may hold several, so the reader is incremental. Pure.
  */
-import { readVarint, varintLength, writeVarint } from '../../codec/varint.ts';
+import { readVarintType, varintLength, writeVarint } from '../../codec/varint.ts';
 import { H3Error, H3ErrorCode } from './errors.ts';
+import { readFrameLength } from './frames.ts';
 
 export const CapsuleType = { DATAGRAM: 0x00, CLOSE_WEBTRANSPORT_SESSION: 0x2843, DRAIN_WEBTRANSPORT_SESSION: 0x78ae } as const;
 
@@ -39,8 +40,8 @@ export class CapsuleReader {
   }
 
   next(): { type: number; payload: Uint8Array } | null {
-    const type = readVarint(this.#buffer, 0);
-    const length = type && readVarint(this.#buffer, type.next);
+    const type = readVarintType(this.#buffer, 0); // GREASE capsule types may exceed 2^53
+    const length = type && readFrameLength(this.#buffer, type.next);
     if (!type || !length) return null;
     if (length.value > this.#maxPayload) throw new H3Error(H3ErrorCode.EXCESSIVE_LOAD, 'ERR_CAPSULE_TOO_LARGE', `capsule of ${length.value} bytes exceeds ${this.#maxPayload}`);
     const end = length.next + length.value;

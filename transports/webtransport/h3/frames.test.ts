@@ -46,6 +46,25 @@ describe('HTTP/3 frames', () => {
     expect(reader.atBoundary).toBe(true);
   });
 
+  it('hands over the bytes after a frame, such as capsules right behind the CONNECT response', () => {
+    const reader = new FrameReader();
+    reader.push(Uint8Array.of(...encodeFrame(FrameType.HEADERS, Uint8Array.of(0, 0, 0xd9)), 0x00, 0x02, 0x17));
+    expect(reader.next()).toMatchObject({ kind: 'frame', type: FrameType.HEADERS });
+    expect(reader.takeBuffered()).toEqual(Uint8Array.of(0x00, 0x02, 0x17));
+    expect(reader.atBoundary).toBe(true);
+  });
+
+  it('skips GREASE frame types and reads GREASE settings beyond 2^53, as Chromium sends them', () => {
+    const hugeGrease = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe); // a 62-bit reserved-looking type
+    const reader = new FrameReader();
+    reader.push(Uint8Array.of(...hugeGrease, 0x01, 0xaa, ...encodeFrame(FrameType.GOAWAY, Uint8Array.of(0))));
+    expect(reader.next()).toMatchObject({ kind: 'frame', payload: Uint8Array.of(0xaa) });
+    expect(reader.next()).toMatchObject({ kind: 'frame', type: FrameType.GOAWAY });
+    const settings = decodeSettings(Uint8Array.of(0x01, 0x00, ...hugeGrease, ...hugeGrease));
+    expect(settings.get(0x01)).toBe(0);
+    expect(settings.size).toBe(2);
+  });
+
   it("carries Chromium's close capsule in one DATA frame (fixture)", () => {
     const reader = new FrameReader();
     reader.push(Uint8Array.of(0x00, 0x0a, 0x68, 0x43, 0x07, 0x00, 0x00, 0x00, 0x07, 0x62, 0x79, 0x65));

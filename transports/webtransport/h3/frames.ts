@@ -3,7 +3,7 @@
  * `FrameReader` takes stream bytes split anywhere and yields frames; DATA payload is handed out in
  * pieces as it arrives, so a large DATA frame is never buffered whole.
  */
-import { readVarint, varintLength, writeVarint } from '../../codec/varint.ts';
+import { readVarint, readVarintType, varintLength, writeVarint } from '../../codec/varint.ts';
 import { H3Error, H3ErrorCode } from './errors.ts';
 
 export const FrameType = { DATA: 0x0, HEADERS: 0x1, CANCEL_PUSH: 0x3, SETTINGS: 0x4, PUSH_PROMISE: 0x5, GOAWAY: 0x7, MAX_PUSH_ID: 0xd } as const;
@@ -75,6 +75,14 @@ export class FrameReader {
     return this.#buffer.length === 0 && this.#dataRemaining === 0;
   }
 
+  /** Hands over the bytes not yet parsed (between frames), e.g. when a stream changes hands. */
+  takeBuffered(): Uint8Array {
+    if (this.#dataRemaining > 0) throw new H3Error(H3ErrorCode.FRAME_ERROR, 'ERR_H3_HANDOVER', 'cannot hand over a stream in the middle of a DATA frame');
+    const rest = this.#buffer;
+    this.#buffer = new Uint8Array(0);
+    return rest;
+  }
+
   push(bytes: Uint8Array): void {
     if (this.#buffer.length === 0) this.#buffer = bytes;
     else {
@@ -95,8 +103,8 @@ export class FrameReader {
       this.#dataRemaining -= take;
       return { kind: 'data', chunk, end: this.#dataRemaining === 0 };
     }
-    const type = readVarint(this.#buffer, 0);
-    const length = type && readVarint(this.#buffer, type.next);
+    const type = readVarintType(this.#buffer, 0); // GREASE types may exceed 2^53
+    const length = type && readFrameLength(this.#buffer, type.next);
     if (!type || !length) return null;
     if (HTTP2_FRAME_TYPES.has(type.value)) throw new H3Error(H3ErrorCode.FRAME_UNEXPECTED, 'ERR_H3_HTTP2_FRAME', `HTTP/2 frame type 0x${type.value.toString(16)} in HTTP/3`);
     if (type.value === FrameType.DATA) {
@@ -113,6 +121,13 @@ export class FrameReader {
     this.#buffer = this.#buffer.subarray(length.next + length.value);
     return { kind: 'frame', type: type.value, payload };
   }
+}
+
+/** A frame or capsule length: a varint over 2^53 is a length no one can send, so a FRAME_ERROR. */
+export function readFrameLength(bytes: Uint8Array, offset: number): { value: number; next: number } | null {
+  const length = readVarintType(bytes, offset);
+  if (length && length.value > Number.MAX_SAFE_INTEGER) throw new H3Error(H3ErrorCode.FRAME_ERROR, 'ERR_H3_LENGTH', 'length beyond 2^53');
+  return length;
 }
 
 /** SETTINGS payload from (id, value) pairs. */
@@ -132,8 +147,9 @@ export function decodeSettings(payload: Uint8Array): Map<number, number> {
   const settings = new Map<number, number>();
   let offset = 0;
   while (offset < payload.length) {
-    const id = readVarint(payload, offset);
-    const value = id && readVarint(payload, id.next);
+    // GREASE setting ids and values are random 62-bit numbers: read them without the 2^53 check.
+    const id = readVarintType(payload, offset);
+    const value = id && readVarintType(payload, id.next);
     if (!id || !value) throw new H3Error(H3ErrorCode.FRAME_ERROR, 'ERR_H3_SETTINGS_TRUNCATED', 'SETTINGS frame ends inside a setting');
     if (settings.has(id.value)) throw new H3Error(H3ErrorCode.SETTINGS_ERROR, 'ERR_H3_SETTINGS_DUPLICATE', `setting 0x${id.value.toString(16)} sent twice`);
     if (HTTP2_SETTINGS.has(id.value)) throw new H3Error(H3ErrorCode.SETTINGS_ERROR, 'ERR_H3_SETTINGS_HTTP2', `HTTP/2 setting 0x${id.value.toString(16)} in HTTP/3`);
