@@ -104,6 +104,23 @@ describe('engine robustness', () => {
     await healthy();
   });
 
+  it('ignores a unidirectional stream of a huge reserved type, and ends only the connection that names a session id beyond 2^53', async () => {
+    const huge = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe);
+    const grease = await rawQuic((quic) => {
+      quic.write(2, controlStream(encodeFrame(FrameType.SETTINGS, encodeSettings([]))));
+      quic.write(6, Uint8Array.of(...huge, 1, 2, 3), true);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(grease.quic.isClosed).toBe(false);
+    grease.quic.close(true, H3ErrorCode.NO_ERROR, '');
+    const absurd = await rawQuic((quic) => {
+      quic.write(2, controlStream(encodeFrame(FrameType.SETTINGS, encodeSettings([]))));
+      quic.write(0, Uint8Array.of(...encodeVarint(0x41), ...huge));
+    });
+    expect(await absurd.closed).toMatchObject({ code: H3ErrorCode.GENERAL_PROTOCOL_ERROR });
+    await healthy();
+  });
+
   it('refuses a CONNECT to an unknown path with 404', async () => {
     const session = client('/nowhere');
     await expect(session.ready).rejects.toThrow(/404/);
