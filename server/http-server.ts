@@ -25,6 +25,23 @@ export interface DualHttpServerOptions {
 
 const TLS_HANDSHAKE = 0x16;
 
+/**
+ * Gives a fresh TCP connection to `secure` when its first byte starts a TLS handshake, else to
+ * `plain` — after peeking at that byte without consuming it.
+ */
+export function handOverByFirstByte(socket: net.Socket, plain: http.Server, secure: https.Server | undefined): void {
+  socket.on('error', () => socket.destroy());
+  socket.once('readable', () => {
+    const first = socket.read(1) as Buffer | null;
+    if (!first) {
+      socket.once('readable', () => socket.destroy());
+      return;
+    }
+    socket.unshift(first);
+    (first[0] === TLS_HANDSHAKE && secure ? secure : plain).emit('connection', socket);
+  });
+}
+
 export class DualHttpServer {
   readonly #listener: net.Server;
   readonly #http: http.Server;
@@ -55,17 +72,7 @@ export class DualHttpServer {
     this.#listener = net.createServer({ noDelay: true }, (socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
-      socket.on('error', () => socket.destroy());
-      socket.once('readable', () => {
-        const first = socket.read(1) as Buffer | null;
-        if (!first) {
-          socket.once('readable', () => socket.destroy());
-          return;
-        }
-        socket.unshift(first);
-        const target = first[0] === TLS_HANDSHAKE && this.#https ? this.#https : this.#http;
-        target.emit('connection', socket);
-      });
+      handOverByFirstByte(socket, this.#http, this.#https);
     });
   }
 

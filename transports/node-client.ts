@@ -35,7 +35,7 @@ export const nodeConnectors: Partial<Record<TransportName, ClientTransportFactor
   websocket: connectWebSocketNode,
   'long-polling': polling(connectLongPolling),
   polling: polling(connectPolling),
-  webtransport: connectWebTransportNode,
+  webtransport: (options: ClientTransportOptions & NodeTlsOptions) => connectWebTransportNode({ ...options, fetch: fetchTrusting(options) }),
 };
 
 /** Creates a client that connects from Node. */

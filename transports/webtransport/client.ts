@@ -22,6 +22,8 @@ export interface WebTransportClientOptions extends ClientTransportOptions {
   webTransportUrl?: string;
   /** SHA-256 of the server certificate (hex); default: from the server's `/info`. */
   certificateSha256?: string;
+  /** fetch for `/info` (Node passes one that trusts the server's certificate). Default global fetch. */
+  fetch?: typeof fetch;
 }
 
 /** Server facts a WebTransport client needs, as `/info` publishes them. */
@@ -42,7 +44,7 @@ async function openSession(options: WebTransportClientOptions): Promise<WebTrans
   let url = options.webTransportUrl;
   let hash = options.certificateSha256;
   if (!url || !hash) {
-    const response = await fetch(new URL('/info', options.url));
+    const response = await (options.fetch ?? fetch)(new URL('/info', options.url));
     if (!response.ok) throw new Error(`GET /info answered ${response.status}`);
     const info = (await response.json()) as ServerInfo;
     url ??= info.urls.webtransport ?? undefined;

@@ -1,0 +1,72 @@
+/**
+ * The server side of a benchmark, in its own process so its CPU time is its own: Switchyard with
+ * every transport, a raw `ws` server (the no-abstraction baseline) or a Socket.IO 4 server.
+ * Prints one JSON line `{ port, certPem }` when listening; answers IPC `usage` with its CPU and
+ * memory. Peers implement the same two operations as Switchyard's router: echo to the sender, and
+ * fan-out of a published message to every subscriber of a topic.
+ *
+ *   node --import tsx benchmarks/bench-server.ts switchyard|ws|socketio
+ */
+import http from 'node:http';
+import https from 'node:https';
+import net, { type AddressInfo } from 'node:net';
+import { Server as SocketIoServer } from 'socket.io';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { createCertificate } from '../certs/index.ts';
+import { handOverByFirstByte } from '../server/http-server.ts';
+import { startServer } from '../server/index.ts';
+import { RawOp, type ServerKind } from './raw-protocol.ts';
+
+
+async function main(kind: ServerKind): Promise<void> {
+  const certificate = await createCertificate();
+  let port: number;
+  if (kind === 'switchyard') {
+    // Heartbeats off the measurement path: one ping per minute.
+    const server = await startServer({ port: 0, certificate: 'ephemeral', labDir: null, longPolling: { holdMs: 20_000 }, router: { heartbeatMs: 60_000, maxConnections: 1_000_000 } });
+    port = server.port;
+    process.stdout.write(`${JSON.stringify({ port, certPem: server.certificate!.certPem })}\n`);
+  } else if (kind === 'ws') {
+    // Same TCP port for ws:// and wss://, as Switchyard does: first byte 0x16 is TLS.
+    const plain = http.createServer();
+    const secure = https.createServer({ cert: certificate.certPem, key: certificate.keyPem });
+    const subscribers = new Set<WebSocket>();
+    const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4 * 1024 * 1024 });
+    for (const server of [plain, secure]) server.on('upgrade', (request, socket, head) => wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws)));
+    wss.on('connection', (socket: WebSocket) => {
+      socket.on('message', (data: Buffer, isBinary) => {
+        if (data[0] === RawOp.echo) socket.send(data, { binary: isBinary });
+        else if (data[0] === RawOp.subscribe) subscribers.add(socket);
+        else if (data[0] === RawOp.publish) for (const subscriber of subscribers) if (subscriber !== socket) subscriber.send(data, { binary: isBinary });
+      });
+      socket.on('close', () => subscribers.delete(socket));
+    });
+    const listener = net.createServer((socket) => handOverByFirstByte(socket, plain, secure));
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    port = (listener.address() as AddressInfo).port;
+    process.stdout.write(`${JSON.stringify({ port, certPem: certificate.certPem })}\n`);
+  } else {
+    const server = http.createServer();
+    const io = new SocketIoServer(server, { maxHttpBufferSize: 4 * 1024 * 1024, serveClient: false });
+    io.on('connection', (socket) => {
+      socket.on('echo', (data: unknown) => socket.emit('echo', data));
+      socket.on('subscribe', (topic: string) => void socket.join(topic));
+      socket.on('publish', (topic: string, data: unknown) => socket.to(topic).emit('message', data));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+    process.stdout.write(`${JSON.stringify({ port, certPem: null })}\n`);
+  }
+  process.on('message', (message) => {
+    // Memory is read after a full GC (the process runs with --expose-gc), so garbage is not counted.
+    if (message === 'usage') {
+      (globalThis as { gc?: () => void }).gc?.();
+      process.send?.({ cpu: process.cpuUsage(), memory: process.memoryUsage() });
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+const kind = process.argv[2];
+if (kind !== 'switchyard' && kind !== 'ws' && kind !== 'socketio') throw new Error(`usage: bench-server.ts switchyard|ws|socketio (got ${kind})`);
+await main(kind);

@@ -1,0 +1,100 @@
+/**
+ * Benchmark results: the JSON document (schema below, read back by the lab), a terminal table and
+ * a self-contained HTML report with Chart.js inlined (latency CDF, throughput, fan-out scaling).
+ */
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import type { CellResult } from './workloads.ts';
+
+export interface Cell {
+  target: string;
+  tls: boolean;
+  workload: 'echo' | 'throughput' | 'fanout' | 'setup' | 'memory' | 'pubsub' | 'acked' | 'wire-bytes';
+  params: Record<string, number>;
+  status: 'ok' | 'skipped' | 'failed';
+  reason?: string;
+  /** Every run's result; `result` is the run with the median headline figure. */
+  runs: CellResult[];
+  result?: CellResult;
+  /** (max − min) / median of the headline figure across runs. */
+  spread?: number;
+}
+
+export interface BenchReport {
+  schemaVersion: 1;
+  meta: { date: string; commit: string; node: string; os: string; cpu: string; cores: number; memoryGiB: number; options: Record<string, unknown> };
+  cells: Cell[];
+  targets: { name: string; value: number | null; goal: string; met: boolean | null }[];
+}
+
+/** The figure a cell is judged by (and the median run picked by). */
+export function headline(cell: Pick<Cell, 'workload'>, result: CellResult | undefined): number | undefined {
+  if (!result) return undefined;
+  switch (cell.workload) {
+    case 'echo':
+      return result.latency?.p50;
+    case 'throughput':
+      return result.msgsPerSec;
+    case 'fanout':
+      return result.msgsPerSec;
+    case 'setup':
+      return result.setupMs;
+    case 'memory':
+      return result.bytesPerIdleConnection;
+    default:
+      return undefined;
+  }
+}
+
+export function describeParams(params: Record<string, number>): string {
+  return Object.entries(params)
+    .map(([key, value]) => `${key}=${value >= 1024 && key === 'size' ? `${value / 1024}K` : value}`)
+    .join(' ');
+}
+
+export function formatCell(cell: Cell): string {
+  if (cell.status !== 'ok') return `— (${cell.reason})`;
+  const r = cell.result!;
+  switch (cell.workload) {
+    case 'echo':
+      return `p50 ${r.latency!.p50} µs · p99 ${r.latency!.p99} · max ${r.latency!.max} · ${r.msgsPerSec} msg/s`;
+    case 'throughput':
+      return `${r.msgsPerSec} msg/s · ${r.serverCpuMicrosPerMsg ?? '?'} µs server CPU/msg`;
+    case 'fanout':
+      return `${r.msgsPerSec} deliveries/s · p50 ${r.latency!.p50} µs · p99 ${r.latency!.p99} · ${r.deliveriesPerCpuSecond ?? '?'} per CPU-s · lost ${r.lost}`;
+    case 'setup':
+      return `${r.setupMs} ms`;
+    case 'memory':
+      return `${r.bytesPerIdleConnection} B heap/connection`;
+    default:
+      return '';
+  }
+}
+
+export async function renderHtml(report: BenchReport): Promise<string> {
+  // chart.js does not export its UMD build: find it next to the package's main entry.
+  const require = createRequire(import.meta.url);
+  const chartJs = await readFile(path.join(path.dirname(require.resolve('chart.js')), 'chart.umd.min.js'), 'utf8');
+  const data = JSON.stringify(report).replaceAll('<', '\\u003c');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Switchyard benchmark ${report.meta.date}</title>
+<style>body{font-family:system-ui,sans-serif;margin:2rem;color:#1d2433}canvas{max-width:900px;margin-bottom:2rem}table{border-collapse:collapse}td,th{padding:.25rem .6rem;border-bottom:1px solid #dde;text-align:left;font-size:.9rem}</style>
+<script>${chartJs}</script></head><body>
+<h1>Switchyard benchmark</h1>
+<p>${report.meta.date} · commit ${report.meta.commit} · Node ${report.meta.node} · ${report.meta.cpu} × ${report.meta.cores} · ${report.meta.memoryGiB} GiB</p>
+<h2>Echo latency CDF (64 B)</h2><canvas id="cdf"></canvas>
+<h2>Echo throughput (64 B, 32 in flight)</h2><canvas id="throughput"></canvas>
+<h2>Fan-out: deliveries per second by subscribers</h2><canvas id="fanout"></canvas>
+<h2>All cells</h2><div id="cells"></div>
+<script>
+const report = ${data};
+const ok = (w) => report.cells.filter((c) => c.workload === w && c.status === 'ok');
+new Chart(document.getElementById('cdf'), { type: 'line', data: { datasets: ok('echo').filter((c) => c.params.size === 64).map((c) => ({ label: c.target, data: c.result.latency.cdf.map(([p, us]) => ({ x: us, y: p })), showLine: true })) }, options: { scales: { x: { type: 'logarithmic', title: { display: true, text: 'µs' } }, y: { title: { display: true, text: 'percentile' } } } } });
+const tp = ok('throughput');
+new Chart(document.getElementById('throughput'), { type: 'bar', data: { labels: tp.map((c) => c.target), datasets: [{ label: 'msg/s', data: tp.map((c) => c.result.msgsPerSec) }] } });
+const fan = ok('fanout'); const names = [...new Set(fan.map((c) => c.target))];
+new Chart(document.getElementById('fanout'), { type: 'line', data: { datasets: names.map((n) => ({ label: n, data: fan.filter((c) => c.target === n).map((c) => ({ x: c.params.subscribers, y: c.result.msgsPerSec })), showLine: true })) }, options: { scales: { x: { type: 'logarithmic', title: { display: true, text: 'subscribers' } } } } });
+document.getElementById('cells').innerHTML = '<table><tr><th>target</th><th>workload</th><th>params</th><th>status</th><th>headline</th></tr>' + report.cells.map((c) => '<tr><td>' + c.target + '</td><td>' + c.workload + '</td><td>' + JSON.stringify(c.params) + '</td><td>' + c.status + '</td><td>' + (c.reason ?? (c.result ? JSON.stringify(c.result.latency ? { p50: c.result.latency.p50, p99: c.result.latency.p99 } : c.result) : '')) + '</td></tr>').join('') + '</table>';
+</script></body></html>`;
+}

@@ -1,0 +1,219 @@
+/**
+ * `npm run bench`: identical workloads over every Switchyard transport and the peers (raw ws,
+ * Socket.IO), server in a child process, this process as load generator. Writes JSON and a
+ * self-contained HTML report to bench-results/, prints a table and the target ratios.
+ *
+ *   npm run bench -- --quick                  under 2 minutes, one run per cell
+ *   npm run bench -- --targets websocket,ws --workloads echo,throughput --duration 3000 --runs 5
+ */
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { ServerKind } from './raw-protocol.ts';
+import { describeParams, formatCell, headline, renderHtml, type BenchReport, type Cell } from './report.ts';
+import { TARGETS, type Target } from './targets.ts';
+import { connectionSetup, echoRtt, fanOut, idleMemory, throughput, type CellResult, type Endpoint, type ServerProbe } from './workloads.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    targets: { type: 'string' },
+    workloads: { type: 'string' },
+    sizes: { type: 'string' },
+    duration: { type: 'string' },
+    runs: { type: 'string' },
+    out: { type: 'string', default: path.join(ROOT, 'bench-results') },
+  },
+});
+const quick = args.quick!;
+const durationMs = Number(args.duration ?? (quick ? 500 : 3_000));
+const runs = Number(args.runs ?? (quick ? 1 : 3));
+const sizes = (args.sizes ?? '64,1024,65536,1048576').split(',').map(Number);
+const workloads = new Set((args.workloads ?? 'echo,throughput,fanout,setup,memory,pubsub,acked,wire-bytes').split(','));
+const targets = args.targets ? TARGETS.filter((t) => args.targets!.split(',').includes(t.name)) : TARGETS;
+const POLLING = new Set(['polling', 'polling+tls', 'long-polling', 'long-polling+tls', 'socket.io-polling']);
+
+interface Plan {
+  target: Target;
+  workload: Cell['workload'];
+  params: Record<string, number>;
+  skip?: string;
+  run?: (endpoint: Endpoint, probe: ServerProbe) => Promise<CellResult>;
+}
+
+function plan(): Plan[] {
+  const plans: Plan[] = [];
+  for (const target of targets) {
+    if (workloads.has('echo')) for (const size of sizes) plans.push({ target, workload: 'echo', params: { size }, run: (e) => echoRtt(target, e, size, durationMs) });
+    if (workloads.has('throughput')) plans.push({ target, workload: 'throughput', params: { size: 64, window: 32 }, run: (e, p) => throughput(target, e, p, 64, durationMs) });
+    if (workloads.has('fanout')) {
+      for (const subscribers of [1, 10, 100, 1000]) {
+        const rate = quick ? 50 : 100;
+        const skip = quick && subscribers === 1000 && (POLLING.has(target.name) || target.tls) ? `--quick runs 1000 subscribers only on the plaintext push transports; run without --quick` : undefined;
+        plans.push({ target, workload: 'fanout', params: { subscribers, rate }, ...(skip ? { skip } : { run: (e, p) => fanOut(target, e, p, subscribers, rate, durationMs) }) });
+      }
+    }
+    if (workloads.has('setup')) plans.push({ target, workload: 'setup', params: { connections: 20 }, run: (e) => connectionSetup(target, e, 20) });
+    if (workloads.has('memory')) plans.push({ target, workload: 'memory', params: { connections: 200 }, run: (e, p) => idleMemory(target, e, p, 200) });
+    for (const pending of ['pubsub', 'acked', 'wire-bytes'] as const) {
+      if (workloads.has(pending)) plans.push({ target, workload: pending, params: {}, skip: 'not implemented in this version of the suite' });
+    }
+  }
+  return plans;
+}
+
+/** Starts the server process for one kind and reads its port. */
+async function startServerProcess(kind: ServerKind): Promise<{ child: ChildProcess; endpoint: Endpoint; probe: ServerProbe }> {
+  const child = fork(path.join(ROOT, 'benchmarks', 'bench-server.ts'), [kind], { execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const endpoint = await new Promise<Endpoint>((resolve, reject) => {
+    let buffer = '';
+    child.stdout!.on('data', (data: Buffer) => {
+      buffer += data.toString();
+      const line = buffer.split('\n')[0];
+      if (buffer.includes('\n')) resolve(JSON.parse(line!) as Endpoint);
+    });
+    child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)));
+  });
+  const probe: ServerProbe = {
+    usage: () =>
+      new Promise((resolve, reject) => {
+        if (child.exitCode !== null) return reject(new Error(`${kind} server process has exited`));
+        child.once('message', (message) => {
+          const usage = message as { cpu: { user: number; system: number }; memory: { heapUsed: number; external: number } };
+          resolve({ cpuMicros: usage.cpu.user + usage.cpu.system, memoryBytes: usage.memory.heapUsed + usage.memory.external });
+        });
+        child.send('usage');
+      }),
+  };
+  return { child, endpoint, probe };
+}
+
+function progress(done: number, total: number, label: string): void {
+  const width = 30;
+  const filled = Math.round((done / total) * width);
+  process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${label.padEnd(60).slice(0, 60)}`);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+async function main(): Promise<void> {
+  const plans = plan();
+  const cells: Cell[] = [];
+  const started = Date.now();
+  let done = 0;
+  for (const kind of ['switchyard', 'ws', 'socketio'] as const) {
+    const mine = plans.filter((p) => p.target.server === kind);
+    if (mine.length === 0) continue;
+    const server = await startServerProcess(kind);
+    try {
+      for (const item of mine) {
+        progress(done, plans.length, `${item.target.name} ${item.workload} ${describeParams(item.params)}`);
+        const cell: Cell = { target: item.target.name, tls: item.target.tls, workload: item.workload, params: item.params, status: 'skipped', runs: [] };
+        if (item.skip || !item.run) cell.reason = item.skip;
+        else {
+          try {
+            for (let i = 0; i < runs; i++) cell.runs.push(await item.run(server.endpoint, server.probe));
+            const figures = cell.runs.map((r) => headline(cell, r) ?? 0);
+            const middle = median(figures);
+            cell.result = cell.runs[figures.indexOf(middle)];
+            cell.spread = middle ? Math.round(((Math.max(...figures) - Math.min(...figures)) / middle) * 1000) / 1000 : 0;
+            cell.status = 'ok';
+          } catch (error) {
+            cell.status = 'failed';
+            cell.reason = (error as Error).message;
+          }
+        }
+        cells.push(cell);
+        done++;
+      }
+    } finally {
+      server.child.kill();
+    }
+  }
+  progress(done, plans.length, `done in ${Math.round((Date.now() - started) / 1000)} s`);
+  process.stderr.write('\n');
+
+  const find = (target: string, workload: Cell['workload'], params?: Record<string, number>) =>
+    cells.find((c) => c.target === target && c.workload === workload && c.status === 'ok' && (!params || Object.entries(params).every(([k, v]) => c.params[k] === v)))?.result;
+  const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? Math.round((a / b) * 100) / 100 : null);
+  const wsThroughput = find('websocket', 'throughput')?.msgsPerSec;
+  const goals: BenchReport['targets'] = [
+    { name: 'websocket / raw ws echo throughput (64 B)', value: ratio(wsThroughput, find('ws', 'throughput')?.msgsPerSec), goal: '≥ 0.9', met: null },
+    { name: 'websocket / socket.io-websocket echo throughput (64 B)', value: ratio(wsThroughput, find('socket.io-websocket', 'throughput')?.msgsPerSec), goal: '≥ 2', met: null },
+    { name: 'long-polling / socket.io-polling p50 echo RTT (64 B)', value: ratio(find('long-polling', 'echo', { size: 64 })?.latency?.p50, find('socket.io-polling', 'echo', { size: 64 })?.latency?.p50), goal: '≤ 0.25', met: null },
+    { name: 'fan-out to 1000 websocket subscribers: deliveries per server CPU-second', value: find('websocket', 'fanout', { subscribers: 1000 })?.deliveriesPerCpuSecond ?? null, goal: '≥ 1000000', met: null },
+  ];
+  for (const goal of goals) {
+    if (goal.value === null) continue;
+    const [op, bound] = goal.goal.split(' ');
+    goal.met = op === '≥' ? goal.value >= Number(bound) : goal.value <= Number(bound);
+  }
+
+  const commit = (() => {
+    try {
+      return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }).toString().trim();
+    } catch {
+      return 'unknown';
+    }
+  })();
+  const report: BenchReport = {
+    schemaVersion: 1,
+    meta: {
+      date: new Date().toISOString(),
+      commit,
+      node: process.version,
+      os: `${os.type()} ${os.release()}`,
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      options: { quick, durationMs, runs, sizes, workloads: [...workloads], targets: targets.map((t) => t.name) },
+    },
+    cells,
+    targets: goals,
+  };
+  await mkdir(args.out!, { recursive: true });
+  const stamp = report.meta.date.replaceAll(':', '-').slice(0, 19);
+  const jsonFile = path.join(args.out!, `bench-${stamp}.json`);
+  const htmlFile = path.join(args.out!, `bench-${stamp}.html`);
+  await writeFile(jsonFile, JSON.stringify(report, null, 2));
+  await writeFile(htmlFile, await renderHtml(report));
+
+  const rows: Record<string, Record<string, string>> = {};
+  for (const cell of cells) {
+    if (cell.status === 'skipped' && cell.reason?.startsWith('not implemented')) continue;
+    const column = `${cell.workload} ${describeParams(cell.params)}`;
+    (rows[column] ??= {})[cell.target] = cell.status === 'ok' ? shortFigure(cell) : cell.status;
+  }
+  console.table(rows);
+  console.log('\nTargets (ratios measured in this run):');
+  for (const goal of goals) console.log(`  ${goal.met === null ? '?' : goal.met ? '✓' : '✗'} ${goal.name}: ${goal.value ?? 'n/a'} (goal ${goal.goal})`);
+  console.log(`\nPer-cell detail: ${cells.filter((c) => c.status !== 'ok').length} cells not run (see reasons in JSON).\n${jsonFile}\n${htmlFile}`);
+  void formatCell; // detail formatting is used by the lab
+}
+
+function shortFigure(cell: Cell): string {
+  const r = cell.result!;
+  switch (cell.workload) {
+    case 'echo':
+      return `${r.latency!.p50}/${r.latency!.p99} µs`;
+    case 'throughput':
+      return `${r.msgsPerSec}/s ${r.serverCpuMicrosPerMsg ?? '?'}µs`;
+    case 'fanout':
+      return `${r.msgsPerSec}/s p99 ${Math.round(r.latency!.p99 / 1000)}ms`;
+    case 'setup':
+      return `${r.setupMs} ms`;
+    case 'memory':
+      return `${Math.round((r.bytesPerIdleConnection ?? 0) / 1024)} KiB`;
+    default:
+      return '';
+  }
+}
+
+await main();

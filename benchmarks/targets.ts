@@ -1,0 +1,163 @@
+/**
+ * What a workload drives: one uniform client over every system under test — Switchyard on each
+ * transport (plain and TLS), raw `ws` (no abstraction), Socket.IO over websocket and polling. Each
+ * offers echo-to-self through the server and topic fan-out, the two operations every workload
+ * is built from, so the workloads are identical across systems.
+ */
+import { io, type Socket } from 'socket.io-client';
+import WebSocket from 'ws';
+import type { Delivery } from '../transports/client.ts';
+import { createClient } from '../transports/node-client.ts';
+import type { TransportName } from '../transports/transport.ts';
+import { RawOp, type ServerKind } from './raw-protocol.ts';
+
+export interface BenchClient {
+  /** Sends to itself through the server; resolves when it is back (FIFO: several may be in flight). */
+  echo(payload: Uint8Array): Promise<void>;
+  subscribe(topic: string): Promise<void>;
+  publish(topic: string, payload: Uint8Array): void;
+  /** Called with each published payload this client receives. */
+  onPublished(listener: (payload: Uint8Array) => void): void;
+  close(): void;
+}
+
+export interface Target {
+  /** Row label, e.g. `websocket+tls`, `ws`, `socket.io-polling`. */
+  readonly name: string;
+  readonly server: ServerKind;
+  readonly tls: boolean;
+  /** Why this target cannot run here, if it cannot. */
+  readonly unavailable?: string;
+  connect(endpoint: { port: number; certPem: string | null }): Promise<BenchClient>;
+}
+
+/** FIFO of echo promises: each transport keeps order, so the oldest waiter gets the next echo. */
+function echoQueue() {
+  const waiting: (() => void)[] = [];
+  return {
+    wait: () => new Promise<void>((resolve) => waiting.push(resolve)),
+    arrived: () => waiting.shift()?.(),
+  };
+}
+
+function switchyard(transport: TransportName, tls: boolean): Target {
+  return {
+    name: `${transport}${tls ? '+tls' : ''}`,
+    server: 'switchyard',
+    tls,
+    async connect({ port, certPem }) {
+      const client = createClient({
+        url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+        transports: transport,
+        reconnect: false,
+        transportOptions: tls ? { ca: certPem ?? undefined } : {},
+      });
+      const echoes = echoQueue();
+      let published: (payload: Uint8Array) => void = () => undefined;
+      client.on('message', (delivery: Delivery) => {
+        if (delivery.kind === 'send') echoes.arrived();
+        else if (delivery.kind === 'topic') published(delivery.data as Uint8Array);
+      });
+      await client.connect();
+      const self = client.id!;
+      return {
+        echo: (payload) => {
+          const back = echoes.wait();
+          void client.send(self, payload);
+          return back;
+        },
+        subscribe: (topic) => client.subscribe(topic),
+        publish: (topic, payload) => void client.publish(topic, payload),
+        onPublished: (listener) => void (published = listener),
+        close: () => client.close(),
+      };
+    },
+  };
+}
+
+function rawWs(tls: boolean): Target {
+  return {
+    name: `ws${tls ? '+tls' : ''}`,
+    server: 'ws',
+    tls,
+    async connect({ port, certPem }) {
+      const socket = new WebSocket(`${tls ? 'wss' : 'ws'}://127.0.0.1:${port}`, { perMessageDeflate: false, ca: certPem ?? undefined });
+      const echoes = echoQueue();
+      let published: (payload: Uint8Array) => void = () => undefined;
+      socket.binaryType = 'nodebuffer';
+      socket.on('message', (data: Buffer) => {
+        if (data[0] === RawOp.echo) echoes.arrived();
+        else if (data[0] === RawOp.publish) published(data);
+      });
+      await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+      const send = (op: number, payload: Uint8Array) => {
+        payload[0] = op; // byte 0 is reserved by the workloads for this
+        socket.send(payload);
+      };
+      return {
+        echo: (payload) => {
+          const back = echoes.wait();
+          send(RawOp.echo, payload);
+          return back;
+        },
+        subscribe: async () => {
+          send(RawOp.subscribe, new Uint8Array(1));
+          // Subscriptions are fire-and-forget here; an echo proves the server has processed it.
+          const back = echoes.wait();
+          send(RawOp.echo, new Uint8Array(1));
+          await back;
+        },
+        publish: (_topic, payload) => send(RawOp.publish, payload),
+        onPublished: (listener) => void (published = listener),
+        close: () => socket.close(),
+      };
+    },
+  };
+}
+
+function socketIo(transport: 'websocket' | 'polling'): Target {
+  return {
+    name: `socket.io-${transport}`,
+    server: 'socketio',
+    tls: false,
+    async connect({ port }) {
+      const socket: Socket = io(`http://127.0.0.1:${port}`, { transports: [transport], reconnection: false, forceNew: true });
+      const echoes = echoQueue();
+      let published: (payload: Uint8Array) => void = () => undefined;
+      socket.on('echo', () => echoes.arrived());
+      socket.on('message', (data: Uint8Array) => published(data));
+      await new Promise((resolve, reject) => socket.once('connect', () => resolve(undefined)).once('connect_error', reject));
+      return {
+        echo: (payload) => {
+          const back = echoes.wait();
+          socket.emit('echo', payload);
+          return back;
+        },
+        subscribe: async (topic) => {
+          socket.emit('subscribe', topic);
+          const back = echoes.wait();
+          socket.emit('echo', new Uint8Array(1));
+          await back;
+        },
+        publish: (topic, payload) => void socket.emit('publish', topic, payload),
+        onPublished: (listener) => void (published = listener),
+        close: () => socket.close(),
+      };
+    },
+  };
+}
+
+/** Every system under test, in report order. */
+export const TARGETS: readonly Target[] = [
+  switchyard('websocket', false),
+  switchyard('websocket', true),
+  switchyard('long-polling', false),
+  switchyard('long-polling', true),
+  switchyard('polling', false),
+  switchyard('polling', true),
+  switchyard('webtransport', true),
+  rawWs(false),
+  rawWs(true),
+  socketIo('websocket'),
+  socketIo('polling'),
+];

@@ -1,0 +1,213 @@
+/**
+ * The workloads, each written once against `BenchClient` so it runs unchanged on every target.
+ * Latency goes into Node's HdrHistogram (`perf_hooks.createHistogram`, nanoseconds). Closed-loop
+ * runs (echo, throughput) measure from the actual send; the open-loop fan-out measures from the
+ * *intended* send time of a fixed schedule, so a stalled server cannot hide its backlog
+ * (coordinated omission). The first 20 % of every run is warm-up and not recorded.
+ */
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import type { BenchClient, Target } from './targets.ts';
+
+export interface Endpoint {
+  port: number;
+  certPem: string | null;
+}
+
+/** Server process accounting, from bench-server's IPC. */
+export interface ServerProbe {
+  /** CPU time so far, and JS heap + external memory after a full GC. */
+  usage(): Promise<{ cpuMicros: number; memoryBytes: number }>;
+}
+
+export interface LatencySummary {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  /** [percentile, microseconds] points for a CDF chart. */
+  cdf: [number, number][];
+}
+
+export interface CellResult {
+  latency?: LatencySummary;
+  msgsPerSec?: number;
+  mbPerSec?: number;
+  serverCpuMicrosPerMsg?: number;
+  /** Fan-out: deliveries per second of server CPU time. */
+  deliveriesPerCpuSecond?: number;
+  setupMs?: number;
+  bytesPerIdleConnection?: number;
+  lost?: number;
+}
+
+const WARMUP = 0.2;
+const CDF_POINTS = [0, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 100];
+
+export function summarize(histogram: RecordableHistogram): LatencySummary {
+  const micros = (ns: number) => Math.round(ns / 10) / 100;
+  return {
+    count: histogram.count,
+    p50: micros(histogram.percentile(50)),
+    p90: micros(histogram.percentile(90)),
+    p99: micros(histogram.percentile(99)),
+    p999: micros(histogram.percentile(99.9)),
+    max: micros(histogram.max),
+    cdf: CDF_POINTS.map((p) => [p, micros(histogram.percentile(Math.max(p, 0.0001)))]),
+  };
+}
+
+function payloadOf(size: number): Uint8Array {
+  return new Uint8Array(Math.max(size, 16));
+}
+
+/** Closed loop, one message in flight: round-trip latency at `size` bytes. */
+export async function echoRtt(target: Target, endpoint: Endpoint, size: number, durationMs: number): Promise<CellResult> {
+  const client = await target.connect(endpoint);
+  const histogram = createHistogram();
+  const payload = payloadOf(size);
+  const start = performance.now();
+  const recordFrom = start + durationMs * WARMUP;
+  let measured = 0;
+  try {
+    for (let now = start; now - start < durationMs; now = performance.now()) {
+      await client.echo(payload);
+      const after = performance.now();
+      if (now >= recordFrom) {
+        histogram.record(Math.max(1, Math.round((after - now) * 1e6)));
+        measured++;
+      }
+    }
+  } finally {
+    client.close();
+  }
+  const seconds = (durationMs * (1 - WARMUP)) / 1000;
+  return { latency: summarize(histogram), msgsPerSec: Math.round(measured / seconds), mbPerSec: round((measured * size * 2) / 1e6 / seconds) };
+}
+
+/** Closed loop with `window` messages in flight: echo throughput and server CPU per message. */
+export async function throughput(target: Target, endpoint: Endpoint, probe: ServerProbe, size: number, durationMs: number, window = 32): Promise<CellResult> {
+  const client = await target.connect(endpoint);
+  const payload = payloadOf(size);
+  let completed = 0;
+  let recording = false;
+  let running = true;
+  const lane = async () => {
+    while (running) {
+      await client.echo(payload);
+      if (recording) completed++;
+    }
+  };
+  const lanes = Array.from({ length: window }, lane);
+  await sleep(durationMs * WARMUP);
+  const before = await probe.usage();
+  recording = true;
+  const started = performance.now();
+  await sleep(durationMs * (1 - WARMUP));
+  recording = false;
+  const seconds = (performance.now() - started) / 1000;
+  const after = await probe.usage();
+  running = false;
+  await Promise.race([Promise.all(lanes), sleep(2_000)]);
+  client.close();
+  return {
+    msgsPerSec: Math.round(completed / seconds),
+    mbPerSec: round((completed * size * 2) / 1e6 / seconds),
+    serverCpuMicrosPerMsg: completed ? round((after.cpuMicros - before.cpuMicros) / completed) : undefined,
+  };
+}
+
+/**
+ * Open loop: one publisher sends to `subscribers` clients at `rate` messages/s on a fixed
+ * schedule; latency runs from each message's intended send time to each delivery.
+ */
+export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerProbe, subscribers: number, rate: number, durationMs: number): Promise<CellResult> {
+  const topic = `fan-${subscribers}`;
+  const histogram = createHistogram();
+  const clients: BenchClient[] = [];
+  let deliveries = 0;
+  let expected = 0;
+  let recordFrom = Infinity;
+  try {
+    for (let i = 0; i < subscribers; i += 50) {
+      const batch = await Promise.all(Array.from({ length: Math.min(50, subscribers - i) }, () => target.connect(endpoint)));
+      clients.push(...batch);
+    }
+    await Promise.all(
+      clients.map(async (client) => {
+        client.onPublished((payload) => {
+          const intended = new DataView(payload.buffer, payload.byteOffset + 8, 8).getFloat64(0);
+          if (intended < recordFrom) return;
+          deliveries++;
+          histogram.record(Math.max(1, Math.round((performance.now() - intended) * 1e6)));
+        });
+        await client.subscribe(topic);
+      }),
+    );
+    const publisher = await target.connect(endpoint);
+    clients.push(publisher);
+    const start = performance.now() + 10;
+    recordFrom = start + durationMs * WARMUP;
+    const total = Math.floor((rate * durationMs) / 1000);
+    let before: { cpuMicros: number } | undefined;
+    for (let i = 0; i < total; i++) {
+      const intended = start + (i * 1000) / rate;
+      const wait = intended - performance.now();
+      if (wait > 0) await sleep(wait);
+      if (!before && intended >= recordFrom) before = await probe.usage();
+      const payload = new Uint8Array(64);
+      new DataView(payload.buffer, 8, 8).setFloat64(0, intended);
+      publisher.publish(topic, payload);
+      if (intended >= recordFrom) expected += subscribers;
+    }
+    // Give the tail time to arrive; what never arrives is reported as lost.
+    for (let waited = 0; deliveries < expected && waited < 5_000; waited += 20) await sleep(20);
+    const after = await probe.usage();
+    const seconds = (durationMs * (1 - WARMUP)) / 1000;
+    const cpuSeconds = (after.cpuMicros - (before?.cpuMicros ?? after.cpuMicros)) / 1e6;
+    return {
+      latency: summarize(histogram),
+      msgsPerSec: Math.round(deliveries / seconds),
+      deliveriesPerCpuSecond: cpuSeconds > 0 ? Math.round(deliveries / cpuSeconds) : undefined,
+      lost: expected - deliveries,
+    };
+  } finally {
+    for (const client of clients) client.close();
+  }
+}
+
+/** Sequential connects (including the protocol handshake): median time to a usable client. */
+export async function connectionSetup(target: Target, endpoint: Endpoint, times: number): Promise<CellResult> {
+  const samples: number[] = [];
+  for (let i = 0; i < times; i++) {
+    const started = performance.now();
+    const client = await target.connect(endpoint);
+    samples.push(performance.now() - started);
+    client.close();
+  }
+  samples.sort((a, b) => a - b);
+  return { setupMs: round(samples[Math.floor(samples.length / 2)]!) };
+}
+
+/** Server memory (JS heap + external, after GC) per idle connection, from `count` idle clients. */
+export async function idleMemory(target: Target, endpoint: Endpoint, probe: ServerProbe, count: number): Promise<CellResult> {
+  const before = await probe.usage();
+  const clients: BenchClient[] = [];
+  try {
+    for (let i = 0; i < count; i += 50) clients.push(...(await Promise.all(Array.from({ length: Math.min(50, count - i) }, () => target.connect(endpoint)))));
+    await sleep(300);
+    const after = await probe.usage();
+    return { bytesPerIdleConnection: Math.round((after.memoryBytes - before.memoryBytes) / count) };
+  } finally {
+    for (const client of clients) client.close();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
+}
