@@ -47,6 +47,16 @@ export async function canImpair(): Promise<{ ok: true } | { ok: false; reason: s
       return { ok: false, reason: `'${tool}' is not installed (apt-get install iproute2 nftables)` };
     }
   }
+  // Root is not always enough (a container may lack CAP_NET_ADMIN): try the real thing once.
+  const probe = `${PREFIX}probe${process.pid}`;
+  try {
+    await run('ip', ['netns', 'add', probe]);
+    await run('ip', ['netns', 'exec', probe, 'nft', 'add', 'table', 'inet', TABLE]);
+  } catch (error) {
+    return { ok: false, reason: `cannot create a network namespace with nftables here: ${(error as Error).message.split('\n')[0]}` };
+  } finally {
+    await run('ip', ['netns', 'delete', probe]).catch(() => undefined);
+  }
   return { ok: true };
 }
 
