@@ -100,25 +100,34 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
     });
   };
 
-  const http = new DualHttpServer({
-    host,
-    port: options.port ?? 8080,
-    tls: certificate ? { certPem: certificate.certPem, keyPem: certificate.keyPem } : undefined,
-    transports,
-    fallback,
-  });
-  const port = await http.listen();
+  const httpServer = () =>
+    new DualHttpServer({
+      host,
+      port: options.port ?? 8080,
+      tls: certificate ? { certPem: certificate.certPem, keyPem: certificate.keyPem } : undefined,
+      transports,
+      fallback,
+    });
+  let http = httpServer();
+  let port = await http.listen();
   const shownHost = host.includes(':') ? `[${host}]` : host;
   // WebTransport takes the UDP port of the same number (WebTransport is always TLS: it needs the certificate).
   if (wanted.has('webtransport') && certificate) {
-    webtransport = new WebTransportTransportServer({ ...common, host, port, certPem: certificate.certPem, keyPem: certificate.keyPem });
-    webtransport.onConnection((connection) => router.attach(connection));
-    try {
-      await webtransport.listen();
-    } catch (error) {
-      await http.close();
-      throw new Error(`WebTransport could not bind UDP ${host}:${port}: ${(error as Error).message}`, { cause: error });
+    for (let attempt = 1; ; attempt++) {
+      webtransport = new WebTransportTransportServer({ ...common, host, port, certPem: certificate.certPem, keyPem: certificate.keyPem });
+      try {
+        await webtransport.listen();
+        break;
+      } catch (error) {
+        await webtransport.close().catch(() => undefined);
+        await http.close();
+        // An ephemeral TCP port's number can be taken on UDP: try another pair; a chosen port is final.
+        if (options.port !== 0 || attempt >= 5) throw new Error(`WebTransport could not bind UDP ${host}:${port}: ${(error as Error).message}`, { cause: error });
+        http = httpServer();
+        port = await http.listen();
+      }
     }
+    webtransport.onConnection((connection) => router.attach(connection));
   }
   urls = {
     http: `http://${shownHost}:${port}`,

@@ -62,6 +62,20 @@ describe('server over TLS', () => {
   });
 });
 
+describe('ports', () => {
+  it('refuses to start when the chosen UDP port for WebTransport is taken, naming it', async () => {
+    const { createSocket } = await import('node:dgram');
+    const squatter = createSocket('udp4');
+    await new Promise<void>((resolve) => squatter.bind(0, '127.0.0.1', resolve));
+    const { port } = squatter.address();
+    try {
+      await expect(startServer({ port, labDir: null, certificate: 'ephemeral' })).rejects.toThrow(`WebTransport could not bind UDP 127.0.0.1:${port}`);
+    } finally {
+      squatter.close();
+    }
+  });
+});
+
 describe('router behaviour', () => {
   let server: SwitchyardServer;
   beforeAll(async () => {

@@ -1,6 +1,6 @@
 /**
  * Servers for tests: a transport-level echo server (no router) on 127.0.0.1:0 serving every
- * transport (WebTransport on the UDP port of the same number), and helpers shared by the suites.
+ * transport (WebTransport on a UDP port named at /info), and helpers shared by the suites.
  * Real sockets only.
  */
 import { createCertificate } from '../certs/index.ts';
@@ -44,9 +44,10 @@ export async function startEchoServer(options: ServerTransportOptions & { pollTi
     fallback: (request, response) => (request.url === '/info' ? response.writeHead(200, { 'content-type': 'application/json' }).end(info) : response.writeHead(404).end()),
   });
   const port = await http.listen();
-  const webtransport = new WebTransportTransportServer({ ...options, host: '127.0.0.1', port, certPem: certificate.certPem, keyPem: certificate.keyPem });
-  await webtransport.listen();
-  info = JSON.stringify({ urls: { webtransport: `https://127.0.0.1:${port}/wt` }, certificateSha256: certificate.sha256Hex });
+  // Any free UDP port: clients learn it from /info, so it need not match the TCP port here.
+  const webtransport = new WebTransportTransportServer({ ...options, host: '127.0.0.1', port: 0, certPem: certificate.certPem, keyPem: certificate.keyPem });
+  const { port: udpPort } = await webtransport.listen();
+  info = JSON.stringify({ urls: { webtransport: `https://127.0.0.1:${udpPort}/wt` }, certificateSha256: certificate.sha256Hex });
   for (const transport of [...transports, webtransport]) {
     transport.onConnection((connection) => {
       connections.push(connection);
