@@ -15,7 +15,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { createCertificate } from '../certs/index.ts';
 import { handOverByFirstByte } from '../server/http-server.ts';
 import { startServer } from '../server/index.ts';
-import { RawOp, type ServerKind } from './raw-protocol.ts';
+import { RawOp, rawTopic, type ServerKind } from './raw-protocol.ts';
 
 
 async function main(kind: ServerKind): Promise<void> {
@@ -30,16 +30,21 @@ async function main(kind: ServerKind): Promise<void> {
     // Same TCP port for ws:// and wss://, as Switchyard does: first byte 0x16 is TLS.
     const plain = http.createServer();
     const secure = https.createServer({ cert: certificate.certPem, key: certificate.keyPem });
-    const subscribers = new Set<WebSocket>();
+    const topics = new Map<string, Set<WebSocket>>();
     const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4 * 1024 * 1024 });
     for (const server of [plain, secure]) server.on('upgrade', (request, socket, head) => wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws)));
     wss.on('connection', (socket: WebSocket) => {
       socket.on('message', (data: Buffer, isBinary) => {
         if (data[0] === RawOp.echo) socket.send(data, { binary: isBinary });
-        else if (data[0] === RawOp.subscribe) subscribers.add(socket);
-        else if (data[0] === RawOp.publish) for (const subscriber of subscribers) if (subscriber !== socket) subscriber.send(data, { binary: isBinary });
+        else if (data[0] === RawOp.subscribe) {
+          const topic = data.subarray(1).toString();
+          if (!topics.has(topic)) topics.set(topic, new Set());
+          topics.get(topic)!.add(socket);
+        } else if (data[0] === RawOp.publish) for (const subscriber of topics.get(rawTopic(data)) ?? []) if (subscriber !== socket) subscriber.send(data, { binary: isBinary });
       });
-      socket.on('close', () => subscribers.delete(socket));
+      socket.on('close', () => {
+        for (const members of topics.values()) members.delete(socket);
+      });
     });
     const listener = net.createServer((socket) => handOverByFirstByte(socket, plain, secure));
     await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
@@ -50,8 +55,9 @@ async function main(kind: ServerKind): Promise<void> {
     const io = new SocketIoServer(server, { maxHttpBufferSize: 4 * 1024 * 1024, serveClient: false });
     io.on('connection', (socket) => {
       socket.on('echo', (data: unknown) => socket.emit('echo', data));
+      socket.on('acked', (_data: unknown, ack: () => void) => ack());
       socket.on('subscribe', (topic: string) => void socket.join(topic));
-      socket.on('publish', (topic: string, data: unknown) => socket.to(topic).emit('message', data));
+      socket.on('publish', (topic: string, data: unknown) => socket.to(topic).emit('message', topic, data));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     port = (server.address() as AddressInfo).port;

@@ -1,5 +1,18 @@
 /** What the benchmark's server processes are, and the one-byte protocol of the raw `ws` peer. */
 export type ServerKind = 'switchyard' | 'ws' | 'socketio';
 
-/** Raw ws protocol: first byte 1 = echo back, 2 = subscribe, 3 = publish to subscribers. */
+/**
+ * Raw ws protocol, first byte: 1 = echo back; 2 = subscribe to the topic in the rest (UTF-8);
+ * 3 = publish: one byte of topic length, the topic, then the payload, sent as is to its subscribers.
+ */
 export const RawOp = { echo: 1, subscribe: 2, publish: 3 } as const;
+
+/** The topic a raw publish frame names. */
+export function rawTopic(frame: Uint8Array): string {
+  return new TextDecoder().decode(frame.subarray(2, 2 + frame[1]!));
+}
+
+/** The payload of a raw publish frame. */
+export function rawPayload(frame: Uint8Array): Uint8Array {
+  return frame.subarray(2 + frame[1]!);
+}

@@ -19,7 +19,8 @@ describe('benchmark results', () => {
   it('judges each workload by its headline figure', () => {
     expect(headline({ workload: 'echo' }, { latency: { p50: 7 } as never })).toBe(7);
     expect(headline({ workload: 'throughput' }, { msgsPerSec: 9 })).toBe(9);
-    expect(headline({ workload: 'pubsub' }, {})).toBeUndefined();
+    expect(headline({ workload: 'wire-bytes' }, { wireBytesPerMessage: 70 })).toBe(70);
+    expect(headline({ workload: 'echo' }, undefined)).toBeUndefined();
   });
 
   it('renders a self-contained HTML report with Chart.js and the data inlined', async () => {

@@ -42,8 +42,12 @@ export function headline(cell: Pick<Cell, 'workload'>, result: CellResult | unde
       return result.setupMs;
     case 'memory':
       return result.bytesPerIdleConnection;
-    default:
-      return undefined;
+    case 'pubsub':
+      return result.msgsPerSec;
+    case 'acked':
+      return result.latency?.p50;
+    case 'wire-bytes':
+      return result.wireBytesPerMessage;
   }
 }
 
@@ -67,8 +71,12 @@ export function formatCell(cell: Cell): string {
       return `${r.setupMs} ms`;
     case 'memory':
       return `${r.bytesPerIdleConnection} B heap/connection`;
-    default:
-      return '';
+    case 'pubsub':
+      return `${r.msgsPerSec} deliveries/s · p99 ${r.latency!.p99} µs · lost ${r.lost} · misrouted ${r.misrouted}`;
+    case 'acked':
+      return `receipt p50 ${r.latency!.p50} µs · p99 ${r.latency!.p99} · ${r.msgsPerSec} msg/s`;
+    case 'wire-bytes':
+      return `${r.wireBytesPerMessage} B on the wire per 64 B message`;
   }
 }
 

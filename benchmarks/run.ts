@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import type { ServerKind } from './raw-protocol.ts';
 import { describeParams, formatCell, headline, renderHtml, type BenchReport, type Cell } from './report.ts';
 import { TARGETS, type Target } from './targets.ts';
-import { connectionSetup, echoRtt, fanOut, idleMemory, throughput, type CellResult, type Endpoint, type ServerProbe } from './workloads.ts';
+import { ackedDelivery, connectionSetup, echoRtt, fanOut, idleMemory, pubSub, throughput, wireBytes, type CellResult, type Endpoint, type ServerProbe } from './workloads.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -59,9 +59,12 @@ function plan(): Plan[] {
     }
     if (workloads.has('setup')) plans.push({ target, workload: 'setup', params: { connections: 20 }, run: (e) => connectionSetup(target, e, 20) });
     if (workloads.has('memory')) plans.push({ target, workload: 'memory', params: { connections: 200 }, run: (e, p) => idleMemory(target, e, p, 200) });
-    for (const pending of ['pubsub', 'acked', 'wire-bytes'] as const) {
-      if (workloads.has(pending)) plans.push({ target, workload: pending, params: {}, skip: 'not implemented in this version of the suite' });
+    if (workloads.has('pubsub')) plans.push({ target, workload: 'pubsub', params: { topics: 100, subscribers: 50, rate: 200 }, run: (e) => pubSub(target, e, 200, durationMs) });
+    if (workloads.has('acked')) {
+      const skip = target.server === 'ws' ? 'raw ws has no receipts: acknowledged delivery needs a protocol on top, which is what the others add' : undefined;
+      plans.push({ target, workload: 'acked', params: { size: 64 }, ...(skip ? { skip } : { run: (e) => ackedDelivery(target, e, durationMs) }) });
     }
+    if (workloads.has('wire-bytes')) plans.push({ target, workload: 'wire-bytes', params: { size: 64, messages: 200 }, run: (e) => wireBytes(target, e, 200) });
   }
   return plans;
 }
@@ -211,8 +214,12 @@ function shortFigure(cell: Cell): string {
       return `${r.setupMs} ms`;
     case 'memory':
       return `${Math.round((r.bytesPerIdleConnection ?? 0) / 1024)} KiB`;
-    default:
-      return '';
+    case 'pubsub':
+      return `p99 ${Math.round(r.latency!.p99 / 1000)}ms lost ${r.lost} wrong ${r.misrouted}`;
+    case 'acked':
+      return `${r.latency!.p50}/${r.latency!.p99} µs`;
+    case 'wire-bytes':
+      return `${r.wireBytesPerMessage} B`;
   }
 }
 

@@ -9,15 +9,19 @@ import WebSocket from 'ws';
 import type { Delivery } from '../transports/client.ts';
 import { createClient } from '../transports/node-client.ts';
 import type { TransportName } from '../transports/transport.ts';
-import { RawOp, type ServerKind } from './raw-protocol.ts';
+import { RawOp, rawPayload, rawTopic, type ServerKind } from './raw-protocol.ts';
 
 export interface BenchClient {
   /** Sends to itself through the server; resolves when it is back (FIFO: several may be in flight). */
   echo(payload: Uint8Array): Promise<void>;
   subscribe(topic: string): Promise<void>;
   publish(topic: string, payload: Uint8Array): void;
-  /** Called with each published payload this client receives. */
-  onPublished(listener: (payload: Uint8Array) => void): void;
+  /** Called with each published payload this client receives, and its topic. */
+  onPublished(listener: (payload: Uint8Array, topic: string) => void): void;
+  /** Sends one message and resolves on the server's receipt; absent where the system has no receipts. */
+  acked?(payload: Uint8Array): Promise<void>;
+  /** Bytes this client's connection sent and received on the wire, where the stack counts them (QUIC). */
+  wireBytes?(): { sent: number; received: number } | null;
   close(): void;
 }
 
@@ -53,10 +57,10 @@ function switchyard(transport: TransportName, tls: boolean): Target {
         transportOptions: tls ? { ca: certPem ?? undefined } : {},
       });
       const echoes = echoQueue();
-      let published: (payload: Uint8Array) => void = () => undefined;
+      let published: (payload: Uint8Array, topic: string) => void = () => undefined;
       client.on('message', (delivery: Delivery) => {
         if (delivery.kind === 'send') echoes.arrived();
-        else if (delivery.kind === 'topic') published(delivery.data as Uint8Array);
+        else if (delivery.kind === 'topic') published(delivery.data as Uint8Array, delivery.to!);
       });
       await client.connect();
       const self = client.id!;
@@ -69,6 +73,12 @@ function switchyard(transport: TransportName, tls: boolean): Target {
         subscribe: (topic) => client.subscribe(topic),
         publish: (topic, payload) => void client.publish(topic, payload),
         onPublished: (listener) => void (published = listener),
+        // A publish to a topic nobody follows: the receipt is the whole round trip.
+        acked: (payload) => client.publish('receipts', payload, { ack: true }),
+        wireBytes: () => {
+          const stats = client.stats();
+          return transport === 'webtransport' && stats?.wireBytesOut != null && stats.wireBytesIn != null ? { sent: stats.wireBytesOut, received: stats.wireBytesIn } : null;
+        },
         close: () => client.close(),
       };
     },
@@ -83,11 +93,11 @@ function rawWs(tls: boolean): Target {
     async connect({ port, certPem }) {
       const socket = new WebSocket(`${tls ? 'wss' : 'ws'}://127.0.0.1:${port}`, { perMessageDeflate: false, ca: certPem ?? undefined });
       const echoes = echoQueue();
-      let published: (payload: Uint8Array) => void = () => undefined;
+      let published: (payload: Uint8Array, topic: string) => void = () => undefined;
       socket.binaryType = 'nodebuffer';
       socket.on('message', (data: Buffer) => {
         if (data[0] === RawOp.echo) echoes.arrived();
-        else if (data[0] === RawOp.publish) published(data);
+        else if (data[0] === RawOp.publish) published(rawPayload(data), rawTopic(data));
       });
       await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
       const send = (op: number, payload: Uint8Array) => {
@@ -100,14 +110,17 @@ function rawWs(tls: boolean): Target {
           send(RawOp.echo, payload);
           return back;
         },
-        subscribe: async () => {
-          send(RawOp.subscribe, new Uint8Array(1));
+        subscribe: async (topic) => {
+          send(RawOp.subscribe, Uint8Array.of(0, ...new TextEncoder().encode(topic)));
           // Subscriptions are fire-and-forget here; an echo proves the server has processed it.
           const back = echoes.wait();
           send(RawOp.echo, new Uint8Array(1));
           await back;
         },
-        publish: (_topic, payload) => send(RawOp.publish, payload),
+        publish: (topic, payload) => {
+          const name = new TextEncoder().encode(topic);
+          socket.send(Uint8Array.of(RawOp.publish, name.length, ...name, ...payload));
+        },
         onPublished: (listener) => void (published = listener),
         close: () => socket.close(),
       };
@@ -123,9 +136,9 @@ function socketIo(transport: 'websocket' | 'polling'): Target {
     async connect({ port }) {
       const socket: Socket = io(`http://127.0.0.1:${port}`, { transports: [transport], reconnection: false, forceNew: true });
       const echoes = echoQueue();
-      let published: (payload: Uint8Array) => void = () => undefined;
+      let published: (payload: Uint8Array, topic: string) => void = () => undefined;
       socket.on('echo', () => echoes.arrived());
-      socket.on('message', (data: Uint8Array) => published(data));
+      socket.on('message', (topic: string, data: Uint8Array) => published(data, topic));
       await new Promise((resolve, reject) => socket.once('connect', () => resolve(undefined)).once('connect_error', reject));
       return {
         echo: (payload) => {
@@ -141,6 +154,7 @@ function socketIo(transport: 'websocket' | 'polling'): Target {
         },
         publish: (topic, payload) => void socket.emit('publish', topic, payload),
         onPublished: (listener) => void (published = listener),
+        acked: (payload) => new Promise<void>((resolve) => socket.emit('acked', payload, () => resolve())),
         close: () => socket.close(),
       };
     },

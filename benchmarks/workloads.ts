@@ -5,6 +5,7 @@
  * *intended* send time of a fixed schedule, so a stalled server cannot hide its backlog
  * (coordinated omission). The first 20 % of every run is warm-up and not recorded.
  */
+import net from 'node:net';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import type { BenchClient, Target } from './targets.ts';
 
@@ -40,6 +41,10 @@ export interface CellResult {
   setupMs?: number;
   bytesPerIdleConnection?: number;
   lost?: number;
+  /** Pub/sub: deliveries of a topic to a client that did not subscribe to it (must be 0). */
+  misrouted?: number;
+  /** TCP or UDP payload bytes per message, both directions and all framing (HTTP, TLS, QUIC) included. */
+  wireBytesPerMessage?: number;
 }
 
 const WARMUP = 0.2;
@@ -201,6 +206,117 @@ export async function idleMemory(target: Target, endpoint: Endpoint, probe: Serv
     return { bytesPerIdleConnection: Math.round((after.memoryBytes - before.memoryBytes) / count) };
   } finally {
     for (const client of clients) client.close();
+  }
+}
+
+/**
+ * Pub/sub with many topics and partial subscriptions: 50 clients follow 10 of 100 topics each; a
+ * publisher cycles through all 100 at `rate` (open loop). Checks nobody gets a topic it did not
+ * subscribe to.
+ */
+export async function pubSub(target: Target, endpoint: Endpoint, rate: number, durationMs: number): Promise<CellResult> {
+  const TOPICS = 100;
+  const histogram = createHistogram();
+  const clients: BenchClient[] = [];
+  const followers = new Map<number, number>();
+  let deliveries = 0;
+  let misrouted = 0;
+  let expected = 0;
+  let recordFrom = Infinity;
+  try {
+    for (let i = 0; i < 50; i++) {
+      const client = await target.connect(endpoint);
+      clients.push(client);
+      const mine = new Set(Array.from({ length: 10 }, (_, k) => (i * 7 + k * 10) % TOPICS));
+      client.onPublished((payload, topic) => {
+        if (!mine.has(Number(topic.slice(1)))) misrouted++;
+        const intended = new DataView(payload.buffer, payload.byteOffset + 8, 8).getFloat64(0);
+        if (intended < recordFrom) return;
+        deliveries++;
+        histogram.record(Math.max(1, Math.round((performance.now() - intended) * 1e6)));
+      });
+      for (const topic of mine) {
+        await client.subscribe(`t${topic}`);
+        followers.set(topic, (followers.get(topic) ?? 0) + 1);
+      }
+    }
+    const publisher = await target.connect(endpoint);
+    clients.push(publisher);
+    const start = performance.now() + 10;
+    recordFrom = start + durationMs * WARMUP;
+    const total = Math.floor((rate * durationMs) / 1000);
+    for (let i = 0; i < total; i++) {
+      const intended = start + (i * 1000) / rate;
+      const wait = intended - performance.now();
+      if (wait > 0) await sleep(wait);
+      const payload = new Uint8Array(64);
+      new DataView(payload.buffer, 8, 8).setFloat64(0, intended);
+      publisher.publish(`t${i % TOPICS}`, payload);
+      if (intended >= recordFrom) expected += followers.get(i % TOPICS) ?? 0;
+    }
+    for (let waited = 0; deliveries < expected && waited < 5_000; waited += 20) await sleep(20);
+    return { latency: summarize(histogram), msgsPerSec: Math.round(deliveries / ((durationMs * (1 - WARMUP)) / 1000)), lost: expected - deliveries, misrouted };
+  } finally {
+    for (const client of clients) client.close();
+  }
+}
+
+/** Closed loop: one message at a time, each waiting for the server's receipt. */
+export async function ackedDelivery(target: Target, endpoint: Endpoint, durationMs: number): Promise<CellResult> {
+  const client = await target.connect(endpoint);
+  if (!client.acked) {
+    client.close();
+    throw new Error(`${target.name} has no receipts`);
+  }
+  const histogram = createHistogram();
+  const payload = payloadOf(64);
+  const start = performance.now();
+  let measured = 0;
+  try {
+    for (let now = start; now - start < durationMs; now = performance.now()) {
+      await client.acked(payload);
+      if (now >= start + durationMs * WARMUP) {
+        histogram.record(Math.max(1, Math.round((performance.now() - now) * 1e6)));
+        measured++;
+      }
+    }
+  } finally {
+    client.close();
+  }
+  return { latency: summarize(histogram), msgsPerSec: Math.round(measured / ((durationMs * (1 - WARMUP)) / 1000)) };
+}
+
+/**
+ * Bytes on the wire per 64 B message: `count` sequential echoes after the connection is up, so the
+ * handshake is not counted. TCP targets go through a counting proxy (TCP payload bytes: HTTP,
+ * WebSocket, TLS framing included); QUIC targets report quiche's UDP payload bytes.
+ */
+export async function wireBytes(target: Target, endpoint: Endpoint, count: number): Promise<CellResult> {
+  let counted = 0;
+  const proxy = net.createServer((inbound) => {
+    const outbound = net.connect(endpoint.port, '127.0.0.1');
+    inbound.on('data', (data: Buffer) => void (counted += data.length));
+    outbound.on('data', (data: Buffer) => void (counted += data.length));
+    inbound.pipe(outbound).on('error', () => inbound.destroy());
+    outbound.pipe(inbound).on('error', () => outbound.destroy());
+    inbound.on('error', () => outbound.destroy());
+    outbound.on('error', () => inbound.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const via = { ...endpoint, port: (proxy.address() as net.AddressInfo).port };
+  const client = await target.connect(target.server === 'switchyard' && target.name.startsWith('webtransport') ? endpoint : via);
+  try {
+    const payload = payloadOf(64);
+    for (let i = 0; i < 20; i++) await client.echo(payload); // settle (first polls, window updates)
+    const quicBefore = client.wireBytes?.();
+    const before = counted;
+    for (let i = 0; i < count; i++) await client.echo(payload);
+    const quicAfter = client.wireBytes?.();
+    const bytes = quicBefore && quicAfter ? quicAfter.sent - quicBefore.sent + (quicAfter.received - quicBefore.received) : counted - before;
+    return { wireBytesPerMessage: Math.round(bytes / (2 * count)) };
+  } finally {
+    client.close();
+    proxy.close();
   }
 }
 
