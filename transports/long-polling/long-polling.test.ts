@@ -4,6 +4,7 @@
  * polls as backpressure. (Common behaviour is in ../conformance.test.ts.) Real HTTP on loopback.
  */
 import http from 'node:http';
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { collect, startEchoServer, waitFor, type EchoServer } from '../../test-support/servers.ts';
 import { decodeBatch, encodeBatch } from '../codec/batch.ts';
@@ -143,6 +144,8 @@ describe('long-polling sessions', () => {
     ['a malformed close', 'POST', '/lp/SID/close', new TextEncoder().encode('{"code":"x"}'), 400, 'ERR_BAD_CLOSE'],
     ['a null close', 'POST', '/lp/SID/close', new TextEncoder().encode('null'), 400, 'ERR_BAD_CLOSE'],
     ['an upstream gap', 'POST', '/lp/SID', encodeBatch({ firstSeq: 5, messages: ['x'] }), 400, 'ERR_SEQUENCE_GAP'],
+    ['an ack beyond what was sent', 'GET', '/lp/SID?ack=5', undefined, 400, 'ERR_BAD_ACK'],
+    ['a path under a session', 'GET', '/lp/SID/x/y', undefined, 404, 'ERR_UNKNOWN_SESSION'],
   ])('answers %s with a typed error and keeps serving', async (_what, method, path, body, status, code) => {
     server = await startEchoServer();
     const sid = await openSession(server.url);
@@ -163,6 +166,91 @@ describe('long-polling sessions', () => {
     const response = await post(`${server.url}/lp/${sid}`, encodeBatch({ firstSeq: 0, messages: [new Uint8Array(5000)] }));
     expect(response.status).toBe(413);
     expect((await server.connections.at(-1)!.closed).code).toBe(1009);
+  });
+});
+
+describe('long-polling edge cases', () => {
+  const getBatch = async (url: string) => decodeBatch(new Uint8Array(await (await fetch(url)).arrayBuffer()), 1 << 20);
+
+  it('a second GET replaces the held one, which is answered with an empty batch', async () => {
+    server = await startEchoServer();
+    const sid = await openSession(server.url);
+    const base = `${server.url}/lp/${sid}`;
+    const first = getBatch(`${base}?ack=0`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const second = getBatch(`${base}?ack=0`);
+    expect(await first).toEqual({ firstSeq: 0, messages: [] });
+    await post(base, encodeBatch({ firstSeq: 0, messages: ['x'] }));
+    expect(await second).toEqual({ firstSeq: 0, messages: ['x'] });
+  });
+
+  it('a message over maxMessageSize in a small body is answered 413 and closes with 1009', async () => {
+    server = await startEchoServer({ maxMessageSize: 1000, pollTimeoutMs: 300 });
+    const sid = await openSession(server.url);
+    const connection = server.connections.at(-1)!;
+    const response = await post(`${server.url}/lp/${sid}`, encodeBatch({ firstSeq: 0, messages: [new Uint8Array(1500)] }));
+    expect(response.status).toBe(413);
+    expect(await response.json()).toMatchObject({ error: { code: 'ERR_MESSAGE_TOO_LARGE' } });
+    expect((await connection.closed).code).toBe(1009);
+  });
+
+  it('a lost final response (messages + close record) is sent again: nothing lost, close still clean', async () => {
+    server = await startEchoServer();
+    let lost = 0;
+    const lossyFetch: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      if ((init?.method ?? 'GET') !== 'GET' || lost > 0) return response;
+      const body = new Uint8Array(await response.arrayBuffer());
+      if (!decodeBatch(body, 1 << 20).close) return new Response(body, { status: response.status });
+      lost++;
+      throw new TypeError('fetch failed: connection reset');
+    };
+    const client = connectLongPolling({ url: server.url, fetch: lossyFetch });
+    const received = collect(client);
+    await client.opened;
+    client.send('a');
+    client.send(Uint8Array.of(1));
+    client.send('close:4005:bye');
+    expect(await client.closed).toEqual({ code: 4005, reason: 'bye', wasClean: true });
+    expect(lost).toBe(1);
+    expect(received).toEqual(['a', Uint8Array.of(1)]);
+    expect(server.transports.find((t) => t.name === 'long-polling')!.connectionCount).toBe(0);
+  });
+
+  it('a retried close POST is answered 204 again; a GET after it gets the close record', async () => {
+    server = await startEchoServer();
+    const sid = await openSession(server.url);
+    const connection = server.connections.at(-1)!;
+    const base = `${server.url}/lp/${sid}`;
+    const close = () => fetch(`${base}/close`, { method: 'POST', body: JSON.stringify({ code: 4006, reason: 'twice' }) });
+    expect((await close()).status).toBe(204);
+    expect((await close()).status).toBe(204);
+    expect(await connection.closed).toEqual({ code: 4006, reason: 'twice', wasClean: true });
+    expect((await post(base, encodeBatch({ firstSeq: 0, messages: ['late'] }))).status).toBe(204);
+    expect(await getBatch(`${base}?ack=0`)).toEqual({ firstSeq: 0, messages: [], close: { code: 4006, reason: 'twice' } });
+    expect(server.closes).toHaveLength(1);
+  });
+
+  it('counts the exact request and response bytes on the wire, headers included', async () => {
+    server = await startEchoServer();
+    const sid = await openSession(server.url);
+    const connection = server.connections.at(-1)!;
+    const before = connection.stats();
+    const body = encodeBatch({ firstSeq: 0, messages: ['wire'] });
+    const head = `POST /lp/${sid} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+    const { port } = new URL(server.url);
+    const answer = await new Promise<Buffer>((resolve, reject) => {
+      const socket = net.connect(Number(port), '127.0.0.1', () => socket.end(Buffer.concat([Buffer.from(head), body])));
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk) => chunks.push(chunk));
+      socket.on('end', () => resolve(Buffer.concat(chunks)));
+      socket.on('error', reject);
+    });
+    expect(answer.toString('latin1')).toMatch(/^HTTP\/1\.1 204 /);
+    const after = connection.stats();
+    expect(after.wireBytesIn! - before.wireBytesIn!).toBe(head.length + body.length);
+    expect(after.wireBytesOut! - before.wireBytesOut!).toBe(answer.length);
+    expect(after.messagesIn - before.messagesIn).toBe(1);
   });
 });
 

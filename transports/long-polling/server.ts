@@ -7,12 +7,17 @@
  *   POST {path}/open           → 200 JSON { sid, holdMs, pollTimeoutMs, maxMessageSize }
  *   GET  {path}/{sid}?ack=N    → 200 batch (codec/batch.ts) of messages from seq N on; N acknowledges
  *                                everything before it, so a response lost on the way is sent again.
- *                                A second GET replaces a held one (the first is answered empty).
- *   POST {path}/{sid}          ← batch of upstream messages; seqs already seen are skipped (retries)
- *   POST {path}/{sid}/close    ← JSON { code, reason }: the client's close
- * Errors are JSON `{ "error": { "code", "message" } }`: 400 bad body, 404 unknown session, 405 wrong
- * method, 413 body over the limit (and the session closes with 1009).
+ *                                A second GET replaces a held one, which is answered with an empty
+ *                                batch (not 409: a client whose GET broke off may retry while the
+ *                                server still holds the old one).
+ *   POST {path}/{sid}          ← batch of upstream messages → 204; seqs already seen are skipped (retries)
+ *   POST {path}/{sid}/close    ← JSON { code, reason } → 204: the client's close
+ * Errors are JSON `{ "error": { "code", "message" } }`: 400 bad body or ack, 404 unknown session,
+ * 405 wrong method, 413 body or message over the limit (and the session closes with 1009).
  * A session with no request for `pollTimeoutMs` is closed (4009) and forgotten.
+ * A session that closed cleanly is retired for a short grace period: a GET gets its last batch (with
+ * the close record) again, so a lost final response loses neither messages nor the close; a retried
+ * close or a late upstream POST is answered 204 (and discarded, as a WebSocket does after close).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, utf8Length } from '../base-connection.ts';
@@ -32,6 +37,8 @@ export interface HttpPollingServerOptions extends ServerTransportOptions {
 
 /** One response carries at most this many bytes of messages (at least one message). */
 const MAX_BATCH_BYTES = 1024 * 1024;
+/** How long a cleanly closed session's last batch is kept for a client retrying its GET (ms, at most pollTimeoutMs). */
+const RETIRED_GRACE_MS = 5_000;
 
 interface SentMessage {
   seq: number;
@@ -91,8 +98,15 @@ class PollingServerConnection extends BaseConnection {
 
   /** A GET: acknowledge, then answer now (something to send, or short polling) or hold. */
   poll(ack: number, response: ServerResponse): void {
+    if (ack > this.#nextSeq) throw new ProtocolError('ERR_BAD_ACK', `ack ${ack} is beyond the last message sent (${this.#nextSeq})`);
     while (this.#unacked.length > 0 && this.#unacked[0]!.seq < ack) this.#unackedBytes -= this.#unacked.shift()!.size;
-    if (this.#held) this.#answerHeld(); // a newer GET replaces the held one
+    if (this.#held) {
+      // A newer GET replaces the held one; everything goes to the newer one.
+      const replaced = this.#held;
+      this.#held = undefined;
+      clearTimeout(replaced.timer);
+      this.server.send(this, replaced.response, 200, encodeBatch({ firstSeq: this.#nextSeq, messages: [] }), 'application/octet-stream');
+    }
     const timer = this.server.holdMs > 0 ? setTimeout(() => this.#answerHeld(), this.server.holdMs) : undefined;
     this.#held = { response, timer };
     response.once('close', () => {
@@ -125,7 +139,7 @@ class PollingServerConnection extends BaseConnection {
 
   clientClosed(code: number, reason: string): void {
     if (this.#held) this.#answerHeld();
-    this.#finish({ code, reason, wasClean: true });
+    this.#finish({ code, reason, wasClean: true }, encodeBatch({ firstSeq: this.#nextSeq, messages: [], close: { code, reason } }));
   }
 
   protected flush(): void {
@@ -165,11 +179,12 @@ class PollingServerConnection extends BaseConnection {
     const closing = this.outbound.length === 0 ? this.#closing : undefined;
     const body = encodeBatch({ firstSeq, messages: this.#unacked.map((m) => m.message), ...(closing ? { close: closing } : {}) });
     this.server.send(this, held.response, 200, body, 'application/octet-stream');
-    if (closing) this.#finish({ ...closing, wasClean: true });
+    if (closing) this.#finish({ ...closing, wasClean: true }, body);
     this.onFlushed();
   }
 
-  #finish(info: { code: number; reason: string; wasClean: boolean }): void {
+  /** Ends the session; `lastBody` (a batch ending in the close record) is kept a while for retried GETs. */
+  #finish(info: { code: number; reason: string; wasClean: boolean }, lastBody?: Uint8Array): void {
     clearTimeout(this.#idleTimer);
     if (this.#held) {
       clearTimeout(this.#held.timer);
@@ -178,7 +193,7 @@ class PollingServerConnection extends BaseConnection {
     }
     this.#unacked = [];
     this.#unackedBytes = 0;
-    this.server.forget(this.sid);
+    this.server.forget(this.sid, lastBody);
     this.finishClose(info);
   }
 }
@@ -189,6 +204,8 @@ export class HttpPollingServer implements HttpTransportServer {
   readonly pollTimeoutMs: number;
   readonly maxMessageSize: number;
   readonly #sessions = new Map<string, PollingServerConnection>();
+  /** Cleanly closed sessions: their last batch, until the grace period ends. */
+  readonly #retired = new Map<string, { body: Uint8Array; timer: ReturnType<typeof setTimeout> }>();
   #handler: ((connection: Connection) => void) | undefined;
   #closed = false;
 
@@ -229,6 +246,11 @@ export class HttpPollingServer implements HttpTransportServer {
       this.#handler?.(connection);
       return true;
     }
+    const retired = sid && extra === undefined ? this.#retired.get(sid) : undefined;
+    if (retired) {
+      this.#answerRetired(retired.body, request, response, action);
+      return true;
+    }
     const connection = sid ? this.#sessions.get(sid) : undefined;
     if (!connection || extra !== undefined) {
       request.resume();
@@ -240,7 +262,11 @@ export class HttpPollingServer implements HttpTransportServer {
     if (action === undefined && request.method === 'GET') {
       const ack = Number(url.searchParams.get('ack') ?? 0);
       if (!Number.isSafeInteger(ack) || ack < 0) return this.#error(connection, response, 400, 'ERR_BAD_ACK', 'ack must be a non-negative integer'), true;
-      connection.poll(ack, response);
+      try {
+        connection.poll(ack, response);
+      } catch (error) {
+        this.#error(connection, response, 400, (error as ProtocolError).code, (error as Error).message);
+      }
       return true;
     }
     if (request.method !== 'POST' || (action !== undefined && action !== 'close')) {
@@ -262,7 +288,12 @@ export class HttpPollingServer implements HttpTransportServer {
         try {
           connection.receive(body);
         } catch (error) {
-          return this.#error(connection, response, 400, (error as ProtocolError).code ?? 'ERR_BAD_BODY', (error as Error).message);
+          const { code, closeCode, message } = error as ProtocolError;
+          if (closeCode === CloseCode.messageTooBig) {
+            connection.close(closeCode, message);
+            return this.#error(connection, response, 413, code, message);
+          }
+          return this.#error(connection, response, 400, code ?? 'ERR_BAD_BODY', message);
         }
         this.send(connection, response, 204, undefined, undefined);
       },
@@ -284,8 +315,13 @@ export class HttpPollingServer implements HttpTransportServer {
     connection?.countOut(responseHeadBytes(response) + bodyBytes);
   }
 
-  forget(sid: string): void {
+  /** Drops a closed session; with `lastBody` it stays retired for the grace period. */
+  forget(sid: string, lastBody?: Uint8Array): void {
     this.#sessions.delete(sid);
+    if (!lastBody || this.#closed) return;
+    const timer = setTimeout(() => this.#retired.delete(sid), Math.min(RETIRED_GRACE_MS, this.pollTimeoutMs));
+    timer.unref?.();
+    this.#retired.set(sid, { body: lastBody, timer });
   }
 
   async close(): Promise<void> {
@@ -296,6 +332,16 @@ export class HttpPollingServer implements HttpTransportServer {
     await Promise.race([Promise.all(all.map((c) => c.closed)), new Promise((resolve) => setTimeout(resolve, 250))]);
     for (const connection of this.#sessions.values()) connection.abandon();
     this.#sessions.clear();
+    for (const { timer } of this.#retired.values()) clearTimeout(timer);
+    this.#retired.clear();
+  }
+
+  /** A request to a retired session: its last batch again, or 204 for anything posted. */
+  #answerRetired(body: Uint8Array, request: IncomingMessage, response: ServerResponse, action: string | undefined): void {
+    if (request.method === 'GET' && action === undefined) return this.send(undefined, response, 200, body, 'application/octet-stream');
+    request.resume();
+    if (request.method !== 'POST' || (action !== undefined && action !== 'close')) return this.#error(undefined, response, 405, 'ERR_METHOD', `${request.method} is not allowed here`);
+    request.once('end', () => this.send(undefined, response, 204, undefined, undefined));
   }
 
   /** Body: JSON `{ code?, reason? }` (empty: 1000, ''); code an integer 1000–4999, reason text. */

@@ -49,6 +49,23 @@ describe('polling', () => {
     expect(server.closes[0]).toEqual({ code: 4003, reason: 'bye', wasClean: true });
   });
 
+  it('never asks more often than its interval, and keeps asking while idle', async () => {
+    server = await startEchoServer();
+    const starts: number[] = [];
+    const countingFetch: typeof fetch = (input, init) => {
+      if ((init?.method ?? 'GET') === 'GET') starts.push(performance.now());
+      return fetch(input, init);
+    };
+    const client = connectPolling({ url: server.url, intervalMs: 60, fetch: countingFetch });
+    await client.opened;
+    await waitFor(() => starts.length >= 5);
+    const gaps = starts.slice(1).map((t, i) => t - starts[i]!);
+    // Timers never fire early; 2 ms of slack for clock rounding.
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(58);
+    client.close();
+    await client.closed;
+  });
+
   it('a server close reaches the client at its next ask, cleanly', async () => {
     server = await startEchoServer();
     const client = connectPolling({ url: server.url, intervalMs: 30 });
