@@ -30,7 +30,7 @@ const { values: args } = parseArgs({
   },
 });
 const quick = args.quick!;
-const durationMs = Number(args.duration ?? (quick ? 500 : 3_000));
+const durationMs = Number(args.duration ?? (quick ? 400 : 3_000));
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const sizes = (args.sizes ?? '64,1024,65536,1048576').split(',').map(Number);
 const workloads = new Set((args.workloads ?? 'echo,throughput,fanout,setup,memory,pubsub,acked,wire-bytes').split(','));
@@ -57,8 +57,10 @@ function plan(): Plan[] {
         plans.push({ target, workload: 'fanout', params: { subscribers, rate }, ...(skip ? { skip } : { run: (e, p) => fanOut(target, e, p, subscribers, rate, durationMs) }) });
       }
     }
-    if (workloads.has('setup')) plans.push({ target, workload: 'setup', params: { connections: 20 }, run: (e) => connectionSetup(target, e, 20) });
-    if (workloads.has('memory')) plans.push({ target, workload: 'memory', params: { connections: 200 }, run: (e, p) => idleMemory(target, e, p, 200) });
+    const connections = quick ? 10 : 20;
+    const idle = quick ? 100 : 500;
+    if (workloads.has('setup')) plans.push({ target, workload: 'setup', params: { connections }, run: (e) => connectionSetup(target, e, connections) });
+    if (workloads.has('memory')) plans.push({ target, workload: 'memory', params: { connections: idle }, run: (e, p) => idleMemory(target, e, p, idle) });
     if (workloads.has('pubsub')) plans.push({ target, workload: 'pubsub', params: { topics: 100, subscribers: 50, rate: 200 }, run: (e) => pubSub(target, e, 200, durationMs) });
     if (workloads.has('acked')) {
       const skip = target.server === 'ws' ? 'raw ws has no receipts: acknowledged delivery needs a protocol on top, which is what the others add' : undefined;

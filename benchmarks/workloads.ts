@@ -224,22 +224,23 @@ export async function pubSub(target: Target, endpoint: Endpoint, rate: number, d
   let expected = 0;
   let recordFrom = Infinity;
   try {
-    for (let i = 0; i < 50; i++) {
-      const client = await target.connect(endpoint);
-      clients.push(client);
-      const mine = new Set(Array.from({ length: 10 }, (_, k) => (i * 7 + k * 10) % TOPICS));
-      client.onPublished((payload, topic) => {
-        if (!mine.has(Number(topic.slice(1)))) misrouted++;
-        const intended = new DataView(payload.buffer, payload.byteOffset + 8, 8).getFloat64(0);
-        if (intended < recordFrom) return;
-        deliveries++;
-        histogram.record(Math.max(1, Math.round((performance.now() - intended) * 1e6)));
-      });
-      for (const topic of mine) {
-        await client.subscribe(`t${topic}`);
-        followers.set(topic, (followers.get(topic) ?? 0) + 1);
-      }
-    }
+    // Connect and subscribe concurrently: on polling transports every acknowledgement waits for a poll.
+    await Promise.all(
+      Array.from({ length: 50 }, async (_, i) => {
+        const client = await target.connect(endpoint);
+        clients.push(client);
+        const mine = new Set(Array.from({ length: 10 }, (_, k) => (i * 7 + k * 10) % TOPICS));
+        client.onPublished((payload, topic) => {
+          if (!mine.has(Number(topic.slice(1)))) misrouted++;
+          const intended = new DataView(payload.buffer, payload.byteOffset + 8, 8).getFloat64(0);
+          if (intended < recordFrom) return;
+          deliveries++;
+          histogram.record(Math.max(1, Math.round((performance.now() - intended) * 1e6)));
+        });
+        await Promise.all([...mine].map((topic) => client.subscribe(`t${topic}`)));
+        for (const topic of mine) followers.set(topic, (followers.get(topic) ?? 0) + 1);
+      }),
+    );
     const publisher = await target.connect(endpoint);
     clients.push(publisher);
     const start = performance.now() + 10;
