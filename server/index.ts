@@ -14,6 +14,7 @@ import type { BackpressureOptions, HttpTransportServer, TransportName } from '..
 import { WebSocketTransportServer } from '../transports/websocket/server.ts';
 import { WebTransportTransportServer } from '../transports/webtransport/server.ts';
 import { DualHttpServer } from './http-server.ts';
+import { createLabApi } from './lab-api.ts';
 import { Router, type RouterOptions } from './router.ts';
 import { staticFiles } from './static-files.ts';
 
@@ -80,8 +81,10 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
   const serveLab = options.labDir === null ? undefined : staticFiles(options.labDir ?? path.join(PROJECT_ROOT, 'lab-ui', 'dist'));
   let urls: SwitchyardServer['urls'] = { http: '', https: null, webtransport: null };
   let webtransport: WebTransportTransportServer | null = null;
+  const lab = createLabApi({ router, host, port: () => port });
   const fallback = (request: http.IncomingMessage, response: http.ServerResponse) => {
     const pathname = (request.url ?? '/').split('?')[0];
+    if (pathname?.startsWith('/lab/')) return lab.handle(request, response);
     if (pathname === '/info') {
       const body = JSON.stringify({
         version: VERSION,
@@ -128,6 +131,7 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
       }
     }
     webtransport.onConnection((connection) => router.attach(connection));
+    lab.watchWebTransport(webtransport);
   }
   urls = {
     http: `http://${shownHost}:${port}`,
@@ -143,6 +147,7 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
     transports,
     webtransport,
     async close() {
+      await lab.close();
       router.close();
       await Promise.all([...transports, ...(webtransport ? [webtransport] : [])].map((transport) => transport.close()));
       await http.close();
