@@ -209,7 +209,7 @@ function shortFigure(cell: Cell): string {
     case 'echo':
       return `${r.latency!.p50}/${r.latency!.p99} µs`;
     case 'throughput':
-      return `${r.msgsPerSec}/s ${r.serverCpuMicrosPerMsg ?? '?'}µs`;
+      return `${r.msgsPerSec}/s ${r.serverCpuMicrosPerMsg ?? '?'}/${r.clientCpuMicrosPerMsg ?? '?'}µs`;
     case 'fanout':
       return `${r.msgsPerSec}/s p99 ${Math.round(r.latency!.p99 / 1000)}ms`;
     case 'setup':

@@ -36,6 +36,8 @@ export interface CellResult {
   msgsPerSec?: number;
   mbPerSec?: number;
   serverCpuMicrosPerMsg?: number;
+  /** CPU time of the load-generator process per message (it shares the machine with the server). */
+  clientCpuMicrosPerMsg?: number;
   /** Fan-out: deliveries per second of server CPU time. */
   deliveriesPerCpuSecond?: number;
   setupMs?: number;
@@ -107,12 +109,14 @@ export async function throughput(target: Target, endpoint: Endpoint, probe: Serv
   const lanes = Array.from({ length: window }, lane);
   await sleep(durationMs * WARMUP);
   const before = await probe.usage();
+  const clientBefore = process.cpuUsage();
   recording = true;
   const started = performance.now();
   await sleep(durationMs * (1 - WARMUP));
   recording = false;
   const seconds = (performance.now() - started) / 1000;
   const after = await probe.usage();
+  const clientCpu = process.cpuUsage(clientBefore);
   running = false;
   await Promise.race([Promise.all(lanes), sleep(2_000)]);
   client.close();
@@ -120,6 +124,7 @@ export async function throughput(target: Target, endpoint: Endpoint, probe: Serv
     msgsPerSec: Math.round(completed / seconds),
     mbPerSec: round((completed * size * 2) / 1e6 / seconds),
     serverCpuMicrosPerMsg: completed ? round((after.cpuMicros - before.cpuMicros) / completed) : undefined,
+    clientCpuMicrosPerMsg: completed ? round((clientCpu.user + clientCpu.system) / completed) : undefined,
   };
 }
 

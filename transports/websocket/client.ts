@@ -15,6 +15,20 @@ export interface WebSocketClientOptions extends ClientTransportOptions {
   WebSocket?: WebSocketConstructor;
   /** Path of the WebSocket endpoint on the server. Default `/ws`. */
   path?: string;
+  /**
+   * Binary type to ask for. Default 'arraybuffer' (the browser's best); `ws` in Node also offers
+   * 'nodebuffer', which hands over each message without copying it into an ArrayBuffer.
+   */
+  binaryType?: 'arraybuffer' | 'nodebuffer';
+}
+
+/**
+ * A WebSocket that can hold several sends back and write them in one go (Node's `ws` over a
+ * corkable socket, see `node.ts`); the browser's WebSocket has no such thing and writes as it can.
+ */
+interface CorkableWebSocket extends WebSocket {
+  cork?(): void;
+  uncork?(): void;
 }
 
 /** Default endpoint path, shared with the server. */
@@ -25,6 +39,15 @@ export const DEFAULT_WEBSOCKET_PATH = '/ws';
  * slow-consumer policy) stays in BaseConnection, where it is bounded and counted.
  */
 const SOCKET_BUFFER_LIMIT = 256 * 1024;
+
+/**
+ * A flush writes its messages corked in chunks of this many: far fewer syscalls than one write per
+ * message, while the peer can start on the first chunk as we write the next. One write per whole
+ * flush would make a pipelined exchange convoy (each side idle while the other handles the batch):
+ * measured with 32 echoes in flight, 75k msg/s for whole-flush writes, 73k for one per message,
+ * 105–135k for chunks of 4–8.
+ */
+export const MESSAGES_PER_WRITE = 8;
 
 /** The browser's WebSocket has no drain event: while something waits, bufferedAmount is polled. */
 const POLL_INTERVAL_MS = 5;
@@ -83,7 +106,7 @@ const CAPABILITIES: TransportCapabilities = {
 class WebSocketClientConnection extends BaseConnection {
   readonly transport = 'websocket' as const;
   readonly capabilities = CAPABILITIES;
-  readonly #socket: WebSocket;
+  readonly #socket: CorkableWebSocket;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
   #pollTimer: ReturnType<typeof setTimeout> | undefined;
   /** The code and reason this side asked for, reported as its own close info. */
@@ -99,13 +122,15 @@ class WebSocketClientConnection extends BaseConnection {
     const url = webSocketUrl(options.url, options.path);
     const socket = new WebSocketClass(url);
     this.#socket = socket;
-    socket.binaryType = 'arraybuffer';
+    socket.binaryType = (options.binaryType ?? 'arraybuffer') as BinaryType;
     socket.onopen = () => {
       clearTimeout(this.#connectTimer);
       this.markOpen();
     };
-    socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
-      const message: Message = typeof event.data === 'string' ? event.data : new Uint8Array(event.data);
+    socket.onmessage = (event: MessageEvent<string | ArrayBuffer | Uint8Array>) => {
+      const { data } = event;
+      // A Node Buffer becomes a plain Uint8Array view of the same bytes: no copy, one type for users.
+      const message: Message = typeof data === 'string' ? data : data instanceof Uint8Array ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
       this.counters.wireBytesIn! += wireSize(messageSize(message), false);
       this.deliver(message);
     };
@@ -126,7 +151,15 @@ class WebSocketClientConnection extends BaseConnection {
 
   protected flush(): void {
     if (this.#socket.readyState !== OPEN) return;
-    while (this.outbound.length > 0 && this.#socket.bufferedAmount < SOCKET_BUFFER_LIMIT) this.#write();
+    // Corked writes still count in bufferedAmount, so the limit holds.
+    for (let written = 0; this.outbound.length > 0 && this.#socket.bufferedAmount < SOCKET_BUFFER_LIMIT; written++) {
+      if (written % MESSAGES_PER_WRITE === 0) {
+        this.#socket.uncork?.();
+        this.#socket.cork?.();
+      }
+      this.#write();
+    }
+    this.#socket.uncork?.();
     this.onFlushed();
     this.#pollWhileWaiting();
   }
@@ -141,7 +174,9 @@ class WebSocketClientConnection extends BaseConnection {
     clearTimeout(this.#pollTimer);
     if (this.#socket.readyState === OPEN) {
       // What was sent before close() goes out before the close frame.
+      this.#socket.cork?.();
       while (this.outbound.length > 0) this.#write();
+      this.#socket.uncork?.();
     }
     // Browsers only let scripts send 1000 or 3000–4999; other codes go out as 1000 (this side
     // still reports the code it asked for).

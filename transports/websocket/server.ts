@@ -11,7 +11,7 @@ import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE } from '../base-connection.ts'
 import type { CloseInfo, Connection, HttpTransportServer, ServerTransportOptions, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 import { lastValueThisTick } from '../codec/per-tick.ts';
-import { closeReasonForWire, DEFAULT_WEBSOCKET_PATH, frameHeaderSize } from './client.ts';
+import { closeReasonForWire, DEFAULT_WEBSOCKET_PATH, frameHeaderSize, MESSAGES_PER_WRITE } from './client.ts';
 
 export interface WebSocketServerOptions extends ServerTransportOptions {
   /** Path of the upgrade endpoint. Default `/ws`. */
@@ -117,14 +117,18 @@ class WebSocketServerConnection extends BaseConnection {
       this.onFlushed();
       return;
     }
-    // One cork per batch: the frames of one flush leave in a single writev. While corked every
-    // frame stays in Node's buffer, so the buffered amount after each write is known in advance.
-    this.#socket.cork();
+    // Corked chunks of MESSAGES_PER_WRITE frames leave in one writev each. Corked or not, every
+    // frame written stays counted in Node's buffer, so the buffered amount is known in advance.
     let buffered = this.#ws.bufferedAmount;
-    while (this.outbound.length > 0 && buffered < SOCKET_BUFFER_LIMIT) {
+    this.#socket.cork();
+    for (let written = 1; this.outbound.length > 0 && buffered < SOCKET_BUFFER_LIMIT; written++) {
       const size = this.outbound.peek()!.size;
       buffered += size + frameHeaderSize(size, false);
       this.#write(this.outbound.length === 1 || buffered >= SOCKET_BUFFER_LIMIT);
+      if (written % MESSAGES_PER_WRITE === 0) {
+        this.#socket.uncork();
+        this.#socket.cork();
+      }
     }
     this.#socket.uncork();
     this.onFlushed();
