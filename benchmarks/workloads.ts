@@ -128,6 +128,27 @@ export async function throughput(target: Target, endpoint: Endpoint, probe: Serv
   };
 }
 
+/** Connects `count` clients 50 at a time (a burst of thousands would only measure the accept queue). */
+async function connectMany(target: Target, endpoint: Endpoint, count: number): Promise<BenchClient[]> {
+  const clients: BenchClient[] = [];
+  for (let i = 0; i < count; i += 50) clients.push(...(await Promise.all(Array.from({ length: Math.min(50, count - i) }, () => target.connect(endpoint)))));
+  return clients;
+}
+
+/** A 64-byte fan-out payload: bytes 8–15 carry its send time, 16–19 its sequence number. */
+function stampedPayload(sentAt: number, sequence: number): Uint8Array {
+  const payload = new Uint8Array(64);
+  const view = new DataView(payload.buffer);
+  view.setFloat64(8, sentAt);
+  view.setUint32(16, sequence);
+  return payload;
+}
+
+function readStamp(payload: Uint8Array): { sentAt: number; sequence: number } {
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  return { sentAt: view.getFloat64(8), sequence: view.getUint32(16) };
+}
+
 /**
  * Open loop: one publisher sends to `subscribers` clients at `rate` messages/s on a fixed
  * schedule; latency runs from each message's intended send time to each delivery.
@@ -140,14 +161,11 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
   let expected = 0;
   let recordFrom = Infinity;
   try {
-    for (let i = 0; i < subscribers; i += 50) {
-      const batch = await Promise.all(Array.from({ length: Math.min(50, subscribers - i) }, () => target.connect(endpoint)));
-      clients.push(...batch);
-    }
+    clients.push(...(await connectMany(target, endpoint, subscribers)));
     await Promise.all(
       clients.map(async (client) => {
         client.onPublished((payload) => {
-          const intended = new DataView(payload.buffer, payload.byteOffset + 8, 8).getFloat64(0);
+          const { sentAt: intended } = readStamp(payload);
           if (intended < recordFrom) return;
           deliveries++;
           histogram.record(Math.max(1, Math.round((performance.now() - intended) * 1e6)));
@@ -166,9 +184,7 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
       const wait = intended - performance.now();
       if (wait > 0) await sleep(wait);
       if (!before && intended >= recordFrom) before = await probe.usage();
-      const payload = new Uint8Array(64);
-      new DataView(payload.buffer, 8, 8).setFloat64(0, intended);
-      publisher.publish(topic, payload);
+      publisher.publish(topic, stampedPayload(intended, i));
       if (intended >= recordFrom) expected += subscribers;
     }
     // Give the tail time to arrive; what never arrives is reported as lost.
@@ -183,6 +199,70 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
       lost: expected - deliveries,
     };
   } finally {
+    for (const client of clients) client.close();
+  }
+}
+
+/**
+ * Closed loop at maximum rate: the publisher keeps `window` messages in flight, each counted done
+ * when every subscriber has it, and publishes the next as one completes. Reports deliveries/s,
+ * server CPU per delivery (the fan-out cost, free of the load generator sharing the machine) and
+ * latency from each send to each delivery.
+ */
+export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: ServerProbe, subscribers: number, durationMs: number, window = 16): Promise<CellResult> {
+  const topic = `fan-max-${subscribers}`;
+  const histogram = createHistogram();
+  const clients: BenchClient[] = [];
+  const remaining = new Map<number, number>();
+  let publisher: BenchClient | undefined;
+  let next = 0;
+  let deliveries = 0;
+  let recording = false;
+  let running = true;
+  const publishNext = () => {
+    remaining.set(next, subscribers);
+    publisher!.publish(topic, stampedPayload(performance.now(), next++));
+  };
+  try {
+    clients.push(...(await connectMany(target, endpoint, subscribers)));
+    await Promise.all(
+      clients.map(async (client) => {
+        client.onPublished((payload) => {
+          const { sentAt, sequence } = readStamp(payload);
+          if (recording) {
+            deliveries++;
+            histogram.record(Math.max(1, Math.round((performance.now() - sentAt) * 1e6)));
+          }
+          const left = remaining.get(sequence)! - 1;
+          if (left > 0) remaining.set(sequence, left);
+          else {
+            remaining.delete(sequence);
+            if (running) publishNext();
+          }
+        });
+        await client.subscribe(topic);
+      }),
+    );
+    publisher = await target.connect(endpoint);
+    for (let i = 0; i < window; i++) publishNext();
+    await sleep(durationMs * WARMUP);
+    const before = await probe.usage();
+    recording = true;
+    const started = performance.now();
+    await sleep(durationMs * (1 - WARMUP));
+    recording = false;
+    const seconds = (performance.now() - started) / 1000;
+    const after = await probe.usage();
+    running = false;
+    const cpuSeconds = (after.cpuMicros - before.cpuMicros) / 1e6;
+    return {
+      latency: summarize(histogram),
+      msgsPerSec: Math.round(deliveries / seconds),
+      deliveriesPerCpuSecond: cpuSeconds > 0 ? Math.round(deliveries / cpuSeconds) : undefined,
+      serverCpuMicrosPerMsg: deliveries ? round((after.cpuMicros - before.cpuMicros) / deliveries) : undefined,
+    };
+  } finally {
+    publisher?.close();
     for (const client of clients) client.close();
   }
 }
@@ -205,7 +285,7 @@ export async function idleMemory(target: Target, endpoint: Endpoint, probe: Serv
   const before = await probe.usage();
   const clients: BenchClient[] = [];
   try {
-    for (let i = 0; i < count; i += 50) clients.push(...(await Promise.all(Array.from({ length: Math.min(50, count - i) }, () => target.connect(endpoint)))));
+    clients.push(...(await connectMany(target, endpoint, count)));
     await sleep(300);
     const after = await probe.usage();
     return { bytesPerIdleConnection: Math.round((after.memoryBytes - before.memoryBytes) / count) };
@@ -237,7 +317,7 @@ export async function pubSub(target: Target, endpoint: Endpoint, rate: number, d
         const mine = new Set(Array.from({ length: 10 }, (_, k) => (i * 7 + k * 10) % TOPICS));
         client.onPublished((payload, topic) => {
           if (!mine.has(Number(topic.slice(1)))) misrouted++;
-          const intended = new DataView(payload.buffer, payload.byteOffset + 8, 8).getFloat64(0);
+          const { sentAt: intended } = readStamp(payload);
           if (intended < recordFrom) return;
           deliveries++;
           histogram.record(Math.max(1, Math.round((performance.now() - intended) * 1e6)));
@@ -255,9 +335,7 @@ export async function pubSub(target: Target, endpoint: Endpoint, rate: number, d
       const intended = start + (i * 1000) / rate;
       const wait = intended - performance.now();
       if (wait > 0) await sleep(wait);
-      const payload = new Uint8Array(64);
-      new DataView(payload.buffer, 8, 8).setFloat64(0, intended);
-      publisher.publish(`t${i % TOPICS}`, payload);
+      publisher.publish(`t${i % TOPICS}`, stampedPayload(intended, i));
       if (intended >= recordFrom) expected += followers.get(i % TOPICS) ?? 0;
     }
     for (let waited = 0; deliveries < expected && waited < 5_000; waited += 20) await sleep(20);

@@ -1,21 +1,29 @@
 import { describe, expect, it } from 'vitest';
-import { lastValueThisTick } from './per-tick.ts';
+import { onceThisTick } from './per-tick.ts';
 
-describe('lastValueThisTick', () => {
-  it('computes once per input within a tick, and again in the next tick', async () => {
-    let calls = 0;
-    const encode = lastValueThisTick((text: string) => {
-      calls++;
+describe('onceThisTick', () => {
+  it('computes once per input within a tick, for several inputs in turn, and again in the next tick', async () => {
+    const seen: string[] = [];
+    const encode = onceThisTick((text: string) => {
+      seen.push(text);
       return new TextEncoder().encode(text);
     });
-    const message = 'fan-out';
-    const first = encode(message);
-    expect(encode(message)).toBe(first);
-    expect(calls).toBe(1);
-    encode('other');
-    expect(calls).toBe(2);
+    const first = encode('a');
+    const second = encode('b');
+    // A second recipient's flush asks for the same messages in the same order.
+    expect(encode('a')).toBe(first);
+    expect(encode('b')).toBe(second);
+    expect(seen).toEqual(['a', 'b']);
     await new Promise((resolve) => setTimeout(resolve, 0));
-    expect(encode(message)).not.toBe(first);
-    expect(calls).toBe(3);
+    expect(encode('a')).not.toBe(first);
+    expect(seen).toEqual(['a', 'b', 'a']);
+  });
+
+  it('keys bytes by identity: equal contents in another array are encoded again', () => {
+    let calls = 0;
+    const frame = onceThisTick((bytes: Uint8Array) => (calls++, bytes.length));
+    frame(new Uint8Array(2));
+    frame(new Uint8Array(2));
+    expect(calls).toBe(2);
   });
 });

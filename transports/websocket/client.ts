@@ -6,6 +6,7 @@ import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, messageSize } from '../base-c
 import { ConnectError } from '../errors.ts';
 import type { ClientTransportOptions, Connection, Message, TransportCapabilities } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
+import { frameHeaderSize } from './frame.ts';
 
 /** A WebSocket class with the browser's API (the global `WebSocket`, or `ws`'s in Node). */
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocket;
@@ -66,15 +67,6 @@ export function webSocketUrl(base: string, path: string = DEFAULT_WEBSOCKET_PATH
   else if (url.protocol === 'https:') url.protocol = 'wss:';
   url.pathname = url.pathname.replace(/\/+$/, '') + path;
   return url.toString();
-}
-
-/**
- * RFC 6455 §5.2 frame header size for one unfragmented frame: 2 bytes, plus 2 or 8 bytes of
- * extended length, plus the 4-byte masking key on client-to-server frames.
- */
-export function frameHeaderSize(payloadLength: number, masked: boolean): number {
-  const extended = payloadLength < 126 ? 0 : payloadLength < 0x10000 ? 2 : 8;
-  return 2 + extended + (masked ? 4 : 0);
 }
 
 /** Cuts a close reason to 123 UTF-8 bytes at a character boundary (longer ones make send fail). */

@@ -1,17 +1,19 @@
 /**
  * The `websocket` transport, server side: `ws` in noServer mode on the shared HTTP(S) server.
- * `ws` parses and builds frames; this file maps its socket onto BaseConnection (lifecycle, the
- * bounded queue, counters) and batches writes per flush with cork/uncork.
+ * `ws` does the handshake, parses what arrives and sends control frames; this file maps its
+ * socket onto BaseConnection (lifecycle, the bounded queue, counters) and writes data frames
+ * itself: each message framed once per tick for all its recipients, several frames per write.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE } from '../base-connection.ts';
-import type { CloseInfo, Connection, HttpTransportServer, ServerTransportOptions, TransportCapabilities, TransportStats } from '../transport.ts';
+import type { CloseInfo, Connection, HttpTransportServer, Message, ServerTransportOptions, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
-import { lastValueThisTick } from '../codec/per-tick.ts';
-import { closeReasonForWire, DEFAULT_WEBSOCKET_PATH, frameHeaderSize, MESSAGES_PER_WRITE } from './client.ts';
+import { onceThisTick } from '../codec/per-tick.ts';
+import { closeReasonForWire, DEFAULT_WEBSOCKET_PATH, MESSAGES_PER_WRITE } from './client.ts';
+import { encodeServerFrame, Opcode } from './frame.ts';
 
 export interface WebSocketServerOptions extends ServerTransportOptions {
   /** Path of the upgrade endpoint. Default `/ws`. */
@@ -26,8 +28,6 @@ export interface WebSocketServerOptions extends ServerTransportOptions {
 /** Messages go to ws only while the socket buffers less than this; the rest waits in the bounded queue. */
 const SOCKET_BUFFER_LIMIT = 256 * 1024;
 const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
-const TEXT_FRAME = { binary: false } as const;
-const BINARY_FRAME = { binary: true } as const;
 
 /** Close codes ws may send on its own, for a frame it rejected (it sends them without a reason). */
 const RECEIVER_CLOSE_REASONS: Record<number, string> = {
@@ -40,8 +40,8 @@ function isSendableCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
 }
 
-/** A fan-out's text is encoded to UTF-8 once, not once per recipient. */
-const encodeText = lastValueThisTick((text: string) => Buffer.from(text, 'utf8'));
+/** A fan-out's message is framed once (text encoded to UTF-8 once), not once per recipient. */
+const frameOnce = onceThisTick((message: Message) => (typeof message === 'string' ? encodeServerFrame(Opcode.text, Buffer.from(message, 'utf8')) : encodeServerFrame(Opcode.binary, message)));
 
 /**
  * A `ws` socket that names the cause when ws itself closes the connection (a frame over
@@ -117,20 +117,10 @@ class WebSocketServerConnection extends BaseConnection {
       this.onFlushed();
       return;
     }
-    // Corked chunks of MESSAGES_PER_WRITE frames leave in one writev each. Corked or not, every
-    // frame written stays counted in Node's buffer, so the buffered amount is known in advance.
     let buffered = this.#ws.bufferedAmount;
-    this.#socket.cork();
-    for (let written = 1; this.outbound.length > 0 && buffered < SOCKET_BUFFER_LIMIT; written++) {
-      const size = this.outbound.peek()!.size;
-      buffered += size + frameHeaderSize(size, false);
-      this.#write(this.outbound.length === 1 || buffered >= SOCKET_BUFFER_LIMIT);
-      if (written % MESSAGES_PER_WRITE === 0) {
-        this.#socket.uncork();
-        this.#socket.cork();
-      }
+    while (this.outbound.length > 0 && buffered < SOCKET_BUFFER_LIMIT) {
+      buffered += this.#writeChunk(SOCKET_BUFFER_LIMIT - buffered);
     }
-    this.#socket.uncork();
     this.onFlushed();
   }
 
@@ -144,9 +134,7 @@ class WebSocketServerConnection extends BaseConnection {
         this.outbound.clear();
       } else {
         // What was sent before close() goes out before the close frame.
-        this.#socket.cork();
-        while (this.outbound.length > 0) this.#write(false);
-        this.#socket.uncork();
+        while (this.outbound.length > 0) this.#writeChunk(Infinity);
       }
     }
     this.#ws.close(isSendableCloseCode(code) ? code : CloseCode.normal, closeReasonForWire(reason));
@@ -158,15 +146,25 @@ class WebSocketServerConnection extends BaseConnection {
   }
 
   /**
-   * Writes one queued message. The batch's last write carries a callback that runs once Node's
-   * buffer took it: that resumes the flush and releases drain waiters whether or not the socket
-   * ever reported 'drain' (it only does above its own 16 KiB high-water mark).
+   * Writes up to MESSAGES_PER_WRITE queued messages (fewer if `room` bytes run out) as one buffer
+   * of frames, each framed once per tick however many connections send it. Returns the bytes
+   * written. The flush's last write (queue empty or room used up) carries a callback that runs once
+   * Node's buffer took it: that resumes the flush and releases drain waiters whether or not the
+   * socket ever reported 'drain' (it only does above its own 16 KiB high-water mark).
    */
-  #write(last: boolean): void {
-    const item = this.outbound.shift()!;
-    const data = typeof item.message === 'string' ? encodeText(item.message) : item.message;
-    this.#ws.send(data, typeof item.message === 'string' ? TEXT_FRAME : BINARY_FRAME, last ? this.#afterBatch : undefined);
-    this.countSent(item);
+  #writeChunk(room: number): number {
+    const frames: Uint8Array[] = [];
+    let bytes = 0;
+    while (frames.length < MESSAGES_PER_WRITE && this.outbound.length > 0 && bytes < room) {
+      const item = this.outbound.shift()!;
+      const frame = frameOnce(item.message);
+      frames.push(frame);
+      bytes += frame.byteLength;
+      this.countSent(item);
+    }
+    const data = frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes);
+    this.#socket.write(data, this.outbound.length === 0 || bytes >= room ? this.#afterBatch : undefined);
+    return bytes;
   }
 
   #onClose(code: number, reason: string): void {

@@ -13,7 +13,8 @@ import ts from 'typescript';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LaneUnsupportedError } from '../errors.ts';
 import type { CloseInfo, Connection, Message, SlowConsumerPolicy } from '../transport.ts';
-import { closeReasonForWire, frameHeaderSize, webSocketUrl } from './client.ts';
+import { closeReasonForWire, webSocketUrl } from './client.ts';
+import { encodeServerFrame, frameHeaderSize, Opcode } from './frame.ts';
 import { connectWebSocketNode } from './node.ts';
 import { WebSocketTransportServer, type WebSocketServerOptions } from './server.ts';
 
@@ -176,6 +177,19 @@ describe('websocket helpers', () => {
     expect(frameHeaderSize(65_535, true)).toBe(8);
     expect(frameHeaderSize(65_536, false)).toBe(10);
     expect(frameHeaderSize(65_536, true)).toBe(14);
+  });
+
+  it('builds unmasked server frames byte for byte as RFC 6455 §5.7 shows them', () => {
+    const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+    expect(hex(encodeServerFrame(Opcode.text, new TextEncoder().encode('Hello')))).toBe('810548656c6c6f');
+    const medium = encodeServerFrame(Opcode.binary, new Uint8Array(256).fill(7));
+    expect(hex(medium.subarray(0, 4))).toBe('827e0100');
+    expect(medium.length).toBe(260);
+    expect(medium[259]).toBe(7);
+    const large = encodeServerFrame(Opcode.binary, new Uint8Array(65_536));
+    expect(hex(large.subarray(0, 10))).toBe('827f0000000000010000');
+    expect(large.length).toBe(65_546);
+    expect(hex(encodeServerFrame(Opcode.binary, new Uint8Array(0)))).toBe('8200');
   });
 
   it('cuts close reasons to 123 UTF-8 bytes at a character boundary', () => {

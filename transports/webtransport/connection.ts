@@ -13,7 +13,7 @@
  */
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, type QueuedMessage } from '../base-connection.ts';
 import { frameMessage, MessageDeframer } from '../codec/message-framing.ts';
-import { lastValueThisTick } from '../codec/per-tick.ts';
+import { onceThisTick } from '../codec/per-tick.ts';
 import { ProtocolError } from '../errors.ts';
 import type { BackpressureOptions, Lane, Message, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
@@ -59,7 +59,7 @@ const DATAGRAM_BINARY = 1;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 /** A fan-out's message is framed once, not once per recipient. */
-const frameOnce = lastValueThisTick(frameMessage);
+const frameOnce = onceThisTick(frameMessage);
 
 interface LaneStream {
   writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
