@@ -1,0 +1,54 @@
+/**
+ * A short real backpressure run per server policy, consumer on WebSocket over loopback: each
+ * policy's observable effect (drops counted, refusals lost but visible, 4008 on both sides) and a
+ * queue that stays bounded.
+ */
+import { describe, expect, it } from 'vitest';
+import { runBackpressure, type BackpressureRun } from './backpressure.ts';
+
+const MAX_QUEUED = 256 * 1024;
+/** The hard limit, plus what the WebSocket connection lets its socket buffer hold (256 KiB), plus one message. */
+const QUEUE_BOUND = MAX_QUEUED + 256 * 1024 + 16 * 1024;
+
+describe('backpressure experiment (websocket consumer, loopback)', () => {
+  it('shows each policy: drops for drop-*, uncounted refusals for wait, 4008 for disconnect, queue bounded', async () => {
+    const samples: string[] = [];
+    const result = await runBackpressure({
+      transports: ['websocket'],
+      durationMs: 1_000,
+      drainMs: 300,
+      maxQueuedBytes: MAX_QUEUED,
+      onSample: (run, sample) => samples.push(`${run.policy}@${sample.t}`),
+    });
+    const run = (policy: string) => result.runs.find((r) => r.policy === policy)!;
+    const all: BackpressureRun[] = result.runs;
+    expect(all.map((r) => [r.transport, r.policy, r.error])).toEqual([
+      ['websocket', 'wait', undefined],
+      ['websocket', 'drop-oldest', undefined],
+      ['websocket', 'drop-newest', undefined],
+      ['websocket', 'disconnect', undefined],
+    ]);
+    for (const r of all) {
+      expect(r.published).toBe(1_000);
+      expect(r.maxQueuedBytes).toBeLessThanOrEqual(QUEUE_BOUND);
+      expect(r.timeline.length).toBeGreaterThan(5);
+      expect(r.peakServerHeapBytes).toBeGreaterThan(0);
+    }
+    expect(samples.length).toBe(all.reduce((sum, r) => sum + r.timeline.length, 0));
+
+    // wait: the queue fills and stays at its limit; refused deliveries are lost and only visible here.
+    expect(run('wait').dropped).toBe(0);
+    expect(run('wait').notQueued).toBeGreaterThan(0);
+    expect(run('wait').overHighWaterAtMs).not.toBeNull();
+    expect(run('wait').serverClose).toBeNull();
+    for (const policy of ['drop-oldest', 'drop-newest']) {
+      expect(run(policy).dropped).toBeGreaterThan(0);
+      expect(run(policy).notQueued).toBe(0);
+      expect(run(policy).serverClose).toBeNull();
+      expect(run(policy).received).toBeLessThan(1_000);
+    }
+    expect(run('disconnect').serverClose?.code).toBe(4008);
+    expect(run('disconnect').consumerClose?.code).toBe(4008);
+    expect(run('disconnect').received).toBeLessThan(1_000);
+  }, 40_000);
+});
