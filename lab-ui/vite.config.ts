@@ -4,4 +4,6 @@ import { defineConfig } from 'vite';
 export default defineConfig({
   root: import.meta.dirname,
   build: { outDir: 'dist', emptyOutDir: true, target: 'es2022' },
+  // The Backpressure page's consumer worker imports modules: emit it as an ES module worker.
+  worker: { format: 'es' },
 });

@@ -1,0 +1,213 @@
+/**
+ * The lab in headless Chromium against a real server: the lab is built with Vite into a temporary
+ * folder (never a stale build), served by startServer, and every page is driven like a reader
+ * would: a short Compare run over every transport, the HOL and Backpressure runs, Learn's
+ * handshakes, frame inspector and wire bytes, and a bench report opened on Results. Charts are
+ * read through `window.__lab.charts()`; screenshots go to test-output/lab/.
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { build } from 'vite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BenchReport, Cell } from '../benchmarks/report.ts';
+import { startServer, type SwitchyardServer } from '../server/index.ts';
+import { launchChromium } from '../test-support/chromium.ts';
+
+const SHOTS = path.resolve(import.meta.dirname, '../test-output/lab');
+const VARIANT_LABELS = ['WebSocket', 'Long-polling', 'Polling', 'WebTransport · reliable', 'WebTransport · channels', 'WebTransport · unreliable'];
+
+let server: SwitchyardServer;
+let browser: Browser;
+let page: Page;
+let dist: string;
+const pageErrors: string[] = [];
+
+type ChartView = { id: string; datasets: { label: string; points: number }[] };
+const charts = () => page.evaluate(() => (window as unknown as { __lab: { charts: () => ChartView[] } }).__lab.charts());
+const labState = <T>(key: string) => page.evaluate((k) => (window as unknown as { __lab: Record<string, unknown> }).__lab[k], key) as Promise<T>;
+const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+
+async function open(route: string): Promise<void> {
+  await page.goto(`${server.urls.http}/#/${route}`);
+  await page.waitForFunction((r) => (window as unknown as { __lab?: { page?: string } }).__lab?.page === r, route);
+}
+
+async function setValue(selector: string, value: string): Promise<void> {
+  await page.fill(selector, value);
+}
+
+beforeAll(async () => {
+  dist = await mkdtemp(path.join(os.tmpdir(), 'switchyard-lab-'));
+  await build({ configFile: path.join(import.meta.dirname, 'vite.config.ts'), build: { outDir: dist, emptyOutDir: true }, logLevel: 'warn' });
+  await mkdir(SHOTS, { recursive: true });
+  server = await startServer({ port: 0, certificate: 'ephemeral', labDir: dist });
+  browser = await launchChromium();
+  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  if (dist) await rm(dist, { recursive: true, force: true });
+});
+
+describe('lab (Chromium)', () => {
+  it('serves the shell with a page per route and the server status', async () => {
+    await open('compare');
+    expect(await page.locator('#nav a').allTextContents()).toHaveLength(5);
+    await page.waitForSelector('.server .dot.ok');
+    for (const [route, heading] of [
+      ['hol', 'Head-of-line blocking'],
+      ['backpressure', 'Backpressure'],
+      ['learn', 'Learn: four ways to carry a message'],
+      ['results', 'Benchmark results'],
+      ['compare', 'Compare transports'],
+    ]) {
+      await page.click(`#nav a[data-page="${route}"]`);
+      await expect.poll(() => page.locator('main h2').first().textContent()).toBe(heading);
+      expect(await page.locator('#nav a.active').getAttribute('data-page')).toBe(route);
+    }
+  });
+
+  it('Compare: a short echo run over every transport fills every chart and the summary', async () => {
+    await open('compare');
+    await setValue('[name=duration]', '0.5');
+    await setValue('[name=rate]', '100');
+    await page.click('#run');
+    await page.waitForFunction(() => (window as unknown as { __lab: { compare: { state: string } } }).__lab.compare.state === 'done', undefined, { timeout: 40_000 });
+    const views = (await charts()).filter((c) => c.id.startsWith('compare-'));
+    expect(views.map((c) => c.id).sort()).toEqual(['compare-cdf', 'compare-hist', 'compare-rate', 'compare-time']);
+    for (const view of views) {
+      expect(view.datasets.map((d) => d.label)).toEqual(VARIANT_LABELS);
+      for (const dataset of view.datasets) expect(dataset.points, `${view.id} ${dataset.label}`).toBeGreaterThan(0);
+    }
+    const rows = await page.locator('[data-testid=summary-table] tbody tr').allInnerTexts();
+    expect(rows).toHaveLength(6);
+    rows.forEach((row, i) => expect(row).toContain(VARIANT_LABELS[i]));
+    const results = await labState<{ results: { variant: string; delivered: number; error?: string; wireBytesPerHop: number | null }[] }>('compare');
+    for (const result of results.results) {
+      expect(result.error, result.variant).toBeUndefined();
+      expect(result.delivered, result.variant).toBeGreaterThan(0);
+      expect(result.wireBytesPerHop, result.variant).toBeGreaterThan(16);
+    }
+    await shot('compare');
+  }, 60_000);
+
+  it('Head-of-line: four flows and the bulk flow chart per transport', async () => {
+    await open('hol');
+    await setValue('[name=duration]', '0.6');
+    await setValue('[name=bulk]', '256');
+    await setValue('[name=every]', '200');
+    await page.click('#run');
+    await page.waitForFunction(() => (window as unknown as { __lab: { hol: { state: string } } }).__lab.hol.state === 'done', undefined, { timeout: 40_000 });
+    const views = (await charts()).filter((c) => c.id.startsWith('hol-'));
+    expect(views).toHaveLength(6);
+    for (const view of views) {
+      expect(view.datasets).toHaveLength(5);
+      for (const dataset of view.datasets) expect(dataset.points, `${view.id} ${dataset.label}`).toBeGreaterThan(0);
+    }
+    await shot('hol');
+  }, 60_000);
+
+  it('Backpressure: a slow consumer builds a queue; latency, rates and drops are charted', async () => {
+    await open('backpressure');
+    await page.selectOption('[name=transport]', 'websocket');
+    await setValue('[name=rate]', '3000');
+    await setValue('[name=cost]', '1');
+    await setValue('[name=duration]', '1.5');
+    await page.click('#run');
+    await page.waitForFunction(() => (window as unknown as { __lab: { backpressure: { state: string } } }).__lab.backpressure.state === 'done', undefined, { timeout: 30_000 });
+    const run = (await labState<{ run: { sent: number; deliveries: unknown[]; queue: { serverQueuedBytes: number | null }[]; error?: string } }>('backpressure')).run;
+    expect(run.error).toBeUndefined();
+    expect(run.sent).toBeGreaterThan(3000);
+    // The consumer handles ~1000/s, so fewer arrive in time than were sent, and a backlog formed somewhere.
+    expect(run.deliveries.length).toBeGreaterThan(100);
+    expect(run.deliveries.length).toBeLessThan(run.sent);
+    const views = Object.fromEntries((await charts()).map((c) => [c.id, c.datasets]));
+    expect(views['bp-queue']!.every((d) => d.points > 0)).toBe(true);
+    expect(views['bp-latency']![0]!.points).toBeGreaterThan(0);
+    expect(views['bp-rate']!.map((d) => d.points > 0)).toEqual([true, true]);
+    expect(await page.locator('[data-testid=bp-table] tbody tr').count()).toBe(1);
+    await shot('backpressure');
+  }, 45_000);
+
+  it('Learn: handshakes of all four transports, every WebSocket opcode, wire bytes per transport', async () => {
+    await open('learn');
+    await page.waitForSelector('#handshake .http-msg');
+    const handshake = await page.locator('#handshake').innerText();
+    expect(handshake).toMatch(/GET \/ws HTTP\/1\.1/);
+    expect(handshake).toMatch(/HTTP\/1\.1 101 Switching Protocols/);
+    expect(handshake).toMatch(/Sec-WebSocket-Accept/i);
+    for (const id of ['send-text', 'send-binary', 'send-large', 'send-ping']) await page.click(`#${id}`);
+    await expect.poll(async () => new Set((await labState<{ frames: { opcode: number }[] }>('learn')).frames.map((f) => f.opcode)).size, { timeout: 10_000 }).toBe(5);
+    await page.click('#send-close');
+    await expect
+      .poll(async () => [...new Set((await labState<{ frames: { opcode: number }[] }>('learn')).frames.map((f) => f.opcode))].sort((a, b) => a - b), { timeout: 10_000 })
+      .toEqual([0x0, 0x1, 0x2, 0x8, 0x9, 0xa]);
+    const frames = (await labState<{ frames: { direction: string; masked: boolean; opcode: number }[] }>('learn')).frames;
+    expect(frames.filter((f) => f.direction === 'client→server').every((f) => f.masked)).toBe(true);
+    expect(frames.filter((f) => f.direction === 'server→client').some((f) => f.masked)).toBe(false);
+    await shot('learn-frames');
+
+    for (const [tab, expected] of [
+      ['long-polling', /POST \/lp\/open HTTP\/1\.1/],
+      ['polling', /POST \/poll\/open HTTP\/1\.1/],
+      ['webtransport', /:protocol: webtransport/],
+    ] as const) {
+      await page.click(`[data-tab="${tab}"]`);
+      await expect.poll(() => page.locator('#handshake').innerText(), { timeout: 10_000 }).toMatch(expected);
+    }
+    await shot('learn-webtransport');
+
+    await page.click('#measure-wire');
+    await page.waitForFunction(() => (window as unknown as { __lab: { learn: { wireState: string } } }).__lab.learn.wireState === 'done', undefined, { timeout: 30_000 });
+    const wire = (await labState<{ wire: { transport: string; perMessage: number | null }[] }>('learn')).wire;
+    expect(wire.map((w) => w.transport)).toEqual(VARIANT_LABELS.filter((l) => l !== 'WebTransport · channels'));
+    for (const row of wire) expect(row.perMessage, JSON.stringify(row)).toBeGreaterThan(64);
+    expect((await charts()).find((c) => c.id === 'learn-wire')!.datasets[0]!.points).toBe(5);
+    await page.locator('#wire-table').scrollIntoViewIfNeeded();
+    await shot('learn');
+  }, 60_000);
+
+  it('Results: opens a bench report and charts it; refuses a file that is not one', async () => {
+    await open('results');
+    await page.setInputFiles('#report-file', { name: 'not-a-report.json', mimeType: 'application/json', buffer: Buffer.from('{"hello":1}') });
+    await expect.poll(() => page.locator('#report').innerText()).toMatch(/not a Switchyard benchmark report/);
+    await page.setInputFiles('#report-file', { name: 'bench-test.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(benchFixture())) });
+    await page.waitForSelector('[data-testid=cells-table]');
+    const views = Object.fromEntries((await charts()).map((c) => [c.id, c.datasets]));
+    for (const id of ['results-cdf', 'results-echo', 'results-throughput', 'results-fanout', 'results-wire', 'results-setup']) {
+      expect(views[id]?.length, id).toBeGreaterThan(0);
+      for (const dataset of views[id]!) expect(dataset.points, `${id} ${dataset.label}`).toBeGreaterThan(0);
+    }
+    expect(await page.locator('[data-testid=cells-table] tbody tr').count()).toBe(benchFixture().cells.length);
+    await shot('results');
+    expect(pageErrors).toEqual([]);
+  });
+});
+
+/** A small report in the schema of benchmarks/report.ts (typed, so a schema change breaks this test). */
+function benchFixture(): BenchReport {
+  const latency = (p50: number) => ({ count: 1000, p50, p90: p50 * 2, p99: p50 * 4, p999: p50 * 6, max: p50 * 9, cdf: [0, 10, 50, 90, 99, 100].map((p): [number, number] => [p, p50 * (0.5 + p / 25)]) });
+  const targets = [
+    ['websocket', 36],
+    ['long-polling', 854],
+    ['webtransport', 302],
+  ] as const;
+  return {
+    schemaVersion: 1,
+    meta: { date: '2026-11-24T10:00:00.000Z', commit: 'abc1234', node: 'v20.20.2', os: 'linux', cpu: 'AMD EPYC', cores: 2, memoryGiB: 8, options: { quick: true } },
+    cells: targets.flatMap(([target, p50], i): Cell[] => [
+      { target, tls: target === 'webtransport', workload: 'echo', params: { size: 64 }, status: 'ok', runs: [], result: { latency: latency(p50), msgsPerSec: 1000 } },
+      { target, tls: false, workload: 'throughput', params: { size: 64, window: 32 }, status: 'ok', runs: [], result: { msgsPerSec: 100_000 / (i + 1) } },
+      { target, tls: false, workload: 'fanout', params: { subscribers: 10, rate: 50 }, status: 'ok', runs: [], result: { msgsPerSec: 500, latency: latency(p50) } },
+      { target, tls: false, workload: 'fanout', params: { subscribers: 100, rate: 50 }, status: 'ok', runs: [], result: { msgsPerSec: 5000, latency: latency(p50) } },
+      { target, tls: false, workload: 'wire-bytes', params: { size: 64, messages: 200 }, status: 'ok', runs: [], result: { wireBytesPerMessage: 89 + i * 100 } },
+      { target, tls: false, workload: 'setup', params: { connections: 10 }, status: 'ok', runs: [], result: { setupMs: 0.6 + i } },
+    ]),
+    targets: [{ name: 'long-polling p50 / socket.io polling p50', value: 0.18, goal: '≤ 0.25', met: true }],
+  };
+}

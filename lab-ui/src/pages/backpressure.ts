@@ -1,0 +1,192 @@
+/**
+ * Backpressure: a fast sender on this page and a deliberately slow consumer in a worker, on the
+ * same transport. Sampled every 100 ms: the sender's client-side queue (`connection.queued`), the
+ * server's queue towards the consumer and its drop counter (`/lab/clients/:id`), and each
+ * delivery's latency. The server's slow-consumer policy is the one it was started with.
+ */
+import { series, setData, xyChart, type Point } from '../charts.ts';
+import type { ConsumerCommand, ConsumerReport } from '../consumer-worker.ts';
+import { connectClient, labState, serverView, unavailable, VARIANTS, type ServerInfo } from '../lab.ts';
+import { openLoop } from '../runner.ts';
+import { decimate, formatMs, nowMs, rateSeries, stampPayload, summarizeLatencies } from '../stats.ts';
+import { append, card, chartCard, field, formatBytes, formatNumber, h, note, numberInput, select, sleep, table } from '../ui.ts';
+
+/** One 100 ms sample of the queues. */
+export interface QueueSample {
+  t: number;
+  senderQueuedBytes: number;
+  serverQueuedBytes: number | null;
+  serverDropped: number | null;
+  /** Sent but neither delivered nor in either queue: in sockets, TCP/QUIC buffers, the browser. */
+  elsewhereBytes: number;
+}
+
+/** A run as the page charts it (from the browser now; from `npm run experiment` later). */
+export interface BackpressureRun {
+  transport: string;
+  source: 'browser loopback' | 'experiment';
+  sent: number;
+  sentTimes: number[];
+  deliveries: { t: number; latencyMs: number }[];
+  queue: QueueSample[];
+  closed?: { code: number; reason: string };
+  error?: string;
+}
+
+interface Config {
+  transport: string;
+  rate: number;
+  size: number;
+  costMs: number;
+  durationMs: number;
+}
+
+async function runLive(config: Config, signal: AbortSignal, onUpdate: (run: BackpressureRun) => void): Promise<BackpressureRun> {
+  const v = VARIANTS.find((x) => x.key === config.transport)!;
+  const run: BackpressureRun = { transport: v.label, source: 'browser loopback', sent: 0, sentTimes: [], deliveries: [], queue: [] };
+  const worker = new Worker(new URL('../consumer-worker.ts', import.meta.url), { type: 'module' });
+  const command = (message: ConsumerCommand) => worker.postMessage(message);
+  let producer;
+  const start = nowMs();
+  try {
+    const consumerId = await new Promise<string>((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<ConsumerReport>) => {
+        const report = event.data;
+        if (report.type === 'ready') resolve(report.id);
+        else if (report.type === 'error') reject(new Error(report.message));
+        else if (report.type === 'batch') for (const [sentAt, arrived] of report.received) run.deliveries.push({ t: (arrived - start) / 1000, latencyMs: arrived - sentAt });
+        else if (report.type === 'closed') run.closed = { code: report.code, reason: report.reason };
+      };
+      command({ type: 'start', transport: v.transport, costMs: config.costMs });
+    });
+    producer = await connectClient(v.transport);
+    const sender = producer;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const view = await serverView(consumerId);
+        const senderQueuedBytes = sender.connection?.queued.bytes ?? 0;
+        const serverQueuedBytes = view?.queued.bytes ?? null;
+        const serverDropped = view?.stats.dropped ?? null;
+        const outstanding = (run.sentTimes.length - run.deliveries.length - (serverDropped ?? 0)) * config.size;
+        const elsewhereBytes = Math.max(0, outstanding - senderQueuedBytes - (serverQueuedBytes ?? 0));
+        run.queue.push({ t: (nowMs() - start) / 1000, senderQueuedBytes, serverQueuedBytes, serverDropped, elsewhereBytes });
+        onUpdate(run);
+        await sleep(100);
+      }
+    })();
+    run.sent = await openLoop(config.rate, config.durationMs, signal, () => {
+      run.sentTimes.push((nowMs() - start) / 1000);
+      sender.send(consumerId, stampPayload(config.size, nowMs(), run.sentTimes.length, 0), { lane: v.lane(0, 0) }).catch(() => undefined);
+    });
+    // Let the consumer work through the backlog for a while: the queues drain (or it was cut off).
+    const deadline = nowMs() + 3_000;
+    while (!signal.aborted && !run.closed && run.deliveries.length < run.sent && nowMs() < deadline) await sleep(100);
+    sampling = false;
+    await sampler;
+  } catch (error) {
+    run.error = (error as Error).message;
+  } finally {
+    command({ type: 'stop' });
+    producer?.close();
+    await sleep(150); // the worker's last batch
+    worker.terminate();
+  }
+  return run;
+}
+
+export function renderBackpressure(root: HTMLElement, server: ServerInfo): () => void {
+  const state = { state: 'idle' as 'idle' | 'running' | 'done', run: undefined as BackpressureRun | undefined };
+  labState.backpressure = state;
+  let abort: AbortController | undefined;
+  const options = VARIANTS.filter((v) => v.key !== 'wt-channels').map((v) => ({ value: v.key, label: unavailable(v, server) ? `${v.label} (unavailable)` : v.label }));
+  const transport = select(options, 'websocket', { name: 'transport' });
+  const rate = numberInput(4000, { name: 'rate', min: 10, max: 20000 });
+  const size = numberInput(1024, { name: 'size', min: 16, max: 65536 });
+  const cost = numberInput(1, { name: 'cost', min: 0, max: 50, step: 0.1 });
+  const duration = numberInput(3, { name: 'duration', min: 0.5, max: 30, step: 0.1 });
+  const run = h('button', { class: 'primary', id: 'run' }, 'Run');
+  const status = h('span', { class: 'muted' }, 'The consumer can take 1000 / cost messages per second; send faster than that.');
+  const queueCard = chartCard('Queue depth', 'payload bytes waiting: in the sender’s client, in the server towards the consumer, and the rest of what was sent but not yet handled');
+  const latencyCard = chartCard('Delivery latency', 'send → handled by the slow consumer');
+  const rateCard = chartCard('Sent vs delivered', 'messages per second, 250 ms buckets');
+  const dropCard = chartCard('Drops', 'messages the server’s slow-consumer policy dropped (cumulative)');
+  const summary = h('div', { id: 'bp-summary' });
+
+  append(
+    root,
+    h('div', { class: 'page-head' }, h('h2', {}, 'Backpressure'), h('p', { class: 'lead' }, 'A producer that sends faster than its consumer can read. Where does the backlog go, and what happens when it hits a limit?')),
+    note(
+      'info',
+      'The consumer runs in a worker that burns CPU per message, so it really stops reading: the browser’s socket, the TCP window or QUIC credit, then the server’s per-connection queue fill up. The server applies the policy it was started with (default: ',
+      h('code', {}, 'disconnect'),
+      ' at 16 MiB queued, close code 4008). Impaired links and every policy side by side: ',
+      h('code', {}, 'npm run experiment'),
+      '.',
+    ),
+    card('Experiment', undefined, h('div', { class: 'form-grid' }, field('Transport', transport), field('Send rate', rate, 'messages/s'), field('Message size', size, 'bytes'), field('Consumer cost', cost, 'ms of CPU per message'), field('Duration', duration, 'seconds of sending')), h('div', { class: 'actions' }, run, status)),
+    card('Outcome', undefined, summary),
+    h('div', { class: 'grid-2' }, queueCard.element, latencyCard.element, rateCard.element, dropCard.element),
+  );
+  const charts = {
+    queue: xyChart('bp-queue', queueCard.canvas, { x: { title: 'seconds' }, y: { title: 'bytes', min: 0 }, line: true }),
+    latency: xyChart('bp-latency', latencyCard.canvas, { x: { title: 'seconds (arrival)' }, y: { title: 'latency (ms)', log: true } }),
+    rate: xyChart('bp-rate', rateCard.canvas, { x: { title: 'seconds' }, y: { title: 'messages/s' }, line: true }),
+    drops: xyChart('bp-drops', dropCard.canvas, { x: { title: 'seconds' }, y: { title: 'messages dropped', min: 0 }, line: true }),
+  };
+
+  function draw(r: BackpressureRun): void {
+    const q = (pick: (s: QueueSample) => number | null) => r.queue.flatMap((s): Point[] => (pick(s) === null ? [] : [{ x: s.t, y: pick(s)! }]));
+    setData(charts.queue, [
+      series('server queue → consumer', q((s) => s.serverQueuedBytes), 1, { fill: 'origin', backgroundColor: '#e8762c33' }),
+      series('sender client queue', q((s) => s.senderQueuedBytes), 0),
+      series('elsewhere: sockets, TCP/QUIC, browser', q((s) => s.elsewhereBytes), 6, { borderDash: [5, 4] }),
+    ]);
+    setData(charts.latency, [series('latency', decimate(r.deliveries, 2_500).map((d) => ({ x: d.t, y: Math.max(d.latencyMs, 0.001) })), 4)]);
+    const until = Math.max(0.25, r.queue.at(-1)?.t ?? 0);
+    setData(charts.rate, [series('sent', rateSeries(r.sentTimes, 250, until), 0), series('delivered', rateSeries(r.deliveries.map((d) => d.t), 250, until), 2)]);
+    setData(charts.drops, [series('dropped by the server', q((s) => s.serverDropped), 3, { stepped: true })]);
+  }
+
+  function describe(r: BackpressureRun): void {
+    const latency = summarizeLatencies(r.deliveries.map((d) => d.latencyMs));
+    const peak = Math.max(0, ...r.queue.map((s) => s.serverQueuedBytes ?? 0));
+    const dropped = Math.max(0, ...r.queue.map((s) => s.serverDropped ?? 0));
+    summary.replaceChildren(
+      r.error ? note('error', r.error) : '',
+      r.closed ? note('warn', `The server closed the consumer: ${r.closed.code} ${r.closed.reason}`) : '',
+      table(
+        ['transport', 'sent', 'delivered', 'dropped (server)', 'not delivered', 'peak server queue', 'peak elsewhere', 'latency p50', 'p99', 'max'],
+        [[r.transport, formatNumber(r.sent), formatNumber(r.deliveries.length), formatNumber(dropped), formatNumber(Math.max(0, r.sent - r.deliveries.length)), formatBytes(peak), formatBytes(Math.max(0, ...r.queue.map((s) => s.elsewhereBytes))), formatMs(latency.p50), formatMs(latency.p99), formatMs(latency.max)]],
+        { 'data-testid': 'bp-table' },
+      ),
+    );
+  }
+
+  run.addEventListener('click', async () => {
+    abort = new AbortController();
+    state.state = 'running';
+    run.disabled = true;
+    summary.replaceChildren(h('p', { class: 'empty' }, 'Running…'));
+    const config: Config = {
+      transport: transport.value,
+      rate: Math.min(20_000, Math.max(10, Number(rate.value))),
+      size: Math.min(65_536, Math.max(16, Number(size.value))),
+      costMs: Math.min(50, Math.max(0, Number(cost.value))),
+      durationMs: Math.min(30, Math.max(0.5, Number(duration.value))) * 1000,
+    };
+    let last = 0;
+    const result = await runLive(config, abort.signal, (r) => {
+      if (performance.now() - last < 250) return;
+      last = performance.now();
+      draw(r);
+    });
+    draw(result);
+    describe(result);
+    state.run = result;
+    state.state = 'done';
+    run.disabled = false;
+  });
+  summary.append(h('p', { class: 'empty' }, 'No run yet.'));
+  return () => abort?.abort();
+}

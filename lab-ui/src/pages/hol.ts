@@ -1,0 +1,160 @@
+/**
+ * Head-of-line blocking: four timestamped flows share one connection per transport/lane, and
+ * flow 1 also sends a large message now and then. Without packet loss (loopback, from the browser)
+ * what shows is blocking *behind a big message*: on one ordered lane (TCP, or one QUIC stream)
+ * every flow waits for it; with WebTransport channels only flow 1's own channel does; datagrams
+ * never wait. Loss-induced blocking needs the namespace experiments (`npm run experiment`); their
+ * results render through the same `HolRun` shape.
+ */
+import { series, setData, xyChart, type Point } from '../charts.ts';
+import { connectClient, labState, unavailable, VARIANTS, type ServerInfo, type Variant } from '../lab.ts';
+import { openLoop } from '../runner.ts';
+import { decimate, formatMs, nowMs, readStamp, stampPayload, summarizeLatencies } from '../stats.ts';
+import { append, card, chartCard, field, formatNumber, h, note, numberInput, sleep, table } from '../ui.ts';
+
+/** One flow's deliveries: send time (s since start) and latency. */
+export interface FlowSeries {
+  name: string;
+  points: { t: number; latencyMs: number }[];
+  sent: number;
+}
+
+/** One transport/lane's run: what the page charts, whether measured here or loaded from an experiment. */
+export interface HolRun {
+  variant: string;
+  label: string;
+  source: 'browser loopback' | 'experiment';
+  flows: FlowSeries[];
+  error?: string;
+}
+
+const FLOWS = 4;
+const BULK_FLOW = FLOWS; // flow index the bulk messages carry
+
+interface HolConfig {
+  ratePerFlow: number;
+  bulkBytes: number;
+  bulkEveryMs: number;
+  durationMs: number;
+}
+
+/** Runs the four flows (and flow 1's bulk messages) over one connection of `v`, echoed by the server. */
+async function runHolLive(v: Variant, config: HolConfig, signal: AbortSignal): Promise<HolRun> {
+  const flows: FlowSeries[] = [...Array.from({ length: FLOWS }, (_, i) => ({ name: `flow ${i + 1}`, points: [], sent: 0 })), { name: `flow 1 bulk (${Math.round(config.bulkBytes / 1024)} KiB)`, points: [], sent: 0 }];
+  const run: HolRun = { variant: v.key, label: v.label, source: 'browser loopback', flows };
+  let client;
+  try {
+    client = await connectClient(v.transport);
+    const self = client;
+    const start = nowMs();
+    client.on('message', (delivery) => {
+      const stamp = readStamp(delivery.data);
+      if (stamp) flows[stamp.flow]?.points.push({ t: (stamp.sentAtMs - start) / 1000, latencyMs: nowMs() - stamp.sentAtMs });
+    });
+    // Bulk messages ride flow 1's lane; a datagram cannot carry them, so on that variant they go reliably.
+    const bulkLane = v.key === 'wt-unreliable' ? 'reliable' : v.lane(0, 0);
+    let nextBulk = start + config.bulkEveryMs / 2;
+    await openLoop(config.ratePerFlow * FLOWS, config.durationMs, signal, (seq) => {
+      const flow = seq % FLOWS;
+      flows[flow]!.sent++;
+      self.send(self.id!, stampPayload(64, nowMs(), seq, flow), { lane: v.lane(seq, flow) }).catch(() => undefined);
+      if (config.bulkBytes > 0 && nowMs() >= nextBulk) {
+        nextBulk += config.bulkEveryMs;
+        flows[BULK_FLOW]!.sent++;
+        self.send(self.id!, stampPayload(config.bulkBytes, nowMs(), seq, BULK_FLOW), { lane: bulkLane }).catch(() => undefined);
+      }
+    });
+    const deadline = nowMs() + 1_500;
+    while (flows.reduce((n, f) => n + f.points.length, 0) < flows.reduce((n, f) => n + f.sent, 0) && nowMs() < deadline) await sleep(20);
+  } catch (error) {
+    run.error = (error as Error).message;
+  } finally {
+    client?.close();
+  }
+  return run;
+}
+
+/** Draws one run: a per-flow delivery timeline and a per-flow latency table. */
+export function renderHolRun(container: HTMLElement, run: HolRun): void {
+  const chart = chartCard(run.label, `${run.source}: each dot is one message, at its send time`);
+  chart.canvas.parentElement!.classList.add('short');
+  const rows = run.flows.map((flow, i) => {
+    const stats = summarizeLatencies(flow.points.map((p) => p.latencyMs));
+    const lost = flow.sent - flow.points.length;
+    return [h('span', { class: 'swatch-label' }, h('i', { class: 'swatch', style: `background: var(--c${i})` }), flow.name), formatNumber(flow.points.length), lost > 0 ? h('span', { class: 'warn-text' }, formatNumber(lost)) : '0', formatMs(stats.p50), formatMs(stats.p99), formatMs(stats.max)];
+  });
+  append(chart.element, run.error ? note('error', run.error) : null, h('div', { class: 'table-wrap' }, table(['flow', 'delivered', 'lost', 'p50', 'p99', 'max'], rows)));
+  container.append(chart.element);
+  const xy = xyChart(`hol-${run.variant}`, chart.canvas, { x: { title: 'send time (s)' }, y: { title: 'latency (ms)', log: true } });
+  setData(
+    xy,
+    run.flows.map((flow, i) => series(flow.name, decimate(flow.points, 2_000).map((p): Point => ({ x: p.t, y: Math.max(p.latencyMs, 0.001) })), i, i === BULK_FLOW ? { pointRadius: 4, pointStyle: 'rectRot' } : {})),
+  );
+}
+
+export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
+  const state = { state: 'idle' as 'idle' | 'running' | 'done', runs: [] as HolRun[] };
+  labState.hol = state;
+  let abort: AbortController | undefined;
+  const picks = VARIANTS.map((v) => {
+    const why = unavailable(v, server);
+    const input = h('input', { type: 'checkbox', value: v.key, checked: !why, disabled: !!why });
+    return { v, input, element: h('label', { class: `chip${why ? ' chip-off' : ''}`, title: why ?? v.about }, input, h('span', {}, v.label)) };
+  });
+  const rate = numberInput(50, { name: 'rate', min: 1, max: 500 });
+  const bulk = numberInput(512, { name: 'bulk', min: 0, max: 1900 });
+  const every = numberInput(400, { name: 'every', min: 100, max: 5000 });
+  const duration = numberInput(2, { name: 'duration', min: 0.3, max: 30, step: 0.1 });
+  const run = h('button', { class: 'primary', id: 'run' }, 'Run');
+  const status = h('span', { class: 'muted' }, 'Four flows of 64 B messages on one connection; flow 1 also sends a large message periodically.');
+  const results = h('div', { class: 'grid-2', id: 'hol-results' });
+
+  append(
+    root,
+    h('div', { class: 'page-head' }, h('h2', {}, 'Head-of-line blocking'), h('p', { class: 'lead' }, 'Independent flows sharing one connection. Does a delay on one flow hold up the others?')),
+    note(
+      'info',
+      h('strong', {}, 'What this page can show. '),
+      'Measured here, from this browser over loopback, with no packet loss: blocking behind a large message. On an ordered lane (a TCP connection, or one QUIC stream) every flow waits for it; on WebTransport channels only flow 1’s channel does; datagrams never wait. ',
+      'Blocking caused by ',
+      h('em', {}, 'packet loss'),
+      ' needs real loss on the path: run ',
+      h('code', {}, 'npm run experiment'),
+      ' (network namespaces + nftables random drop); its results chart here in the same form.',
+    ),
+    card(
+      'Experiment',
+      undefined,
+      h('div', { class: 'chips' }, ...picks.map((p) => p.element)),
+      h('div', { class: 'form-grid' }, field('Rate per flow', rate, 'messages/s'), field('Bulk message', bulk, 'KiB, on flow 1 (0: none)'), field('Bulk every', every, 'ms'), field('Duration', duration, 'seconds per transport')),
+      h('div', { class: 'actions' }, run, status),
+    ),
+    results,
+  );
+
+  run.addEventListener('click', async () => {
+    abort = new AbortController();
+    state.state = 'running';
+    state.runs = [];
+    results.replaceChildren();
+    run.disabled = true;
+    const config: HolConfig = {
+      ratePerFlow: Math.min(500, Math.max(1, Number(rate.value))),
+      bulkBytes: Math.min(1900, Math.max(0, Number(bulk.value))) * 1024,
+      bulkEveryMs: Math.max(100, Number(every.value)),
+      durationMs: Math.min(30, Math.max(0.3, Number(duration.value))) * 1000,
+    };
+    const chosen = picks.filter((p) => p.input.checked && !p.input.disabled).map((p) => p.v);
+    for (const [i, v] of chosen.entries()) {
+      if (abort.signal.aborted) break;
+      status.textContent = `Running ${v.label} (${i + 1}/${chosen.length})…`;
+      const result = await runHolLive(v, config, abort.signal);
+      state.runs.push(result);
+      renderHolRun(results, result);
+    }
+    status.textContent = `Done: ${state.runs.length} run${state.runs.length === 1 ? '' : 's'}.`;
+    state.state = 'done';
+    run.disabled = false;
+  });
+  return () => abort?.abort();
+}

@@ -1,0 +1,304 @@
+/**
+ * Learn: polling, long-polling, WebSocket and WebTransport on real connections.
+ * - Capabilities as each live connection reports them.
+ * - Handshakes: the WebSocket upgrade this browser sent and the server's 101 (through the lab's
+ *   wire tap); long-polling and polling exchanges (a Node client in the server process through the
+ *   tap: a browser fetch to the tap's port would be cross-origin); the WebTransport CONNECT as the
+ *   server's HTTP/3 layer decoded it, with what the browser timed and quiche counted.
+ * - A frame inspector of this browser's WebSocket frames, both directions, from the tap.
+ * - Bytes on the wire per message, from the server's own connection counters.
+ */
+import type { ConnectRecord, TapRecord } from '../../../server/lab-api.ts';
+import { createClient, type SwitchyardClient, type TransportCapabilities } from '../../../transports/browser-client.ts';
+import { connectWebTransport } from '../../../transports/webtransport/client.ts';
+import { barChart, series, setData } from '../charts.ts';
+import { connectClient, labJson, labState, serverView, unavailable, VARIANTS, type ServerInfo } from '../lab.ts';
+import { formatMs, nowMs, stampPayload, wireBytesPerHop } from '../stats.ts';
+import { append, card, formatNumber, h, note, numberInput, sleep, table } from '../ui.ts';
+
+const TRANSPORT_CARDS = [
+  { transport: 'polling', title: 'Polling', text: 'The client asks “anything for me?” every 100 ms with a GET. Simple, works everywhere, pays a request per interval and up to one interval of delay.' },
+  { transport: 'long-polling', title: 'Long-polling', text: 'The GET is held open until there is something to send (or 25 s pass). Messages arrive as soon as they exist; every batch costs an HTTP response and a new request.' },
+  { transport: 'websocket', title: 'WebSocket', text: 'One HTTP/1.1 request upgrades the TCP connection; from then on both sides send framed messages at any time. One ordered byte stream: a lost packet holds everything behind it.' },
+  { transport: 'webtransport', title: 'WebTransport', text: 'An HTTP/3 extended CONNECT over QUIC (UDP, TLS 1.3 built in) opens a session with many independent streams and unreliable datagrams.' },
+] as const;
+
+const CAPABILITY_LABELS: [keyof TransportCapabilities, string][] = [
+  ['serverPush', 'server push'],
+  ['binary', 'binary'],
+  ['independentChannels', 'independent channels'],
+  ['unreliable', 'datagrams'],
+];
+
+type HttpRecord = Extract<TapRecord, { kind: 'http' }>;
+type FrameRecord = Extract<TapRecord, { kind: 'frame' }>;
+
+function httpMessage(record: HttpRecord, note?: string): HTMLElement {
+  const up = record.direction === 'client→server';
+  const pre = h('pre', {}, h('b', {}, record.startLine), '\n', record.headers.map(([name, value]) => `${name}: ${value}`).join('\n'));
+  return h(
+    'div',
+    { class: 'http-msg' },
+    h('header', {}, h('span', { class: `dir ${up ? 'dir-up' : 'dir-down'}` }, up ? '→ request' : '← response'), h('span', {}, `${note ? `${note} · ` : ''}${formatNumber(record.wireBytes)} B on the wire · body ${formatNumber(record.bodyLength)} B · +${record.t.toFixed(1)} ms`)),
+    pre,
+  );
+}
+
+function frameRow(record: FrameRecord): (Node | string)[] {
+  const up = record.direction === 'client→server';
+  return [
+    `${record.t.toFixed(1)} ms`,
+    h('span', { class: `dir ${up ? 'dir-up' : 'dir-down'}` }, up ? 'browser → server' : 'server → browser'),
+    h('span', { class: `op op-${record.opcode}` }, `0x${record.opcode.toString(16).toUpperCase()} ${record.opcodeName}`),
+    record.fin ? '1' : '0',
+    record.masked ? 'masked' : '—',
+    formatNumber(record.payloadLength),
+    formatNumber(record.wireBytes),
+    h('span', { class: 'mono' }, record.preview),
+    record.origin === 'tap' ? h('span', { class: 'tag', title: 'made by the lab tap (RFC 6455 §5.4 fragmentation or its own ping)' }, 'tap') : '',
+  ];
+}
+
+export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
+  const state = { handshakes: {} as Record<string, 'done' | string>, frames: [] as FrameRecord[], wire: [] as { transport: string; perMessage: number | null; error?: string }[], wireState: 'idle' as 'idle' | 'running' | 'done' };
+  labState.learn = state;
+  const disposers: (() => void)[] = [];
+  const missingWt = unavailable(VARIANTS.find((v) => v.transport === 'webtransport')!, server);
+
+  // ——— transports and their capabilities ———
+  const cards = TRANSPORT_CARDS.map((t) => {
+    const caps = h('div', { class: 'caps' }, h('span', { class: 'muted' }, 'connecting…'));
+    const element = h('section', { class: 'card' }, h('h4', {}, t.title), h('p', {}, t.text), caps);
+    return { t, caps, element };
+  });
+  void Promise.all(
+    cards.map(async ({ t, caps }) => {
+      try {
+        const client = await connectClient(t.transport);
+        const capabilities = client.connection!.capabilities;
+        client.close();
+        caps.replaceChildren(...CAPABILITY_LABELS.map(([key, label]) => h('span', { class: `cap${capabilities[key] ? '' : ' no'}` }, label)), h('span', { class: 'cap' }, `≤ ${formatNumber(capabilities.maxMessageSize / 1024 / 1024, 0)} MiB`));
+      } catch (error) {
+        caps.replaceChildren(h('span', { class: 'bad' }, `not available here: ${(error as Error).message}`));
+      }
+    }),
+  );
+
+  // ——— handshakes ———
+  const tabs = ['websocket', 'long-polling', 'polling', 'webtransport'] as const;
+  const tabButtons = tabs.map((t) => h('button', { 'data-tab': t }, TRANSPORT_CARDS.find((c) => c.transport === t)!.title));
+  const handshakeBody = h('div', { id: 'handshake' });
+  const handshakeViews: Record<string, HTMLElement> = {};
+
+  // The WebSocket session through the tap serves both the handshake view and the frame inspector.
+  let tap: { id: string; port: number } | undefined;
+  let wsClient: SwitchyardClient | undefined;
+  let records: TapRecord[] = [];
+  const frameBody = h('div', { class: 'table-wrap', id: 'frames' });
+  const frameStatus = h('span', { class: 'muted' }, '');
+
+  async function refreshTap(): Promise<void> {
+    if (!tap) return;
+    try {
+      records = (await labJson<{ records: TapRecord[] }>(`/lab/taps/${tap.id}`)).records;
+    } catch {
+      return; // the tap expired: the buttons open a new one
+    }
+    state.frames = records.filter((r): r is FrameRecord => r.kind === 'frame');
+    frameBody.replaceChildren(state.frames.length ? table(['time', 'direction', 'opcode', 'FIN', 'mask', 'payload B', 'wire B', 'payload', ''], state.frames.map(frameRow), { 'data-testid': 'frame-table', class: 'data frames' }) : h('p', { class: 'empty' }, 'No frames yet.'));
+    const http = records.filter((r): r is HttpRecord => r.kind === 'http');
+    if (http.length) {
+      handshakeViews.websocket = h(
+        'div',
+        {},
+        note('info', 'Captured by the lab’s TCP tap between this browser and the server: the exact bytes Chromium sent and the server answered. The key and accept headers prove the server read this request (RFC 6455 §4.2.2).'),
+        h('div', { class: 'exchange' }, ...http.slice(0, 2).map((r) => httpMessage(r))),
+      );
+      state.handshakes.websocket = 'done';
+      if (activeTab === 'websocket') showTab('websocket');
+    }
+  }
+
+  async function openWebSocketSession(): Promise<void> {
+    wsClient?.close();
+    frameStatus.textContent = 'opening a WebSocket through the tap…';
+    tap = await labJson<{ id: string; port: number }>('/lab/taps', { fragmentAbove: 1024 });
+    wsClient = createClient({ url: `${location.protocol}//${location.hostname}:${tap.port}`, transports: 'websocket', reconnect: false });
+    await wsClient.connect();
+    frameStatus.textContent = `connected as ${wsClient.id} through tap port ${tap.port}`;
+    await refreshTap();
+  }
+
+  const poll = setInterval(() => void refreshTap(), 500);
+  disposers.push(() => clearInterval(poll));
+
+  async function captureHttp(transport: 'long-polling' | 'polling'): Promise<HTMLElement> {
+    const { records: captured, roundTripMs } = await labJson<{ records: TapRecord[]; roundTripMs: number }>('/lab/http-capture', { transport, size: 64 });
+    const http = captured.filter((r): r is HttpRecord => r.kind === 'http');
+    state.handshakes[transport] = 'done';
+    return h(
+      'div',
+      {},
+      note('info', `A real ${transport} session from a Node client inside the server process, through the same TCP tap (a fetch from this page to the tap’s port would be cross-origin). It opens a session, sends one 64 B message to itself (round trip ${formatMs(roundTripMs)}), and closes. ${http.length} HTTP messages, ${formatNumber(http.reduce((n, r) => n + r.wireBytes, 0))} bytes.`),
+      h('div', {}, ...http.map((r) => httpMessage(r, `connection ${r.connection}`))),
+    );
+  }
+
+  async function captureWebTransport(): Promise<HTMLElement> {
+    if (missingWt) return note('warn', `WebTransport cannot be shown here: ${missingWt}.`);
+    const tag = Math.random().toString(36).slice(2, 10);
+    const infoStart = performance.now();
+    const info = await (await fetch('/info', { cache: 'no-store' })).json() as ServerInfo;
+    const infoMs = performance.now() - infoStart;
+    const url = `${info.urls.webtransport}?lab=${tag}`;
+    const started = nowMs();
+    const client = createClient({ transports: 'webtransport', reconnect: false, connectors: { webtransport: (options) => connectWebTransport({ ...options, webTransportUrl: url, certificateSha256: info.certificateSha256 ?? undefined }) } });
+    await client.connect();
+    const openMs = nowMs() - started;
+    const { connects } = await labJson<{ connects: ConnectRecord[] }>(`/lab/webtransport/connects?tag=${tag}`);
+    const connect = connects[0];
+    const view = await serverView(client.id!);
+    client.close();
+    state.handshakes.webtransport = 'done';
+    const headers = connect ? h('pre', {}, connect.headers.map(([name, value]) => `${name}: ${value}`).join('\n')) : h('p', { class: 'bad' }, 'the server recorded no CONNECT for this session');
+    const stats = view?.stats;
+    return h(
+      'div',
+      {},
+      h(
+        'ol',
+        { class: 'steps' },
+        h('li', {}, h('strong', {}, 'GET /info over HTTP/1.1'), h('span', { class: 'muted' }, `session URL and the SHA-256 of the server’s 14-day certificate, for serverCertificateHashes · ${formatMs(infoMs)} (browser)`)),
+        h('li', { class: 'unseen' }, h('strong', {}, 'QUIC handshake with TLS 1.3 (UDP)'), h('span', { class: 'muted' }, 'Initial and Handshake packets, encrypted; the engine does not expose them per connection, so they are not shown. Their cost is inside the time to ready below.')),
+        h('li', { class: 'unseen' }, h('strong', {}, 'HTTP/3 SETTINGS on both control streams'), h('span', { class: 'muted' }, 'ENABLE_CONNECT_PROTOCOL, H3_DATAGRAM, WebTransport limits: exchanged inside QUIC; not captured per connection.')),
+        h('li', {}, h('strong', {}, 'Extended CONNECT (HEADERS frame, QPACK), as the server decoded it'), connect ? h('div', { class: 'http-msg' }, h('header', {}, h('span', { class: 'dir dir-up' }, '→ request'), h('span', {}, `authority ${connect.authority}`)), headers) : headers),
+        h('li', {}, h('strong', {}, `Response :status ${connect?.status ?? '?'}`), h('span', { class: 'muted' }, 'the status the server’s route decision answered; the session is open')),
+        h('li', {}, h('strong', {}, `Session ready after ${formatMs(openMs)}`), h('span', { class: 'muted' }, 'browser: from new WebTransport() to the first stream carrying hello/welcome')),
+      ),
+      stats ? h('dl', { class: 'kv' }, h('dt', {}, 'QUIC bytes sent / received (server, quiche)'), h('dd', {}, `${formatNumber(stats.wireBytesOut)} / ${formatNumber(stats.wireBytesIn)}`), h('dt', {}, 'RTT (quiche, whole ms)'), h('dd', {}, String(stats.rttMs ?? '—')), h('dt', {}, 'packets lost / retransmitted'), h('dd', {}, `${stats.packetsLost ?? '—'} / ${stats.packetsRetransmitted ?? '—'}`)) : null,
+    );
+  }
+
+  let activeTab: (typeof tabs)[number] = 'websocket';
+  function showTab(t: (typeof tabs)[number]): void {
+    activeTab = t;
+    for (const button of tabButtons) button.classList.toggle('active', button.dataset.tab === t);
+    const view = handshakeViews[t];
+    handshakeBody.replaceChildren(view ?? h('p', { class: 'empty' }, 'Capturing…'));
+    if (view || t === 'websocket') return;
+    const capture = t === 'webtransport' ? captureWebTransport() : captureHttp(t);
+    capture.then(
+      (element) => {
+        handshakeViews[t] = element;
+        if (activeTab === t) handshakeBody.replaceChildren(element);
+      },
+      (error: unknown) => {
+        state.handshakes[t] = (error as Error).message;
+        handshakeBody.replaceChildren(note('error', `Capture failed: ${(error as Error).message}`));
+      },
+    );
+  }
+  tabButtons.forEach((button) => button.addEventListener('click', () => showTab(button.dataset.tab as (typeof tabs)[number])));
+
+  // ——— frame inspector buttons ———
+  const act = (label: string, id: string, action: () => Promise<unknown>) =>
+    h('button', { class: 'small', id, onclick: () => void action().then(refreshTap, (error: unknown) => (frameStatus.textContent = (error as Error).message)) }, label);
+  const needClient = () => {
+    if (!wsClient || wsClient.state !== 'open') throw new Error('not connected: press Reconnect');
+    return wsClient;
+  };
+  const buttons = h(
+    'div',
+    { class: 'actions' },
+    act('Send text', 'send-text', async () => needClient().send(needClient().id!, 'hello over a text frame')),
+    act('Send binary', 'send-binary', async () => needClient().send(needClient().id!, Uint8Array.from({ length: 32 }, (_, i) => i))),
+    act('Send 3 KiB (fragmented)', 'send-large', async () => needClient().send(needClient().id!, 'x'.repeat(3 * 1024))),
+    act('Ping from the tap', 'send-ping', () => labJson(`/lab/taps/${tap?.id}/ping`, {}, 'POST')),
+    act('Close', 'send-close', async () => needClient().close(1000, 'lab inspector done')),
+    act('Reconnect', 'reconnect', openWebSocketSession),
+    frameStatus,
+  );
+
+  // ——— bytes on the wire ———
+  const wireSize = numberInput(64, { name: 'wire-size', min: 1, max: 65536 });
+  const wireRun = h('button', { class: 'primary', id: 'measure-wire' }, 'Measure');
+  const wireCanvas = h('canvas');
+  const wireBox = h('div', { class: 'chart-box', hidden: true }, wireCanvas);
+  const wireTable = h('div', { class: 'table-wrap', id: 'wire-table' });
+  async function measureWire(): Promise<void> {
+    state.wireState = 'running';
+    wireRun.disabled = true;
+    const size = Math.min(65_536, Math.max(1, Number(wireSize.value)));
+    const count = 20;
+    const rows: { label: string; perHop: number | null; error?: string }[] = [];
+    const wanted = VARIANTS.filter((v) => v.key !== 'wt-channels');
+    for (const v of wanted) {
+      const why = unavailable(v, server);
+      if (why) {
+        rows.push({ label: v.label, perHop: null, error: why });
+        continue;
+      }
+      let client: SwitchyardClient | undefined;
+      try {
+        client = await connectClient(v.transport);
+        const self = client;
+        let arrived = 0;
+        self.on('message', () => arrived++);
+        await sleep(50); // let the welcome's bytes settle before the first snapshot
+        const before = await serverView(self.id!);
+        // Paced at 200 msg/s rather than one burst: a burst of datagrams overflows the datagram queues.
+        for (let i = 0; i < count; i++) {
+          self.send(self.id!, stampPayload(size, nowMs(), i), { lane: v.lane(i, 0) }).catch(() => undefined);
+          await sleep(5);
+        }
+        const deadline = nowMs() + 2_000;
+        while (arrived < count && nowMs() < deadline) await sleep(10);
+        const after = await serverView(self.id!);
+        rows.push({ label: v.label, perHop: before && after ? wireBytesPerHop([before.stats], [after.stats], count + arrived) : null, ...(arrived < count ? { error: `${count - arrived} of ${count} lost` } : {}) });
+      } catch (error) {
+        rows.push({ label: v.label, perHop: null, error: (error as Error).message });
+      } finally {
+        client?.close();
+      }
+    }
+    state.wire = rows.map((r) => ({ transport: r.label, perMessage: r.perHop, error: r.error }));
+    const payload = Math.max(size, 16);
+    wireBox.hidden = false;
+    setData(
+      barChart('learn-wire', wireCanvas, { x: 'transport', y: { title: 'bytes per message hop' }, stacked: true }),
+      [series('payload', rows.map((r) => (r.perHop === null ? 0 : Math.min(payload, r.perHop))), 0), series('envelope, framing, headers, polls, QUIC/TLS', rows.map((r) => (r.perHop === null ? 0 : Math.max(0, r.perHop - payload))), 1)],
+      rows.map((r) => r.label),
+    );
+    wireTable.replaceChildren(
+      table(
+        ['transport', 'payload B', 'wire B per hop', 'overhead', 'note'],
+        rows.map((r) => [r.label, formatNumber(payload), r.perHop === null ? '—' : formatNumber(r.perHop, 1), r.perHop === null ? '—' : `${formatNumber(r.perHop - payload, 1)} B (${formatNumber(r.perHop / payload, 2)}×)`, r.error ? h('span', { class: 'warn-text' }, r.error) : '']),
+        { 'data-testid': 'wire-table' },
+      ),
+    );
+    state.wireState = 'done';
+    wireRun.disabled = false;
+  }
+  wireRun.addEventListener('click', () => void measureWire());
+
+  append(
+    root,
+    h('div', { class: 'page-head' }, h('h2', {}, 'Learn: four ways to carry a message'), h('p', { class: 'lead' }, 'Everything on this page comes from real connections to this server: the handshakes, the frames and the byte counts are captured or counted, not drawn from a textbook.')),
+    h('div', { class: 'transport-cards' }, ...cards.map((c) => c.element)),
+    card('Handshakes', 'how each transport gets from nothing to “open”', h('div', { class: 'tabs' }, ...tabButtons), handshakeBody),
+    card(
+      'WebSocket frame inspector',
+      'this browser’s WebSocket through the lab’s TCP tap: every frame both ways, as it was on the wire (client frames are masked, server frames are not). The tap splits server messages over 1 KiB into continuation frames, as RFC 6455 §5.4 allows an intermediary, and can send a ping of its own; the pong is Chromium’s automatic answer.',
+      buttons,
+      frameBody,
+    ),
+    card('Bytes on the wire per message', `20 messages to itself per transport, payload vs everything else per message hop (client → server or server → client). Measured by the server’s counters of that connection before and after (WebSocket: socket bytes; long-polling and polling: HTTP requests and responses, empty polls included; WebTransport: QUIC packets with TLS, as quiche counts them).`, h('div', { class: 'actions' }, h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Payload bytes'), wireSize), wireRun), wireBox, wireTable),
+  );
+  showTab('websocket');
+  openWebSocketSession().catch((error: unknown) => (frameStatus.textContent = `WebSocket through the tap failed: ${(error as Error).message}`));
+  return () => {
+    for (const dispose of disposers) dispose();
+    wsClient?.close();
+    if (tap) void fetch(`/lab/taps/${tap.id}`, { method: 'DELETE' });
+  };
+}

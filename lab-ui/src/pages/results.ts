@@ -1,0 +1,142 @@
+/**
+ * Results: open a JSON report of `npm run bench` (file picker or drag and drop) and chart it with
+ * the lab's chart components: echo latency CDF, echo percentiles, throughput, fan-out scaling,
+ * wire bytes, connection setup and memory, the goals table, and every cell.
+ */
+import type { BenchReport, Cell } from '../../../benchmarks/report.ts';
+import type { CellResult } from '../../../benchmarks/workloads.ts';
+import { barChart, PALETTE, series, setData, xyChart, type Point } from '../charts.ts';
+import { labState } from '../lab.ts';
+import { formatMs } from '../stats.ts';
+import { append, card, chartCard, formatNumber, h, note, table } from '../ui.ts';
+
+/** Parses and checks a report; throws with a reader-facing reason. */
+export function parseReport(text: string): BenchReport {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`not JSON: ${(error as Error).message}`);
+  }
+  const report = value as Partial<BenchReport>;
+  if (report?.schemaVersion !== 1 || !Array.isArray(report.cells) || !report.meta) throw new Error('not a Switchyard benchmark report (schemaVersion 1 with meta and cells expected)');
+  return report as BenchReport;
+}
+
+const label = (cell: Cell) => (cell.tls && !/tls/i.test(cell.target) ? `${cell.target} (TLS)` : cell.target);
+
+/** Every number a result holds, flattened (latency percentiles in µs), for the all-cells table. */
+function figures(result: CellResult | undefined): string {
+  if (!result) return '';
+  return Object.entries(result)
+    .flatMap(([key, value]) => {
+      if (typeof value === 'number') return [`${key} ${formatNumber(value, value % 1 ? 1 : 0)}`];
+      if (key === 'latency' && value && typeof value === 'object') {
+        const l = value as NonNullable<CellResult['latency']>;
+        return [`p50 ${formatNumber(l.p50, 0)} µs · p99 ${formatNumber(l.p99, 0)} µs · max ${formatNumber(l.max, 0)} µs`];
+      }
+      return [];
+    })
+    .join(' · ');
+}
+
+function renderReport(container: HTMLElement, report: BenchReport, name: string): void {
+  const ok = (workload: string) => report.cells.filter((c) => c.workload === workload && c.status === 'ok' && c.result);
+  const targets = [...new Set(report.cells.map(label))];
+  const color = (cell: Cell) => targets.indexOf(label(cell));
+  const echoes = ok('echo');
+  const echoSize = echoes.length ? Math.min(...echoes.map((c) => c.params.size ?? Infinity)) : 64;
+  const smallEchoes = echoes.filter((c) => c.params.size === echoSize);
+
+  const charts = {
+    cdf: chartCard(`Echo latency CDF (${echoSize} B)`, 'round trip, per target'),
+    echo: chartCard(`Echo p50 / p99 (${echoSize} B)`, 'milliseconds, lower is better'),
+    throughput: chartCard('Throughput', 'messages per second, higher is better'),
+    fanout: chartCard('Fan-out', 'deliveries per second by number of subscribers'),
+    wire: chartCard('Bytes on the wire per message', 'all framing included'),
+    setup: chartCard('Connection setup', 'milliseconds per connection'),
+  };
+  const m = report.meta;
+  const met = report.targets ?? [];
+  append(
+    container,
+    card(
+      name,
+      undefined,
+      h('div', { class: 'meta' }, h('span', {}, 'date ', h('b', {}, m.date)), h('span', {}, 'commit ', h('b', {}, m.commit)), h('span', {}, 'Node ', h('b', {}, m.node)), h('span', {}, h('b', {}, `${m.cpu} × ${m.cores}`)), h('span', {}, h('b', {}, `${m.memoryGiB} GiB`)), h('span', {}, h('b', {}, `${report.cells.length}`), ' cells')),
+    ),
+    met.length
+      ? card(
+          'Goals',
+          undefined,
+          table(
+            ['goal', 'value', 'target', 'met'],
+            met.map((t) => [t.name, t.value === null ? '—' : formatNumber(t.value, 2), t.goal, t.met === null ? '—' : h('span', { class: t.met ? 'good' : 'bad' }, t.met ? 'met' : 'missed')]),
+          ),
+        )
+      : null,
+    h('div', { class: 'grid-2' }, ...Object.values(charts).map((c) => c.element)),
+    card(
+      'All cells',
+      undefined,
+      h(
+        'div',
+        { class: 'table-wrap' },
+        table(
+          ['target', 'workload', 'params', 'status', 'figures'],
+          report.cells.map((c) => [label(c), c.workload, Object.entries(c.params).map(([k, v]) => `${k}=${v}`).join(' '), h('span', { class: c.status === 'ok' ? 'good' : c.status === 'failed' ? 'bad' : 'muted' }, c.status), c.status === 'ok' ? figures(c.result) : (c.reason ?? '')]),
+          { 'data-testid': 'cells-table', class: 'data wrap' },
+        ),
+      ),
+    ),
+  );
+
+  setData(
+    xyChart('results-cdf', charts.cdf.canvas, { x: { title: 'latency (ms)', log: true }, y: { title: 'percentile', min: 0, max: 100 }, line: true }),
+    smallEchoes.map((c) => series(label(c), (c.result!.latency?.cdf ?? []).map(([p, us]): Point => ({ x: Math.max(us / 1000, 0.001), y: p })), color(c))),
+  );
+  const bars = (id: string, canvas: HTMLCanvasElement, cells: Cell[], y: string, value: (r: CellResult) => number | undefined, log = false) =>
+    setData(barChart(id, canvas, { x: 'target', y: { title: y, log } }), [series(y, cells.map((c) => value(c.result!) ?? 0), 0, { backgroundColor: cells.map((c) => PALETTE[color(c) % PALETTE.length]!) as never })], cells.map(label));
+  setData(
+    barChart('results-echo', charts.echo.canvas, { x: 'target', y: { title: 'ms', log: true } }),
+    [series('p50', smallEchoes.map((c) => (c.result!.latency?.p50 ?? 0) / 1000), 0), series('p99', smallEchoes.map((c) => (c.result!.latency?.p99 ?? 0) / 1000), 1)],
+    smallEchoes.map(label),
+  );
+  bars('results-throughput', charts.throughput.canvas, ok('throughput'), 'msg/s', (r) => r.msgsPerSec);
+  const fan = ok('fanout');
+  const fanTargets = [...new Set(fan.map(label))];
+  setData(
+    xyChart('results-fanout', charts.fanout.canvas, { x: { title: 'subscribers', log: true }, y: { title: 'deliveries/s' }, line: true }),
+    fanTargets.map((t) => series(t, fan.filter((c) => label(c) === t).map((c): Point => ({ x: c.params.subscribers ?? 1, y: c.result!.msgsPerSec ?? 0 })).sort((a, b) => a.x - b.x), targets.indexOf(t), { pointRadius: 3 })),
+  );
+  bars('results-wire', charts.wire.canvas, ok('wire-bytes'), 'bytes', (r) => r.wireBytesPerMessage);
+  bars('results-setup', charts.setup.canvas, ok('setup'), 'ms', (r) => r.setupMs);
+  labState.results = { loaded: name, cells: report.cells.length, echoP50: smallEchoes.map((c) => [label(c), formatMs((c.result!.latency?.p50 ?? 0) / 1000)]) };
+}
+
+export function renderResults(root: HTMLElement): void {
+  const input = h('input', { type: 'file', accept: '.json,application/json', id: 'report-file', hidden: true });
+  const zone = h('div', { class: 'dropzone', id: 'dropzone' }, h('p', {}, h('strong', {}, 'Drop a bench-*.json here'), ' or ', h('button', { class: 'small', onclick: () => input.click() }, 'choose a file')), h('p', { class: 'muted' }, 'Made by ', h('code', {}, 'npm run bench'), ' in bench-results/. Nothing is uploaded: the file is read in this page.'));
+  const output = h('div', { id: 'report' });
+  async function open(file: File): Promise<void> {
+    output.replaceChildren();
+    try {
+      renderReport(output, parseReport(await file.text()), file.name);
+    } catch (error) {
+      output.replaceChildren(note('error', `${file.name}: ${(error as Error).message}`));
+    }
+  }
+  input.addEventListener('change', () => input.files?.[0] && void open(input.files[0]));
+  zone.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    zone.classList.add('over');
+  });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    zone.classList.remove('over');
+    const file = event.dataTransfer?.files[0];
+    if (file) void open(file);
+  });
+  append(root, h('div', { class: 'page-head' }, h('h2', {}, 'Benchmark results'), h('p', { class: 'lead' }, 'Open a report from the benchmark suite and read it with the same charts as the live pages.')), zone, input, output);
+}
