@@ -172,6 +172,19 @@ describe('lab (Chromium)', () => {
     await shot('learn');
   }, 60_000);
 
+  it('degrades clearly in a browser without WebTransport: its variants are disabled and named', async () => {
+    const context = await browser.newContext();
+    await context.addInitScript(() => delete (globalThis as { WebTransport?: unknown }).WebTransport);
+    const bare = await context.newPage();
+    await bare.goto(`${server.urls.http}/#/compare`);
+    await bare.waitForSelector('.note-warn');
+    expect(await bare.locator('.note-warn').innerText()).toMatch(/WebTransport · reliable \(this browser has no WebTransport API\)/);
+    expect(await bare.locator('.chip input:disabled').count()).toBe(3);
+    expect(await bare.locator('.chip input:checked').count()).toBe(3);
+    await bare.screenshot({ path: path.join(SHOTS, 'compare-no-webtransport.png') });
+    await context.close();
+  });
+
   it('Results: opens a bench report and charts it; refuses a file that is not one', async () => {
     await open('results');
     await page.setInputFiles('#report-file', { name: 'not-a-report.json', mimeType: 'application/json', buffer: Buffer.from('{"hello":1}') });

@@ -44,15 +44,24 @@ interface AxisOptions {
   log?: boolean;
   min?: number;
   max?: number;
+  /** Ticks in B / KiB / MiB. */
+  bytes?: boolean;
 }
 
-function axis({ title, log, min, max }: AxisOptions) {
+function formatBytesTick(value: number | string): string {
+  const n = Number(value);
+  if (n >= 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  if (n >= 1024) return `${Math.round(n / 1024)} KiB`;
+  return `${n} B`;
+}
+
+function axis({ title, log, min, max, bytes }: AxisOptions) {
   return {
     type: log ? ('logarithmic' as const) : ('linear' as const),
     title: { display: true, text: title },
     ...(min === undefined ? {} : { min }),
     ...(max === undefined ? {} : { max }),
-    ticks: { maxTicksLimit: 8 },
+    ticks: { maxTicksLimit: 8, ...(bytes ? { callback: formatBytesTick } : {}) },
   };
 }
 

@@ -129,7 +129,7 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
     h('div', { class: 'grid-2' }, queueCard.element, latencyCard.element, rateCard.element, dropCard.element),
   );
   const charts = {
-    queue: xyChart('bp-queue', queueCard.canvas, { x: { title: 'seconds' }, y: { title: 'bytes', min: 0 }, line: true }),
+    queue: xyChart('bp-queue', queueCard.canvas, { x: { title: 'seconds' }, y: { title: 'queued', min: 0, bytes: true }, line: true }),
     latency: xyChart('bp-latency', latencyCard.canvas, { x: { title: 'seconds (arrival)' }, y: { title: 'latency (ms)', log: true } }),
     rate: xyChart('bp-rate', rateCard.canvas, { x: { title: 'seconds' }, y: { title: 'messages/s' }, line: true }),
     drops: xyChart('bp-drops', dropCard.canvas, { x: { title: 'seconds' }, y: { title: 'messages dropped', min: 0 }, line: true }),
