@@ -11,6 +11,8 @@ import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BackpressureResult } from '../benchmarks/experiments/backpressure.ts';
+import type { HolResult } from '../benchmarks/experiments/hol.ts';
 import type { BenchReport, Cell } from '../benchmarks/report.ts';
 import { startServer, type SwitchyardServer } from '../server/index.ts';
 import { launchChromium } from '../test-support/chromium.ts';
@@ -109,6 +111,14 @@ describe('lab (Chromium)', () => {
       expect(view.datasets).toHaveLength(5);
       for (const dataset of view.datasets) expect(dataset.points, `${view.id} ${dataset.label}`).toBeGreaterThan(0);
     }
+    await page.setInputFiles('#hol-file', { name: 'experiment-hol.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(holFixture())) });
+    await page.waitForSelector('#hol-experiment canvas');
+    const experiment = (await charts()).find((c) => c.id === 'hol-exp-0')!;
+    expect(experiment.datasets.map((d) => [d.label, d.points])).toEqual([
+      ['p50', 2],
+      ['p99', 2],
+      ['max', 2],
+    ]);
     await shot('hol');
   }, 60_000);
 
@@ -131,6 +141,9 @@ describe('lab (Chromium)', () => {
     expect(views['bp-latency']![0]!.points).toBeGreaterThan(0);
     expect(views['bp-rate']!.map((d) => d.points > 0)).toEqual([true, true]);
     expect(await page.locator('[data-testid=bp-table] tbody tr').count()).toBe(1);
+    await page.setInputFiles('#bp-file', { name: 'experiment-backpressure.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(backpressureFixture())) });
+    await page.waitForSelector('[data-testid=bp-experiment-table]');
+    expect((await charts()).find((c) => c.id === 'bp-exp-queue')!.datasets[0]!.points).toBe(3);
     await shot('backpressure');
   }, 45_000);
 
@@ -222,5 +235,28 @@ function benchFixture(): BenchReport {
       { target, tls: false, workload: 'setup', params: { connections: 10 }, status: 'ok', runs: [], result: { setupMs: 0.6 + i } },
     ]),
     targets: [{ name: 'long-polling p50 / socket.io polling p50', value: 0.18, goal: '≤ 0.25', met: true }],
+  };
+}
+
+const latencyUs = (p50: number) => ({ count: 100, p50, p90: p50 * 2, p99: p50 * 5, p999: p50 * 8, max: p50 * 10, cdf: [] });
+
+/** The fields of a head-of-line experiment result the page reads (the rest of the run's settings left out). */
+function holFixture(): Pick<HolResult, 'experiment' | 'startedAt' | 'impairment'> & { variants: Pick<HolResult['variants'][number], 'variant' | 'transport' | 'impaired' | 'thresholdMs' | 'flows' | 'stalls'>[] } {
+  const flow = (i: number, p50: number) => ({ flow: i, lane: `channel:c${i}` as const, sent: 100, delivered: 100, lost: 0, lossRate: 0, latency: latencyUs(p50), stalls: 2, stalledMs: 40, maxGapMs: 60 });
+  return {
+    experiment: 'head-of-line',
+    startedAt: '2026-11-24T10:00:00.000Z',
+    impairment: { kind: 'netns', lossPercent: 2, rateMbit: null, delayMs: null, note: 'both directions' },
+    variants: [{ variant: 'webtransport-channels', transport: 'webtransport', impaired: true, thresholdMs: 12, flows: [flow(0, 900), flow(1, 1100)], stalls: { episodes: 4, shared: 1, sharedFraction: 0.25, chanceFraction: 0.2 } }],
+  };
+}
+
+function backpressureFixture(): Pick<BackpressureResult, 'experiment' | 'startedAt' | 'settings'> & { runs: Omit<BackpressureResult['runs'][number], 'consumerClose' | 'overHighWaterAtMs' | 'peakServerHeapBytes' | 'missing' | 'maxQueuedMessages'>[] } {
+  const sample = (t: number, queuedBytes: number, dropped: number) => ({ t, queuedBytes, queuedMessages: queuedBytes / 1024, dropped, notQueued: 0, published: t, received: t / 2, latencyP50Ms: 5, latencyMaxMs: 9, serverHeapBytes: 1e7, serverRssBytes: 5e7, connected: true });
+  return {
+    experiment: 'backpressure',
+    startedAt: '2026-11-24T10:00:00.000Z',
+    settings: { producerRate: 1000, messageSize: 16384, consumerWorkMs: 5, durationMs: 3000, drainMs: 1500, sampleMs: 50, highWaterMark: 65536, maxQueuedBytes: 262144, transports: ['websocket'], policies: ['drop-oldest'], producerTransport: 'websocket' },
+    runs: [{ transport: 'websocket', policy: 'drop-oldest', published: 3000, received: 900, dropped: 2000, notQueued: 0, maxQueuedBytes: 262144, serverClose: null, latency: latencyUs(5000), timeline: [sample(0, 0, 0), sample(50, 131072, 10), sample(100, 262144, 40)] }],
   };
 }

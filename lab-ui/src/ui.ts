@@ -76,3 +76,30 @@ export function formatBytes(bytes: number): string {
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
   return `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
 }
+
+/** A button that opens a JSON file and hands its text (and name) over; errors show beside it. */
+export function jsonFileButton(label: string, id: string, onText: (text: string, name: string) => void): HTMLElement {
+  const input = h('input', { type: 'file', accept: '.json,application/json', id, hidden: true });
+  const error = h('span', { class: 'bad' });
+  input.addEventListener('change', async () => {
+    const file = input.files?.[0];
+    if (!file) return;
+    error.textContent = '';
+    try {
+      onText(await file.text(), file.name);
+    } catch (problem) {
+      error.textContent = `${file.name}: ${(problem as Error).message}`;
+    }
+    input.value = '';
+  });
+  return h('span', { class: 'actions' }, h('button', { class: 'ghost', onclick: () => input.click() }, label), input, error);
+}
+
+/** Parses JSON or says why not. */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new Error(`not JSON: ${(error as Error).message}`);
+  }
+}

@@ -4,12 +4,13 @@
  * server's queue towards the consumer and its drop counter (`/lab/clients/:id`), and each
  * delivery's latency. The server's slow-consumer policy is the one it was started with.
  */
+import type { BackpressureResult } from '../../../benchmarks/experiments/backpressure.ts';
 import { series, setData, xyChart, type Point } from '../charts.ts';
 import type { ConsumerCommand, ConsumerReport } from '../consumer-worker.ts';
 import { connectClient, labState, serverView, unavailable, VARIANTS, type ServerInfo } from '../lab.ts';
 import { openLoop } from '../runner.ts';
 import { decimate, formatMs, nowMs, rateSeries, stampPayload, summarizeLatencies } from '../stats.ts';
-import { append, card, chartCard, field, formatBytes, formatNumber, h, note, numberInput, select, sleep, table } from '../ui.ts';
+import { append, card, chartCard, field, formatBytes, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table } from '../ui.ts';
 
 /** One 100 ms sample of the queues. */
 export interface QueueSample {
@@ -95,8 +96,50 @@ async function runLive(config: Config, signal: AbortSignal, onUpdate: (run: Back
   return run;
 }
 
+/** Checks that a file is a result of `npm run experiment -- backpressure`. */
+export function parseBackpressureResult(text: string): BackpressureResult {
+  const value = parseJson(text) as Partial<BackpressureResult>;
+  if (value?.experiment !== 'backpressure' || !Array.isArray(value.runs)) throw new Error('not a backpressure experiment result (npm run experiment -- backpressure --json FILE)');
+  return value as BackpressureResult;
+}
+
+/** Draws an experiment: every policy × transport, queue and drops over time, and the outcome table. */
+export function renderBackpressureExperiment(container: HTMLElement, result: BackpressureResult): void {
+  const s = result.settings;
+  const queue = chartCard('Server queue towards the consumer', `per transport and policy · high-water ${formatBytes(s.highWaterMark)}, limit ${formatBytes(s.maxQueuedBytes)}`);
+  const drops = chartCard('Dropped or not queued', 'cumulative messages the policy discarded or refused');
+  const rows = result.runs.map((r) => [
+    r.transport,
+    r.policy,
+    formatNumber(r.published),
+    formatNumber(r.received),
+    formatNumber(r.dropped),
+    formatNumber(r.notQueued),
+    formatBytes(r.maxQueuedBytes),
+    formatMs(r.latency.p50 / 1000),
+    formatMs(r.latency.max / 1000),
+    r.serverClose ? `${r.serverClose.code} ${r.serverClose.reason}` : '—',
+    r.error ? h('span', { class: 'bad' }, r.error) : '',
+  ]);
+  append(
+    container,
+    note('info', `Experiment of ${result.startedAt}: producer ${formatNumber(s.producerRate)} msg/s × ${formatBytes(s.messageSize)}, consumer ${s.consumerWorkMs} ms per message, ${s.durationMs / 1000} s.`),
+    h('div', { class: 'grid-2' }, queue.element, drops.element),
+    h('div', { class: 'table-wrap' }, table(['transport', 'policy', 'published', 'received', 'dropped', 'not queued', 'peak queue', 'latency p50', 'max', 'server closed', ''], rows, { 'data-testid': 'bp-experiment-table' })),
+  );
+  const label = (r: BackpressureResult['runs'][number]) => `${r.transport} · ${r.policy}`;
+  setData(
+    xyChart('bp-exp-queue', queue.canvas, { x: { title: 'seconds' }, y: { title: 'queued', min: 0, bytes: true }, line: true }),
+    result.runs.map((r, i) => series(label(r), r.timeline.map((p): Point => ({ x: p.t / 1000, y: p.queuedBytes })), i)),
+  );
+  setData(
+    xyChart('bp-exp-drops', drops.canvas, { x: { title: 'seconds' }, y: { title: 'messages', min: 0 }, line: true }),
+    result.runs.map((r, i) => series(label(r), r.timeline.map((p): Point => ({ x: p.t / 1000, y: p.dropped + p.notQueued })), i)),
+  );
+}
+
 export function renderBackpressure(root: HTMLElement, server: ServerInfo): () => void {
-  const state = { state: 'idle' as 'idle' | 'running' | 'done', run: undefined as BackpressureRun | undefined };
+  const state = { state: 'idle' as 'idle' | 'running' | 'done', run: undefined as BackpressureRun | undefined, experiment: 0 };
   labState.backpressure = state;
   let abort: AbortController | undefined;
   const options = VARIANTS.filter((v) => v.key !== 'wt-channels').map((v) => ({ value: v.key, label: unavailable(v, server) ? `${v.label} (unavailable)` : v.label }));
@@ -112,6 +155,7 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
   const rateCard = chartCard('Sent vs delivered', 'messages per second, 250 ms buckets');
   const dropCard = chartCard('Drops', 'messages the server’s slow-consumer policy dropped (cumulative)');
   const summary = h('div', { id: 'bp-summary' });
+  const experiment = h('div', { id: 'bp-experiment' });
 
   append(
     root,
@@ -127,6 +171,17 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
     card('Experiment', undefined, h('div', { class: 'form-grid' }, field('Transport', transport), field('Send rate', rate, 'messages/s'), field('Message size', size, 'bytes'), field('Consumer cost', cost, 'ms of CPU per message'), field('Duration', duration, 'seconds of sending')), h('div', { class: 'actions' }, run, status)),
     card('Outcome', undefined, summary),
     h('div', { class: 'grid-2' }, queueCard.element, latencyCard.element, rateCard.element, dropCard.element),
+    card(
+      'Every policy, from the experiment runner',
+      'results of npm run experiment -- backpressure --json FILE (server per policy, consumer in its own process)',
+      jsonFileButton('Open experiment JSON', 'bp-file', (text) => {
+        const result = parseBackpressureResult(text);
+        experiment.replaceChildren();
+        renderBackpressureExperiment(experiment, result);
+        state.experiment = result.runs.length;
+      }),
+      experiment,
+    ),
   );
   const charts = {
     queue: xyChart('bp-queue', queueCard.canvas, { x: { title: 'seconds' }, y: { title: 'queued', min: 0, bytes: true }, line: true }),

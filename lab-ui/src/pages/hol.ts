@@ -3,14 +3,15 @@
  * flow 1 also sends a large message now and then. Without packet loss (loopback, from the browser)
  * what shows is blocking *behind a big message*: on one ordered lane (TCP, or one QUIC stream)
  * every flow waits for it; with WebTransport channels only flow 1's own channel does; datagrams
- * never wait. Loss-induced blocking needs the namespace experiments (`npm run experiment`); their
- * results render through the same `HolRun` shape.
+ * never wait. Loss-induced blocking needs the namespace experiments (`npm run experiment -- hol`):
+ * their JSON opens here too (per-flow percentiles and shared stalls; they keep no per-message timeline).
  */
-import { series, setData, xyChart, type Point } from '../charts.ts';
+import type { HolResult } from '../../../benchmarks/experiments/hol.ts';
+import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
 import { connectClient, labState, unavailable, VARIANTS, type ServerInfo, type Variant } from '../lab.ts';
 import { openLoop } from '../runner.ts';
 import { decimate, formatMs, nowMs, readStamp, stampPayload, summarizeLatencies } from '../stats.ts';
-import { append, card, chartCard, field, formatNumber, h, note, numberInput, sleep, table } from '../ui.ts';
+import { append, card, chartCard, field, formatNumber, h, jsonFileButton, note, numberInput, parseJson, sleep, table } from '../ui.ts';
 
 /** One flow's deliveries: send time (s since start) and latency. */
 export interface FlowSeries {
@@ -92,8 +93,39 @@ export function renderHolRun(container: HTMLElement, run: HolRun): void {
   );
 }
 
+/** Checks that a file is a head-of-line result of `npm run experiment -- hol`. */
+export function parseHolResult(text: string): HolResult {
+  const value = parseJson(text) as Partial<HolResult>;
+  if (value?.experiment !== 'head-of-line' || !Array.isArray(value.variants)) throw new Error('not a head-of-line experiment result (npm run experiment -- hol --json FILE)');
+  return value as HolResult;
+}
+
+/**
+ * Draws an experiment run under real loss: per variant, each flow's latency percentiles and how
+ * often one flow's stall coincided with another's (against what chance alone would give).
+ */
+export function renderHolExperiment(container: HTMLElement, result: HolResult): void {
+  const path = result.impairment;
+  container.append(
+    note('info', h('strong', {}, `Experiment of ${result.startedAt}: `), `${path.kind === 'netns' ? 'network namespaces + nftables' : 'userspace UDP relay'}, ${path.lossPercent} % loss each way${path.rateMbit ? `, ${path.rateMbit} Mbit/s` : ''}${path.delayMs ? `, ${path.delayMs} ms delay` : ''}. ${path.note}`),
+  );
+  for (const [i, v] of result.variants.entries()) {
+    const chart = chartCard(v.variant, `${v.impaired ? 'over the lossy path' : 'not impaired on this path'} · stall above ${formatNumber(v.thresholdMs, 1)} ms · shared stalls ${v.stalls.sharedFraction === null ? '—' : `${Math.round(v.stalls.sharedFraction * 100)} %`} (chance ${v.stalls.chanceFraction === null ? '—' : `${Math.round(v.stalls.chanceFraction * 100)} %`})`);
+    chart.canvas.parentElement!.classList.add('short');
+    const ms = (us: number) => us / 1000;
+    const rows = v.flows.map((f) => [`flow ${f.flow + 1}`, f.lane, formatNumber(f.delivered), f.lost ? h('span', { class: 'warn-text' }, formatNumber(f.lost)) : '0', formatMs(ms(f.latency.p50)), formatMs(ms(f.latency.p99)), formatMs(ms(f.latency.max)), formatNumber(f.stalls), formatMs(f.maxGapMs)]);
+    append(chart.element, v.error ? note('error', v.error) : null, h('div', { class: 'table-wrap' }, table(['flow', 'lane', 'delivered', 'lost', 'p50', 'p99', 'max', 'stalls', 'longest gap'], rows)));
+    container.append(chart.element);
+    setData(
+      barChart(`hol-exp-${i}`, chart.canvas, { x: 'flow', y: { title: 'latency (ms)', log: true } }),
+      [series('p50', v.flows.map((f) => ms(f.latency.p50)), 0), series('p99', v.flows.map((f) => ms(f.latency.p99)), 1), series('max', v.flows.map((f) => ms(f.latency.max)), 3)],
+      v.flows.map((f) => `flow ${f.flow + 1}`),
+    );
+  }
+}
+
 export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
-  const state = { state: 'idle' as 'idle' | 'running' | 'done', runs: [] as HolRun[] };
+  const state = { state: 'idle' as 'idle' | 'running' | 'done', runs: [] as HolRun[], experiment: 0 };
   labState.hol = state;
   let abort: AbortController | undefined;
   const picks = VARIANTS.map((v) => {
@@ -108,6 +140,7 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
   const run = h('button', { class: 'primary', id: 'run' }, 'Run');
   const status = h('span', { class: 'muted' }, 'Four flows of 64 B messages on one connection; flow 1 also sends a large message periodically.');
   const results = h('div', { class: 'grid-2', id: 'hol-results' });
+  const experiment = h('div', { class: 'grid-2', id: 'hol-experiment' });
 
   append(
     root,
@@ -120,7 +153,7 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
       h('em', {}, 'packet loss'),
       ' needs real loss on the path: run ',
       h('code', {}, 'npm run experiment'),
-      ' (network namespaces + nftables random drop); its results chart here in the same form.',
+      ' (network namespaces + nftables random drop, or a UDP relay) and open its JSON at the bottom of this page.',
     ),
     card(
       'Experiment',
@@ -130,6 +163,17 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
       h('div', { class: 'actions' }, run, status),
     ),
     results,
+    card(
+      'Under packet loss',
+      'results of npm run experiment -- hol --json FILE (real loss on a namespace path or a UDP relay)',
+      jsonFileButton('Open experiment JSON', 'hol-file', (text) => {
+        const result = parseHolResult(text);
+        experiment.replaceChildren();
+        renderHolExperiment(experiment, result);
+        state.experiment = result.variants.length;
+      }),
+      experiment,
+    ),
   );
 
   run.addEventListener('click', async () => {
