@@ -68,7 +68,7 @@ export function renderCompare(root: HTMLElement, server: ServerInfo): () => void
       progress,
     ),
     h('div', { class: 'grid-2' }, overTime.element, rateCard.element, hist.element, cdfCard.element),
-    card('Summary', 'latency from the intended send time; wire bytes from the server’s own counters (frames, HTTP heads, polls, QUIC and TLS included)', summary),
+    card('Summary', 'latency from when each message was handed to the client to its arrival; wire bytes from the server’s own counters (frames, HTTP heads, polls, QUIC and TLS included)', summary),
   );
 
   const charts = {
