@@ -42,6 +42,8 @@ export interface FlowAnalysis {
   stalledMs: number;
   /** Longest silence between two arrivals (ms): what a user of this flow sees as a freeze. */
   maxGapMs: number;
+  /** Every analysed message: intended send time and latency (ms, null: lost), for latency-over-time charts. */
+  series: { sentAt: number[]; latencyMs: (number | null)[] };
 }
 
 export interface SharedStalls {
@@ -204,6 +206,10 @@ export function analyzeFlows(
       stalls: own.length,
       stalledMs: round(own.reduce((sum, episode) => sum + (episode.end - episode.start), 0)),
       maxGapMs: round(maxArrivalGap(series)),
+      series: {
+        sentAt: series.sentAt.map(round),
+        latencyMs: series.receivedAt.map((receivedAt, i) => (receivedAt === null || receivedAt === undefined ? null : round(receivedAt - series.sentAt[i]!))),
+      },
     };
   });
   const sent = flows.reduce((sum, flow) => sum + flow.sent, 0);

@@ -22,7 +22,7 @@ describe('experiment tables', () => {
           transport: 'websocket',
           impaired: false,
           thresholdMs: 12.5,
-          flows: [{ flow: 0, lane: 'reliable', sent: 4, delivered: 4, lost: 0, lossRate: 0, latency, stalls: 1, stalledMs: 28, maxGapMs: 37 }],
+          flows: [{ flow: 0, lane: 'reliable', sent: 4, delivered: 4, lost: 0, lossRate: 0, latency, stalls: 1, stalledMs: 28, maxGapMs: 37, series: { sentAt: [0], latencyMs: [1] } }],
           stalls: { episodes: 4, shared: 3, sharedFraction: 0.75, chanceFraction: 0.25 },
           lossRate: 0,
           datagramLossRate: null,
@@ -34,6 +34,6 @@ describe('experiment tables', () => {
     const text = formatHol(result);
     expect(text).toContain('path: relay note');
     expect(text).toMatch(/websocket \(unimpaired\) #0\s+reliable\s+2\.0\s+40\.0\s+40\.0\s+1\s+28\s+37\s+0 %/);
-    expect(text).toMatch(/websocket\s+12\.5\s+4\s+75 %\s+25 %\s+0 %\s+0 \/ 0\s+—/);
+    expect(text).toMatch(/websocket\s+12\.5\s+4\s+75 %\s+25 %\s+0 %\s+0 \/ 0\s+—\s+—/);
   });
 });

@@ -38,7 +38,7 @@ export function formatHol(result: HolResult): string {
     ),
     '',
     table(
-      ['variant', 'threshold ms', 'stall episodes', 'shared', 'shared by chance', 'lost', 'packets dropped c→s / s→c', 'QUIC lost / retransmitted'],
+      ['variant', 'threshold ms', 'stall episodes', 'shared', 'shared by chance', 'lost', 'packets dropped c→s / s→c', 'QUIC lost / retransmitted', 'local datagram drops'],
       result.variants.map((variant) => [
         variant.error ? `${variant.variant} (error: ${variant.error})` : variant.variant,
         variant.thresholdMs.toFixed(1),
@@ -48,11 +48,13 @@ export function formatHol(result: HolResult): string {
         percent(variant.lossRate),
         variant.packetsDropped ? `${variant.packetsDropped.clientToServer} / ${variant.packetsDropped.serverToClient}` : '—',
         variant.transportStats?.packetsLost == null ? '—' : `${variant.transportStats.packetsLost} / ${variant.transportStats.packetsRetransmitted ?? '—'}`,
+        variant.transport === 'webtransport' ? String(variant.transportStats?.dropped ?? '—') : '—',
       ]),
     ),
     '',
     'shared: stall episodes during which another flow was stalled too (one ordered lane: a loss holds every flow);',
     'shared by chance: the same with each flow\'s stalls moved in time, i.e. what independent stalls would give.',
+    'local datagram drops: datagrams the client\'s own WebTransport stack dropped (a full datagram queue), not the path.',
   ];
   return lines.join('\n');
 }
