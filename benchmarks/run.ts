@@ -60,7 +60,7 @@ function plan(): Plan[] {
     if (workloads.has('fanout-max')) {
       for (const subscribers of [10, 1000]) {
         const skip = quick && subscribers === 1000 && POLLING.has(target.name) ? `--quick runs 1000 max-rate subscribers only on push transports; run without --quick` : undefined;
-        plans.push({ target, workload: 'fanout-max', params: { subscribers, window: 16 }, ...(skip ? { skip } : { run: (e, p) => fanOutMaxRate(target, e, p, subscribers, durationMs) }) });
+        plans.push({ target, workload: 'fanout-max', params: { subscribers, burst: 64 }, ...(skip ? { skip } : { run: (e, p) => fanOutMaxRate(target, e, p, subscribers, durationMs, 64) }) });
       }
     }
     const connections = quick ? 10 : 20;

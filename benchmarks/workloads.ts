@@ -204,47 +204,41 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
 }
 
 /**
- * Closed loop at maximum rate: the publisher keeps `window` messages in flight, each counted done
- * when every subscriber has it, and publishes the next as one completes. Reports deliveries/s,
- * server CPU per delivery (the fan-out cost, free of the load generator sharing the machine) and
- * latency from each send to each delivery.
+ * Closed loop at maximum rate: the publisher sends a burst of `burst` messages, and the next burst
+ * as soon as every subscriber has the whole previous one (a tick of game state, a block of market
+ * data). Reports deliveries/s, server CPU per delivery (the fan-out cost, free of the load
+ * generator that shares the machine) and latency from each send to each delivery.
  */
-export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: ServerProbe, subscribers: number, durationMs: number, window = 16): Promise<CellResult> {
+export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: ServerProbe, subscribers: number, durationMs: number, burst: number): Promise<CellResult> {
   const topic = `fan-max-${subscribers}`;
   const histogram = createHistogram();
   const clients: BenchClient[] = [];
-  const remaining = new Map<number, number>();
   let publisher: BenchClient | undefined;
-  let next = 0;
+  let sequence = 0;
+  let pending = 0;
   let deliveries = 0;
   let recording = false;
   let running = true;
-  const publishNext = () => {
-    remaining.set(next, subscribers);
-    publisher!.publish(topic, stampedPayload(performance.now(), next++));
+  const publishBurst = () => {
+    pending = burst * subscribers;
+    for (let i = 0; i < burst; i++) publisher!.publish(topic, stampedPayload(performance.now(), sequence++));
   };
   try {
     clients.push(...(await connectMany(target, endpoint, subscribers)));
     await Promise.all(
       clients.map(async (client) => {
         client.onPublished((payload) => {
-          const { sentAt, sequence } = readStamp(payload);
           if (recording) {
             deliveries++;
-            histogram.record(Math.max(1, Math.round((performance.now() - sentAt) * 1e6)));
+            histogram.record(Math.max(1, Math.round((performance.now() - readStamp(payload).sentAt) * 1e6)));
           }
-          const left = remaining.get(sequence)! - 1;
-          if (left > 0) remaining.set(sequence, left);
-          else {
-            remaining.delete(sequence);
-            if (running) publishNext();
-          }
+          if (--pending === 0 && running) publishBurst();
         });
         await client.subscribe(topic);
       }),
     );
     publisher = await target.connect(endpoint);
-    for (let i = 0; i < window; i++) publishNext();
+    publishBurst();
     await sleep(durationMs * WARMUP);
     const before = await probe.usage();
     recording = true;

@@ -101,6 +101,25 @@ export interface BaseConnectionOptions {
   laneFallback?: 'error' | 'reliable' | undefined;
   /** Default slow-consumer policy when `backpressure.policy` is not given. */
   defaultPolicy: SlowConsumerPolicy;
+  /**
+   * When queued messages are flushed: 'microtask' (default) right after the code that sent them;
+   * 'after-io' once this event-loop turn has handled all its I/O (Node's setImmediate), so what
+   * every socket read of the turn routed to this connection leaves in one batch — a server's
+   * fan-out under load then needs far fewer writes.
+   */
+  flushTiming?: 'microtask' | 'after-io';
+}
+
+/**
+ * Flushes waiting for the end of this turn's I/O, run together in one setImmediate: one callback
+ * for any number of connections, and a tick-scoped encode cache (codec/per-tick.ts) stays valid
+ * across all of them.
+ */
+const flushesAfterIo = new Set<() => void>();
+function runFlushesAfterIo(): void {
+  const due = [...flushesAfterIo];
+  flushesAfterIo.clear();
+  for (const flush of due) flush();
 }
 
 export abstract class BaseConnection implements Connection {
@@ -133,6 +152,7 @@ export abstract class BaseConnection implements Connection {
   #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
   #aboveHighWater = false;
   #flushScheduled = false;
+  readonly #flushAfterIo: boolean;
   readonly #highWaterMark: number;
   readonly #maxQueuedBytes: number;
   readonly #policy: SlowConsumerPolicy;
@@ -143,6 +163,7 @@ export abstract class BaseConnection implements Connection {
     this.#maxQueuedBytes = options.backpressure?.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.#policy = options.backpressure?.policy ?? options.defaultPolicy;
     this.#laneFallback = options.laneFallback ?? 'error';
+    this.#flushAfterIo = options.flushTiming === 'after-io';
     this.opened = new Promise<void>((resolve, reject) => {
       this.#resolveOpened = resolve;
       this.#rejectOpened = reject;
@@ -163,7 +184,7 @@ export abstract class BaseConnection implements Connection {
   }
 
   get writable(): boolean {
-    return this.queued.bytes < this.#highWaterMark;
+    return this.outbound.bytes + this.sinkBufferedBytes() < this.#highWaterMark;
   }
 
   on<E extends keyof ConnectionEvents>(event: E, listener: ConnectionEvents[E]): () => void {
@@ -204,7 +225,7 @@ export abstract class BaseConnection implements Connection {
       }
     }
     this.outbound.push({ message, lane: effectiveLane, size });
-    if (!this.#aboveHighWater && this.queued.bytes >= this.#highWaterMark) this.#aboveHighWater = true;
+    if (!this.#aboveHighWater && !this.writable) this.#aboveHighWater = true;
     this.#scheduleFlush();
     return 'queued';
   }
@@ -266,7 +287,7 @@ export abstract class BaseConnection implements Connection {
     this.events.emit('drain');
   }
 
-  /** Subclass: ask for a flush on the next microtask (batches writes of one tick). */
+  /** Subclass: ask for a flush (at the connection's flushTiming: batches the writes of one tick). */
   protected requestFlush(): void {
     this.#scheduleFlush();
   }
@@ -301,9 +322,15 @@ export abstract class BaseConnection implements Connection {
   #scheduleFlush(): void {
     if (this.#flushScheduled || this.#state !== 'open') return;
     this.#flushScheduled = true;
-    queueMicrotask(() => {
-      this.#flushScheduled = false;
-      if (this.#state === 'open' || this.#state === 'closing') this.flush();
-    });
+    if (!this.#flushAfterIo) queueMicrotask(this.#runFlush);
+    else {
+      if (flushesAfterIo.size === 0) setImmediate(runFlushesAfterIo);
+      flushesAfterIo.add(this.#runFlush);
+    }
   }
+
+  readonly #runFlush = (): void => {
+    this.#flushScheduled = false;
+    if (this.#state === 'open' || this.#state === 'closing') this.flush();
+  };
 }
