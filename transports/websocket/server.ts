@@ -77,6 +77,8 @@ class WebSocketServerConnection extends BaseConnection {
   readonly #ws: ReasonedWebSocket;
   readonly #socket: Duplex & Partial<Pick<Socket, 'bytesRead' | 'bytesWritten'>>;
   #requestedClose: { code: number; reason: string } | undefined;
+  /** Inbound message count at the last flush: a change means the peer is talking to us. */
+  #messagesInAtFlush = 0;
   readonly #afterBatch = (error?: Error | null) => {
     if (error) return;
     this.onFlushed();
@@ -117,11 +119,14 @@ class WebSocketServerConnection extends BaseConnection {
       this.onFlushed();
       return;
     }
-    // Two writes per flush at most: the first MESSAGES_PER_WRITE messages, so a pipelining peer
-    // starts on them at once, then the rest in one go, so a fan-out under load costs about one
-    // syscall per recipient per turn rather than one per message.
+    // A fan-out recipient gets the whole flush in one write: under load, one syscall per recipient
+    // per turn rather than one per message. A peer that sent us messages since the last flush may
+    // be pipelining requests: it gets the first MESSAGES_PER_WRITE answers in a write of their
+    // own, so it starts on them while we write the rest.
     const room = SOCKET_BUFFER_LIMIT - this.#ws.bufferedAmount;
-    const first = this.#writeFrames(room, MESSAGES_PER_WRITE);
+    const pipelining = this.counters.messagesIn !== this.#messagesInAtFlush;
+    this.#messagesInAtFlush = this.counters.messagesIn;
+    const first = pipelining ? this.#writeFrames(room, MESSAGES_PER_WRITE) : 0;
     if (this.outbound.length > 0) this.#writeFrames(room - first, Infinity);
     this.onFlushed();
   }
