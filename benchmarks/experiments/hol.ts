@@ -25,12 +25,15 @@ export { HOL_VARIANTS, type HolVariant } from './hol-variants.ts';
  * Defaults, chosen from runs on this machine (2 cores, no netem so the veth RTT is ~0.1 ms):
  * - 4 flows × 50 msg/s, staggered 5 ms apart: one message on the wire every 5 ms, so each
  *   message is its own packet and a loss hits one flow's message; slow enough that long-polling
- *   keeps up, fast enough that a stall of tens of ms holds back several messages of every flow;
+ *   keeps up, fast enough that a stall of tens of ms holds back messages of every flow;
  * - 200 B messages: well inside one datagram (the unreliable lane never splits);
- * - 10 s with 1 s warm-up: at 2 % loss that is ~80 lost packets per direction, enough episodes to
- *   tell "shared" from "not shared";
- * - stall threshold = median latency + 10 ms: above the scheduling noise of a loaded 2-core box
- *   (p99 at 0 % loss stays below it), below the repair time of a lost packet on either stack.
+ * - 10 s with 1 s warm-up: at 2 % loss ~80 packets dropped per direction, enough stall episodes
+ *   to compare "shared" with "shared by chance";
+ * - stall threshold = median latency + 10 ms: a lost packet costs TCP tens of ms here (WebSocket
+ *   p99 ~60 ms at 2 %), while a loaded 2-core box already shows 5–15 ms scheduling hiccups at 0 %
+ *   loss (they stall every flow at once on any transport: compare with a --loss 0 run).
+ * With ~0.1 ms RTT, repairs are fast: --rate-mbit adds tbf queueing, the UDP relay's --delay-ms
+ * adds RTT for WebTransport only.
  */
 export const HOL_DEFAULTS = {
   lossPercent: 2,
@@ -211,9 +214,14 @@ export async function runHol(options: HolOptions = {}): Promise<HolResult> {
   const capability = await canImpair();
   if (wanted === 'netns' && !capability.ok) throw new Error(`cannot build the kernel path: ${capability.reason}`);
   const useKernel = wanted === 'netns' || (wanted === 'auto' && capability.ok);
+  // nftables' `numgen random mod 100` drops whole percents.
+  if (useKernel && !Number.isInteger(settings.lossPercent)) throw new RangeError(`the kernel path drops whole percents, got ${settings.lossPercent}`);
   const setup = useKernel
     ? await kernelPath(settings.lossPercent, options.rateMbit, transports)
     : await relayPath(settings.lossPercent, options.delayMs, transports, capability.ok ? null : capability.reason);
+  // Say so when an option has no effect on the chosen path, rather than ignoring it silently.
+  if (useKernel && options.delayMs) setup.impairment.note += `; delay ${options.delayMs} ms NOT applied (no netem on this kernel)`;
+  if (!useKernel && options.rateMbit) setup.impairment.note += `; rate limit ${options.rateMbit} Mbit/s NOT applied (the relay does not shape)`;
   options.onProgress?.({ type: 'path', impairment: setup.impairment });
 
   const results: HolVariantResult[] = [];
