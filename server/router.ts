@@ -264,59 +264,51 @@ export class Router {
 
   /** Applies one command; returns a typed error instead of throwing. */
   #route(client: RoutedClient, command: Exclude<ClientCommand, { t: 'hello' }>, lane: Lane): { code: string; message: string } | undefined {
+    // Module functions, not closures made per command: this runs once per routed message.
     const authorize = this.#options.authorize;
-    const forbidden = (action: Action) => (authorize && !authorize(client, action) ? { code: 'ERR_FORBIDDEN', message: `not allowed: ${action.kind} ${'room' in action ? action.room : action.topic}` } : undefined);
-    const delivery = (kind: DeliveryKind, to?: string): Extract<ServerEvent, { t: 'message' }> => ({
-      t: 'message',
-      from: client.id,
-      kind,
-      ...(to === undefined ? {} : { to }),
-      data: (command as { data: Payload }).data,
-      ...(command.id !== undefined && command.receipt ? { id: command.id, receipt: true } : {}),
-    });
     switch (command.t) {
       case 'join':
-        return forbidden({ kind: 'join', room: command.room }) ?? void addMember(this.rooms, command.room, client, client.rooms);
+        return refusal(authorize, client, { kind: 'join', room: command.room }) ?? void addMember(this.rooms, command.room, client, client.rooms);
       case 'leave':
         removeMember(this.rooms, command.room, client, client.rooms);
         return undefined;
       case 'subscribe':
-        return forbidden({ kind: 'subscribe', topic: command.topic }) ?? void addMember(this.topics, command.topic, client, client.topics);
+        return refusal(authorize, client, { kind: 'subscribe', topic: command.topic }) ?? void addMember(this.topics, command.topic, client, client.topics);
       case 'unsubscribe':
         removeMember(this.topics, command.topic, client, client.topics);
         return undefined;
       case 'publish': {
-        const denied = forbidden({ kind: 'publish', topic: command.topic });
+        const denied = refusal(authorize, client, { kind: 'publish', topic: command.topic });
         if (denied) return denied;
-        this.#fanOut(this.topics.get(command.topic) ?? [], delivery('topic', command.topic), client, lane);
+        this.#fanOut(this.topics.get(command.topic) ?? [], deliveryOf(client, command, 'topic', command.topic), client, lane);
         return undefined;
       }
       case 'broadcast':
-        this.#fanOut(this.clients.values(), delivery('broadcast'), client, lane);
+        this.#fanOut(this.clients.values(), deliveryOf(client, command, 'broadcast'), client, lane);
         return undefined;
       case 'send': {
         const target = this.clients.get(command.to);
         if (!target) return { code: 'ERR_UNKNOWN_CLIENT', message: `no client '${command.to}'` };
-        this.#fanOut([target], delivery('send'), undefined, lane);
+        this.#fanOut([target], deliveryOf(client, command, 'send'), undefined, lane);
         return undefined;
       }
       case 'multicast': {
         const target = command.target;
         if ('room' in target) {
-          const denied = forbidden({ kind: 'multicast-room', room: target.room });
+          const denied = refusal(authorize, client, { kind: 'multicast-room', room: target.room });
           if (denied) return denied;
-          this.#fanOut(this.rooms.get(target.room) ?? [], delivery('room', target.room), client, lane);
+          this.#fanOut(this.rooms.get(target.room) ?? [], deliveryOf(client, command, 'room', target.room), client, lane);
         } else if ('topic' in target) {
-          const denied = forbidden({ kind: 'publish', topic: target.topic });
+          const denied = refusal(authorize, client, { kind: 'publish', topic: target.topic });
           if (denied) return denied;
-          this.#fanOut(this.topics.get(target.topic) ?? [], delivery('topic', target.topic), client, lane);
+          this.#fanOut(this.topics.get(target.topic) ?? [], deliveryOf(client, command, 'topic', target.topic), client, lane);
         } else {
           const recipients = new Set<RoutedClient>();
           for (const id of target.ids) {
             const recipient = this.clients.get(id);
             if (recipient) recipients.add(recipient);
           }
-          this.#fanOut(recipients, delivery('ids'), undefined, lane);
+          this.#fanOut(recipients, deliveryOf(client, command, 'ids'), undefined, lane);
         }
         return undefined;
       }
@@ -372,6 +364,23 @@ export class Router {
       else this.#write(client.connection, ping);
     }
   }
+}
+
+/** ERR_FORBIDDEN when the authorize hook refuses `action`. */
+function refusal(authorize: RouterOptions['authorize'], client: RoutedClient, action: Action): { code: string; message: string } | undefined {
+  if (!authorize || authorize(client, action)) return undefined;
+  return { code: 'ERR_FORBIDDEN', message: `not allowed: ${action.kind} ${'room' in action ? action.room : action.topic}` };
+}
+
+/** The `message` a command's data becomes for its recipients (with an id where receipts are wanted). */
+function deliveryOf(client: RoutedClient, command: Extract<ClientCommand, { data: Payload }>, kind: DeliveryKind, to?: string): Extract<ServerEvent, { t: 'message' }> {
+  const delivery: Extract<ServerEvent, { t: 'message' }> = { t: 'message', from: client.id, kind, data: command.data };
+  if (to !== undefined) delivery.to = to;
+  if (command.id !== undefined && command.receipt) {
+    delivery.id = command.id;
+    delivery.receipt = true;
+  }
+  return delivery;
 }
 
 function addMember(index: Map<string, Set<RoutedClient>>, name: string, client: RoutedClient, own: Set<string>): void {

@@ -5,6 +5,7 @@
  * wire accepts them) and `closeTransport()`, and reports arrivals with `deliver()` and the end with
  * `finishClose()`. Runs in Node and in the browser.
  */
+import { utf8Length } from './codec/utf8.ts';
 import { Emitter } from './emitter.ts';
 import { ConnectionClosedError, LaneUnsupportedError, MessageTooLargeError } from './errors.ts';
 import type {
@@ -33,24 +34,6 @@ export interface QueuedMessage {
   readonly lane: Lane;
   /** Payload size in bytes (UTF-8 for text). */
   readonly size: number;
-}
-
-/** UTF-8 byte length of a string without encoding it. */
-export function utf8Length(text: string): number {
-  let length = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) length += 1;
-    else if (c < 0x800) length += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
-      const next = text.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        length += 4;
-        i++;
-      } else length += 3;
-    } else length += 3;
-  }
-  return length;
 }
 
 export function messageSize(message: Message): number {

@@ -18,6 +18,7 @@
  * Pure functions; no I/O.
  */
 import { ProtocolError } from '../errors.ts';
+import { utf8Length, writeUtf8 } from './utf8.ts';
 import { readVarint, varintLength, writeVarint } from './varint.ts';
 
 export const PROTOCOL_VERSION = 1;
@@ -93,7 +94,6 @@ const TARGET_ROOM = 0;
 const TARGET_TOPIC = 1;
 const TARGET_IDS = 2;
 
-const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
 /** Encodes an envelope: binary when `data` is bytes, JSON text otherwise. */
@@ -139,15 +139,16 @@ function encodeBinary(envelope: BinaryEnvelope): Uint8Array {
       strings.push(envelope.from, envelope.to ?? '');
       break;
   }
-  const encoded = strings.map((s) => textEncoder.encode(s));
-  const encodedIds = ids.map((s) => textEncoder.encode(s));
+  // Sized first, then written in place: no encoded copy of each string.
+  const lengths = strings.map(utf8Length);
+  const idLengths = ids.map(utf8Length);
   let size = 3 + envelope.data.byteLength;
-  for (const bytes of encoded) size += varintLength(bytes.length) + bytes.length;
+  for (const length of lengths) size += varintLength(length) + length;
   if (envelope.t === 'message') size += 1;
   if (targetKind >= 0) size += 1;
   if (targetKind === TARGET_IDS) {
-    size += varintLength(encodedIds.length);
-    for (const bytes of encodedIds) size += varintLength(bytes.length) + bytes.length;
+    size += varintLength(ids.length);
+    for (const length of idLengths) size += varintLength(length) + length;
   }
   const out = new Uint8Array(size);
   out[0] = BINARY_MAGIC;
@@ -156,19 +157,17 @@ function encodeBinary(envelope: BinaryEnvelope): Uint8Array {
   let offset = 3;
   if (envelope.t === 'message') out[offset++] = DELIVERY_KINDS.indexOf(envelope.kind);
   if (targetKind >= 0) out[offset++] = targetKind;
-  for (const bytes of encoded) offset = writeBytes(out, offset, bytes);
+  for (let i = 0; i < strings.length; i++) offset = writeString(out, offset, strings[i]!, lengths[i]!);
   if (targetKind === TARGET_IDS) {
-    offset = writeVarint(out, offset, encodedIds.length);
-    for (const bytes of encodedIds) offset = writeBytes(out, offset, bytes);
+    offset = writeVarint(out, offset, ids.length);
+    for (let i = 0; i < ids.length; i++) offset = writeString(out, offset, ids[i]!, idLengths[i]!);
   }
   out.set(envelope.data, offset);
   return out;
 }
 
-function writeBytes(out: Uint8Array, offset: number, bytes: Uint8Array): number {
-  offset = writeVarint(out, offset, bytes.length);
-  out.set(bytes, offset);
-  return offset + bytes.length;
+function writeString(out: Uint8Array, offset: number, text: string, length: number): number {
+  return writeUtf8(out, writeVarint(out, offset, length), text, length);
 }
 
 /** Sequential reader over a binary envelope; every shortfall is ERR_ENVELOPE_TRUNCATED. */

@@ -20,7 +20,8 @@
  * close or a late upstream POST is answered 204 (and discarded, as a WebSocket does after close).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, utf8Length } from '../base-connection.ts';
+import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE } from '../base-connection.ts';
+import { utf8Length } from '../codec/utf8.ts';
 import { decodeBatch, encodeBatch } from '../codec/batch.ts';
 import { ProtocolError } from '../errors.ts';
 import { randomId } from '../random-id.ts';

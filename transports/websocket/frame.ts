@@ -1,7 +1,7 @@
 /**
  * RFC 6455 §5.2 frame layout, as pure functions over bytes (browser-safe). `ws` parses what
- * arrives; the server builds its own data frames so a fan-out message is framed once for all its
- * recipients and a batch of frames leaves in one write.
+ * arrives; the server writes its own data frames, so a batch of frames is built straight into the
+ * one buffer that leaves in one write.
  */
 
 export const Opcode = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const;
@@ -15,23 +15,26 @@ export function frameHeaderSize(payloadLength: number, masked: boolean): number 
   return 2 + extended + (masked ? 4 : 0);
 }
 
-/** One final (FIN), unmasked frame — the server-to-client form — header and payload in one array. */
-export function encodeServerFrame(opcode: number, payload: Uint8Array): Uint8Array {
-  const length = payload.byteLength;
-  const header = frameHeaderSize(length, false);
-  const frame = new Uint8Array(header + length);
-  frame[0] = 0x80 | opcode;
-  if (length < 126) frame[1] = length;
-  else if (length < 0x10000) {
-    frame[1] = 126;
-    frame[2] = length >>> 8;
-    frame[3] = length & 0xff;
-  } else {
-    frame[1] = 127;
-    // Lengths stay far below 2^53 (maxPayload bounds them); the top 32 bits come from a division.
-    new DataView(frame.buffer).setUint32(2, Math.floor(length / 2 ** 32));
-    new DataView(frame.buffer).setUint32(6, length >>> 0);
+/**
+ * Writes the header of one final (FIN), unmasked frame — the server-to-client form — at `offset`
+ * (`frameHeaderSize(length, false)` bytes) and returns the offset where its payload goes.
+ */
+export function writeServerFrameHeader(out: Uint8Array, offset: number, opcode: number, length: number): number {
+  out[offset] = 0x80 | opcode;
+  if (length < 126) {
+    out[offset + 1] = length;
+    return offset + 2;
   }
-  frame.set(payload, header);
-  return frame;
+  if (length < 0x10000) {
+    out[offset + 1] = 126;
+    out[offset + 2] = length >>> 8;
+    out[offset + 3] = length & 0xff;
+    return offset + 4;
+  }
+  out[offset + 1] = 127;
+  // Lengths stay far below 2^53 (maxPayload bounds them): the top 32 bits come from a division.
+  const view = new DataView(out.buffer, out.byteOffset + offset + 2, 8);
+  view.setUint32(0, Math.floor(length / 2 ** 32));
+  view.setUint32(4, length >>> 0);
+  return offset + 10;
 }

@@ -9,11 +9,11 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE } from '../base-connection.ts';
-import type { CloseInfo, Connection, HttpTransportServer, Message, ServerTransportOptions, TransportCapabilities, TransportStats } from '../transport.ts';
+import type { CloseInfo, Connection, HttpTransportServer, ServerTransportOptions, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 import { onceThisTick } from '../codec/per-tick.ts';
 import { closeReasonForWire, DEFAULT_WEBSOCKET_PATH, MESSAGES_PER_WRITE } from './client.ts';
-import { encodeServerFrame, Opcode } from './frame.ts';
+import { frameHeaderSize, Opcode, writeServerFrameHeader } from './frame.ts';
 
 export interface WebSocketServerOptions extends ServerTransportOptions {
   /** Path of the upgrade endpoint. Default `/ws`. */
@@ -40,8 +40,8 @@ function isSendableCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
 }
 
-/** A fan-out's message is framed once (text encoded to UTF-8 once), not once per recipient. */
-const frameOnce = onceThisTick((message: Message) => (typeof message === 'string' ? encodeServerFrame(Opcode.text, Buffer.from(message, 'utf8')) : encodeServerFrame(Opcode.binary, message)));
+/** A fan-out's text is encoded to UTF-8 once, not once per recipient. */
+const utf8Once = onceThisTick((text: string) => Buffer.from(text, 'utf8'));
 
 /**
  * A `ws` socket that names the cause when ws itself closes the connection (a frame over
@@ -154,22 +154,34 @@ class WebSocketServerConnection extends BaseConnection {
 
   /**
    * Writes up to `most` queued messages as one buffer of frames, until `room` bytes are used (at
-   * least one message), and returns the bytes written. Each message is framed once per tick however
-   * many connections send it. The write carries a callback that runs once Node's buffer took it:
+   * least one message), and returns the bytes written. A text message is encoded to UTF-8 once per
+   * tick however many connections send it. The write carries a callback that runs once Node's buffer took it:
    * that resumes the flush and releases drain waiters whether or not the socket ever reported
    * 'drain' (it only does above its own 16 KiB high-water mark).
    */
   #writeFrames(room: number, most: number): number {
-    const frames: Uint8Array[] = [];
+    const payloads: Uint8Array[] = [];
+    const opcodes: number[] = [];
     let bytes = 0;
-    while (this.outbound.length > 0 && bytes < room && frames.length < most) {
+    while (this.outbound.length > 0 && bytes < room && payloads.length < most) {
       const item = this.outbound.shift()!;
-      const frame = frameOnce(item.message);
-      frames.push(frame);
-      bytes += frame.byteLength;
+      const text = typeof item.message === 'string';
+      const payload = text ? utf8Once(item.message as string) : (item.message as Uint8Array);
+      payloads.push(payload);
+      opcodes.push(text ? Opcode.text : Opcode.binary);
+      bytes += frameHeaderSize(payload.byteLength, false) + payload.byteLength;
       this.countSent(item);
     }
-    if (frames.length > 0) this.#socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes), this.#afterBatch);
+    if (payloads.length === 0) return 0;
+    const out = Buffer.allocUnsafe(bytes);
+    let offset = 0;
+    for (let i = 0; i < payloads.length; i++) {
+      const payload = payloads[i]!;
+      offset = writeServerFrameHeader(out, offset, opcodes[i]!, payload.byteLength);
+      out.set(payload, offset);
+      offset += payload.byteLength;
+    }
+    this.#socket.write(out, this.#afterBatch);
     return bytes;
   }
 

@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LaneUnsupportedError } from '../errors.ts';
 import type { CloseInfo, Connection, Message, SlowConsumerPolicy } from '../transport.ts';
 import { closeReasonForWire, webSocketUrl } from './client.ts';
-import { encodeServerFrame, frameHeaderSize, Opcode } from './frame.ts';
+import { frameHeaderSize, Opcode, writeServerFrameHeader } from './frame.ts';
 import { connectWebSocketNode } from './node.ts';
 import { WebSocketTransportServer, type WebSocketServerOptions } from './server.ts';
 
@@ -179,17 +179,20 @@ describe('websocket helpers', () => {
     expect(frameHeaderSize(65_536, true)).toBe(14);
   });
 
-  it('builds unmasked server frames byte for byte as RFC 6455 §5.7 shows them', () => {
-    const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
-    expect(hex(encodeServerFrame(Opcode.text, new TextEncoder().encode('Hello')))).toBe('810548656c6c6f');
-    const medium = encodeServerFrame(Opcode.binary, new Uint8Array(256).fill(7));
-    expect(hex(medium.subarray(0, 4))).toBe('827e0100');
-    expect(medium.length).toBe(260);
-    expect(medium[259]).toBe(7);
-    const large = encodeServerFrame(Opcode.binary, new Uint8Array(65_536));
-    expect(hex(large.subarray(0, 10))).toBe('827f0000000000010000');
-    expect(large.length).toBe(65_546);
-    expect(hex(encodeServerFrame(Opcode.binary, new Uint8Array(0)))).toBe('8200');
+  it('writes unmasked server frame headers byte for byte as RFC 6455 §5.7 shows them', () => {
+    const frame = (opcode: number, payload: Uint8Array) => {
+      const out = new Uint8Array(frameHeaderSize(payload.length, false) + payload.length);
+      out.set(payload, writeServerFrameHeader(out, 0, opcode, payload.length));
+      return Buffer.from(out).toString('hex');
+    };
+    expect(frame(Opcode.text, new TextEncoder().encode('Hello'))).toBe('810548656c6c6f');
+    expect(frame(Opcode.binary, new Uint8Array(256)).slice(0, 8)).toBe('827e0100');
+    expect(frame(Opcode.binary, new Uint8Array(65_536)).slice(0, 20)).toBe('827f0000000000010000');
+    expect(frame(Opcode.binary, new Uint8Array(0))).toBe('8200');
+    // At an offset inside a larger buffer, leaving the bytes around it alone.
+    const out = new Uint8Array(8).fill(0xee);
+    expect(writeServerFrameHeader(out, 3, Opcode.binary, 300)).toBe(7);
+    expect(Buffer.from(out).toString('hex')).toBe('eeeeee827e012cee');
   });
 
   it('cuts close reasons to 123 UTF-8 bytes at a character boundary', () => {
