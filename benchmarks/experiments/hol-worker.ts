@@ -58,8 +58,8 @@ async function run(command: WorkerCommand): Promise<WorkerReply> {
     t0 = performance.now();
     for (let m = 0; m < total; m++) {
       const due = m * interval;
-      const wait = due - (performance.now() - t0);
-      if (wait >= 1) await sleep(wait);
+      // Never early (a message sent before its time would show a negative latency); late is measured.
+      for (let wait = due - (performance.now() - t0); wait > 0; wait = due - (performance.now() - t0)) await sleep(wait);
       const flow = m % command.flows;
       const seq = Math.floor(m / command.flows);
       const payload = new Uint8Array(Math.max(command.messageSize, HEADER_BYTES));

@@ -16,8 +16,11 @@ afterEach(async () => {
 });
 
 /** A UDP echo server; returns its port and how many datagrams it received. */
+/** Large receive buffers: under a loaded CI box only the relay may drop, never a full socket queue. */
+const udp = () => dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
+
 async function echoServer(): Promise<{ port: number; received: () => number }> {
-  const socket = dgram.createSocket('udp4');
+  const socket = udp();
   sockets.push(socket);
   let received = 0;
   socket.on('message', (datagram, from) => {
@@ -29,7 +32,7 @@ async function echoServer(): Promise<{ port: number; received: () => number }> {
 }
 
 async function clientSocket(onMessage: (datagram: Buffer) => void): Promise<dgram.Socket> {
-  const socket = dgram.createSocket('udp4');
+  const socket = udp();
   sockets.push(socket);
   socket.on('message', onMessage);
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));

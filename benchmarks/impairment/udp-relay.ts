@@ -65,7 +65,9 @@ export async function startUdpRelay(options: UdpRelayOptions): Promise<UdpRelay>
   const timers = new Set<ReturnType<typeof setTimeout>>();
   /** Upstream socket per client address ("host:port"). */
   const upstreams = new Map<string, dgram.Socket>();
-  const listener = dgram.createSocket(options.targetHost.includes(':') ? 'udp6' : 'udp4');
+  // Large socket buffers: a burst must be dropped by the relay's dice, not by a full kernel queue.
+  const socketOptions = { type: options.targetHost.includes(':') ? ('udp6' as const) : ('udp4' as const), recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 };
+  const listener = dgram.createSocket(socketOptions);
 
   const pass = (direction: keyof RelayCounters, forward: () => void): void => {
     if (random() * 100 < lossPercent) {
@@ -86,7 +88,7 @@ export async function startUdpRelay(options: UdpRelayOptions): Promise<UdpRelay>
     const key = `${from.address}:${from.port}`;
     let upstream = upstreams.get(key);
     if (!upstream) {
-      const socket = dgram.createSocket(options.targetHost.includes(':') ? 'udp6' : 'udp4');
+      const socket = dgram.createSocket(socketOptions);
       socket.on('message', (reply) => pass('serverToClient', () => listener.send(reply, from.port, from.address)));
       // A send error on one flow (e.g. ICMP unreachable) must not end the relay.
       socket.on('error', () => undefined);
