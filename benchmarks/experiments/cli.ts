@@ -143,6 +143,8 @@ async function main(): Promise<void> {
   } else fail(`unknown experiment '${experiment}'`);
 }
 
+// Ctrl-C: exit through 'exit' handlers, so the namespaces are deleted; our children exit when their stdin closes.
+process.on('SIGINT', () => process.exit(130));
 await main();
 // Clients and timers of the runs may linger (unref'd or not): the CLI is done.
 process.exit(0);

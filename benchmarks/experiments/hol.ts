@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { canImpair, createImpairedPath } from '../impairment/netns.ts';
-import { startUdpRelay, TCP_LIMITATION } from '../impairment/udp-relay.ts';
+import { startUdpRelay, TCP_LIMITATION, type UdpRelay } from '../impairment/udp-relay.ts';
 import type { Lane, TransportName } from '../../transports/transport.ts';
 import { analyzeFlows, type FlowAnalysis, type SharedStalls } from './analysis.ts';
 import { HOL_VARIANTS, VARIANT_LAYOUT, type HolVariant, type WorkerCommand, type WorkerReply } from './hol-variants.ts';
@@ -171,9 +171,11 @@ async function kernelPath(lossPercent: number, rateMbit: number | undefined, tra
 async function relayPath(lossPercent: number, delayMs: number | undefined, transports: TransportName[], reason: string | null): Promise<Setup> {
   const server = spawn(process.execPath, tsArgs('server-process.ts', JSON.stringify({ host: '127.0.0.1', transports })), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
   const children: ChildProcess[] = [server];
+  let relay: UdpRelay | undefined;
   try {
     const ready = await serverReady(server);
-    const relay = await startUdpRelay({ targetHost: '127.0.0.1', targetPort: ready.port, lossPercent, ...(delayMs ? { delayMs } : {}) });
+    const started = await startUdpRelay({ targetHost: '127.0.0.1', targetPort: ready.port, lossPercent, ...(delayMs ? { delayMs } : {}) });
+    relay = started;
     const worker = spawn(process.execPath, tsArgs('hol-worker.ts'), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
     children.push(worker);
     return {
@@ -182,22 +184,23 @@ async function relayPath(lossPercent: number, delayMs: number | undefined, trans
         lossPercent,
         rateMbit: null,
         delayMs: delayMs ?? null,
-        note: `${reason ? `kernel path unavailable (${reason}); ` : ''}userspace UDP relay on 127.0.0.1:${relay.port}, ${lossPercent} % drop each way${delayMs ? `, ${delayMs} ms delay each way` : ''}; ${TCP_LIMITATION}`,
+        note: `${reason ? `kernel path unavailable (${reason}); ` : ''}userspace UDP relay on 127.0.0.1:${started.port}, ${lossPercent} % drop each way${delayMs ? `, ${delayMs} ms delay each way` : ''}; ${TCP_LIMITATION}`,
       },
-      base: { url: ready.url, webTransportUrl: `https://127.0.0.1:${relay.port}/wt`, certificateSha256: ready.certificateSha256 },
+      base: { url: ready.url, webTransportUrl: `https://127.0.0.1:${started.port}/wt`, certificateSha256: ready.certificateSha256 },
       impaired: (transport) => transport === 'webtransport',
       dropped: async () => {
-        const counts = relay.counters();
+        const counts = started.counters();
         return { clientToServer: counts.clientToServer.dropped, serverToClient: counts.serverToClient.dropped };
       },
       worker: new LineReader(worker),
       close: async () => {
         await Promise.all(children.map((child) => stopChild(child)));
-        await relay.close();
+        await started.close();
       },
     };
   } catch (error) {
     for (const child of children) child.kill('SIGKILL');
+    await relay?.close();
     throw error;
   }
 }
