@@ -1,8 +1,8 @@
 /**
  * The server side of a benchmark, in its own process so its CPU time is its own: Switchyard with
  * every transport, a raw `ws` server (the no-abstraction baseline) or a Socket.IO 4 server.
- * Prints one JSON line `{ port, certPem }` when listening; answers IPC `usage` with its CPU and
- * memory. Peers implement the same two operations as Switchyard's router: echo to the sender, and
+ * Prints one JSON line `{ port, certPem }` when listening; answers IPC `cpu` with its CPU time and
+ * `memory` with its memory after a full GC. Peers implement the same two operations as Switchyard's router: echo to the sender, and
  * fan-out of a published message to every subscriber of a topic.
  *
  *   node --import tsx benchmarks/bench-server.ts switchyard|ws|socketio
@@ -64,10 +64,15 @@ async function main(kind: ServerKind): Promise<void> {
     process.stdout.write(`${JSON.stringify({ port, certPem: null })}\n`);
   }
   process.on('message', (message) => {
-    // Memory is read after a full GC (the process runs with --expose-gc), so garbage is not counted.
-    if (message === 'usage') {
+    // CPU time is read without collecting garbage (a forced GC inside a measured window would be
+    // counted as the workload's cost); memory is read after a full GC, so garbage is not counted.
+    if (message === 'cpu') {
+      const { user, system } = process.cpuUsage();
+      process.send?.({ cpuMicros: user + system });
+    } else if (message === 'memory') {
       (globalThis as { gc?: () => void }).gc?.();
-      process.send?.({ cpu: process.cpuUsage(), memory: process.memoryUsage() });
+      const { heapUsed, external } = process.memoryUsage();
+      process.send?.({ memoryBytes: heapUsed + external });
     }
   });
   process.on('disconnect', () => process.exit(0));

@@ -91,16 +91,15 @@ async function startServerProcess(kind: ServerKind): Promise<{ child: ChildProce
     });
     child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)));
   });
+  const ask = <T>(question: 'cpu' | 'memory') =>
+    new Promise<T>((resolve, reject) => {
+      if (child.exitCode !== null) return reject(new Error(`${kind} server process has exited`));
+      child.once('message', (answer) => resolve(answer as T));
+      child.send(question);
+    });
   const probe: ServerProbe = {
-    usage: () =>
-      new Promise((resolve, reject) => {
-        if (child.exitCode !== null) return reject(new Error(`${kind} server process has exited`));
-        child.once('message', (message) => {
-          const usage = message as { cpu: { user: number; system: number }; memory: { heapUsed: number; external: number } };
-          resolve({ cpuMicros: usage.cpu.user + usage.cpu.system, memoryBytes: usage.memory.heapUsed + usage.memory.external });
-        });
-        child.send('usage');
-      }),
+    cpuMicros: async () => (await ask<{ cpuMicros: number }>('cpu')).cpuMicros,
+    memoryAfterGc: async () => (await ask<{ memoryBytes: number }>('memory')).memoryBytes,
   };
   return { child, endpoint, probe };
 }

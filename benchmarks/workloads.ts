@@ -16,8 +16,10 @@ export interface Endpoint {
 
 /** Server process accounting, from bench-server's IPC. */
 export interface ServerProbe {
-  /** CPU time so far, and JS heap + external memory after a full GC. */
-  usage(): Promise<{ cpuMicros: number; memoryBytes: number }>;
+  /** CPU time (user + system) so far, in µs. */
+  cpuMicros(): Promise<number>;
+  /** JS heap + external memory after a full GC (never inside a CPU-measured window). */
+  memoryAfterGc(): Promise<number>;
 }
 
 export interface LatencySummary {
@@ -108,14 +110,14 @@ export async function throughput(target: Target, endpoint: Endpoint, probe: Serv
   };
   const lanes = Array.from({ length: window }, lane);
   await sleep(durationMs * WARMUP);
-  const before = await probe.usage();
+  const before = await probe.cpuMicros();
   const clientBefore = process.cpuUsage();
   recording = true;
   const started = performance.now();
   await sleep(durationMs * (1 - WARMUP));
   recording = false;
   const seconds = (performance.now() - started) / 1000;
-  const after = await probe.usage();
+  const after = await probe.cpuMicros();
   const clientCpu = process.cpuUsage(clientBefore);
   running = false;
   await Promise.race([Promise.all(lanes), sleep(2_000)]);
@@ -123,7 +125,7 @@ export async function throughput(target: Target, endpoint: Endpoint, probe: Serv
   return {
     msgsPerSec: Math.round(completed / seconds),
     mbPerSec: round((completed * size * 2) / 1e6 / seconds),
-    serverCpuMicrosPerMsg: completed ? round((after.cpuMicros - before.cpuMicros) / completed) : undefined,
+    serverCpuMicrosPerMsg: completed ? round((after - before) / completed) : undefined,
     clientCpuMicrosPerMsg: completed ? round((clientCpu.user + clientCpu.system) / completed) : undefined,
   };
 }
@@ -178,20 +180,20 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
     const start = performance.now() + 10;
     recordFrom = start + durationMs * WARMUP;
     const total = Math.floor((rate * durationMs) / 1000);
-    let before: { cpuMicros: number } | undefined;
+    let before: number | undefined;
     for (let i = 0; i < total; i++) {
       const intended = start + (i * 1000) / rate;
       const wait = intended - performance.now();
       if (wait > 0) await sleep(wait);
-      if (!before && intended >= recordFrom) before = await probe.usage();
+      if (!before && intended >= recordFrom) before = await probe.cpuMicros();
       publisher.publish(topic, stampedPayload(intended, i));
       if (intended >= recordFrom) expected += subscribers;
     }
     // Give the tail time to arrive; what never arrives is reported as lost.
     for (let waited = 0; deliveries < expected && waited < 5_000; waited += 20) await sleep(20);
-    const after = await probe.usage();
+    const after = await probe.cpuMicros();
     const seconds = (durationMs * (1 - WARMUP)) / 1000;
-    const cpuSeconds = (after.cpuMicros - (before?.cpuMicros ?? after.cpuMicros)) / 1e6;
+    const cpuSeconds = (after - (before ?? after)) / 1e6;
     return {
       latency: summarize(histogram),
       msgsPerSec: Math.round(deliveries / seconds),
@@ -240,20 +242,20 @@ export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: S
     publisher = await target.connect(endpoint);
     publishBurst();
     await sleep(durationMs * WARMUP);
-    const before = await probe.usage();
+    const before = await probe.cpuMicros();
     recording = true;
     const started = performance.now();
     await sleep(durationMs * (1 - WARMUP));
     recording = false;
     const seconds = (performance.now() - started) / 1000;
-    const after = await probe.usage();
+    const after = await probe.cpuMicros();
     running = false;
-    const cpuSeconds = (after.cpuMicros - before.cpuMicros) / 1e6;
+    const cpuSeconds = (after - before) / 1e6;
     return {
       latency: summarize(histogram),
       msgsPerSec: Math.round(deliveries / seconds),
       deliveriesPerCpuSecond: cpuSeconds > 0 ? Math.round(deliveries / cpuSeconds) : undefined,
-      serverCpuMicrosPerMsg: deliveries ? round((after.cpuMicros - before.cpuMicros) / deliveries) : undefined,
+      serverCpuMicrosPerMsg: deliveries ? round((after - before) / deliveries) : undefined,
     };
   } finally {
     publisher?.close();
@@ -276,13 +278,13 @@ export async function connectionSetup(target: Target, endpoint: Endpoint, times:
 
 /** Server memory (JS heap + external, after GC) per idle connection, from `count` idle clients. */
 export async function idleMemory(target: Target, endpoint: Endpoint, probe: ServerProbe, count: number): Promise<CellResult> {
-  const before = await probe.usage();
+  const before = await probe.memoryAfterGc();
   const clients: BenchClient[] = [];
   try {
     clients.push(...(await connectMany(target, endpoint, count)));
     await sleep(300);
-    const after = await probe.usage();
-    return { bytesPerIdleConnection: Math.round((after.memoryBytes - before.memoryBytes) / count) };
+    const after = await probe.memoryAfterGc();
+    return { bytesPerIdleConnection: Math.round((after - before) / count) };
   } finally {
     for (const client of clients) client.close();
   }
