@@ -18,7 +18,7 @@ function headOfLine(flows: number, lossAt: number, repairAt: number): FlowSeries
 }
 
 describe('head-of-line analysis', () => {
-  it('drops the warm-up by intended send time', () => {
+  it('drops the warm-up by send time', () => {
     const series = flow(10, 0, () => 1);
     expect(afterWarmup(series, 50).sentAt).toEqual([60, 80, 100, 120, 140, 160, 180]);
     expect(afterWarmup(series, 1_000).sentAt).toEqual([]);

@@ -7,7 +7,7 @@ import { createHistogram } from 'node:perf_hooks';
 import { summarize, type LatencySummary } from '../workloads.ts';
 
 /**
- * What one flow recorded, index = sequence number: the intended send time and the arrival time
+ * What one flow recorded, index = sequence number: the send time and the arrival time
  * (ms, on the one clock of the client process that both sent and received), null if it never came.
  */
 export interface FlowSeries {
@@ -42,7 +42,7 @@ export interface FlowAnalysis {
   stalledMs: number;
   /** Longest silence between two arrivals (ms): what a user of this flow sees as a freeze. */
   maxGapMs: number;
-  /** Every analysed message: intended send time and latency (ms, null: lost), for latency-over-time charts. */
+  /** Every analysed message: send time and latency (ms, null: lost), for latency-over-time charts. */
   series: { sentAt: number[]; latencyMs: (number | null)[] };
 }
 
@@ -61,7 +61,7 @@ export interface SharedStalls {
   chanceFraction: number | null;
 }
 
-/** Drops the warm-up: messages intended before `warmupMs` are not analysed. */
+/** Drops the warm-up: messages sent before `warmupMs` are not analysed. */
 export function afterWarmup(series: FlowSeries, warmupMs: number): FlowSeries {
   const first = series.sentAt.findIndex((sentAt) => sentAt >= warmupMs);
   const from = first === -1 ? series.sentAt.length : first;

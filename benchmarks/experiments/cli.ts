@@ -13,7 +13,7 @@ import { ROOT } from './processes.ts';
 
 const HELP = `Usage: npm run experiment -- <hol|backpressure> [options]
 
-hol — head-of-line blocking: ${HOL_DEFAULTS.flows} flows of timestamped messages over one connection, across a lossy path
+hol — head-of-line blocking: ${HOL_DEFAULTS.flows} flows of numbered messages at a fixed rate over one connection, across a lossy path
   --loss N            packet loss each way, 0–10 %, whole percents on the kernel path (default ${HOL_DEFAULTS.lossPercent})
   --rate-mbit N       rate limit each way (tc tbf; namespace path only)
   --delay-ms N        one-way delay (UDP relay only: this kernel has no netem; default ${HOL_DEFAULTS.relayDelayMs} there)

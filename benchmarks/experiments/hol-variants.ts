@@ -41,5 +41,5 @@ export interface WorkerReply {
   stats: { packetsLost: number | null; packetsRetransmitted: number | null; rttMs: number | null; dropped: number } | null;
 }
 
-/** Bytes of the message header: flow (u8), sequence (u32), intended send time (f64). */
-export const HEADER_BYTES = 13;
+/** Bytes of the message header: flow (u8), sequence (u32); the rest of the message is padding. */
+export const HEADER_BYTES = 5;

@@ -1,9 +1,9 @@
 /**
  * The client side of the head-of-line experiment, in its own process (inside the client namespace
  * when the path is impaired by the kernel). Reads one WorkerCommand per stdin line, answers one
- * WorkerReply per stdout line. Each run: one Switchyard client, `flows` flows of timestamped
+ * WorkerReply per stdout line. Each run: one Switchyard client, `flows` flows of numbered
  * messages sent to itself through the server at a fixed rate, each flow on the lane the variant
- * gives it; send and arrival times come from this process's one clock.
+ * gives it; send and arrival times are taken here, on this process's one clock.
  *
  * The flows' schedules are staggered (flow i starts i/flows of a period later) so their messages
  * leave in different packets: four flows written in the same tick would share a QUIC packet, and a
@@ -58,7 +58,7 @@ async function run(command: WorkerCommand): Promise<WorkerReply> {
     t0 = performance.now();
     for (let m = 0; m < total; m++) {
       const due = m * interval;
-      // Never early (a message sent before its time would show a negative latency); late is measured.
+      // Never early: the schedule (flows staggered, fixed rate) is kept from below.
       for (let wait = due - (performance.now() - t0); wait > 0; wait = due - (performance.now() - t0)) await sleep(wait);
       const flow = m % command.flows;
       const seq = Math.floor(m / command.flows);
@@ -66,9 +66,9 @@ async function run(command: WorkerCommand): Promise<WorkerReply> {
       const view = new DataView(payload.buffer);
       view.setUint8(0, flow);
       view.setUint32(1, seq);
-      // The intended time, not the actual one: a late sender must not hide its lateness.
-      view.setFloat64(5, due);
-      flows[flow]!.sentAt.push(due);
+      // Latency runs from the actual send: sends are never awaited here (the schedule cannot be
+      // held back by the transport), so the intended time would only add this timer's ~1 ms slack.
+      flows[flow]!.sentAt.push(performance.now() - t0);
       void client.send(self, payload, { lane: layout.lane(flow) }).catch(() => undefined);
     }
     const tail = command.variant === 'webtransport-unreliable' ? UNRELIABLE_TAIL_MS : RELIABLE_TAIL_MS;

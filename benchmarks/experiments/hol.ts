@@ -1,5 +1,5 @@
 /**
- * The head-of-line blocking experiment (PRODUCT.md §8): `flows` independent flows of timestamped
+ * The head-of-line blocking experiment (PRODUCT.md §8): `flows` independent flows of numbered
  * messages at a fixed rate share one connection, per transport variant, across a lossy path.
  *
  * Path: on Linux as root, a network namespace pair with nftables random drop in both directions
@@ -62,7 +62,7 @@ export interface HolOptions {
   messageSize?: number;
   /** Sending time per variant (ms), warm-up included. */
   durationMs?: number;
-  /** Messages intended before this (ms) are not analysed. */
+  /** Messages sent before this (ms) are not analysed. */
   warmupMs?: number;
   /** Fixed stall threshold (ms); default: median latency + stallExtraMs. */
   stallThresholdMs?: number;
