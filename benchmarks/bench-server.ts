@@ -18,6 +18,13 @@ import { startServer } from '../server/index.ts';
 import { RawOp, rawTopic, type ServerKind } from './raw-protocol.ts';
 
 
+/** One TCP port for plain and TLS, as Switchyard serves them: first byte 0x16 is TLS. */
+async function listenSniffing(plain: http.Server, secure: https.Server): Promise<number> {
+  const listener = net.createServer((socket) => handOverByFirstByte(socket, plain, secure));
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  return (listener.address() as AddressInfo).port;
+}
+
 async function main(kind: ServerKind): Promise<void> {
   const certificate = await createCertificate();
   let port: number;
@@ -27,7 +34,6 @@ async function main(kind: ServerKind): Promise<void> {
     port = server.port;
     process.stdout.write(`${JSON.stringify({ port, certPem: server.certificate!.certPem })}\n`);
   } else if (kind === 'ws') {
-    // Same TCP port for ws:// and wss://, as Switchyard does: first byte 0x16 is TLS.
     const plain = http.createServer();
     const secure = https.createServer({ cert: certificate.certPem, key: certificate.keyPem });
     const topics = new Map<string, Set<WebSocket>>();
@@ -46,22 +52,23 @@ async function main(kind: ServerKind): Promise<void> {
         for (const members of topics.values()) members.delete(socket);
       });
     });
-    const listener = net.createServer((socket) => handOverByFirstByte(socket, plain, secure));
-    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-    port = (listener.address() as AddressInfo).port;
+    port = await listenSniffing(plain, secure);
     process.stdout.write(`${JSON.stringify({ port, certPem: certificate.certPem })}\n`);
   } else {
-    const server = http.createServer();
-    const io = new SocketIoServer(server, { maxHttpBufferSize: 4 * 1024 * 1024, serveClient: false });
+    // Socket.IO on both servers of one sniffed port, like the others: one io, so rooms are shared.
+    const plain = http.createServer();
+    const secure = https.createServer({ cert: certificate.certPem, key: certificate.keyPem });
+    const io = new SocketIoServer({ maxHttpBufferSize: 4 * 1024 * 1024, serveClient: false });
+    io.attach(plain);
+    io.attach(secure);
     io.on('connection', (socket) => {
       socket.on('echo', (data: unknown) => socket.emit('echo', data));
       socket.on('acked', (_data: unknown, ack: () => void) => ack());
       socket.on('subscribe', (topic: string) => void socket.join(topic));
       socket.on('publish', (topic: string, data: unknown) => socket.to(topic).emit('message', topic, data));
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    port = (server.address() as AddressInfo).port;
-    process.stdout.write(`${JSON.stringify({ port, certPem: null })}\n`);
+    port = await listenSniffing(plain, secure);
+    process.stdout.write(`${JSON.stringify({ port, certPem: certificate.certPem })}\n`);
   }
   process.on('message', (message) => {
     // CPU time is read without collecting garbage (a forced GC inside a measured window would be

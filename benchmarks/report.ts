@@ -10,7 +10,7 @@ import type { CellResult } from './workloads.ts';
 export interface Cell {
   target: string;
   tls: boolean;
-  workload: 'echo' | 'throughput' | 'fanout' | 'fanout-max' | 'setup' | 'memory' | 'pubsub' | 'acked' | 'wire-bytes';
+  workload: 'echo' | 'echo-rate' | 'throughput' | 'fanout' | 'fanout-max' | 'setup' | 'memory' | 'pubsub' | 'acked' | 'wire-bytes';
   params: Record<string, number>;
   status: 'ok' | 'skipped' | 'failed';
   reason?: string;
@@ -33,6 +33,7 @@ export function headline(cell: Pick<Cell, 'workload'>, result: CellResult | unde
   if (!result) return undefined;
   switch (cell.workload) {
     case 'echo':
+    case 'echo-rate':
       return result.latency?.p50;
     case 'throughput':
       return result.msgsPerSec;
@@ -64,6 +65,8 @@ export function formatCell(cell: Cell): string {
   switch (cell.workload) {
     case 'echo':
       return `p50 ${r.latency!.p50} µs · p99 ${r.latency!.p99} · max ${r.latency!.max} · ${r.msgsPerSec} msg/s`;
+    case 'echo-rate':
+      return `open loop at ${r.msgsPerSec} msg/s: p50 ${r.latency!.p50} µs · p99 ${r.latency!.p99} · p99.9 ${r.latency!.p999} · max ${r.latency!.max} · lost ${r.lost}`;
     case 'throughput':
       return `${r.msgsPerSec} msg/s · ${r.serverCpuMicrosPerMsg ?? '?'} µs server CPU/msg`;
     case 'fanout':

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import type { ServerKind } from './raw-protocol.ts';
 import { describeParams, formatCell, headline, renderHtml, type BenchReport, type Cell } from './report.ts';
 import { TARGETS, type Target } from './targets.ts';
-import { ackedDelivery, connectionSetup, echoRtt, fanOut, fanOutMaxRate, idleMemory, pubSub, throughput, wireBytes, type CellResult, type Endpoint, type ServerProbe } from './workloads.ts';
+import { ackedDelivery, connectionSetup, echoAtRate, echoRtt, fanOut, fanOutMaxRate, idleMemory, pubSub, throughput, wireBytes, type CellResult, type Endpoint, type ServerProbe } from './workloads.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -33,9 +33,9 @@ const quick = args.quick!;
 const durationMs = Number(args.duration ?? (quick ? 400 : 3_000));
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const sizes = (args.sizes ?? '64,1024,65536,1048576').split(',').map(Number);
-const workloads = new Set((args.workloads ?? 'echo,throughput,fanout,fanout-max,setup,memory,pubsub,acked,wire-bytes').split(','));
+const workloads = new Set((args.workloads ?? 'echo,echo-rate,throughput,fanout,fanout-max,setup,memory,pubsub,acked,wire-bytes').split(','));
 const targets = args.targets ? TARGETS.filter((t) => args.targets!.split(',').includes(t.name)) : TARGETS;
-const POLLING = new Set(['polling', 'polling+tls', 'long-polling', 'long-polling+tls', 'socket.io-polling']);
+const POLLING = new Set(['polling', 'polling+tls', 'long-polling', 'long-polling+tls', 'socket.io-polling', 'socket.io-polling+tls']);
 
 interface Plan {
   target: Target;
@@ -49,6 +49,10 @@ function plan(): Plan[] {
   const plans: Plan[] = [];
   for (const target of targets) {
     if (workloads.has('echo')) for (const size of sizes) plans.push({ target, workload: 'echo', params: { size }, run: (e) => echoRtt(target, e, size, durationMs) });
+    if (workloads.has('echo-rate')) {
+      const rate = POLLING.has(target.name) ? 200 : 2_000;
+      plans.push({ target, workload: 'echo-rate', params: { size: 64, rate }, run: (e) => echoAtRate(target, e, 64, rate, durationMs) });
+    }
     if (workloads.has('throughput')) plans.push({ target, workload: 'throughput', params: { size: 64, window: 32 }, run: (e, p) => throughput(target, e, p, 64, durationMs) });
     if (workloads.has('fanout')) {
       for (const subscribers of [1, 10, 100, 1000]) {
@@ -238,6 +242,7 @@ function shortFigure(cell: Cell): string {
     case 'pubsub':
       return `p99 ${Math.round(r.latency!.p99 / 1000)}ms lost ${r.lost} wrong ${r.misrouted}`;
     case 'acked':
+    case 'echo-rate':
       return `${r.latency!.p50}/${r.latency!.p99} µs`;
     case 'wire-bytes':
       return `${r.wireBytesPerMessage} B`;

@@ -128,13 +128,13 @@ function rawWs(tls: boolean): Target {
   };
 }
 
-function socketIo(transport: 'websocket' | 'polling'): Target {
+function socketIo(transport: 'websocket' | 'polling', tls: boolean): Target {
   return {
-    name: `socket.io-${transport}`,
+    name: `socket.io-${transport}${tls ? '+tls' : ''}`,
     server: 'socketio',
-    tls: false,
-    async connect({ port }) {
-      const socket: Socket = io(`http://127.0.0.1:${port}`, { transports: [transport], reconnection: false, forceNew: true });
+    tls,
+    async connect({ port, certPem }) {
+      const socket: Socket = io(`${tls ? 'https' : 'http'}://127.0.0.1:${port}`, { transports: [transport], reconnection: false, forceNew: true, ...(tls && certPem ? { ca: certPem } : {}) });
       const echoes = echoQueue();
       let published: (payload: Uint8Array, topic: string) => void = () => undefined;
       socket.on('echo', () => echoes.arrived());
@@ -172,6 +172,8 @@ export const TARGETS: readonly Target[] = [
   switchyard('webtransport', true),
   rawWs(false),
   rawWs(true),
-  socketIo('websocket'),
-  socketIo('polling'),
+  socketIo('websocket', false),
+  socketIo('websocket', true),
+  socketIo('polling', false),
+  socketIo('polling', true),
 ];

@@ -45,6 +45,8 @@ export interface CellResult {
   setupMs?: number;
   bytesPerIdleConnection?: number;
   lost?: number;
+  /** Open-loop sends the load generator itself made more than 1 ms late (it could not keep the schedule). */
+  lateSends?: number;
   /** Pub/sub: deliveries of a topic to a client that did not subscribe to it (must be 0). */
   misrouted?: number;
   /** TCP or UDP payload bytes per message, both directions and all framing (HTTP, TLS, QUIC) included. */
@@ -93,6 +95,36 @@ export async function echoRtt(target: Target, endpoint: Endpoint, size: number, 
   }
   const seconds = (durationMs * (1 - WARMUP)) / 1000;
   return { latency: summarize(histogram), msgsPerSec: Math.round(measured / seconds), mbPerSec: round((measured * size * 2) / 1e6 / seconds) };
+}
+
+/**
+ * Open loop: echoes sent on a fixed schedule at `rate` per second, whatever the replies do;
+ * latency runs from each message's intended send time (coordinated omission corrected), so a
+ * stall shows as the queue of messages that should have gone out meanwhile.
+ */
+export async function echoAtRate(target: Target, endpoint: Endpoint, size: number, rate: number, durationMs: number): Promise<CellResult> {
+  const client = await target.connect(endpoint);
+  const histogram = createHistogram();
+  const payload = payloadOf(size);
+  const replies: Promise<void>[] = [];
+  let late = 0;
+  try {
+    const start = performance.now() + 10;
+    const recordFrom = start + durationMs * WARMUP;
+    const total = Math.floor((rate * durationMs) / 1000);
+    for (let i = 0; i < total; i++) {
+      const intended = start + (i * 1000) / rate;
+      if (intended - performance.now() < -1) late++;
+      await until(intended);
+      const reply = client.echo(payload);
+      if (intended >= recordFrom) replies.push(reply.then(() => void histogram.record(Math.max(1, Math.round((performance.now() - intended) * 1e6)))));
+    }
+    await Promise.race([Promise.all(replies), sleep(5_000)]);
+  } finally {
+    client.close();
+  }
+  const lost = replies.length - histogram.count;
+  return { latency: summarize(histogram), msgsPerSec: rate, lost, ...(late ? { lateSends: late } : {}) };
 }
 
 /** Closed loop with `window` messages in flight: echo throughput and server CPU per message. */
@@ -183,8 +215,7 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
     let before: number | undefined;
     for (let i = 0; i < total; i++) {
       const intended = start + (i * 1000) / rate;
-      const wait = intended - performance.now();
-      if (wait > 0) await sleep(wait);
+      await until(intended);
       if (!before && intended >= recordFrom) before = await probe.cpuMicros();
       publisher.publish(topic, stampedPayload(intended, i));
       if (intended >= recordFrom) expected += subscribers;
@@ -329,8 +360,7 @@ export async function pubSub(target: Target, endpoint: Endpoint, rate: number, d
     const total = Math.floor((rate * durationMs) / 1000);
     for (let i = 0; i < total; i++) {
       const intended = start + (i * 1000) / rate;
-      const wait = intended - performance.now();
-      if (wait > 0) await sleep(wait);
+      await until(intended);
       publisher.publish(`t${i % TOPICS}`, stampedPayload(intended, i));
       if (intended >= recordFrom) expected += followers.get(i % TOPICS) ?? 0;
     }
@@ -398,6 +428,16 @@ export async function wireBytes(target: Target, endpoint: Endpoint, count: numbe
     client.close();
     proxy.close();
   }
+}
+
+/**
+ * Resolves at `time` (performance.now() scale) to within tens of µs: a timer for all but the last
+ * millisecond (timers are only ms-precise), then setImmediate turns, which keep handling I/O.
+ */
+async function until(time: number): Promise<void> {
+  const wait = time - performance.now();
+  if (wait > 1.5) await sleep(wait - 1);
+  while (performance.now() < time) await new Promise((resolve) => setImmediate(resolve));
 }
 
 function sleep(ms: number): Promise<void> {
