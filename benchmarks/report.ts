@@ -19,6 +19,8 @@ export interface Cell {
   result?: CellResult;
   /** (max − min) / median of the headline figure across runs. */
   spread?: number;
+  /** Wall time this cell took, setup included. */
+  elapsedMs?: number;
 }
 
 export interface BenchReport {

@@ -142,6 +142,7 @@ async function main(): Promise<void> {
       for (const item of mine) {
         progress(done, plans.length, `${item.target.name} ${item.workload} ${describeParams(item.params)}`);
         const cell: Cell = { target: item.target.name, tls: item.target.tls, workload: item.workload, params: item.params, status: 'skipped', runs: [] };
+        const cellStarted = performance.now();
         if (item.skip || !item.run) cell.reason = item.skip;
         else {
           try {
@@ -156,6 +157,7 @@ async function main(): Promise<void> {
             cell.reason = (error as Error).message;
           }
         }
+        cell.elapsedMs = Math.round(performance.now() - cellStarted);
         cells.push(cell);
         done++;
       }

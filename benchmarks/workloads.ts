@@ -309,6 +309,8 @@ export async function connectionSetup(target: Target, endpoint: Endpoint, times:
 
 /** Server memory (JS heap + external, after GC) per idle connection, from `count` idle clients. */
 export async function idleMemory(target: Target, endpoint: Endpoint, probe: ServerProbe, count: number): Promise<CellResult> {
+  // Connections of earlier cells may still be closing on the server: let them go first.
+  await sleep(1_000);
   const before = await probe.memoryAfterGc();
   const clients: BenchClient[] = [];
   try {

@@ -40,42 +40,101 @@ export function messageSize(message: Message): number {
   return typeof message === 'string' ? utf8Length(message) : message.byteLength;
 }
 
-/** Bounded FIFO of outbound messages with O(1) push/shift and byte accounting. */
-export class OutboundQueue {
-  #items: (QueuedMessage | undefined)[] = [];
+/** A FIFO with O(1) push/shift (a head index, compacted now and then). */
+class Fifo<T> {
+  #items: (T | undefined)[] = [];
   #head = 0;
-  bytes = 0;
 
   get length(): number {
     return this.#items.length - this.#head;
   }
 
-  push(item: QueuedMessage): void {
+  push(item: T): void {
     this.#items.push(item);
-    this.bytes += item.size;
   }
 
-  peek(): QueuedMessage | undefined {
+  peek(): T | undefined {
     return this.#items[this.#head];
   }
 
-  shift(): QueuedMessage | undefined {
+  shift(): T | undefined {
     if (this.#head >= this.#items.length) return undefined;
     const item = this.#items[this.#head];
     this.#items[this.#head++] = undefined;
-    if (item) this.bytes -= item.size;
-    // Compact once the consumed prefix dominates, so memory follows the live length.
     if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
     }
     return item;
   }
+}
+
+/**
+ * The bounded outbound queue: one FIFO per lane, so a lane that cannot take more (a channel's
+ * stream out of flow-control credit) holds back only its own messages, with byte accounting over
+ * all of them. `peek`/`shift` give the oldest message of any lane — what single-lane transports and
+ * the drop-oldest policy use; `peekLane`/`shiftLane` serve one lane.
+ */
+export class OutboundQueue {
+  readonly #lanes = new Map<Lane, Fifo<QueuedMessage & { order: number }>>();
+  #pushed = 0;
+  #length = 0;
+  bytes = 0;
+
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Lanes that hold messages, in the order they were first used. */
+  lanes(): Lane[] {
+    return [...this.#lanes].filter(([, fifo]) => fifo.length > 0).map(([lane]) => lane);
+  }
+
+  push(message: Message, lane: Lane, size: number): void {
+    let fifo = this.#lanes.get(lane);
+    if (!fifo) this.#lanes.set(lane, (fifo = new Fifo()));
+    fifo.push({ message, lane, size, order: this.#pushed++ });
+    this.#length++;
+    this.bytes += size;
+  }
+
+  peek(): QueuedMessage | undefined {
+    return this.#oldest()?.peek();
+  }
+
+  shift(): QueuedMessage | undefined {
+    return this.#take(this.#oldest());
+  }
+
+  peekLane(lane: Lane): QueuedMessage | undefined {
+    return this.#lanes.get(lane)?.peek();
+  }
+
+  shiftLane(lane: Lane): QueuedMessage | undefined {
+    return this.#take(this.#lanes.get(lane));
+  }
 
   clear(): void {
-    this.#items = [];
-    this.#head = 0;
+    this.#lanes.clear();
+    this.#length = 0;
     this.bytes = 0;
+  }
+
+  #oldest(): Fifo<QueuedMessage & { order: number }> | undefined {
+    let oldest: Fifo<QueuedMessage & { order: number }> | undefined;
+    for (const fifo of this.#lanes.values()) {
+      const head = fifo.peek();
+      if (head && (!oldest || head.order < oldest.peek()!.order)) oldest = fifo;
+    }
+    return oldest;
+  }
+
+  #take(fifo: Fifo<QueuedMessage & { order: number }> | undefined): QueuedMessage | undefined {
+    const item = fifo?.shift();
+    if (!item) return undefined;
+    this.#length--;
+    this.bytes -= item.size;
+    return item;
   }
 }
 
@@ -207,7 +266,7 @@ export abstract class BaseConnection implements Connection {
           return 'disconnected';
       }
     }
-    this.outbound.push({ message, lane: effectiveLane, size });
+    this.outbound.push(message, effectiveLane, size);
     if (!this.#aboveHighWater && !this.writable) this.#aboveHighWater = true;
     this.#scheduleFlush();
     return 'queued';

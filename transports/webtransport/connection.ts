@@ -140,24 +140,27 @@ export class WebTransportConnection extends BaseConnection {
     }
   }
 
+  /**
+   * Each lane drains on its own: a channel whose stream is still opening or has STREAM_BUFFER_LIMIT
+   * bytes not yet taken by QUIC holds back only its own messages (independent channels on the
+   * sending side too); datagrams never wait.
+   */
   protected flush(): void {
-    for (;;) {
-      const item = this.outbound.peek();
-      if (!item) break;
-      if (item.lane === 'unreliable') {
-        this.outbound.shift();
-        this.#sendDatagram(item);
+    for (const name of this.outbound.lanes()) {
+      if (name === 'unreliable') {
+        for (let item; (item = this.outbound.shiftLane(name)); ) this.#sendDatagram(item);
         continue;
       }
-      const lane = this.#lanes.get(item.lane);
+      const lane = this.#lanes.get(name);
       if (!lane) {
-        void this.#openLane(item.lane).then(() => this.requestFlush(), (error: unknown) => this.#fail(error));
-        break;
+        void this.#openLane(name).then(() => this.requestFlush(), (error: unknown) => this.#fail(error));
+        continue;
       }
-      // A lane still opening or over its buffer waits; so does everything queued behind it.
-      if (!lane.writer || lane.inFlight >= STREAM_BUFFER_LIMIT) break;
-      this.outbound.shift();
-      this.#write(lane, item);
+      while (lane.writer && lane.inFlight < STREAM_BUFFER_LIMIT) {
+        const item = this.outbound.shiftLane(name);
+        if (!item) break;
+        this.#write(lane, item);
+      }
     }
     this.onFlushed();
   }
