@@ -86,9 +86,11 @@ async function run(command: WorkerCommand): Promise<WorkerReply> {
   }
 }
 
-for await (const line of createInterface({ input: process.stdin })) {
+const commands = createInterface({ input: process.stdin });
+// The runner closes stdin when it is done, or dies (Ctrl-C): stop at once, even mid-run.
+commands.on('close', () => process.exit(0));
+for await (const line of commands) {
   if (!line.trim()) continue;
   const reply = await run(JSON.parse(line) as WorkerCommand);
   process.stdout.write(`${JSON.stringify(reply)}\n`);
 }
-process.exit(0);
