@@ -77,6 +77,8 @@ class Fifo<T> {
  */
 export class OutboundQueue {
   readonly #lanes = new Map<Lane, Fifo<QueuedMessage & { order: number }>>();
+  /** The first lane's FIFO: the only one while `#lanes.size` is 1. */
+  #single: Fifo<QueuedMessage & { order: number }> | undefined;
   #pushed = 0;
   #length = 0;
   bytes = 0;
@@ -92,7 +94,10 @@ export class OutboundQueue {
 
   push(message: Message, lane: Lane, size: number): void {
     let fifo = this.#lanes.get(lane);
-    if (!fifo) this.#lanes.set(lane, (fifo = new Fifo()));
+    if (!fifo) {
+      this.#lanes.set(lane, (fifo = new Fifo()));
+      this.#single ??= fifo;
+    }
     fifo.push({ message, lane, size, order: this.#pushed++ });
     this.#length++;
     this.bytes += size;
@@ -116,11 +121,14 @@ export class OutboundQueue {
 
   clear(): void {
     this.#lanes.clear();
+    this.#single = undefined;
     this.#length = 0;
     this.bytes = 0;
   }
 
   #oldest(): Fifo<QueuedMessage & { order: number }> | undefined {
+    // Most connections only ever use one lane: skip the scan (it runs once per message sent).
+    if (this.#lanes.size === 1) return this.#single;
     let oldest: Fifo<QueuedMessage & { order: number }> | undefined;
     for (const fifo of this.#lanes.values()) {
       const head = fifo.peek();
