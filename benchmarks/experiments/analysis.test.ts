@@ -103,7 +103,7 @@ describe('head-of-line analysis', () => {
       [100, 96, 4, 0],
     ]);
     expect(result.lossRate).toBe(0.04);
-    expect(result.flows[1]!.series.latencyMs.slice(0, 5)).toEqual([1, 1, 1, null, 1]);
-    expect(result.flows[1]!.series.sentAt.slice(0, 2)).toEqual([10, 30]);
+    expect(result.flows[1]!.series!.latencyMs.slice(0, 5)).toEqual([1, 1, 1, null, 1]);
+    expect(result.flows[1]!.series!.sentAt.slice(0, 2)).toEqual([10, 30]);
   });
 });

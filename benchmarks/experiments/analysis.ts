@@ -42,8 +42,11 @@ export interface FlowAnalysis {
   stalledMs: number;
   /** Longest silence between two arrivals (ms): what a user of this flow sees as a freeze. */
   maxGapMs: number;
-  /** Every analysed message: send time and latency (ms, null: lost), for latency-over-time charts. */
-  series: { sentAt: number[]; latencyMs: (number | null)[] };
+  /**
+   * Every analysed message: send time and latency (ms, null: lost), for latency-over-time charts.
+   * Always filled by analyzeFlows; optional so results written without it (fixtures) still type-check.
+   */
+  series?: { sentAt: number[]; latencyMs: (number | null)[] };
 }
 
 export interface SharedStalls {
