@@ -310,7 +310,7 @@ export async function connectionSetup(target: Target, endpoint: Endpoint, times:
 /** Server memory (JS heap + external, after GC) per idle connection, from `count` idle clients. */
 export async function idleMemory(target: Target, endpoint: Endpoint, probe: ServerProbe, count: number): Promise<CellResult> {
   // Connections of earlier cells may still be closing on the server: let them go first.
-  await sleep(1_000);
+  await sleep(300);
   const before = await probe.memoryAfterGc();
   const clients: BenchClient[] = [];
   try {
@@ -419,7 +419,7 @@ export async function wireBytes(target: Target, endpoint: Endpoint, count: numbe
   const client = await target.connect(target.server === 'switchyard' && target.name.startsWith('webtransport') ? endpoint : via);
   try {
     const payload = payloadOf(64);
-    for (let i = 0; i < 20; i++) await client.echo(payload); // settle (first polls, window updates)
+    for (let i = 0; i < Math.min(20, count); i++) await client.echo(payload); // settle (first polls, window updates)
     const quicBefore = client.wireBytes?.();
     const before = counted;
     for (let i = 0; i < count; i++) await client.echo(payload);

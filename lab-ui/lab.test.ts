@@ -252,7 +252,7 @@ function holFixture(): Pick<HolResult, 'experiment' | 'startedAt' | 'impairment'
 }
 
 function backpressureFixture(): Pick<BackpressureResult, 'experiment' | 'startedAt' | 'settings'> & { runs: Omit<BackpressureResult['runs'][number], 'consumerClose' | 'overHighWaterAtMs' | 'peakServerHeapBytes' | 'missing' | 'maxQueuedMessages'>[] } {
-  const sample = (t: number, queuedBytes: number, dropped: number) => ({ t, queuedBytes, queuedMessages: queuedBytes / 1024, dropped, notQueued: 0, published: t, received: t / 2, latencyP50Ms: 5, latencyMaxMs: 9, serverHeapBytes: 1e7, serverRssBytes: 5e7, connected: true });
+  const sample = (t: number, queuedBytes: number, dropped: number) => ({ t, queuedBytes, queuedMessages: queuedBytes / 1024, dropped, notQueued: 0, refused: 0, published: t, received: t / 2, latencyP50Ms: 5, latencyMaxMs: 9, serverHeapBytes: 1e7, serverRssBytes: 5e7, connected: true });
   return {
     experiment: 'backpressure',
     startedAt: '2026-11-24T10:00:00.000Z',

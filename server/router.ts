@@ -75,6 +75,8 @@ export interface RouterStats {
   errors: number;
   /** Deliveries a recipient's connection refused (e.g. a message over its datagram size). */
   undeliverable: number;
+  /** Deliveries lost because a recipient's queue was full under the 'wait' policy. */
+  refused: number;
 }
 
 const DEFAULTS = {
@@ -93,7 +95,7 @@ export class Router {
   readonly #options: RouterOptions & typeof DEFAULTS & { livenessTimeoutMs: number };
   readonly #connections = new Set<Connection>();
   readonly #heartbeat: ReturnType<typeof setInterval>;
-  #counters = { routed: 0, deliveries: 0, duplicates: 0, errors: 0, undeliverable: 0 };
+  #counters = { routed: 0, deliveries: 0, duplicates: 0, errors: 0, undeliverable: 0, refused: 0 };
 
   constructor(options: RouterOptions = {}) {
     const heartbeatMs = options.heartbeatMs ?? DEFAULTS.heartbeatMs;
@@ -334,7 +336,12 @@ export class Router {
   #write(connection: Connection | null, frame: Message, lane: Lane = 'reliable'): boolean {
     if (!connection || connection.state !== 'open') return false;
     try {
-      return connection.send(frame, lane) === 'queued';
+      const outcome = connection.send(frame, lane);
+      // A full queue under the 'wait' policy refuses; the router cannot hold a fan-out for one
+      // slow reader, so the delivery is lost, and counted (the policy's own drops are counted by
+      // the connection).
+      if (outcome === 'refused') this.#counters.refused++;
+      return outcome === 'queued';
     } catch {
       // Too large for this recipient's datagrams, or a lane it refuses: this delivery is dropped.
       this.#counters.undeliverable++;

@@ -1,6 +1,6 @@
 /**
  * A short real backpressure run per server policy, consumer on WebSocket over loopback: each
- * policy's observable effect (drops counted, refusals lost but visible, 4008 on both sides) and a
+ * policy's observable effect (drops counted, refusals lost and counted, 4008 on both sides) and a
  * queue that stays bounded.
  */
 import { describe, expect, it } from 'vitest';
@@ -33,9 +33,10 @@ describe('backpressure experiment (websocket consumer, loopback)', () => {
     }
     expect(samples.length).toBe(all.reduce((sum, r) => sum + r.timeline.length, 0));
 
-    // wait: the queue fills and stays at its limit; refused deliveries are lost and only visible here.
+    // wait: the queue fills and stays at its limit; refused deliveries are lost, and the router counts each.
     expect(run('wait').dropped).toBe(0);
     expect(run('wait').notQueued).toBeGreaterThan(0);
+    expect(run('wait').timeline.at(-1)!.refused).toBe(run('wait').notQueued);
     expect(run('wait').overHighWaterAtMs).not.toBeNull();
     expect(run('wait').serverClose).toBeNull();
     for (const policy of ['drop-oldest', 'drop-newest']) {

@@ -10,9 +10,9 @@
  * consumer's transport differs between rows.
  *
  * What the server's 'wait' policy does: the connection refuses a message past its hard limit
- * (`send` returns 'refused'); the router does not wait or retry, so that delivery is lost and
- * appears in no drop counter. The run reports it as `notQueued` (routed publishes − queued
- * deliveries − counted drops), so it is visible here.
+ * (`send` returns 'refused'); the router cannot hold a fan-out for one slow reader, so that
+ * delivery is lost and counted in the router's `refused`. The run also derives `notQueued`
+ * (routed publishes − queued deliveries − counted drops) as a cross-check.
  *
  * `runBackpressure()` is importable (the lab can call it): it returns a JSON-serialisable result and
  * reports every sample through `onSample`.
@@ -73,6 +73,8 @@ export interface BackpressureSample {
    * the deliveries its connection refused; under 'disconnect' those routed after it was cut off.
    */
   notQueued: number;
+  /** Deliveries the router counted as refused by the consumer's full queue ('wait'). */
+  refused: number;
   published: number;
   received: number;
   /** Delivery latency of what the consumer received since the previous sample (ms), null if nothing. */
@@ -187,6 +189,7 @@ async function oneRun(
         queuedMessages: sample.queuedMessages,
         dropped: sample.dropped,
         notQueued: Math.max(0, routed - queued - (policy === 'drop-newest' ? sample.dropped : 0)),
+        refused: sample.refused - baseline.refused,
         published,
         received,
         latencyP50Ms: window.length ? round(percentile(window, 50)) : null,

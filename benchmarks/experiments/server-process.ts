@@ -31,9 +31,10 @@ export interface ServerSample {
   dropped: number;
   /** How the server closed this client's connection, if it did. */
   close: CloseInfo | null;
-  /** Router counters: messages routed, deliveries queued. */
+  /** Router counters: messages routed, deliveries queued, deliveries refused by a full 'wait' queue. */
   routed: number;
   deliveries: number;
+  refused: number;
   heapBytes: number;
   rssBytes: number;
 }
@@ -76,6 +77,7 @@ function sample(clientId: string): ServerSample {
     close: closes.get(clientId) ?? null,
     routed: stats.routed,
     deliveries: stats.deliveries,
+    refused: stats.refused,
     heapBytes: memory.heapUsed + memory.external,
     rssBytes: memory.rss,
   };
