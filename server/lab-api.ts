@@ -19,6 +19,7 @@ import net from 'node:net';
 import { createClient } from '../transports/node-client.ts';
 import type { TransportName } from '../transports/transport.ts';
 import type { WebTransportTransportServer } from '../transports/webtransport/server.ts';
+import { createExperimentsApi } from './experiments-api.ts';
 import type { Router } from './router.ts';
 
 // ——— pure codecs ———
@@ -427,6 +428,7 @@ export function createLabApi(options: LabApiOptions): LabApi {
   const taps = new Map<string, { tap: WireTap; timer: ReturnType<typeof setTimeout> }>();
   const connects: ConnectRecord[] = [];
   let nextTap = 1;
+  const experiments = createExperimentsApi();
   // Taps connect to the server on loopback when it listens on every interface.
   const tapHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
 
@@ -478,6 +480,7 @@ export function createLabApi(options: LabApiOptions): LabApi {
     const url = new URL(request.url ?? '/', 'http://lab');
     const parts = url.pathname.split('/').filter(Boolean); // ['lab', ...]
     const method = request.method ?? 'GET';
+    if (parts[1] === 'experiments') return experiments.handle(request, response, parts.slice(2), url.searchParams);
     if (parts[1] === 'taps') {
       if (parts.length === 2 && method === 'POST') {
         const body = await readJson(request);
@@ -526,7 +529,7 @@ export function createLabApi(options: LabApiOptions): LabApi {
       });
     },
     async close() {
-      await Promise.all([...taps.keys()].map(closeTap));
+      await Promise.all([...[...taps.keys()].map(closeTap), experiments.close()]);
     },
   };
 }

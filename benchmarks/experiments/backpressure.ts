@@ -55,6 +55,8 @@ export const BACKPRESSURE_DEFAULTS = {
 export interface BackpressureOptions extends Partial<typeof BACKPRESSURE_DEFAULTS> {
   transports?: readonly BackpressureTransport[];
   policies?: readonly SlowConsumerPolicy[];
+  /** Stops the run: the current producer and drain stop at once, its processes end, and runBackpressure rejects with the signal's reason. */
+  signal?: AbortSignal;
   onSample?: (run: { transport: BackpressureTransport; policy: SlowConsumerPolicy }, sample: BackpressureSample) => void;
   onProgress?: (event: { type: 'run-start' | 'run-done'; transport: BackpressureTransport; policy: SlowConsumerPolicy; index: number; of: number }) => void;
 }
@@ -149,6 +151,7 @@ async function oneRun(
   policy: SlowConsumerPolicy,
   settings: typeof BACKPRESSURE_DEFAULTS,
   onSample: ((sample: BackpressureSample) => void) | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<BackpressureRun> {
   const topic = `bp-${transport}-${policy}`;
   const consumerOptions: ConsumerOptions = { url: server.ready.url, transport, topic, workMs: settings.consumerWorkMs, sampleMs: settings.sampleMs };
@@ -215,7 +218,7 @@ async function oneRun(
     const payload = new Uint8Array(Math.max(12, settings.messageSize));
     const view = new DataView(payload.buffer);
     const total = Math.floor((settings.producerRate * settings.durationMs) / 1000);
-    while (published < total) {
+    while (published < total && !signal?.aborted) {
       const due = Math.min(total, Math.floor(((performance.now() - started) * settings.producerRate) / 1000));
       for (; published < due; published++) {
         view.setFloat64(0, performance.timeOrigin + started + (published * 1000) / settings.producerRate);
@@ -228,7 +231,7 @@ async function oneRun(
     // Let the consumer work through what was queued for it (or be cut off), then stop sampling.
     const drainUntil = performance.now() + settings.drainMs;
     const outstanding = () => published - received - missing - (timeline.at(-1)?.notQueued ?? 0);
-    while (performance.now() < drainUntil && outstanding() > 0 && consumerClose === null) await sleep(settings.sampleMs);
+    while (performance.now() < drainUntil && outstanding() > 0 && consumerClose === null && !signal?.aborted) await sleep(settings.sampleMs);
     sampling = false;
     await sampler;
     const lastServer = await sampleServer();
@@ -286,6 +289,7 @@ export async function runBackpressure(options: BackpressureOptions = {}): Promis
   const runs: BackpressureRun[] = [];
   const of = transports.length * policies.length;
   for (const policy of policies) {
+    options.signal?.throwIfAborted();
     const serverOptions: ServerProcessOptions = {
       host: '127.0.0.1',
       transports: [...new Set<TransportName>(['websocket', ...transports])],
@@ -295,15 +299,17 @@ export async function runBackpressure(options: BackpressureOptions = {}): Promis
     try {
       const ready = await new LineReader(child).json<ServerReady>(STARTUP_MS, 'the server to listen');
       for (const transport of transports) {
+        options.signal?.throwIfAborted();
         const index = runs.length;
         options.onProgress?.({ type: 'run-start', transport, policy, index, of });
-        runs.push(await oneRun({ child, ready }, transport, policy, settings, options.onSample ? (sample) => options.onSample!({ transport, policy }, sample) : undefined));
+        runs.push(await oneRun({ child, ready }, transport, policy, settings, options.onSample ? (sample) => options.onSample!({ transport, policy }, sample) : undefined, options.signal));
         options.onProgress?.({ type: 'run-done', transport, policy, index, of });
       }
     } finally {
       await stopChild(child);
     }
   }
+  options.signal?.throwIfAborted();
   return { experiment: 'backpressure', startedAt, settings: { ...settings, transports, policies, producerTransport: 'websocket' }, runs };
 }
 

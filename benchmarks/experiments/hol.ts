@@ -69,6 +69,8 @@ export interface HolOptions {
   stallExtraMs?: number;
   /** 'auto': the kernel path when it can be built, else the UDP relay. */
   impairment?: 'auto' | 'netns' | 'relay';
+  /** Stops the run: the current variant is cut short, the path torn down, and runHol rejects with the signal's reason. */
+  signal?: AbortSignal;
   onProgress?: (event: HolProgress) => void;
 }
 
@@ -114,7 +116,7 @@ export interface HolVariantResult {
 export interface HolResult {
   experiment: 'head-of-line';
   startedAt: string;
-  settings: Required<Omit<HolOptions, 'onProgress' | 'rateMbit' | 'delayMs' | 'stallThresholdMs' | 'impairment'>> & { stallThresholdMs: number | null };
+  settings: Required<Omit<HolOptions, 'onProgress' | 'signal' | 'rateMbit' | 'delayMs' | 'stallThresholdMs' | 'impairment'>> & { stallThresholdMs: number | null };
   impairment: HolImpairment;
   variants: HolVariantResult[];
 }
@@ -228,11 +230,20 @@ export async function runHol(options: HolOptions = {}): Promise<HolResult> {
   // Say so when an option has no effect on the chosen path, rather than ignoring it silently.
   if (useKernel && options.delayMs) setup.impairment.note += `; delay ${options.delayMs} ms NOT applied (no netem on this kernel)`;
   if (!useKernel && options.rateMbit) setup.impairment.note += `; rate limit ${options.rateMbit} Mbit/s NOT applied (the relay does not shape)`;
-  options.onProgress?.({ type: 'path', impairment: setup.impairment });
-
   const results: HolVariantResult[] = [];
+  // An abort ends the wait for the worker's reply; `finally` then stops the processes and the path.
+  const { signal } = options;
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  aborted.catch(() => undefined);
   try {
+    signal?.throwIfAborted();
+    options.onProgress?.({ type: 'path', impairment: setup.impairment });
     for (const [index, variant] of settings.variants.entries()) {
+      signal?.throwIfAborted();
       options.onProgress?.({ type: 'variant-start', variant, index, of: settings.variants.length });
       const layout = VARIANT_LAYOUT[variant];
       const command: WorkerCommand = {
@@ -245,7 +256,7 @@ export async function runHol(options: HolOptions = {}): Promise<HolResult> {
       };
       const before = await setup.dropped();
       setup.worker.child.stdin!.write(`${JSON.stringify(command)}\n`);
-      const reply = await setup.worker.json<WorkerReply>(settings.durationMs + STARTUP_MS, `the ${variant} run`);
+      const reply = await Promise.race([setup.worker.json<WorkerReply>(settings.durationMs + STARTUP_MS, `the ${variant} run`), aborted]);
       const after = await setup.dropped();
       const analysis = analyzeFlows(reply.flows, { warmupMs: settings.warmupMs, stallThresholdMs: options.stallThresholdMs, stallExtraMs: settings.stallExtraMs });
       const result: HolVariantResult = {
@@ -265,6 +276,7 @@ export async function runHol(options: HolOptions = {}): Promise<HolResult> {
       options.onProgress?.({ type: 'variant-done', result, index, of: settings.variants.length });
     }
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     await setup.close();
   }
   return {
