@@ -28,7 +28,7 @@ function lineFrom(child: ChildProcess, pattern: RegExp): Promise<string> {
 }
 
 const UDP_RECEIVER = `
-const socket = require('node:dgram').createSocket('udp4');
+const socket = require('node:dgram').createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
 let count = 0;
 socket.on('message', () => count++);
 socket.bind(9999, process.argv[1], () => console.log('ready'));
