@@ -141,24 +141,15 @@ export async function throughput(target: Target, endpoint: Endpoint, probe: Serv
     }
   };
   const lanes = Array.from({ length: window }, lane);
-  await sleep(durationMs * WARMUP);
-  const before = await probe.cpuMicros();
-  const clientBefore = process.cpuUsage();
-  recording = true;
-  const started = performance.now();
-  await sleep(durationMs * (1 - WARMUP));
-  recording = false;
-  const seconds = (performance.now() - started) / 1000;
-  const after = await probe.cpuMicros();
-  const clientCpu = process.cpuUsage(clientBefore);
+  const { seconds, serverCpuMicros, clientCpuMicros } = await measuredWindow(durationMs, probe, (on) => void (recording = on));
   running = false;
   await Promise.race([Promise.all(lanes), sleep(2_000)]);
   client.close();
   return {
     msgsPerSec: Math.round(completed / seconds),
     mbPerSec: round((completed * size * 2) / 1e6 / seconds),
-    serverCpuMicrosPerMsg: completed ? round((after - before) / completed) : undefined,
-    clientCpuMicrosPerMsg: completed ? round((clientCpu.user + clientCpu.system) / completed) : undefined,
+    serverCpuMicrosPerMsg: completed ? round(serverCpuMicros / completed) : undefined,
+    clientCpuMicrosPerMsg: completed ? round(clientCpuMicros / completed) : undefined,
   };
 }
 
@@ -272,21 +263,14 @@ export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: S
     );
     publisher = await target.connect(endpoint);
     publishBurst();
-    await sleep(durationMs * WARMUP);
-    const before = await probe.cpuMicros();
-    recording = true;
-    const started = performance.now();
-    await sleep(durationMs * (1 - WARMUP));
-    recording = false;
-    const seconds = (performance.now() - started) / 1000;
-    const after = await probe.cpuMicros();
+    const { seconds, serverCpuMicros } = await measuredWindow(durationMs, probe, (on) => void (recording = on));
     running = false;
-    const cpuSeconds = (after - before) / 1e6;
+    const cpuSeconds = serverCpuMicros / 1e6;
     return {
       latency: summarize(histogram),
       msgsPerSec: Math.round(deliveries / seconds),
       deliveriesPerCpuSecond: cpuSeconds > 0 ? Math.round(deliveries / cpuSeconds) : undefined,
-      serverCpuMicrosPerMsg: deliveries ? round((after - before) / deliveries) : undefined,
+      serverCpuMicrosPerMsg: deliveries ? round(serverCpuMicros / deliveries) : undefined,
     };
   } finally {
     publisher?.close();
@@ -430,6 +414,24 @@ export async function wireBytes(target: Target, endpoint: Endpoint, count: numbe
     client.close();
     proxy.close();
   }
+}
+
+/**
+ * Warm-up, then the measured window, with `recording` switched on for its length: wall seconds,
+ * and CPU µs of the server process and of this one over exactly that window.
+ */
+async function measuredWindow(durationMs: number, probe: ServerProbe, recording: (on: boolean) => void): Promise<{ seconds: number; serverCpuMicros: number; clientCpuMicros: number }> {
+  await sleep(durationMs * WARMUP);
+  const before = await probe.cpuMicros();
+  const clientBefore = process.cpuUsage();
+  recording(true);
+  const started = performance.now();
+  await sleep(durationMs * (1 - WARMUP));
+  recording(false);
+  const seconds = (performance.now() - started) / 1000;
+  const after = await probe.cpuMicros();
+  const client = process.cpuUsage(clientBefore);
+  return { seconds, serverCpuMicros: after - before, clientCpuMicros: client.user + client.system };
 }
 
 /**
