@@ -147,6 +147,63 @@ describe('lab (Chromium)', () => {
     await shot('backpressure');
   }, 45_000);
 
+  it('Head-of-line: a short run on the server under real loss is charted like an opened JSON file', async () => {
+    await open('hol');
+    await page.waitForSelector('#hol-server [name=srv-variant]');
+    for (const box of await page.locator('#hol-server [name=srv-variant]').all()) {
+      if (!['websocket', 'webtransport-channels'].includes(await box.inputValue())) await box.uncheck();
+    }
+    await setValue('[name=srv-loss]', '2');
+    await setValue('[name=srv-duration]', '2');
+    await page.click('#hol-server-run');
+    await page.waitForFunction(() => (window as unknown as { __lab: { hol: { server: { state: string } } } }).__lab.hol.server.state !== 'running', undefined, { timeout: 40_000 });
+    const run = (await labState<{ server: { state: string; error?: string; events: number } }>('hol')).server;
+    expect(run.error).toBeUndefined();
+    expect(run.state).toBe('done');
+    // path, then start and done per variant
+    expect(run.events).toBe(5);
+    const views = (await charts()).filter((c) => c.id.startsWith('hol-exp-'));
+    expect(views.map((v) => v.id).sort()).toEqual(['hol-exp-0', 'hol-exp-1']);
+    for (const view of views) expect(view.datasets.map((d) => [d.label, d.points])).toEqual([
+      ['p50', 4],
+      ['p99', 4],
+      ['max', 4],
+    ]);
+    expect(await page.locator('#hol-experiment').innerText()).toMatch(/websocket[\s\S]*webtransport-channels/);
+    await expect.poll(() => page.locator('[data-testid=hol-server-progress]').innerText()).toMatch(/^Done: experiment/);
+    expect(await page.locator('[data-testid=hol-server-download]').isVisible()).toBe(true);
+    await page.locator('#hol-server').scrollIntoViewIfNeeded();
+    await shot('hol-server');
+  }, 50_000);
+
+  it('Backpressure: a short run on the server (one transport, one policy) charts its queue timeline', async () => {
+    await open('backpressure');
+    await page.waitForSelector('#backpressure-server [name=srv-policy]');
+    for (const [name, keep] of [
+      ['srv-transport', 'websocket'],
+      ['srv-policy', 'drop-oldest'],
+    ]) {
+      for (const box of await page.locator(`#backpressure-server [name=${name}]`).all()) if ((await box.inputValue()) !== keep) await box.uncheck();
+    }
+    await setValue('[name=srv-duration]', '1');
+    await page.click('#backpressure-server-run');
+    await page.waitForFunction(() => (window as unknown as { __lab: { backpressure: { server: { state: string } } } }).__lab.backpressure.server.state !== 'running', undefined, { timeout: 30_000 });
+    const run = (await labState<{ server: { state: string; error?: string; events: number } }>('backpressure')).server;
+    expect(run.error).toBeUndefined();
+    expect(run.state).toBe('done');
+    const views = Object.fromEntries((await charts()).map((c) => [c.id, c.datasets]));
+    expect(views['bp-exp-queue']!.map((d) => d.label)).toEqual(['websocket · drop-oldest']);
+    expect(views['bp-exp-queue']![0]!.points).toBeGreaterThan(5);
+    expect(views['bp-exp-drops']![0]!.points).toBe(views['bp-exp-queue']![0]!.points);
+    const rows = await page.locator('[data-testid=bp-experiment-table] tbody tr').allInnerTexts();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatch(/websocket\s+drop-oldest\s+1,000/);
+    // start, one event per sample, done
+    expect(run.events).toBe(views['bp-exp-queue']![0]!.points + 2);
+    await page.locator('#backpressure-server').scrollIntoViewIfNeeded();
+    await shot('backpressure-server');
+  }, 40_000);
+
   it('Learn: handshakes of all four transports, every WebSocket opcode, wire bytes per transport', async () => {
     await open('learn');
     await page.waitForSelector('#handshake .http-msg');

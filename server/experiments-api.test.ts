@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKPRESSURE_DEFAULTS, BACKPRESSURE_TRANSPORTS, POLICIES } from '../benchmarks/experiments/backpressure.ts';
 import { HOL_DEFAULTS, HOL_VARIANTS } from '../benchmarks/experiments/hol.ts';
 import { canImpair } from '../benchmarks/impairment/netns.ts';
-import { EXPERIMENT_LIMITS, ExperimentRequestError, parseBackpressureOptions, parseHolOptions, type ExperimentView } from './experiments-api.ts';
+import { EXPERIMENT_LIMITS, ExperimentRequestError, parseBackpressureOptions, parseHolOptions, type ExperimentCatalog, type ExperimentView } from './experiments-api.ts';
 import { startServer, type SwitchyardServer } from './index.ts';
 
 const capability = await canImpair();
@@ -104,6 +104,13 @@ describe('lab experiment runs over HTTP', () => {
     expect([missing.status, missing.body.error?.code]).toEqual([404, 'ERR_NO_EXPERIMENT']);
   });
 
+  it('tells a page what it can ask for: the runners\' variants, transports, policies and the limits', async () => {
+    const response = await fetch(`${server.urls.http}/lab/experiments`);
+    const catalog = (await response.json()) as ExperimentCatalog;
+    expect(catalog).toMatchObject({ running: null, limits: EXPERIMENT_LIMITS, hol: { variants: HOL_VARIANTS }, backpressure: { transports: BACKPRESSURE_TRANSPORTS, policies: POLICIES } });
+    expect(catalog.hol.defaults.durationMs).toBeLessThanOrEqual(EXPERIMENT_LIMITS.holDurationMs);
+  });
+
   it('runs a short real backpressure experiment, refusing a second run meanwhile (409)', async () => {
     const started = await call('POST', '/lab/experiments/backpressure', { transports: ['websocket'], policies: ['drop-oldest'], durationMs: 800, drainMs: 300 });
     expect(started.status).toBe(202);
@@ -141,6 +148,18 @@ describe('lab experiment runs over HTTP', () => {
     for (const flow of variant!.flows) expect(flow.delivered).toBeGreaterThan(50);
     expect(result.settings.durationMs).toBe(2_000);
   }, 30_000);
+
+  it('DELETE stops a run: its state says so and the next run may start', async () => {
+    const started = await call('POST', '/lab/experiments/backpressure', { transports: ['websocket'], policies: ['wait'], durationMs: 10_000, drainMs: 0 });
+    expect(started.status).toBe(202);
+    await expect.poll(async () => (await call('GET', `/lab/experiments/${started.body.id}`)).body.progress.some((e) => e.type === 'sample'), { timeout: 15_000, interval: 100 }).toBe(true);
+    const stopping = performance.now();
+    const stopped = await call('DELETE', `/lab/experiments/${started.body.id}`);
+    expect(performance.now() - stopping).toBeLessThan(3_000);
+    expect([stopped.status, stopped.body.state, stopped.body.error?.code]).toEqual([200, 'failed', 'ERR_EXPERIMENT_ABORTED']);
+    const catalog = (await (await fetch(`${server.urls.http}/lab/experiments`)).json()) as ExperimentCatalog;
+    expect(catalog.running).toBeNull();
+  }, 20_000);
 
   it('a server closed mid-run stops it and leaves no process or namespace behind', async () => {
     const own = await startServer({ port: 0, certificate: 'none', labDir: null });

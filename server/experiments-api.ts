@@ -8,6 +8,8 @@
  * - `GET /lab/experiments/:id?since=N` is polled: `{ state: 'running' | 'done' | 'failed',
  *   progress: events from N on, next, result?, error? }`.
  * - `DELETE /lab/experiments/:id` stops a run.
+ * - `GET /lab/experiments` says what a page may ask for (variants, transports, policies, defaults,
+ *   limits) and which run is going.
  *
  * One run at a time (they measure timing on a shared machine and the HOL one builds network
  * namespaces), each bounded by the option limits below, and stopped through its AbortSignal when
@@ -46,6 +48,14 @@ export interface ExperimentView {
   next: number;
   result?: HolResult | BackpressureResult;
   error?: ExperimentError;
+}
+
+/** What `GET /lab/experiments` answers: the choices a page offers, from the runners themselves. */
+export interface ExperimentCatalog {
+  running: string | null;
+  limits: typeof EXPERIMENT_LIMITS;
+  hol: { variants: readonly HolVariant[]; defaults: { lossPercent: number; durationMs: number; relayDelayMs: number } };
+  backpressure: { transports: readonly BackpressureTransport[]; policies: readonly SlowConsumerPolicy[]; defaults: { durationMs: number; drainMs: number } };
 }
 
 /** Limits of a lab run: a page must not tie the server up for long. */
@@ -291,6 +301,16 @@ export function createExperimentsApi(): ExperimentsApi {
     );
   }
 
+  async function catalog(): Promise<ExperimentCatalog> {
+    const [hol, bp] = await Promise.all([import('../benchmarks/experiments/hol.ts'), import('../benchmarks/experiments/backpressure.ts')]);
+    return {
+      running: current?.view.id ?? null,
+      limits: EXPERIMENT_LIMITS,
+      hol: { variants: hol.HOL_VARIANTS, defaults: { lossPercent: hol.HOL_DEFAULTS.lossPercent, durationMs: Math.min(hol.HOL_DEFAULTS.durationMs, EXPERIMENT_LIMITS.holDurationMs), relayDelayMs: hol.HOL_DEFAULTS.relayDelayMs } },
+      backpressure: { transports: bp.BACKPRESSURE_TRANSPORTS, policies: bp.POLICIES, defaults: { durationMs: bp.BACKPRESSURE_DEFAULTS.durationMs, drainMs: bp.BACKPRESSURE_DEFAULTS.drainMs } },
+    };
+  }
+
   function view(run: Run, since: number): ExperimentView {
     return { ...run.view, progress: run.events.slice(since), next: run.events.length };
   }
@@ -299,6 +319,7 @@ export function createExperimentsApi(): ExperimentsApi {
     async handle(request, response, parts, searchParams) {
       const method = request.method ?? 'GET';
       const [first] = parts;
+      if (parts.length === 0 && method === 'GET') return send(response, 200, await catalog());
       if (parts.length === 1 && (first === 'hol' || first === 'backpressure') && method === 'POST') {
         const body = await readBody(request);
         if ('error' in body) return fail(response, body.status, body.error.code, body.error.message);

@@ -3,12 +3,16 @@
  * same transport. Sampled every 100 ms: the sender's client-side queue (`connection.queued`), the
  * server's queue towards the consumer and its drop counter (`/lab/clients/:id`), and each
  * delivery's latency. The server's slow-consumer policy is the one it was started with.
+ * Every policy side by side: the server runs the experiment runner for this page ("Run on the
+ * server"), or `npm run experiment -- backpressure` writes JSON that opens here; both are drawn by
+ * renderBackpressureExperiment.
  */
 import type { BackpressureResult } from '../../../benchmarks/experiments/backpressure.ts';
 import { series, setData, xyChart, type Point } from '../charts.ts';
 import type { ConsumerCommand, ConsumerReport } from '../consumer-worker.ts';
 import { connectClient, labState, serverView, unavailable, VARIANTS, type ServerInfo } from '../lab.ts';
 import { openLoop } from '../runner.ts';
+import { experimentCatalog, serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
 import { decimate, formatMs, nowMs, rateSeries, stampPayload, summarizeLatencies } from '../stats.ts';
 import { append, card, chartCard, field, formatBytes, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table } from '../ui.ts';
 
@@ -138,8 +142,39 @@ export function renderBackpressureExperiment(container: HTMLElement, result: Bac
   );
 }
 
+/** The server-run options: consumer transports, policies, producing time per run. */
+function serverRunControls(catalog: ExperimentCatalog): { element: HTMLElement; options: () => Record<string, unknown> } {
+  const { transports, policies, defaults } = catalog.backpressure;
+  const chips = (name: string, values: readonly string[]) => {
+    const inputs = values.map((value) => h('input', { type: 'checkbox', name, value, checked: true }));
+    return { inputs, element: h('div', { class: 'chips' }, ...inputs.map((input) => h('label', { class: 'chip' }, input, h('span', {}, input.value)))) };
+  };
+  const transportPicks = chips('srv-transport', transports);
+  const policyPicks = chips('srv-policy', policies);
+  const maxSeconds = (catalog.limits.backpressureRunMs - defaults.drainMs) / 1000;
+  const duration = numberInput(defaults.durationMs / 1000, { name: 'srv-duration', min: 0.2, max: maxSeconds, step: 0.1 });
+  const element = h(
+    'div',
+    {},
+    transportPicks.element,
+    policyPicks.element,
+    h('div', { class: 'form-grid' }, field('Duration', duration, `seconds of producing per run (≤ ${maxSeconds}), then up to ${defaults.drainMs / 1000} s of draining`)),
+  );
+  const checked = (inputs: HTMLInputElement[]) => inputs.filter((input) => input.checked).map((input) => input.value);
+  return { element, options: () => ({ transports: checked(transportPicks.inputs), policies: checked(policyPicks.inputs), durationMs: Math.round(Number(duration.value) * 1000) }) };
+}
+
+function describeBackpressureEvent(event: ExperimentEvent): string | null {
+  if (event.type === 'run-start') return `Running ${event.transport} · ${event.policy} (${event.index + 1}/${event.of})…`;
+  if (event.type === 'sample') {
+    const { t, queuedBytes, received, dropped, notQueued } = event.sample;
+    return `${event.transport} · ${event.policy} at ${(t / 1000).toFixed(1)} s: server queue ${formatBytes(queuedBytes)}, ${formatNumber(received)} received, ${formatNumber(dropped + notQueued)} dropped or not queued`;
+  }
+  return null;
+}
+
 export function renderBackpressure(root: HTMLElement, server: ServerInfo): () => void {
-  const state = { state: 'idle' as 'idle' | 'running' | 'done', run: undefined as BackpressureRun | undefined, experiment: 0 };
+  const state = { state: 'idle' as 'idle' | 'running' | 'done', run: undefined as BackpressureRun | undefined, experiment: 0, server: undefined as unknown };
   labState.backpressure = state;
   let abort: AbortController | undefined;
   const options = VARIANTS.filter((v) => v.key !== 'wt-channels').map((v) => ({ value: v.key, label: unavailable(v, server) ? `${v.label} (unavailable)` : v.label }));
@@ -156,6 +191,34 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
   const dropCard = chartCard('Drops', 'messages the server’s slow-consumer policy dropped (cumulative)');
   const summary = h('div', { id: 'bp-summary' });
   const experiment = h('div', { id: 'bp-experiment' });
+  // A result opened from a file and one the server just ran are drawn alike.
+  const showExperiment = (result: BackpressureResult) => {
+    experiment.replaceChildren();
+    renderBackpressureExperiment(experiment, result);
+    state.experiment = result.runs.length;
+  };
+  const controls = h('div', {}, h('p', { class: 'empty' }, 'Asking the server what it can run…'));
+  let serverOptions: (() => Record<string, unknown>) | undefined;
+  const panel = serverRunPanel<BackpressureResult>({
+    kind: 'backpressure',
+    label: 'Run on the server',
+    controls,
+    options: () => {
+      if (!serverOptions) throw new Error('the server has not said what it can run yet');
+      return serverOptions();
+    },
+    describe: describeBackpressureEvent,
+    show: showExperiment,
+  });
+  state.server = panel.state;
+  void experimentCatalog().then(
+    (catalog) => {
+      const built = serverRunControls(catalog);
+      controls.replaceChildren(built.element);
+      serverOptions = built.options;
+    },
+    (error: Error) => controls.replaceChildren(note('error', `The server cannot run experiments: ${error.message}`)),
+  );
 
   append(
     root,
@@ -164,8 +227,10 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
       'info',
       'The consumer runs in a worker that burns CPU per message, so it really stops reading: the browser’s socket, the TCP window or QUIC credit, then the server’s per-connection queue fill up. The server applies the policy it was started with (default: ',
       h('code', {}, 'disconnect'),
-      ' at 16 MiB queued, close code 4008). Impaired links and every policy side by side: ',
-      h('code', {}, 'npm run experiment'),
+      ' at 16 MiB queued, close code 4008). Every policy side by side, each with its own server process: ',
+      h('strong', {}, 'Run on the server'),
+      ' at the bottom of this page, or ',
+      h('code', {}, 'npm run experiment -- backpressure'),
       '.',
     ),
     card('Experiment', undefined, h('div', { class: 'form-grid' }, field('Transport', transport), field('Send rate', rate, 'messages/s'), field('Message size', size, 'bytes'), field('Consumer cost', cost, 'ms of CPU per message'), field('Duration', duration, 'seconds of sending')), h('div', { class: 'actions' }, run, status)),
@@ -173,13 +238,9 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
     h('div', { class: 'grid-2' }, queueCard.element, latencyCard.element, rateCard.element, dropCard.element),
     card(
       'Every policy, from the experiment runner',
-      'results of npm run experiment -- backpressure --json FILE (server per policy, consumer in its own process)',
-      jsonFileButton('Open experiment JSON', 'bp-file', (text) => {
-        const result = parseBackpressureResult(text);
-        experiment.replaceChildren();
-        renderBackpressureExperiment(experiment, result);
-        state.experiment = result.runs.length;
-      }),
+      'run on the server, or open the JSON of npm run experiment -- backpressure (server per policy, consumer in its own process)',
+      panel.element,
+      h('div', { class: 'actions' }, jsonFileButton('Open experiment JSON', 'bp-file', (text) => showExperiment(parseBackpressureResult(text)))),
       experiment,
     ),
   );
@@ -243,5 +304,8 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
     run.disabled = false;
   });
   summary.append(h('p', { class: 'empty' }, 'No run yet.'));
-  return () => abort?.abort();
+  return () => {
+    abort?.abort();
+    panel.dispose();
+  };
 }

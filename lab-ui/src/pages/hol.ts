@@ -3,15 +3,17 @@
  * flow 1 also sends a large message now and then. Without packet loss (loopback, from the browser)
  * what shows is blocking *behind a big message*: on one ordered lane (TCP, or one QUIC stream)
  * every flow waits for it; with WebTransport channels only flow 1's own channel does; datagrams
- * never wait. Loss-induced blocking needs the namespace experiments (`npm run experiment -- hol`):
- * their JSON opens here too (per-flow percentiles and shared stalls; they keep no per-message timeline).
+ * never wait. Loss-induced blocking needs the namespace experiments: the server runs them for this
+ * page ("Run on the server"), or `npm run experiment -- hol` writes JSON that opens here; both are
+ * drawn by renderHolExperiment (per-flow percentiles and shared stalls).
  */
 import type { HolResult } from '../../../benchmarks/experiments/hol.ts';
 import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
 import { connectClient, labState, unavailable, VARIANTS, type ServerInfo, type Variant } from '../lab.ts';
 import { openLoop } from '../runner.ts';
+import { experimentCatalog, serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
 import { decimate, formatMs, nowMs, readStamp, stampPayload, summarizeLatencies } from '../stats.ts';
-import { append, card, chartCard, field, formatNumber, h, jsonFileButton, note, numberInput, parseJson, sleep, table } from '../ui.ts';
+import { append, card, chartCard, field, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table } from '../ui.ts';
 
 /** One flow's deliveries: send time (s since start) and latency. */
 export interface FlowSeries {
@@ -106,9 +108,10 @@ export function parseHolResult(text: string): HolResult {
  */
 export function renderHolExperiment(container: HTMLElement, result: HolResult): void {
   const path = result.impairment;
-  container.append(
-    note('info', h('strong', {}, `Experiment of ${result.startedAt}: `), `${path.kind === 'netns' ? 'network namespaces + nftables' : 'userspace UDP relay'}, ${path.lossPercent} % loss each way${path.rateMbit ? `, ${path.rateMbit} Mbit/s` : ''}${path.delayMs ? `, ${path.delayMs} ms delay` : ''}. ${path.note}`),
-  );
+  const about = note('info', h('strong', {}, `Experiment of ${result.startedAt}: `), `${path.kind === 'netns' ? 'network namespaces + nftables' : 'userspace UDP relay'}, ${path.lossPercent} % loss each way${path.rateMbit ? `, ${path.rateMbit} Mbit/s` : ''}${path.delayMs ? `, ${path.delayMs} ms delay` : ''}. ${path.note}`);
+  // The path's description spans the grid; the variants' charts fill it two by two.
+  about.style.gridColumn = '1 / -1';
+  container.append(about);
   for (const [i, v] of result.variants.entries()) {
     const chart = chartCard(v.variant, `${v.impaired ? 'over the lossy path' : 'not impaired on this path'} · stall above ${formatNumber(v.thresholdMs, 1)} ms · shared stalls ${v.stalls.sharedFraction === null ? '—' : `${Math.round(v.stalls.sharedFraction * 100)} %`} (chance ${v.stalls.chanceFraction === null ? '—' : `${Math.round(v.stalls.chanceFraction * 100)} %`})`);
     chart.canvas.parentElement!.classList.add('short');
@@ -124,8 +127,52 @@ export function renderHolExperiment(container: HTMLElement, result: HolResult): 
   }
 }
 
+/** The server-run options: variants, loss, rate limit, relay delay, duration per variant. */
+function serverRunControls(catalog: ExperimentCatalog): { element: HTMLElement; options: () => Record<string, unknown> } {
+  const { variants, defaults } = catalog.hol;
+  const picks = variants.map((v) => h('input', { type: 'checkbox', name: 'srv-variant', value: v, checked: true }));
+  const loss = numberInput(defaults.lossPercent, { name: 'srv-loss', min: 0, max: 10, step: 1 });
+  const rateMbit = numberInput(0, { name: 'srv-rate-mbit', min: 0, max: 1000, step: 0.5 });
+  // Empty: the relay's own default (an explicit delay on the namespace path is reported as not applied).
+  const delay = h('input', { type: 'number', name: 'srv-delay', min: 0, max: 500, placeholder: `${defaults.relayDelayMs} (default)` });
+  const path = select([{ value: 'auto', label: 'auto (namespaces when root)' }, { value: 'netns', label: 'network namespaces' }, { value: 'relay', label: 'UDP relay (WebTransport only)' }] as const, 'auto', { name: 'srv-impairment' });
+  const duration = numberInput(Math.min(5, defaults.durationMs / 1000), { name: 'srv-duration', min: 1, max: catalog.limits.holDurationMs / 1000, step: 1 });
+  const element = h(
+    'div',
+    {},
+    h('div', { class: 'chips' }, ...picks.map((input) => h('label', { class: 'chip' }, input, h('span', {}, input.value)))),
+    h(
+      'div',
+      { class: 'form-grid' },
+      field('Packet loss', loss, '% each way (whole percents on the namespace path)'),
+      field('Rate limit', rateMbit, 'Mbit/s each way, tc tbf (0: none; namespaces only)'),
+      field('Relay delay', delay, 'ms each way (UDP relay only: no netem here)'),
+      field('Path', path),
+      field('Duration', duration, `seconds per variant (≤ ${catalog.limits.holDurationMs / 1000})`),
+    ),
+  );
+  return {
+    element,
+    options: () => ({
+      variants: picks.filter((p) => p.checked).map((p) => p.value),
+      lossPercent: Number(loss.value),
+      ...(Number(rateMbit.value) > 0 ? { rateMbit: Number(rateMbit.value) } : {}),
+      ...(delay.value !== '' ? { delayMs: Number(delay.value) } : {}),
+      impairment: path.value,
+      durationMs: Math.round(Number(duration.value) * 1000),
+    }),
+  };
+}
+
+function describeHolEvent(event: ExperimentEvent): string | null {
+  if (event.type === 'path') return `Path ready: ${event.impairment.kind === 'netns' ? 'network namespaces' : 'UDP relay'}, ${event.impairment.lossPercent} % loss each way.`;
+  if (event.type === 'variant-start') return `Running ${event.variant} (${event.index + 1}/${event.of})…`;
+  if (event.type === 'variant-done') return `${event.variant} done (${event.index + 1}/${event.of}).`;
+  return null;
+}
+
 export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
-  const state = { state: 'idle' as 'idle' | 'running' | 'done', runs: [] as HolRun[], experiment: 0 };
+  const state = { state: 'idle' as 'idle' | 'running' | 'done', runs: [] as HolRun[], experiment: 0, server: undefined as unknown };
   labState.hol = state;
   let abort: AbortController | undefined;
   const picks = VARIANTS.map((v) => {
@@ -141,6 +188,35 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
   const status = h('span', { class: 'muted' }, 'Four flows of 64 B messages on one connection; flow 1 also sends a large message periodically.');
   const results = h('div', { class: 'grid-2', id: 'hol-results' });
   const experiment = h('div', { class: 'grid-2', id: 'hol-experiment' });
+  // A result opened from a file and one the server just ran are drawn alike.
+  const showExperiment = (result: HolResult) => {
+    experiment.replaceChildren();
+    renderHolExperiment(experiment, result);
+    state.experiment = result.variants.length;
+  };
+  const controls = h('div', {}, h('p', { class: 'empty' }, 'Asking the server what it can run…'));
+  let serverOptions: (() => Record<string, unknown>) | undefined;
+  const panel = serverRunPanel<HolResult>({
+    kind: 'hol',
+    label: 'Run on the server (real packet loss)',
+    controls,
+    options: () => {
+      if (!serverOptions) throw new Error('the server has not said what it can run yet');
+      return serverOptions();
+    },
+    describe: describeHolEvent,
+    show: showExperiment,
+    caveat: (result) => (result.impairment.kind === 'relay' ? `The server could not build the namespace path, so it used the userspace UDP relay: ${result.impairment.note}` : null),
+  });
+  state.server = panel.state;
+  void experimentCatalog().then(
+    (catalog) => {
+      const built = serverRunControls(catalog);
+      controls.replaceChildren(built.element);
+      serverOptions = built.options;
+    },
+    (error: Error) => controls.replaceChildren(note('error', `The server cannot run experiments: ${error.message}`)),
+  );
 
   append(
     root,
@@ -151,9 +227,11 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
       'Measured here, from this browser over loopback, with no packet loss: blocking behind a large message. On an ordered lane (a TCP connection, or one QUIC stream) every flow waits for it; on WebTransport channels only flow 1’s channel does; datagrams never wait. ',
       'Blocking caused by ',
       h('em', {}, 'packet loss'),
-      ' needs real loss on the path: run ',
-      h('code', {}, 'npm run experiment'),
-      ' (network namespaces + nftables random drop, or a UDP relay) and open its JSON at the bottom of this page.',
+      ' needs real loss on the path: ',
+      h('strong', {}, 'Run on the server'),
+      ' below (network namespaces + nftables random drop when the server runs as root, else a UDP relay), or run ',
+      h('code', {}, 'npm run experiment -- hol'),
+      ' and open its JSON there.',
     ),
     card(
       'Experiment',
@@ -165,13 +243,9 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
     results,
     card(
       'Under packet loss',
-      'results of npm run experiment -- hol --json FILE (real loss on a namespace path or a UDP relay)',
-      jsonFileButton('Open experiment JSON', 'hol-file', (text) => {
-        const result = parseHolResult(text);
-        experiment.replaceChildren();
-        renderHolExperiment(experiment, result);
-        state.experiment = result.variants.length;
-      }),
+      'run on the server (real loss on a namespace path or a UDP relay), or open the JSON of npm run experiment -- hol',
+      panel.element,
+      h('div', { class: 'actions' }, jsonFileButton('Open experiment JSON', 'hol-file', (text) => showExperiment(parseHolResult(text)))),
       experiment,
     ),
   );
@@ -200,5 +274,8 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
     state.state = 'done';
     run.disabled = false;
   });
-  return () => abort?.abort();
+  return () => {
+    abort?.abort();
+    panel.dispose();
+  };
 }
