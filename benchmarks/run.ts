@@ -87,7 +87,24 @@ function plan(): Plan[] {
       plans.push({ target, workload: 'wire-bytes', params: { size: 64, messages }, run: (e) => wireBytes(target, e, messages) });
     }
   }
+  for (const item of plans) {
+    const reason = item.skip ?? laneSkips(item.target, item.workload);
+    if (reason) {
+      item.skip = reason;
+      delete item.run;
+    }
+  }
   return plans;
+}
+
+/** Cells a lane row cannot run, or runs the same as its reliable row, and why. */
+function laneSkips(target: Target, workload: Cell['workload']): string | undefined {
+  if (!target.lane || target.lane === 'reliable') return undefined;
+  if (workload === 'setup' || workload === 'memory') return 'a lane is chosen per message: connection setup and idle memory are those of the reliable row';
+  if (target.lane === 'unreliable' && !['fanout', 'pubsub'].includes(workload)) {
+    return 'datagrams may be lost or reordered, and this workload pairs replies in order and waits for each; the unreliable lane runs the workloads that count losses (fan-out, pub/sub) and the head-of-line experiment';
+  }
+  return undefined;
 }
 
 /** Starts the server process for one kind and reads its port. */

@@ -8,7 +8,7 @@ import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import type { Delivery } from '../transports/client.ts';
 import { createClient } from '../transports/node-client.ts';
-import type { TransportName } from '../transports/transport.ts';
+import type { Lane, TransportName } from '../transports/transport.ts';
 import { RawOp, rawPayload, rawTopic, type ServerKind } from './raw-protocol.ts';
 
 export interface BenchClient {
@@ -32,6 +32,8 @@ export interface Target {
   readonly tls: boolean;
   /** Why this target cannot run here, if it cannot. */
   readonly unavailable?: string;
+  /** The lane every message goes on (Switchyard targets); unreliable lanes may lose messages. */
+  readonly lane?: Lane;
   connect(endpoint: { port: number; certPem: string | null }): Promise<BenchClient>;
 }
 
@@ -44,11 +46,12 @@ function echoQueue() {
   };
 }
 
-function switchyard(transport: TransportName, tls: boolean): Target {
+function switchyard(transport: TransportName, tls: boolean, lane: Lane = 'reliable'): Target {
   return {
-    name: `${transport}${tls ? '+tls' : ''}`,
+    name: `${transport}${tls ? '+tls' : ''}${lane === 'reliable' ? '' : `:${lane.split(':')[0]}`}`,
     server: 'switchyard',
     tls,
+    lane,
     async connect({ port, certPem }) {
       const client = createClient({
         url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
@@ -67,14 +70,14 @@ function switchyard(transport: TransportName, tls: boolean): Target {
       return {
         echo: (payload) => {
           const back = echoes.wait();
-          void client.send(self, payload);
+          void client.send(self, payload, { lane });
           return back;
         },
         subscribe: (topic) => client.subscribe(topic),
-        publish: (topic, payload) => void client.publish(topic, payload),
+        publish: (topic, payload) => void client.publish(topic, payload, { lane }),
         onPublished: (listener) => void (published = listener),
         // A publish to a topic nobody follows: the receipt is the whole round trip.
-        acked: (payload) => client.publish('receipts', payload, { ack: true }),
+        acked: (payload) => client.publish('receipts', payload, { ack: true, lane }),
         wireBytes: () => {
           const stats = client.stats();
           return transport === 'webtransport' && stats?.wireBytesOut != null && stats.wireBytesIn != null ? { sent: stats.wireBytesOut, received: stats.wireBytesIn } : null;
@@ -170,6 +173,8 @@ export const TARGETS: readonly Target[] = [
   switchyard('polling', false),
   switchyard('polling', true),
   switchyard('webtransport', true),
+  switchyard('webtransport', true, 'channel:bench'),
+  switchyard('webtransport', true, 'unreliable'),
   rawWs(false),
   rawWs(true),
   socketIo('websocket', false),
