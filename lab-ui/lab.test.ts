@@ -174,7 +174,17 @@ describe('lab (Chromium)', () => {
     expect(await page.locator('[data-testid=hol-server-download]').isVisible()).toBe(true);
     await page.locator('#hol-server').scrollIntoViewIfNeeded();
     await shot('hol-server');
-  }, 50_000);
+
+    // On the UDP relay only WebTransport is impaired: the page says so beside the result.
+    await page.locator('#hol-server [name=srv-variant][value=webtransport-channels]').uncheck();
+    await page.selectOption('[name=srv-impairment]', 'relay');
+    await setValue('[name=srv-duration]', '1');
+    await page.click('#hol-server-run');
+    await page.waitForFunction(() => (window as unknown as { __lab: { hol: { server: { state: string } } } }).__lab.hol.server.state !== 'running', undefined, { timeout: 30_000 });
+    expect((await labState<{ server: { state: string } }>('hol')).server.state).toBe('done');
+    expect(await page.locator('#hol-server .note-warn').innerText()).toMatch(/UDP relay, as chosen\. Only WebTransport crossed the lossy path/);
+    expect(await page.locator('#hol-experiment').innerText()).toMatch(/websocket\s+not impaired on this path/);
+  }, 60_000);
 
   it('Backpressure: a short run on the server (one transport, one policy) charts its queue timeline', async () => {
     await open('backpressure');

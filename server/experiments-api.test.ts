@@ -141,6 +141,8 @@ describe('lab experiment runs over HTTP', () => {
     expect(view.error).toBeUndefined();
     const result = view.result as Extract<ExperimentView['result'], { experiment: 'head-of-line' }>;
     expect(result.impairment.kind).toBe(capability.ok ? 'netns' : 'relay');
+    // Off root the page is told why there is no kernel path.
+    expect(result.impairment.unavailable).toBe(capability.ok ? undefined : (capability as { reason: string }).reason);
     expect(events.map((e) => e.type)).toEqual(['path', 'variant-start', 'variant-done']);
     const [variant] = result.variants;
     expect(variant!.error).toBeUndefined();

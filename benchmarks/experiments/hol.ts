@@ -86,6 +86,8 @@ export interface HolImpairment {
   delayMs: number | null;
   /** What this path does and does not impair. */
   note: string;
+  /** Why the namespace path could not be built, when 'auto' fell back to the relay. */
+  unavailable?: string;
 }
 
 export interface HolFlowResult extends FlowAnalysis {
@@ -186,6 +188,7 @@ async function relayPath(lossPercent: number, delayMs: number | undefined, trans
         lossPercent,
         rateMbit: null,
         delayMs: delayMs ?? null,
+        ...(reason ? { unavailable: reason } : {}),
         note: `${reason ? `kernel path unavailable (${reason}); ` : ''}userspace UDP relay on 127.0.0.1:${started.port}, ${lossPercent} % drop each way${delayMs ? `, ${delayMs} ms delay each way` : ''}; ${TCP_LIMITATION}`,
       },
       base: { url: ready.url, webTransportUrl: `https://127.0.0.1:${started.port}/wt`, certificateSha256: ready.certificateSha256 },

@@ -206,7 +206,11 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
     },
     describe: describeHolEvent,
     show: showExperiment,
-    caveat: (result) => (result.impairment.kind === 'relay' ? `The server could not build the namespace path, so it used the userspace UDP relay: ${result.impairment.note}` : null),
+    caveat: ({ impairment }) => {
+      if (impairment.kind !== 'relay') return null;
+      const why = impairment.unavailable ? `The server cannot impair its own network here (${impairment.unavailable}), so it used the userspace UDP relay. ` : 'UDP relay, as chosen. ';
+      return `${why}Only WebTransport crossed the lossy path; WebSocket and long-polling ran unimpaired (the relay cannot drop TCP segments).`;
+    },
   });
   state.server = panel.state;
   void experimentCatalog().then(
