@@ -178,4 +178,15 @@ describe('lab experiment runs over HTTP', () => {
     // Namespaces of this process's paths are named syimp<pid base 36>…
     if (capability.ok) expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).not.toContain(`syimp${(process.pid % 10_000).toString(36)}`);
   }, 30_000);
+
+  it('is off unless the server listens on loopback or is told to run experiments', async () => {
+    const own = await startServer({ port: 0, certificate: 'none', labDir: null, labExperiments: false });
+    try {
+      const refused = await call('POST', '/lab/experiments/backpressure', { transports: ['websocket'], policies: ['drop-oldest'] }, own.urls.http);
+      expect([refused.status, refused.body.error?.code]).toEqual([403, 'ERR_EXPERIMENTS_OFF']);
+      expect((await fetch(`${own.urls.http}/lab/experiments`)).status).toBe(403);
+    } finally {
+      await own.close();
+    }
+  });
 });

@@ -37,6 +37,11 @@ export interface SwitchyardServerOptions {
   certificate?: { certFile: string; keyFile: string } | 'generate' | 'ephemeral' | 'none';
   /** Folder of the built lab to serve at `/`; null serves none. Default lab-ui/dist. */
   labDir?: string | null;
+  /**
+   * Let the lab start head-of-line and backpressure experiments on this machine (as root they
+   * build network namespaces). Default: only when the server listens on a loopback address.
+   */
+  labExperiments?: boolean;
   /** Largest inbound message in bytes (default 2 MiB). */
   maxMessageSize?: number;
   /** Outbound queue limits per connection (default 1 MiB high water, 16 MiB hard, 'disconnect'). */
@@ -55,6 +60,10 @@ export interface SwitchyardServer {
   /** The WebTransport server on the UDP port, when served. */
   readonly webtransport: WebTransportTransportServer | null;
   close(): Promise<void>;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 /** Starts a server; resolves once it listens. */
@@ -81,7 +90,7 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
   const serveLab = options.labDir === null ? undefined : staticFiles(options.labDir ?? path.join(PROJECT_ROOT, 'lab-ui', 'dist'));
   let urls: SwitchyardServer['urls'] = { http: '', https: null, webtransport: null };
   let webtransport: WebTransportTransportServer | null = null;
-  const lab = createLabApi({ router, host, port: () => port });
+  const lab = createLabApi({ router, host, port: () => port, experiments: options.labExperiments ?? isLoopback(host) });
   const fallback = (request: http.IncomingMessage, response: http.ServerResponse) => {
     const pathname = (request.url ?? '/').split('?')[0];
     if (pathname?.startsWith('/lab/')) return lab.handle(request, response);

@@ -389,6 +389,8 @@ export interface LabApiOptions {
   host: string;
   /** The server's TCP port (known once it listens). */
   port: () => number;
+  /** Whether `/lab/experiments` may start experiments on this machine (they build namespaces as root). */
+  experiments: boolean;
 }
 
 export interface LabApi {
@@ -480,7 +482,10 @@ export function createLabApi(options: LabApiOptions): LabApi {
     const url = new URL(request.url ?? '/', 'http://lab');
     const parts = url.pathname.split('/').filter(Boolean); // ['lab', ...]
     const method = request.method ?? 'GET';
-    if (parts[1] === 'experiments') return experiments.handle(request, response, parts.slice(2), url.searchParams);
+    if (parts[1] === 'experiments') {
+      if (!options.experiments) return send(response, 403, { error: { code: 'ERR_EXPERIMENTS_OFF', message: 'this server does not run experiments for the lab: start it on a loopback address, or with --lab-experiments' } });
+      return experiments.handle(request, response, parts.slice(2), url.searchParams);
+    }
     if (parts[1] === 'taps') {
       if (parts.length === 2 && method === 'POST') {
         const body = await readJson(request);

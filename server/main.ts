@@ -1,6 +1,12 @@
 /** `npm start`: the server with every transport, the lab, and development certificates. */
 import { startServer } from './index.ts';
 
+function flag(name: string): boolean | undefined {
+  if (process.argv.includes(`--${name}`)) return true;
+  const value = process.env[`SWITCHYARD_${name.toUpperCase().replaceAll('-', '_')}`];
+  return value === undefined ? undefined : value === '1' || value === 'true';
+}
+
 function option(name: string): string | undefined {
   const index = process.argv.indexOf(`--${name}`);
   return index >= 0 ? process.argv[index + 1] : process.env[`SWITCHYARD_${name.toUpperCase()}`];
@@ -9,6 +15,7 @@ function option(name: string): string | undefined {
 const server = await startServer({
   host: option('host') ?? '127.0.0.1',
   port: Number(option('port') ?? 8080),
+  labExperiments: flag('lab-experiments'),
 });
 
 const cert = server.certificate;
