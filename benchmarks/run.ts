@@ -30,7 +30,7 @@ const { values: args } = parseArgs({
   },
 });
 const quick = args.quick!;
-const durationMs = Number(args.duration ?? (quick ? 300 : 3_000));
+const durationMs = Number(args.duration ?? (quick ? 250 : 3_000));
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const sizes = (args.sizes ?? '64,1024,65536,1048576').split(',').map(Number);
 const workloads = new Set((args.workloads ?? 'echo,echo-rate,throughput,fanout,fanout-max,setup,memory,pubsub,acked,wire-bytes').split(','));
@@ -161,7 +161,9 @@ async function main(): Promise<void> {
   const started = Date.now();
   let done = 0;
   for (const kind of ['switchyard', 'ws', 'socketio'] as const) {
-    const mine = plans.filter((p) => p.target.server === kind);
+    // Idle memory first, while the server process is fresh: connections that earlier cells left
+    // closing (slow close handshakes, retired polling sessions) would otherwise be freed mid-measurement.
+    const mine = plans.filter((p) => p.target.server === kind).sort((a, b) => Number(b.workload === 'memory') - Number(a.workload === 'memory'));
     if (mine.length === 0) continue;
     const server = await startServerProcess(kind);
     try {
