@@ -169,6 +169,13 @@ describe('lab (Chromium)', () => {
       ['p99', 4],
       ['max', 4],
     ]);
+    // Each variant's per-flow delivery timeline, from the runner's per-message series.
+    const timelines = (await charts()).filter((c) => c.id.startsWith('hol-timeline-'));
+    expect(timelines.map((v) => v.id).sort()).toEqual(['hol-timeline-websocket', 'hol-timeline-webtransport-channels']);
+    for (const timeline of timelines) {
+      expect(timeline.datasets).toHaveLength(4);
+      for (const flow of timeline.datasets) expect(flow.points).toBeGreaterThan(10);
+    }
     expect(await page.locator('#hol-experiment').innerText()).toMatch(/websocket[\s\S]*webtransport-channels/);
     await expect.poll(() => page.locator('[data-testid=hol-server-progress]').innerText()).toMatch(/^Done: experiment/);
     expect(await page.locator('[data-testid=hol-server-download]').isVisible()).toBe(true);

@@ -32,10 +32,8 @@ export interface ServerRunConfig<R> {
   kind: ExperimentKind;
   /** The run button's label. */
   label: string;
-  /** The option fields (built by the page, from the catalog). */
-  controls: HTMLElement;
-  /** The request body from the fields. */
-  options: () => Record<string, unknown>;
+  /** Builds the option fields from the server's catalog, and the request body from them. */
+  controls: (catalog: ExperimentCatalog) => { element: HTMLElement; options: () => Record<string, unknown> };
   /** A progress line for an event, or null to keep the current one. */
   describe: (event: ExperimentEvent) => string | null;
   /** Draws a result: the page's renderer for loaded JSON. */
@@ -87,7 +85,8 @@ export function serverRunPanel<R extends { startedAt: string }>(config: ServerRu
     progress.className = 'muted';
     progress.textContent = 'Starting…';
     try {
-      let view = await labJson<ExperimentView>(`/lab/experiments/${config.kind}`, config.options());
+      if (!options) throw new Error('the server has not said what it can run yet');
+      let view = await labJson<ExperimentView>(`/lab/experiments/${config.kind}`, options());
       state.id = view.id;
       stop.disabled = false;
       for (;;) {
@@ -112,7 +111,17 @@ export function serverRunPanel<R extends { startedAt: string }>(config: ServerRu
   });
 
   const element = h('div', { class: 'server-run', id: `${config.kind}-server` });
-  append(element, config.controls, h('div', { class: 'actions' }, run, stop, download, progress), caveat);
+  const controls = h('div', {}, h('p', { class: 'empty' }, 'Asking the server what it can run…'));
+  let options: (() => Record<string, unknown>) | undefined;
+  void experimentCatalog().then(
+    (catalog) => {
+      const built = config.controls(catalog);
+      controls.replaceChildren(built.element);
+      options = built.options;
+    },
+    (error: Error) => controls.replaceChildren(note('error', `The server cannot run experiments: ${error.message}`)),
+  );
+  append(element, controls, h('div', { class: 'actions' }, run, stop, download, progress), caveat);
   // Leaving the page stops following the run; the server finishes it (or the next page may stop it).
   return { element, state, dispose: () => (disposed = true) };
 }

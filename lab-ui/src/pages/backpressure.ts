@@ -12,7 +12,7 @@ import { series, setData, xyChart, type Point } from '../charts.ts';
 import type { ConsumerCommand, ConsumerReport } from '../consumer-worker.ts';
 import { connectClient, labState, serverView, unavailable, VARIANTS, type ServerInfo } from '../lab.ts';
 import { openLoop } from '../runner.ts';
-import { experimentCatalog, serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
+import { serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
 import { decimate, formatMs, nowMs, rateSeries, stampPayload, summarizeLatencies } from '../stats.ts';
 import { append, card, chartCard, field, formatBytes, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table } from '../ui.ts';
 
@@ -197,28 +197,14 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
     renderBackpressureExperiment(experiment, result);
     state.experiment = result.runs.length;
   };
-  const controls = h('div', {}, h('p', { class: 'empty' }, 'Asking the server what it can run…'));
-  let serverOptions: (() => Record<string, unknown>) | undefined;
   const panel = serverRunPanel<BackpressureResult>({
     kind: 'backpressure',
     label: 'Run on the server',
-    controls,
-    options: () => {
-      if (!serverOptions) throw new Error('the server has not said what it can run yet');
-      return serverOptions();
-    },
+    controls: serverRunControls,
     describe: describeBackpressureEvent,
     show: showExperiment,
   });
   state.server = panel.state;
-  void experimentCatalog().then(
-    (catalog) => {
-      const built = serverRunControls(catalog);
-      controls.replaceChildren(built.element);
-      serverOptions = built.options;
-    },
-    (error: Error) => controls.replaceChildren(note('error', `The server cannot run experiments: ${error.message}`)),
-  );
 
   append(
     root,

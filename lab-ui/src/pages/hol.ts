@@ -11,7 +11,7 @@ import type { HolResult } from '../../../benchmarks/experiments/hol.ts';
 import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
 import { connectClient, labState, unavailable, VARIANTS, type ServerInfo, type Variant } from '../lab.ts';
 import { openLoop } from '../runner.ts';
-import { experimentCatalog, serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
+import { serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
 import { decimate, formatMs, nowMs, readStamp, stampPayload, summarizeLatencies } from '../stats.ts';
 import { append, card, chartCard, field, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table } from '../ui.ts';
 
@@ -124,7 +124,19 @@ export function renderHolExperiment(container: HTMLElement, result: HolResult): 
       [series('p50', v.flows.map((f) => ms(f.latency.p50)), 0), series('p99', v.flows.map((f) => ms(f.latency.p99)), 1), series('max', v.flows.map((f) => ms(f.latency.max)), 3)],
       v.flows.map((f) => `flow ${f.flow + 1}`),
     );
+    // The runner keeps each message's send time and latency: the same per-flow timeline as a run here.
+    if (v.flows.every((f) => f.series)) renderHolRun(container, experimentTimeline(v));
   }
+}
+
+/** A variant's per-flow series as a timeline run (lost messages have no point). */
+function experimentTimeline(v: HolResult['variants'][number]): HolRun {
+  const flows = v.flows.map((f): FlowSeries => {
+    const { sentAt, latencyMs } = f.series!;
+    const points = sentAt.flatMap((t, k) => (latencyMs[k] == null ? [] : [{ t: t / 1000, latencyMs: latencyMs[k]! }]));
+    return { name: `flow ${f.flow + 1} (${f.lane})`, points, sent: sentAt.length };
+  });
+  return { variant: `timeline-${v.variant}`, label: `${v.variant}: delivery timeline`, source: 'experiment', flows };
 }
 
 /** The server-run options: variants, loss, rate limit, relay delay, duration per variant. */
@@ -194,16 +206,10 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
     renderHolExperiment(experiment, result);
     state.experiment = result.variants.length;
   };
-  const controls = h('div', {}, h('p', { class: 'empty' }, 'Asking the server what it can run…'));
-  let serverOptions: (() => Record<string, unknown>) | undefined;
   const panel = serverRunPanel<HolResult>({
     kind: 'hol',
     label: 'Run on the server (real packet loss)',
-    controls,
-    options: () => {
-      if (!serverOptions) throw new Error('the server has not said what it can run yet');
-      return serverOptions();
-    },
+    controls: serverRunControls,
     describe: describeHolEvent,
     show: showExperiment,
     caveat: ({ impairment }) => {
@@ -213,14 +219,6 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
     },
   });
   state.server = panel.state;
-  void experimentCatalog().then(
-    (catalog) => {
-      const built = serverRunControls(catalog);
-      controls.replaceChildren(built.element);
-      serverOptions = built.options;
-    },
-    (error: Error) => controls.replaceChildren(note('error', `The server cannot run experiments: ${error.message}`)),
-  );
 
   append(
     root,
