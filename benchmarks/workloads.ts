@@ -231,7 +231,8 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
  * Closed loop at maximum rate: the publisher sends a burst of `burst` messages, and the next burst
  * as soon as every subscriber has the whole previous one (a tick of game state, a block of market
  * data). Reports deliveries/s, server CPU per delivery (the fan-out cost, free of the load
- * generator that shares the machine) and latency from each send to each delivery.
+ * generator that shares the machine) and latency from each send to each delivery, over whole
+ * bursts.
  */
 export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: ServerProbe, subscribers: number, durationMs: number, burst: number): Promise<CellResult> {
   const topic = `fan-max-${subscribers}`;
@@ -242,11 +243,20 @@ export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: S
   let pending = 0;
   let deliveries = 0;
   let recording = false;
-  let running = true;
+  /** Set while the workload waits for the current burst to complete instead of publishing the next. */
+  let hold: (() => void) | undefined;
   const publishBurst = () => {
     pending = burst * subscribers;
     for (let i = 0; i < burst; i++) publisher!.publish(topic, stampedPayload(performance.now(), sequence++));
   };
+  /** Resolves once every subscriber has the current burst; nothing more is published meanwhile. */
+  const burstDone = () =>
+    Promise.race([
+      new Promise<void>((resolve) => void (hold = resolve)),
+      sleep(10_000).then(() => {
+        throw new Error(`a burst did not complete within 10 s: ${pending} deliveries missing`);
+      }),
+    ]);
   try {
     clients.push(...(await connectMany(target, endpoint, subscribers)));
     await Promise.all(
@@ -256,20 +266,35 @@ export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: S
             deliveries++;
             histogram.record(Math.max(1, Math.round((performance.now() - readStamp(payload).sentAt) * 1e6)));
           }
-          if (--pending === 0 && running) publishBurst();
+          if (--pending > 0) return;
+          if (hold) {
+            const resume = hold;
+            hold = undefined;
+            resume();
+          } else publishBurst();
         });
         await client.subscribe(topic);
       }),
     );
     publisher = await target.connect(endpoint);
     publishBurst();
-    const { seconds, serverCpuMicros } = await measuredWindow(durationMs, probe, (on) => void (recording = on));
-    running = false;
-    const cpuSeconds = serverCpuMicros / 1e6;
+    await sleep(durationMs * WARMUP);
+    // The window spans whole bursts, so the server CPU it counts is exactly the work for the
+    // deliveries it counts: it opens and closes between bursts, when the server is idle.
+    await burstDone();
+    const before = await probe.cpuMicros();
+    const started = performance.now();
+    recording = true;
+    publishBurst();
+    await sleep(durationMs * (1 - WARMUP));
+    await burstDone();
+    recording = false;
+    const seconds = (performance.now() - started) / 1000;
+    const serverCpuMicros = (await probe.cpuMicros()) - before;
     return {
       latency: summarize(histogram),
       msgsPerSec: Math.round(deliveries / seconds),
-      deliveriesPerCpuSecond: cpuSeconds > 0 ? Math.round(deliveries / cpuSeconds) : undefined,
+      deliveriesPerCpuSecond: serverCpuMicros > 0 ? Math.round(deliveries / (serverCpuMicros / 1e6)) : undefined,
       serverCpuMicrosPerMsg: deliveries ? round(serverCpuMicros / deliveries) : undefined,
     };
   } finally {
