@@ -414,8 +414,9 @@ export async function ackedDelivery(target: Target, endpoint: Endpoint, duration
  */
 export async function wireBytes(target: Target, endpoint: Endpoint, count: number): Promise<CellResult> {
   let counted = 0;
-  const proxy = net.createServer((inbound) => {
-    const outbound = net.connect(endpoint.port, '127.0.0.1');
+  // No Nagle on either leg: the proxy must not hold small writes back (it would only add delay).
+  const proxy = net.createServer({ noDelay: true }, (inbound) => {
+    const outbound = net.connect({ port: endpoint.port, host: '127.0.0.1', noDelay: true });
     inbound.on('data', (data: Buffer) => void (counted += data.length));
     outbound.on('data', (data: Buffer) => void (counted += data.length));
     inbound.pipe(outbound).on('error', () => inbound.destroy());
