@@ -102,6 +102,7 @@ export async function renderHtml(report: BenchReport): Promise<string> {
 <h2>Echo latency CDF (64 B)</h2><canvas id="cdf"></canvas>
 <h2>Echo throughput (64 B, 32 in flight)</h2><canvas id="throughput"></canvas>
 <h2>Fan-out: deliveries per second by subscribers</h2><canvas id="fanout"></canvas>
+<h2>Fan-out cost at max rate: server CPU µs per delivery (lower is better)</h2><canvas id="fanoutCost"></canvas>
 <h2>All cells</h2><div id="cells"></div>
 <script>
 const report = ${data};
@@ -111,6 +112,8 @@ const tp = ok('throughput');
 new Chart(document.getElementById('throughput'), { type: 'bar', data: { labels: tp.map((c) => c.target), datasets: [{ label: 'msg/s', data: tp.map((c) => c.result.msgsPerSec) }] } });
 const fan = ok('fanout'); const names = [...new Set(fan.map((c) => c.target))];
 new Chart(document.getElementById('fanout'), { type: 'line', data: { datasets: names.map((n) => ({ label: n, data: fan.filter((c) => c.target === n).map((c) => ({ x: c.params.subscribers, y: c.result.msgsPerSec })), showLine: true })) }, options: { scales: { x: { type: 'logarithmic', title: { display: true, text: 'subscribers' } } } } });
+const cost = ok('fanout-max'); const costNames = [...new Set(cost.map((c) => c.target))]; const counts = [...new Set(cost.map((c) => c.params.subscribers))];
+new Chart(document.getElementById('fanoutCost'), { type: 'bar', data: { labels: costNames, datasets: counts.map((n) => ({ label: n + ' subscribers', data: costNames.map((t) => cost.find((c) => c.target === t && c.params.subscribers === n)?.result.serverCpuMicrosPerMsg ?? null) })) }, options: { scales: { y: { type: 'logarithmic', title: { display: true, text: 'µs per delivery' } } } } });
 document.getElementById('cells').innerHTML = '<table><tr><th>target</th><th>workload</th><th>params</th><th>status</th><th>headline</th></tr>' + report.cells.map((c) => '<tr><td>' + c.target + '</td><td>' + c.workload + '</td><td>' + JSON.stringify(c.params) + '</td><td>' + c.status + '</td><td>' + (c.reason ?? (c.result ? JSON.stringify(c.result.latency ? { p50: c.result.latency.p50, p99: c.result.latency.p99 } : c.result) : '')) + '</td></tr>').join('') + '</table>';
 </script></body></html>`;
 }
