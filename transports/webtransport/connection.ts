@@ -54,6 +54,8 @@ export interface WebTransportSessionLike {
 const STREAM_BUFFER_LIMIT = 256 * 1024;
 /** Datagram payload when the session does not say (QUIC's safe minimum minus headers). */
 const DEFAULT_MAX_DATAGRAM = 1100;
+/** Datagram writes handed to the session and not yet settled, beyond which datagrams are dropped. */
+const MAX_DATAGRAMS_IN_FLIGHT = 256;
 const DATAGRAM_TEXT = 0;
 const DATAGRAM_BINARY = 1;
 const encoder = new TextEncoder();
@@ -83,6 +85,7 @@ export class WebTransportConnection extends BaseConnection {
   readonly #role: 'client' | 'server';
   readonly #lanes = new Map<Lane, LaneStream>();
   #datagramWriter: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #datagramsInFlight = 0;
   #requestedClose: { code: number; reason: string } | undefined;
 
   constructor(session: WebTransportSessionLike | Promise<WebTransportSessionLike>, options: WebTransportConnectionOptions) {
@@ -193,8 +196,10 @@ export class WebTransportConnection extends BaseConnection {
 
   #sendDatagram(item: QueuedMessage): void {
     const writer = this.#datagramWriter;
-    // Datagrams never wait: when the stack's datagram queue is full the message is dropped and counted.
-    if (!writer || (writer.desiredSize !== null && writer.desiredSize <= 0)) {
+    // Datagrams never wait: past a bounded number of unsettled writes the message is dropped and
+    // counted. (The writer's desiredSize is no guide: with the default high-water mark of one it is
+    // 0 as soon as a single write is in flight, which dropped all but the first of a burst.)
+    if (!writer || this.#datagramsInFlight >= MAX_DATAGRAMS_IN_FLIGHT) {
       this.counters.dropped++;
       return;
     }
@@ -203,7 +208,11 @@ export class WebTransportConnection extends BaseConnection {
     datagram[0] = typeof item.message === 'string' ? DATAGRAM_TEXT : DATAGRAM_BINARY;
     datagram.set(payload, 1);
     this.countSent(item);
-    writer.write(datagram).catch(() => undefined);
+    this.#datagramsInFlight++;
+    writer.write(datagram).then(
+      () => void this.#datagramsInFlight--,
+      () => void this.#datagramsInFlight--,
+    );
   }
 
   /** Opens this side's stream for a lane and announces the lane on it. */

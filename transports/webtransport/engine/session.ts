@@ -202,16 +202,15 @@ export class WebTransportSession implements WebTransportSessionLike {
     this.closed.catch(() => undefined);
     const quic = this.#quic;
     const prefix = this.#prefix;
-    const session = this;
     this.datagrams = {
       readable: new ReadableStream<Uint8Array>({ start: (c) => void (this.#datagramController = c) }, { highWaterMark: DATAGRAM_QUEUE }),
       writable: new WritableStream<Uint8Array>({
         write(chunk) {
-          // Datagrams never wait: a full QUIC send queue drops them (counted).
+          // Datagrams never wait: a full QUIC send queue drops them (counted once, by the QUIC connection).
           const datagram = new Uint8Array(prefix.length + chunk.length);
           datagram.set(prefix);
           datagram.set(chunk, prefix.length);
-          if (!quic.sendDatagram(datagram)) session.datagramsDropped++;
+          quic.sendDatagram(datagram);
         },
       }),
       get maxDatagramSize() {
