@@ -73,7 +73,7 @@ class Fifo<T> {
  * The bounded outbound queue: one FIFO per lane, so a lane that cannot take more (a channel's
  * stream out of flow-control credit) holds back only its own messages, with byte accounting over
  * all of them. `peek`/`shift` give the oldest message of any lane — what single-lane transports and
- * the drop-oldest policy use; `peekLane`/`shiftLane` serve one lane.
+ * the drop-oldest policy use; `shiftLane` serves one lane.
  */
 export class OutboundQueue {
   readonly #lanes = new Map<Lane, Fifo<QueuedMessage & { order: number }>>();
@@ -89,7 +89,9 @@ export class OutboundQueue {
 
   /** Lanes that hold messages, in the order they were first used. */
   lanes(): Lane[] {
-    return [...this.#lanes].filter(([, fifo]) => fifo.length > 0).map(([lane]) => lane);
+    const waiting: Lane[] = [];
+    for (const [lane, fifo] of this.#lanes) if (fifo.length > 0) waiting.push(lane);
+    return waiting;
   }
 
   push(message: Message, lane: Lane, size: number): void {
@@ -109,10 +111,6 @@ export class OutboundQueue {
 
   shift(): QueuedMessage | undefined {
     return this.#take(this.#oldest());
-  }
-
-  peekLane(lane: Lane): QueuedMessage | undefined {
-    return this.#lanes.get(lane)?.peek();
   }
 
   shiftLane(lane: Lane): QueuedMessage | undefined {

@@ -209,11 +209,13 @@ export class WebTransportConnection extends BaseConnection {
     datagram.set(payload, 1);
     this.countSent(item);
     this.#datagramsInFlight++;
-    writer.write(datagram).then(
-      () => void this.#datagramsInFlight--,
-      () => void this.#datagramsInFlight--,
-    );
+    writer.write(datagram).then(this.#datagramSettled, this.#datagramSettled);
   }
+
+  /** One callback for every datagram write (no closure per datagram). */
+  readonly #datagramSettled = (): void => {
+    this.#datagramsInFlight--;
+  };
 
   /** Opens this side's stream for a lane and announces the lane on it. */
   #openLane(name: Lane): Promise<void> {
