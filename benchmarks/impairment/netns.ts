@@ -12,6 +12,26 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 /** Every namespace and veth this module makes starts with this, so stale ones can be found. */
 const PREFIX = 'syimp';
+
+/**
+ * Names start with the owning process's pid (base 36, so a veth name stays within 15 characters):
+ * stale-path cleanup removes only what a process that has exited left behind, never the live
+ * paths of another test worker or run.
+ */
+export function pathNamePrefix(pid: number = process.pid): string {
+  return `${PREFIX}${pid.toString(36)}-`;
+}
+
+function ownerIsGone(name: string): boolean {
+  const pid = /^syimp([0-9a-z]+)-/.exec(name)?.[1];
+  if (pid === undefined) return true; // not a name this module makes now: an older run's
+  try {
+    process.kill(Number.parseInt(pid, 36), 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
 const TABLE = 'switchyard_impairment';
 
 export interface ImpairedPathOptions {
@@ -48,7 +68,7 @@ export async function canImpair(): Promise<{ ok: true } | { ok: false; reason: s
     }
   }
   // Root is not always enough (a container may lack CAP_NET_ADMIN): try the real thing once.
-  const probe = `${PREFIX}probe${process.pid}`;
+  const probe = `${pathNamePrefix()}p`;
   try {
     await run('ip', ['netns', 'add', probe]);
     await run('ip', ['netns', 'exec', probe, 'nft', 'add', 'table', 'inet', TABLE]);
@@ -60,13 +80,13 @@ export async function canImpair(): Promise<{ ok: true } | { ok: false; reason: s
   return { ok: true };
 }
 
-/** Deletes namespaces left behind by a run that crashed. */
+/** Deletes namespaces left behind by a run that crashed (whose process is gone). */
 export async function removeStalePaths(): Promise<number> {
   const { stdout } = await run('ip', ['netns', 'list']);
   const stale = stdout
     .split('\n')
     .map((line) => line.split(' ')[0]!)
-    .filter((name) => name.startsWith(PREFIX));
+    .filter((name) => name.startsWith(PREFIX) && ownerIsGone(name));
   for (const name of stale) await run('ip', ['netns', 'delete', name]).catch(() => undefined);
   return stale.length;
 }
@@ -82,11 +102,11 @@ export async function createImpairedPath(options: ImpairedPathOptions): Promise<
   const capable = await canImpair();
   if (!capable.ok) throw new Error(`cannot impair: ${capable.reason}`);
   // Short unique names: interface names are limited to 15 characters.
-  const id = `${(process.pid % 10_000).toString(36)}${(sequence++).toString(36)}`;
+  const name = `${pathNamePrefix()}${(sequence++).toString(36)}`;
   const subnet = 10 + ((process.pid + sequence) % 240);
   const side = {
-    server: { ns: `${PREFIX}${id}s`, veth: `${PREFIX}${id}s`, address: `10.213.${subnet}.1` },
-    client: { ns: `${PREFIX}${id}c`, veth: `${PREFIX}${id}c`, address: `10.213.${subnet}.2` },
+    server: { ns: `${name}s`, veth: `${name}s`, address: `10.213.${subnet}.1` },
+    client: { ns: `${name}c`, veth: `${name}c`, address: `10.213.${subnet}.2` },
   };
   const ip = (...args: string[]) => run('ip', args);
   const inNs = (ns: string, command: string, ...args: string[]) => run('ip', ['netns', 'exec', ns, command, ...args]);
