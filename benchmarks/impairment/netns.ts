@@ -1,6 +1,6 @@
 /**
  * A lossy network path for experiments, made of real kernel parts: two network namespaces joined
- * by a veth pair, an nftables rule in each that drops N % of the packets it sends
+ * by a veth pair, an nftables rule in each that drops N % of the TCP and UDP packets it sends
  * (`numgen random mod 100 < N`), and optionally a `tc tbf` rate limit. TCP and UDP cross the same
  * path, so TCP retransmission and QUIC recovery meet the same losses. This kernel has no netem,
  * so there is no added delay. Needs root, `ip`, `nft` and `tc`; never touches the host's own
@@ -144,7 +144,9 @@ export async function createImpairedPath(options: ImpairedPathOptions): Promise<
     for (const { ns, veth } of Object.values(side)) {
       await inNs(ns, 'nft', 'flush', 'chain', 'inet', TABLE, 'egress');
       // Each side drops that share of what it sends: loss in both directions, independently.
-      await inNs(ns, 'nft', 'add', 'rule', 'inet', TABLE, 'egress', 'oifname', veth, 'numgen', 'random', 'mod', '100', '<', String(Math.round(lossPercent)), 'counter', 'drop');
+      // TCP and UDP only: the kernel's own IPv6 neighbour discovery on the veth is neither dropped
+      // nor counted, so the counter is exactly the experiment's losses.
+      await inNs(ns, 'nft', 'add', 'rule', 'inet', TABLE, 'egress', 'oifname', veth, 'meta', 'l4proto', '{', 'tcp,', 'udp', '}', 'numgen', 'random', 'mod', '100', '<', String(Math.round(lossPercent)), 'counter', 'drop');
     }
   };
   await setLoss(options.lossPercent);
