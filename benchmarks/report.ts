@@ -91,10 +91,10 @@ export function headline(cell: Pick<Cell, 'workload'>, result: CellResult | unde
   }
 }
 
-/** Every number of a result, flat: top-level figures, latency percentiles as p50, p90, p99, p999, max. */
+/** Every number of a result, flat: top-level figures (flags as 0 or 1), latency percentiles as p50, p90, p99, p999, max. */
 export function figuresOf(result: CellResult): Record<string, number> {
   const figures: Record<string, number> = {};
-  for (const [key, value] of Object.entries(result)) if (typeof value === 'number') figures[key] = value;
+  for (const [key, value] of Object.entries(result)) if (typeof value === 'number' || typeof value === 'boolean') figures[key] = Number(value);
   if (result.latency) for (const key of ['p50', 'p90', 'p99', 'p999', 'max'] as const) figures[key] = result.latency[key];
   return figures;
 }

@@ -195,23 +195,20 @@ export async function echoAtRate(target: Target, endpoint: Endpoint, probe: Serv
   const client = await target.connect(endpoint);
   const histogram = createHistogram();
   const payload = payloadOf(size);
-  /** Intended send time by sequence number, for the measured messages still awaited. */
-  const awaited = new Map<number, number>();
+  /** Every message still awaited, by sequence number: its intended send time, and whether it is measured (not warm-up). */
+  const awaited = new Map<number, { intended: number; measured: boolean }>();
   let misrouted = 0;
   let lastProgress = performance.now();
   client.onEcho((reply) => {
     lastProgress = performance.now();
     const sequence = reply.byteLength >= SEQUENCE_OFFSET + 4 ? view(reply).getUint32(SEQUENCE_OFFSET) : -1;
-    const intended = awaited.get(sequence);
-    if (intended === undefined) {
-      if (sequence < 0 || sequence >= sent) misrouted++; // not a message this client sent (warm-up ones are fine)
-      return;
-    }
+    const sent = awaited.get(sequence);
+    // Not awaited: a second copy, or not a message this client sent.
+    if (!sent) return void misrouted++;
     awaited.delete(sequence);
-    histogram.record(Math.max(1, Math.round((lastProgress - intended) * 1e6)));
+    if (sent.measured) histogram.record(Math.max(1, Math.round((lastProgress - sent.intended) * 1e6)));
   });
   let late = 0;
-  let sent = 0;
   let measuredSends = 0;
   try {
     const start = performance.now() + 10;
@@ -232,25 +229,25 @@ export async function echoAtRate(target: Target, endpoint: Endpoint, probe: Serv
       if (measured && now - intended > 1) late++;
       const message = payload.slice();
       view(message).setUint32(SEQUENCE_OFFSET, i);
+      awaited.set(i, { intended, measured });
       if (measured) {
-        awaited.set(i, intended);
         measuredSends++;
         lastMeasured = now;
       }
-      sent = i + 1;
       client.sendToSelf(message);
     }
     // The tail: wait while replies keep coming (an unreliable lane's losses end it after 500 ms).
     const quiet = target.lane === 'unreliable' ? 500 : LOST_AFTER_MS;
     lastProgress = performance.now();
     while (awaited.size > 0 && performance.now() - lastProgress < quiet) await sleep(10);
+    const lost = [...awaited.values()].filter((m) => m.measured).length;
     const cpuMicros = (await probe.cpuMicros()) - (cpuBefore ?? 0);
     const achievedRate = measuredSends > 1 ? Math.round((measuredSends - 1) / ((lastMeasured - firstMeasured) / 1000)) : 0;
     return {
       latency: summarize(histogram),
       msgsPerSec: Math.round(histogram.count / ((lastMeasured - firstMeasured) / 1000 || 1)),
       serverCpuMicrosPerMsg: measuredSends ? round(cpuMicros / measuredSends) : undefined,
-      lost: awaited.size,
+      lost,
       misrouted,
       ...openLoop(rate, achievedRate, late, measuredSends),
     };
