@@ -365,12 +365,14 @@ function gitCommit(): string {
 
 /** Runs a whole benchmark and builds its report; exit code 1 when a cell failed. */
 export async function runBench(options: BenchOptions): Promise<{ report: BenchReport; exitCode: number }> {
+  // Read before the run: the code that ran, not what the tree holds when it ends.
+  const commit = gitCommit();
   const cells = await runCells(options);
   const report: BenchReport = {
     schemaVersion: 1,
     meta: {
       date: new Date().toISOString(),
-      commit: gitCommit(),
+      commit,
       node: process.version,
       os: `${os.type()} ${os.release()}`,
       cpu: os.cpus()[0]?.model ?? 'unknown',
