@@ -316,7 +316,8 @@ type Figure = { target: string; workload: Workload; params?: Record<string, numb
 export function goals(cells: Cell[], targets: readonly Target[]): Goal[] {
   const value = ({ target, workload, params, figure }: Figure): number | undefined => {
     const cell = cells.find((c) => c.target === target && c.workload === workload && c.status === 'ok' && (!params || Object.entries(params).every(([k, v]) => c.params[k] === v)));
-    return cell?.medians?.[figure];
+    // Zero is no measurement (a cell with no samples), never a ratio's numerator.
+    return cell?.medians?.[figure] || undefined;
   };
   const present = new Set(targets.map((t) => t.name));
   const out: Goal[] = [];
