@@ -281,10 +281,9 @@ export async function throughput(target: Target, endpoint: Endpoint, probe: Serv
   };
   try {
     const lanes = Promise.all(Array.from({ length: window }, lane));
-    const failed = lanes.then(() => undefined);
     const measuring = measuredWindow(durationMs, probe, (on) => void (recording = on));
-    // A lost echo rejects its lane: the cell fails rather than reporting a stalled window.
-    const { seconds, serverCpuMicros, clientCpuMicros } = await Promise.race([measuring, failed.then(() => measuring)]);
+    // A lost echo rejects its lane, and so this race: the cell fails rather than reporting a stalled window.
+    const { seconds, serverCpuMicros, clientCpuMicros } = await Promise.race([measuring, lanes.then(() => measuring)]);
     running = false;
     await lanes;
     return {
