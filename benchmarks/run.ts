@@ -19,7 +19,9 @@ import { ackedDelivery, connectionSetup, echoAtRate, echoRtt, fanOut, fanOutMaxR
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fanout', 'fanout-max', 'setup', 'memory', 'pubsub', 'acked', 'wire-bytes'];
 const SERVER_KINDS: readonly ServerKind[] = ['switchyard', 'ws', 'ws-tuned', 'socketio'];
-/** Echo throughput run per row before the measured rounds. */
+/** --quick's workloads unless --workloads names others: the headline cells and the cheap ones. */
+const QUICK_WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fanout-max', 'setup', 'wire-bytes'];
+/** Echo throughput run per row before the measured rounds (--quick: a fifth of it). */
 const WARM_UP_MS = 500;
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -29,9 +31,9 @@ Socket.IO), the server in its own process. Prints a table per workload and the t
 writes JSON and HTML. Exit status 1 when a cell failed (lost or misrouted a reliable delivery).
 
 Options:
-  --quick               short cells, one run each, a smaller set of cells (under ~2 minutes)
+  --quick               short cells, one run each, fewer cells (about 2 minutes on a quiet 2-core machine)
   --targets a,b         rows to run (default: all): ${TARGETS.map((t) => t.name).join(', ')}
-  --workloads a,b       workloads (default: all): ${WORKLOADS.join(', ')}
+  --workloads a,b       workloads (default: all; --quick ${QUICK_WORKLOADS.join(',')}): ${WORKLOADS.join(', ')}
   --sizes 64,1048576    echo sizes in bytes (default 64,1024,65536,1048576; --quick 64)
   --duration ms         length of a cell's run (default 3000; --quick 200)
   --runs n              runs per cell; tables quote each figure's median (default 3; --quick 1)
@@ -83,10 +85,11 @@ export function parseOptions(argv: string[]): (BenchOptions & { out: string; mar
   }
   if (values.help) return 'help';
   const list = (value: string) => value.split(',').map((s) => s.trim()).filter(Boolean);
+  const quick = values.quick!;
   const names = values.targets ? list(values.targets) : TARGETS.map((t) => t.name);
   const unknownTarget = names.filter((n) => !TARGETS.some((t) => t.name === n));
   if (unknownTarget.length) throw new UsageError(`unknown target ${unknownTarget.join(', ')}; known: ${TARGETS.map((t) => t.name).join(', ')}`);
-  const workloads = values.workloads ? list(values.workloads) : [...WORKLOADS];
+  const workloads = values.workloads ? list(values.workloads) : quick ? [...QUICK_WORKLOADS] : [...WORKLOADS];
   const unknownWorkload = workloads.filter((w) => !WORKLOADS.includes(w as Workload));
   if (unknownWorkload.length) throw new UsageError(`unknown workload ${unknownWorkload.join(', ')}; known: ${WORKLOADS.join(', ')}`);
   const number = (flag: string, value: string | undefined, fallback: number, min: number) => {
@@ -95,7 +98,6 @@ export function parseOptions(argv: string[]): (BenchOptions & { out: string; mar
     if (!Number.isInteger(parsed) || parsed < min) throw new UsageError(`--${flag} wants a whole number ≥ ${min}, got ${value}`);
     return parsed;
   };
-  const quick = values.quick!;
   const sizes = list(values.sizes ?? (quick ? '64' : '64,1024,65536,1048576')).map((s) => number('sizes', s, 64, 1));
   let pin: BenchOptions['pin'] = null;
   if (values.pin !== undefined) {
@@ -279,7 +281,7 @@ export async function runCells(options: BenchOptions): Promise<Cell[]> {
       if (target.lane === 'unreliable') continue;
       progress(done, total, `warming up ${target.name}`);
       const server = servers.get(target.server)!;
-      await throughput(target, server.endpoint, server.probe, 64, WARM_UP_MS).catch(() => undefined);
+      await throughput(target, server.endpoint, server.probe, 64, options.quick ? WARM_UP_MS / 5 : WARM_UP_MS).catch(() => undefined);
     }
     for (let round = 0; round < options.runs; round++) {
       for (const i of memoryFirst) {
