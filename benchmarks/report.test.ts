@@ -44,6 +44,8 @@ describe('benchmark results', () => {
       cells: [
         { target: 'websocket', tls: false, workload: 'throughput', params: { size: 64, window: 32 }, status: 'ok', runs: [{}], medians: { msgsPerSec: 41234, serverCpuMicrosPerMsg: 5.5, clientCpuMicrosPerMsg: 7.25 } },
         { target: 'ws', tls: false, workload: 'throughput', params: { size: 64, window: 32 }, status: 'failed', reason: 'run 1: 3 reliable deliveries lost', runs: [] },
+        { target: 'websocket', tls: false, workload: 'setup', params: { connections: 10 }, status: 'ok', runs: [{}], medians: { setupMs: 0.8 } },
+        { target: 'ws', tls: false, workload: 'setup', params: { connections: 10 }, status: 'skipped', reason: 'a long reason that must not widen the column of figures', runs: [] },
       ],
       targets: [],
     };
@@ -51,6 +53,7 @@ describe('benchmark results', () => {
     expect(lines[1]).toMatch(/^target\s+msg\/s\s+server µs\/msg\s+client µs\/msg\s+spread %$/);
     expect(lines[2]).toMatch(/^websocket\s+41234\s+5\.50\s+7\.25$/);
     expect(lines[3]).toMatch(/^ws \(naive\)\s+FAILED size=64 window=32: run 1: 3 reliable deliveries lost$/);
+    expect(lines.slice(5)).toEqual(['setup: sequential connects to a usable client', 'target      connect ms', 'websocket         0.80', 'ws (naive)  SKIPPED connections=10: a long reason that must not widen the column of figures']);
   });
 
   it('renders a self-contained HTML report with Chart.js and the data inlined', async () => {

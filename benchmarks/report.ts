@@ -129,11 +129,13 @@ export function describeParams(params: Record<string, number>): string {
     .join(' ');
 }
 
-/** One table: a workload's cells, one row each, plain numbers under named columns (a row of two is a cell that did not run: label, status and reason). */
+/** One table: a workload's cells, one row each, plain numbers under named columns. */
 export interface Table {
   title: string;
   columns: string[];
   rows: string[][];
+  /** Per row: the cell did not run or failed, and its row is [label, status and reason]. */
+  notRun: boolean[];
 }
 
 type Column = [heading: string, value: (m: Record<string, number>, cell: Cell) => string];
@@ -174,7 +176,7 @@ export function tables(report: BenchReport): Table[] {
     if (cells.length === 0) continue;
     // A cell that did not run is its label and its status with the reason, in place of figures.
     const rows = cells.map((cell) => [rowLabel(report, cell.target), ...(cell.status === 'ok' && cell.medians ? columns.map(([, value]) => value(cell.medians!, cell)) : [`${cell.status.toUpperCase()} ${describeParams(cell.params)}: ${cell.reason ?? ''}`])]);
-    out.push({ title, columns: ['target', ...columns.map(([heading]) => heading)], rows });
+    out.push({ title, columns: ['target', ...columns.map(([heading]) => heading)], rows, notRun: cells.map((cell) => !(cell.status === 'ok' && cell.medians)) });
   }
   return out;
 }
@@ -188,11 +190,11 @@ function rowLabel(report: BenchReport, target: string): string {
 /** Tables as aligned plain text for the terminal. */
 export function textTables(report: BenchReport): string {
   return tables(report)
-    .map(({ title, columns, rows }) => {
-      const full = rows.filter((r) => r.length === columns.length);
+    .map(({ title, columns, rows, notRun }) => {
+      const full = rows.filter((_, i) => !notRun[i]);
       const widths = columns.map((c, i) => Math.max(c.length, ...full.map((r) => r[i]!.length), ...(i === 0 ? rows.map((r) => r[0]!.length) : [])));
-      const line = (cells: string[]) => (cells.length < columns.length ? `${cells[0]!.padEnd(widths[0]!)}  ${cells[1]}` : cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd());
-      return [title, line(columns), ...rows.map(line)].join('\n');
+      const line = (cells: string[], short = false) => (short ? `${cells[0]!.padEnd(widths[0]!)}  ${cells[1]}` : cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd());
+      return [title, line(columns), ...rows.map((r, i) => line(r, notRun[i]))].join('\n');
     })
     .join('\n\n');
 }
@@ -219,7 +221,7 @@ export async function renderHtml(report: BenchReport): Promise<string> {
   const data = JSON.stringify(report).replaceAll('<', '\\u003c');
   const m = report.meta;
   const tableHtml = tables(report)
-    .map(({ title, columns, rows }) => `<h3>${html(title)}</h3><div class="wrap"><table><thead><tr>${columns.map((c, i) => `<th${i ? ' class="n"' : ''}>${html(c)}</th>`).join('')}</tr></thead><tbody>${rows.map((r) => (r.length < columns.length ? `<tr class="${r[1]!.startsWith('FAILED') ? 'failed' : 'skipped'}"><td>${html(r[0]!)}</td><td colspan="${columns.length - 1}">${html(r[1]!)}</td></tr>` : `<tr>${r.map((v, i) => `<td${i ? ' class="n"' : ''}>${html(v)}</td>`).join('')}</tr>`)).join('')}</tbody></table></div>`)
+    .map(({ title, columns, rows, notRun }) => `<h3>${html(title)}</h3><div class="wrap"><table><thead><tr>${columns.map((c, i) => `<th${i ? ' class="n"' : ''}>${html(c)}</th>`).join('')}</tr></thead><tbody>${rows.map((r, i) => (notRun[i] ? `<tr class="${r[1]!.startsWith('FAILED') ? 'failed' : 'skipped'}"><td>${html(r[0]!)}</td><td colspan="${columns.length - 1}">${html(r[1]!)}</td></tr>` : `<tr>${r.map((v, i) => `<td${i ? ' class="n"' : ''}>${html(v)}</td>`).join('')}</tr>`)).join('')}</tbody></table></div>`)
     .join('\n');
   const goals = report.targets.length
     ? `<h2>Targets</h2><div class="wrap"><table><thead><tr><th>target</th><th>goal</th><th class="n">measured</th><th>met</th><th>from</th></tr></thead><tbody>${report.targets.map((g) => `<tr><td>${html(g.name)}</td><td>${html(g.goal)}</td><td class="n">${g.value ?? 'n/a'}</td><td class="${g.met ? 'good' : g.met === false ? 'bad' : ''}">${g.met === null ? '—' : g.met ? 'met' : 'missed'}</td><td>${html(g.detail ?? '')}</td></tr>`).join('')}</tbody></table></div>`
