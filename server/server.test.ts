@@ -96,7 +96,12 @@ describe('router behaviour', () => {
   it('closes a client that stops answering with 4009, and measures RTT from heartbeats', async () => {
     const client = createClient({ url: server.urls.http, transports: 'websocket' });
     await client.connect();
-    expect(await client.ping()).toBeGreaterThanOrEqual(0);
+    const before = Date.now();
+    const rtt = await client.ping();
+    // Whole milliseconds, never longer than the call took (0 is a real loopback value).
+    expect(Number.isInteger(rtt)).toBe(true);
+    expect(rtt).toBeGreaterThanOrEqual(0);
+    expect(rtt).toBeLessThanOrEqual(Date.now() - before);
     await waitFor(() => server.router.clients.get(client.id!)?.rttMs !== null, 2_000, 'an RTT sample from a pong');
     client.close();
 
