@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { loadOrCreateCertificate } from '../certs/index.ts';
+import packageJson from '../package.json' with { type: 'json' };
 import type { Delivery } from '../transports/client.ts';
 import { createClient } from '../transports/node-client.ts';
 import { waitFor } from '../test-support/servers.ts';
@@ -31,8 +32,9 @@ describe('server over TLS', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('publishes its URLs and certificate hash at /info, on http and https alike', async () => {
-    const info = (await (await fetch(`${server.urls.http}/info`)).json()) as { certificateSha256: string; transports: string[] };
+  it('publishes its version, URLs and certificate hash at /info, on http and https alike', async () => {
+    const info = (await (await fetch(`${server.urls.http}/info`)).json()) as { version: string; certificateSha256: string; transports: string[] };
+    expect(info.version).toBe(packageJson.version);
     expect(info.certificateSha256).toBe(server.certificate!.sha256Hex);
     expect(info.transports).toEqual(['websocket', 'long-polling', 'polling', 'webtransport']);
     expect(server.urls.webtransport).toBe(`${server.urls.https}/wt`);
