@@ -191,7 +191,6 @@ describe('router over mixed transports', () => {
   beforeAll(async () => {
     server = await startServer({
       port: 0,
-      labDir: null,
       certificate: 'ephemeral',
       longPolling: { holdMs: 5_000 },
       router: {

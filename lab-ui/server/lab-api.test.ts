@@ -6,11 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { encodeEnvelope } from '../transports/codec/envelope.ts';
-import { createClient } from '../transports/node-client.ts';
-import { waitFor } from '../test-support/servers.ts';
+import { encodeEnvelope } from '../../transports/codec/envelope.ts';
+import { createClient } from '../../transports/node-client.ts';
+import { waitFor } from '../../test-support/servers.ts';
 import { decodeWebSocketFrames, encodeWebSocketFrame, fragmentFrame, previewPayload, readHttpMessage, type TapRecord } from './lab-api.ts';
-import { startServer, type SwitchyardServer } from './index.ts';
+import { startServer, type SwitchyardServer } from '../../server/index.ts';
+import { labPlugin } from './plugin.ts';
 
 const hex = (text: string) => Uint8Array.from(text.split(/\s+/).filter(Boolean), (b) => Number.parseInt(b, 16));
 const utf8 = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -94,7 +95,7 @@ describe('lab API on a real server', () => {
   const post = (body: unknown) => ({ method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
 
   beforeAll(async () => {
-    server = await startServer({ port: 0, certificate: 'ephemeral', labDir: null });
+    server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [labPlugin({ staticDir: null })] });
   });
   afterAll(async () => {
     await server?.close();
