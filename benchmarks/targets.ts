@@ -7,7 +7,7 @@
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import type { Delivery } from '../transports/client.ts';
-import { createClient } from '../transports/node-client.ts';
+import { createClient } from '../transports/node-webtransport.ts';
 import type { Lane, TransportName } from '../transports/transport.ts';
 import { RawOp, rawPayload, rawTopic, type ServerKind } from './raw-protocol.ts';
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { loadOrCreateCertificate } from '../certs/index.ts';
 import type { Delivery } from '../transports/client.ts';
-import { createClient } from '../transports/node-client.ts';
+import { createClient } from '../transports/node-webtransport.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { startServer, type SwitchyardServer } from './index.ts';
 

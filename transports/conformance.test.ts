@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type SwitchyardServer } from '../server/index.ts';
 import { collect, startEchoServer, waitFor, type EchoServer } from '../test-support/servers.ts';
 import type { Delivery, SwitchyardClient } from './client.ts';
-import { createClient, nodeConnectors } from './node-client.ts';
+import { createClient, nodeConnectors } from './node-webtransport.ts';
 import type { Connection, TransportName } from './transport.ts';
 
 const TRANSPORTS = Object.keys(nodeConnectors) as TransportName[];

@@ -15,7 +15,7 @@ import { startServer, staticFiles, type SwitchyardServer } from '../../server/in
 import { launchChromium } from '../../test-support/chromium.ts';
 import { waitFor } from '../../test-support/servers.ts';
 import type { Delivery } from '../client.ts';
-import { createClient } from '../node-client.ts';
+import { createClient } from '../node-webtransport.ts';
 
 let server: SwitchyardServer;
 let browser: Browser;
