@@ -426,6 +426,7 @@ function refusal(authorize: RouterOptions['authorize'], client: RoutedClient, ac
 function deliveryOf(client: RoutedClient, command: Extract<ClientCommand, { data: Payload }>, kind: DeliveryKind, to?: string): Extract<ServerEvent, { t: 'message' }> {
   const delivery: Extract<ServerEvent, { t: 'message' }> = { t: 'message', from: client.id, kind, data: command.data };
   if (to !== undefined) delivery.to = to;
+  if (client.userId !== undefined) delivery.user = client.userId;
   if (command.id !== undefined && command.receipt) {
     delivery.id = command.id;
     delivery.receipt = true;
