@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { encodeEnvelope } from '../../transports/codec/envelope.ts';
-import { createClient } from '../../transports/node-client.ts';
+import { createClient } from '../../transports/node-webtransport.ts';
 import { waitFor } from '../../test-support/servers.ts';
 import { decodeWebSocketFrames, encodeWebSocketFrame, fragmentFrame, previewPayload, readHttpMessage, type TapRecord } from './lab-api.ts';
 import { startServer, type SwitchyardServer } from '../../server/index.ts';
