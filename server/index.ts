@@ -142,6 +142,8 @@ function hashable(certificate: CertificateBundle | null): certificate is Certifi
 
 interface Core extends Omit<SwitchyardHub, 'webtransport' | 'close'> {
   readonly webtransport: WebTransportTransportServer | null;
+  /** Whether a request's path is one of Switchyard's (a transport's or `/info`). */
+  owns(request: http.IncomingMessage): boolean;
   handleRequest(request: http.IncomingMessage, response: http.ServerResponse): boolean;
   fallback(request: http.IncomingMessage, response: http.ServerResponse): void;
   handleUpgrade(request: http.IncomingMessage, socket: Duplex, head: Buffer): boolean;
@@ -221,6 +223,10 @@ async function createCore(options: SwitchyardOptions & { certificate?: Certifica
     sendTo: (clientId, data) => router.sendTo(clientId, data),
     broadcast: (data) => router.broadcast(data),
     on: (event, listener) => router.on(event, listener),
+    owns(request) {
+      const pathname = (request.url ?? '/').split('?')[0]!;
+      return pathname === '/info' || transports.some((t) => pathname === t.path || pathname.startsWith(`${t.path}/`));
+    },
     handleRequest(request, response) {
       if (guard.request(request, response)) return true;
       for (const transport of transports) if (transport.handleRequest?.(request, response)) return true;
@@ -316,7 +322,14 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
     });
     return { server, port: await server.listen() };
   };
-  let { server: http, port } = await listenHttp();
+  let http: DualHttpServer;
+  let port: number;
+  try {
+    ({ server: http, port } = await listenHttp());
+  } catch (error) {
+    await core.close();
+    throw error;
+  }
   // WebTransport takes the UDP port of the same number (WebTransport is always TLS: it needs the certificate).
   for (let attempt = 1; ; attempt++) {
     try {
@@ -363,17 +376,20 @@ export async function attach(server: http.Server | https.Server, options: Attach
   const core = await createCore(options);
   const previous = server.listeners('request') as ((request: http.IncomingMessage, response: http.ServerResponse) => void)[];
   server.removeAllListeners('request');
+  // Only Switchyard's paths get its Origin/Host checks and CORS headers; the app's routes are the app's.
   const onRequest = (request: http.IncomingMessage, response: http.ServerResponse) => {
     try {
-      if (core.handleRequest(request, response)) return;
-      if ((request.url ?? '/').split('?')[0] === '/info' || previous.length === 0) return core.fallback(request, response);
+      if (core.owns(request) || previous.length === 0) {
+        if (!core.handleRequest(request, response)) core.fallback(request, response);
+        return;
+      }
       for (const listener of previous) listener.call(server, request, response);
     } catch {
       if (!response.headersSent) response.writeHead(400).end();
     }
   };
   const onUpgrade = (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (core.handleUpgrade(request, socket, head)) return;
+    if (core.owns(request) && core.handleUpgrade(request, socket, head)) return;
     // Another upgrade handler (a dev server's HMR socket, say) may want it; else nobody will.
     if (server.listenerCount('upgrade') === 1) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   };
@@ -397,6 +413,8 @@ export async function attach(server: http.Server | https.Server, options: Attach
   return {
     ...hubOf(core),
     async close() {
+      // Once: a second call must not hand the app's listeners back twice.
+      if (!server.listeners('request').includes(onRequest)) return;
       server.off('request', onRequest);
       server.off('upgrade', onUpgrade);
       for (const listener of previous) server.on('request', listener);

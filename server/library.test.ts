@@ -154,6 +154,10 @@ describe('attach() to an existing node:http server', () => {
     expect((await request(port, { path: '/anything/else' })).body).toBe('my app');
     expect(JSON.parse((await request(port, { path: '/info' })).body).transports).toEqual(['websocket', 'long-polling']);
     expect((await request(port, { path: '/lab/experiments' })).body).toBe('my app');
+    // The app's own routes are the app's: no Host or Origin check of ours, no CORS headers.
+    const own = await request(port, { path: '/', headers: { host: 'evil.example', origin: 'https://evil.example' } });
+    expect([own.status, own.body, own.headers['access-control-allow-origin']]).toEqual([200, 'my app', undefined]);
+    expect((await request(port, { path: '/info', headers: { host: 'evil.example' } })).status).toBe(403);
 
     const url = `http://127.0.0.1:${port}`;
     const a = createClient({ url, transports: 'websocket' });
