@@ -47,17 +47,15 @@ async function rawQuic(onEstablished: (quic: QuicConnection) => void): Promise<{
   const closed = new Promise<{ code: number; reason: string } | null>((resolve) => {
     quic.handler = {
       established: () => onEstablished(quic),
-      readable: (id) => {
+      streamData: (id, bytes) => {
         const entry = reads.get(id) ?? { bytes: 0 };
         reads.set(id, entry);
-        for (let result = quic.read(id); result; result = quic.read(id)) {
-          if ('reset' in result) {
-            entry.reset = result.reset;
-            break;
-          }
-          entry.bytes += result.bytes.length;
-          if (result.fin) break;
-        }
+        entry.bytes += bytes.length;
+      },
+      streamReset: (id, code) => {
+        const entry = reads.get(id) ?? { bytes: 0 };
+        reads.set(id, entry);
+        entry.reset = code;
       },
       writable: () => undefined,
       stopSending: () => undefined,
