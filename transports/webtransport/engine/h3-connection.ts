@@ -32,8 +32,8 @@ export interface H3ConnectionHooks {
   request?(request: ConnectRequest): { status: number };
   /** Server: a session was accepted. */
   session?(session: WebTransportSession): void;
-  /** The connection is gone. */
-  closed?(): void;
+  /** The connection is gone; `info` says why when it was not a clean close. */
+  closed?(info: ConnectionCloseInfo | null): void;
   /** Client: checks the server's certificate once the handshake is done; a string rejects it. */
   verifyPeer?(): string | null;
   /** The handshake completed (after verifyPeer accepted it). */
@@ -242,7 +242,7 @@ export class H3Connection implements StreamIOHandler, SessionHost {
     for (const session of [...this.sessions.values()]) session.abort(error);
     for (const waiter of this.#writeWaiters.values()) waiter();
     this.#writeWaiters.clear();
-    this.hooks.closed?.();
+    this.hooks.closed?.(info);
   }
 
   streamData(streamId: number, bytes: Uint8Array, fin: boolean): void {

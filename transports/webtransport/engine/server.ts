@@ -26,6 +26,7 @@ export class WebTransportServer {
   readonly #connections = new Set<H3Connection>();
   readonly #paths = new Set<string>();
   #requestHook: ((request: ConnectRequest) => { status: number }) | undefined;
+  #connectionErrors = 0;
   #sessionHandler: ((session: WebTransportSession) => void) | undefined;
 
   constructor(readonly options: WebTransportServerOptions) {
@@ -35,7 +36,10 @@ export class WebTransportServer {
       const h3 = new H3Connection(quic, 'server', {
         request: (request) => this.#decide(request),
         session: (session) => this.#sessionHandler?.(session),
-        closed: () => this.#connections.delete(h3),
+        closed: (info) => {
+          this.#connections.delete(h3);
+          if (info?.local && info.code !== H3ErrorCode.NO_ERROR) this.#connectionErrors++;
+        },
       });
       quic.handler = h3;
       this.#connections.add(h3);
@@ -62,6 +66,11 @@ export class WebTransportServer {
   async listen(): Promise<{ port: number }> {
     const local = await this.#endpoint.bind(this.options.port, this.options.host ?? '127.0.0.1');
     return { port: local.port };
+  }
+
+  /** Connections this server closed with an error (a peer broke HTTP/3 or QUIC). */
+  get connectionErrors(): number {
+    return this.#connectionErrors;
   }
 
   /** Packets and bytes through the UDP socket. */
