@@ -22,7 +22,7 @@ export interface QuicOptions {
   keyPem?: string;
   /** Connection idle timeout (ms). Default 30 000. */
   idleTimeoutMs?: number;
-  /** Per-stream receive window (bytes). Default 1 MiB. */
+  /** Per-stream receive window to start with (bytes). Default 1 MiB; quiche grows it up to 8 MiB for a reader that keeps up. */
   streamWindow?: number;
   /** Connection receive window (bytes). Default 16 MiB. */
   connectionWindow?: number;
@@ -43,6 +43,14 @@ export const DEFAULT_UDP_PAYLOAD = 1350;
  * max_udp_payload_size, and quiche keeps to it.
  */
 export const LOOPBACK_UDP_PAYLOAD = 16 * 1024;
+const DEFAULT_STREAM_WINDOW = 1024 * 1024;
+const MAX_STREAM_WINDOW = 8 * 1024 * 1024;
+const DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024;
+/** Concurrent streams a peer may open, each way (an HTTP/3 peer needs at least 3 unidirectional). */
+const MAX_PEER_STREAMS = 256;
+const DEFAULT_DATAGRAM_QUEUE = 1024;
+/** Kernel socket buffers: room for bursts of a whole turn's packets. */
+const SOCKET_BUFFER = 4 * 1024 * 1024;
 const CID_LENGTH = 20;
 const READ_CHUNK = 64 * 1024;
 /** Outgoing packets are carved from slabs: one allocation per many packets instead of one each. */
@@ -65,16 +73,19 @@ export function quicConfig(role: 'client' | 'server', options: QuicOptions): Con
   config.setMaxRecvUdpPayloadSize(options.maxUdpPayload ?? DEFAULT_UDP_PAYLOAD);
   config.setMaxSendUdpPayloadSize(options.maxUdpPayload ?? DEFAULT_UDP_PAYLOAD);
   // quiche defaults every flow-control limit to 0: set them all.
-  const streamWindow = options.streamWindow ?? 1024 * 1024;
-  config.setInitialMaxData(options.connectionWindow ?? 16 * 1024 * 1024);
+  const streamWindow = options.streamWindow ?? DEFAULT_STREAM_WINDOW;
+  const connectionWindow = options.connectionWindow ?? DEFAULT_CONNECTION_WINDOW;
+  config.setInitialMaxData(connectionWindow);
   config.setInitialMaxStreamDataBidiLocal(streamWindow);
   config.setInitialMaxStreamDataBidiRemote(streamWindow);
   config.setInitialMaxStreamDataUni(streamWindow);
-  config.setInitialMaxStreamsBidi(256);
-  config.setInitialMaxStreamsUni(256);
-  config.setMaxStreamWindow(streamWindow);
-  config.setMaxConnectionWindow(options.connectionWindow ?? 16 * 1024 * 1024);
-  config.enableDgram(true, options.datagramQueue ?? 1024, options.datagramQueue ?? 1024);
+  config.setInitialMaxStreamsBidi(MAX_PEER_STREAMS);
+  config.setInitialMaxStreamsUni(MAX_PEER_STREAMS);
+  // Auto-tuning lets a fast reader's window grow, so a 1 MiB message need not wait for credit each
+  // round trip; the connection window still bounds what one connection can make us hold.
+  config.setMaxStreamWindow(Math.max(streamWindow, MAX_STREAM_WINDOW));
+  config.setMaxConnectionWindow(connectionWindow);
+  config.enableDgram(true, options.datagramQueue ?? DEFAULT_DATAGRAM_QUEUE, options.datagramQueue ?? DEFAULT_DATAGRAM_QUEUE);
   return config;
 }
 
@@ -413,7 +424,7 @@ export class QuicEndpoint {
     /** Server: the configuration for peers on loopback (larger UDP payload); `config` otherwise. */
     readonly loopbackConfig: Config = config,
   ) {
-    this.#socket = dgram.createSocket({ type, recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
+    this.#socket = dgram.createSocket({ type, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER });
     this.#socket.on('message', (packet, remote) => this.#receive(packet, { host: remote.address, port: remote.port }));
     this.#socket.on('error', () => undefined); // ICMP errors and the like: QUIC recovers or times out
   }

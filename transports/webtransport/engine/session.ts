@@ -18,7 +18,14 @@ import type { StreamIO } from './stream-io.ts';
 
 /** Queued bytes per stream above which writes wait. */
 const STREAM_HIGH_WATER = 256 * 1024;
+/** Bytes a stream's reader may have unread before the stream pauses (and QUIC flow control holds the peer). */
+const READ_QUEUE = 256 * 1024;
+/** Bytes a writer buffers before write() waits (the W3C writable side's own queue). */
+const WRITE_QUEUE = 64 * 1024;
+/** Datagrams a reader may have unread before further ones are dropped (counted). */
 const DATAGRAM_QUEUE = 256;
+/** QUIC's minimum datagram payload, when the connection does not say. */
+const MIN_DATAGRAM_PAYLOAD = 1200;
 
 export interface WebTransportCloseInfo {
   closeCode: number;
@@ -93,7 +100,7 @@ export class IncomingStream {
           this.onEnd();
         },
       },
-      { highWaterMark: 256 * 1024, size: (chunk) => chunk.byteLength },
+      { highWaterMark: READ_QUEUE, size: (chunk) => chunk.byteLength },
     );
   }
 
@@ -143,7 +150,7 @@ function outgoingStream(host: SessionHost, sessionId: number, streamId: number, 
         quic.shutdown(streamId, 'write', webTransportCodeToHttp3(codeOf(reason)));
       },
     },
-    new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }),
+    new ByteLengthQueuingStrategy({ highWaterMark: WRITE_QUEUE }),
   );
 }
 
@@ -214,7 +221,7 @@ export class WebTransportSession implements WebTransportSessionLike {
         },
       }),
       get maxDatagramSize() {
-        return Math.max(0, (quic.maxDatagramPayload() ?? 1200) - prefix.length);
+        return Math.max(0, (quic.maxDatagramPayload() ?? MIN_DATAGRAM_PAYLOAD) - prefix.length);
       },
     };
     this.incomingBidirectionalStreams = new ReadableStream({ start: (c) => void (this.#bidiController = c) });
