@@ -116,6 +116,7 @@ export class QuicConnection implements StreamIO {
   readonly #queues = new Map<number, WriteQueue>();
   readonly #paused = new Set<number>();
   readonly #readBuffer = new Uint8Array(READ_CHUNK);
+  #recvInfo: { from: Host; to: Host } | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerDeadline = 0;
   /** Touched this turn (packets arrived or a paused stream resumed): the endpoint will process it. */
@@ -144,9 +145,11 @@ export class QuicConnection implements StreamIO {
   }
 
   /** One UDP datagram from the peer: into quiche now; events and sends later in this turn. */
-  receive(packet: Uint8Array, from: Host): void {
+  receive(packet: Uint8Array, host: string, port: number): void {
+    // The usual sender is the known peer: its recv info is built once, not per packet.
+    const info = host === this.#peer.host && port === this.#peer.port ? (this.#recvInfo ??= { from: this.#peer, to: this.#endpoint.local }) : { from: { host, port }, to: this.#endpoint.local };
     try {
-      this.#conn.recv(packet, { from, to: this.#endpoint.local });
+      this.#conn.recv(packet, info);
     } catch {
       // A packet quiche rejects (garbage, wrong keys) is dropped; the connection lives on.
     }
@@ -425,7 +428,7 @@ export class QuicEndpoint {
     readonly loopbackConfig: Config = config,
   ) {
     this.#socket = dgram.createSocket({ type, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER });
-    this.#socket.on('message', (packet, remote) => this.#receive(packet, { host: remote.address, port: remote.port }));
+    this.#socket.on('message', (packet, remote) => this.#receive(packet, remote.address, remote.port));
     this.#socket.on('error', () => undefined); // ICMP errors and the like: QUIC recovers or times out
   }
 
@@ -559,14 +562,15 @@ export class QuicEndpoint {
     return undefined;
   }
 
-  #receive(packet: Buffer, from: Host): void {
+  #receive(packet: Buffer, host: string, port: number): void {
     this.counters.packetsReceived++;
     this.counters.bytesReceived += packet.length;
     const existing = this.#lookup(packet);
     if (existing) {
-      existing.receive(packet, from);
+      existing.receive(packet, host, port);
       return;
     }
+    const from: Host = { host, port };
     let header;
     try {
       header = quiche.Header.fromSlice(packet, CID_LENGTH);
@@ -576,7 +580,7 @@ export class QuicEndpoint {
     if (this.role === 'client') {
       // Before the server's first packet our only route is the scid we chose; packets carry it as dcid.
       const only = this.#ids.keys().next().value;
-      only?.receive(packet, from);
+      only?.receive(packet, host, port);
       return;
     }
     // A new connection only for a full-size Initial (anti-amplification) of a version we speak.
@@ -591,7 +595,7 @@ export class QuicEndpoint {
     const connection = new QuicConnection(conn, this, from);
     this.#route(connection, [scid, header.dcid]);
     this.onAccept?.(connection);
-    connection.receive(packet, from);
+    connection.receive(packet, host, port);
   }
 }
 
