@@ -115,6 +115,8 @@ export class QuicConnection implements StreamIO {
   readonly #peer: Host;
   readonly #queues = new Map<number, WriteQueue>();
   readonly #paused = new Set<number>();
+  /** Streams that delivered bytes and have not ended: polled with the cheap streamReadable(). */
+  readonly #reading = new Set<number>();
   readonly #readBuffer = new Uint8Array(READ_CHUNK);
   #recvInfo: { from: Host; to: Host } | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -187,7 +189,10 @@ export class QuicConnection implements StreamIO {
   /** RESET_STREAM (write side) and/or STOP_SENDING (read side) with an HTTP/3 error code. */
   shutdown(streamId: number, direction: 'read' | 'write', code: number): void {
     if (direction === 'write') this.#queues.delete(streamId);
-    else this.#paused.delete(streamId);
+    else {
+      this.#paused.delete(streamId);
+      this.#reading.delete(streamId);
+    }
     try {
       this.#conn.streamShutdown(streamId, direction === 'read' ? quiche.Shutdown.Read : quiche.Shutdown.Write, code);
     } catch {
@@ -264,9 +269,14 @@ export class QuicConnection implements StreamIO {
       this.#established = true;
       this.handler?.established();
     }
-    for (const id of conn.readable()) this.#read(id);
+    // The binding's readable()/writable() iterators cost ~100x a streamReadable() call (napi
+    // generator objects): poll the streams we know, and ask the iterator only when quiche still
+    // says something is readable (a new stream, a reset, a paused stream's bytes).
+    for (const id of this.#reading) if (!this.#paused.has(id) && conn.streamReadable(id)) this.#read(id);
     for (let datagram = conn.dgramRecvVec(); datagram; datagram = conn.dgramRecvVec()) this.handler?.datagram(datagram);
-    if (this.#queues.size > 0) for (const id of conn.writable()) this.#drainQueue(id);
+    if (conn.isReadable()) for (const id of conn.readable()) this.#read(id);
+    // Credit arrives with packets: retry what waits (a stream without credit just takes nothing).
+    for (const id of this.#queues.keys()) this.#drainQueue(id);
     this.#checkClosed();
   }
 
@@ -298,6 +308,7 @@ export class QuicConnection implements StreamIO {
       try {
         result = this.#conn.streamRecv(streamId, buffer);
       } catch (error) {
+        this.#reading.delete(streamId);
         const reset = quicheErrorCode(error, 'StreamReset');
         if (reset !== null) this.handler?.streamReset(streamId, reset);
         // Otherwise InvalidStreamState: its end was read already, nothing more comes.
@@ -305,6 +316,8 @@ export class QuicConnection implements StreamIO {
       }
       if (result === null) return;
       const [length, fin] = result;
+      if (fin) this.#reading.delete(streamId);
+      else this.#reading.add(streamId);
       // Reading opens flow-control credit: this turn's flush tells the peer.
       this.#endpoint.requestFlush(this);
       this.handler?.streamData(streamId, buffer.slice(0, length), fin);
@@ -389,6 +402,7 @@ export class QuicConnection implements StreamIO {
     clearTimeout(this.#timer);
     this.#queues.clear();
     this.#paused.clear();
+    this.#reading.clear();
     const peerError = this.#conn.peerError();
     const localError = this.#conn.localError();
     const error = peerError ?? localError;
