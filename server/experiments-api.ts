@@ -54,7 +54,7 @@ export interface ExperimentView {
 export interface ExperimentCatalog {
   running: string | null;
   limits: typeof EXPERIMENT_LIMITS;
-  hol: { variants: readonly HolVariant[]; defaults: { lossPercent: number; durationMs: number; relayDelayMs: number } };
+  hol: { variants: readonly HolVariant[]; defaults: { lossPercent: number; durationMs: number; delayMs: number } };
   backpressure: { transports: readonly BackpressureTransport[]; policies: readonly SlowConsumerPolicy[]; defaults: { durationMs: number; drainMs: number } };
 }
 
@@ -137,9 +137,9 @@ export function parseHolOptions(body: unknown, variants: readonly HolVariant[], 
   const input = asObject(body);
   onlyKnown(input, HOL_KEYS);
   const impairment = input.impairment ?? 'auto';
-  if (impairment !== 'auto' && impairment !== 'netns' && impairment !== 'relay') throw invalid(`impairment must be auto, netns or relay, got ${JSON.stringify(impairment)}`);
-  // nftables drops whole percents; only the relay takes fractions.
-  const lossPercent = readNumber(input, 'lossPercent', { min: 0, max: 10, integer: impairment !== 'relay' });
+  if (impairment !== 'auto' && impairment !== 'tun' && impairment !== 'netns' && impairment !== 'relay') throw invalid(`impairment must be auto, tun, netns or relay, got ${JSON.stringify(impairment)}`);
+  // nftables drops whole percents; the TUN forwarder and the relay take fractions.
+  const lossPercent = readNumber(input, 'lossPercent', { min: 0, max: 10, integer: impairment === 'netns' });
   const durationMs = readNumber(input, 'durationMs', { min: 1_000, max: EXPERIMENT_LIMITS.holDurationMs, integer: true }) ?? Math.min(defaults.durationMs, EXPERIMENT_LIMITS.holDurationMs);
   // A short run keeps most of its time for measuring: the default warm-up is at most a fifth of it.
   const warmupMs = readNumber(input, 'warmupMs', { min: 0, max: durationMs - 500, integer: true }) ?? Math.min(defaults.warmupMs, Math.round(durationMs / 5));
@@ -306,7 +306,7 @@ export function createExperimentsApi(): ExperimentsApi {
     return {
       running: current?.view.id ?? null,
       limits: EXPERIMENT_LIMITS,
-      hol: { variants: hol.HOL_VARIANTS, defaults: { lossPercent: hol.HOL_DEFAULTS.lossPercent, durationMs: Math.min(hol.HOL_DEFAULTS.durationMs, EXPERIMENT_LIMITS.holDurationMs), relayDelayMs: hol.HOL_DEFAULTS.relayDelayMs } },
+      hol: { variants: hol.HOL_VARIANTS, defaults: { lossPercent: hol.HOL_DEFAULTS.lossPercent, durationMs: Math.min(hol.HOL_DEFAULTS.durationMs, EXPERIMENT_LIMITS.holDurationMs), delayMs: hol.HOL_DEFAULTS.delayMs } },
       backpressure: { transports: bp.BACKPRESSURE_TRANSPORTS, policies: bp.POLICIES, defaults: { durationMs: bp.BACKPRESSURE_DEFAULTS.durationMs, drainMs: bp.BACKPRESSURE_DEFAULTS.drainMs } },
     };
   }

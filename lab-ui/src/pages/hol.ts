@@ -146,7 +146,7 @@ function serverRunControls(catalog: ExperimentCatalog): { element: HTMLElement; 
   const loss = numberInput(defaults.lossPercent, { name: 'srv-loss', min: 0, max: 10, step: 1 });
   const rateMbit = numberInput(0, { name: 'srv-rate-mbit', min: 0, max: 1000, step: 0.5 });
   // Empty: the relay's own default (an explicit delay on the namespace path is reported as not applied).
-  const delay = h('input', { type: 'number', name: 'srv-delay', min: 0, max: 500, placeholder: `${defaults.relayDelayMs} (default)` });
+  const delay = h('input', { type: 'number', name: 'srv-delay', min: 0, max: 500, placeholder: `${defaults.delayMs} (default)` });
   const path = select([{ value: 'auto', label: 'auto (namespaces when root)' }, { value: 'netns', label: 'network namespaces' }, { value: 'relay', label: 'UDP relay (WebTransport only)' }] as const, 'auto', { name: 'srv-impairment' });
   const duration = numberInput(Math.min(5, defaults.durationMs / 1000), { name: 'srv-duration', min: 1, max: catalog.limits.holDurationMs / 1000, step: 1 });
   const element = h(
