@@ -16,7 +16,7 @@ import { canImpair, createImpairedPath } from '../impairment/netns.ts';
 import { canForward, createTunPath } from '../impairment/tun-path.ts';
 import { startUdpRelay, TCP_LIMITATION, type UdpRelay } from '../impairment/udp-relay.ts';
 import type { Lane, TransportName } from '../../transports/transport.ts';
-import { analyzeFlows, type FlowAnalysis, type SharedStalls } from './analysis.ts';
+import { analyzeFlows, type FlowAnalysis, type LossStalls, type SharedStalls } from './analysis.ts';
 import { HOL_VARIANTS, VARIANT_LAYOUT, type HolVariant, type WorkerCommand, type WorkerReply } from './hol-variants.ts';
 import { LineReader, raisePriority, ROOT, stopChild, tsArgs } from './processes.ts';
 import type { ServerReady } from './server-process.ts';
@@ -112,6 +112,8 @@ export interface HolVariantResult {
   flows: HolFlowResult[];
   /** How often a stall of one flow coincided with a stall of another (the head-of-line effect). */
   stalls: SharedStalls;
+  /** How many flows each of the path's drops stalled (TUN path only: it logs when it drops; null elsewhere). */
+  afterLoss?: LossStalls | null;
   /** Messages never delivered / sent, all flows (0 expected on reliable lanes). */
   lossRate: number;
   /** The same for the datagram variant, null for the others. */
@@ -136,6 +138,8 @@ interface Setup {
   base: Pick<WorkerCommand, 'url' | 'webTransportUrl' | 'certificateSha256'>;
   impaired: (transport: TransportName) => boolean;
   dropped: () => Promise<{ clientToServer: number; serverToClient: number }>;
+  /** Drop times since the last call (CLOCK_MONOTONIC ms), when the path logs them. */
+  takeDrops?: () => Promise<number[]>;
   worker: LineReader;
   close: () => Promise<void>;
 }
@@ -151,6 +155,7 @@ interface NamespacePath {
   spawn(side: 'server' | 'client', command: string, args: readonly string[], options: { cwd: string; stdio: ['pipe', 'pipe', 'inherit'] }): ChildProcess;
   serverAddress: string;
   dropped(): Promise<{ clientToServer: number; serverToClient: number }>;
+  takeDrops?: () => Promise<{ clientToServer: number[]; serverToClient: number[] }>;
   destroy(): Promise<unknown>;
 }
 
@@ -167,6 +172,14 @@ async function namespaceSetup(path: NamespacePath, impairment: HolImpairment, tr
       base: { url: ready.url },
       impaired: () => true,
       dropped: () => path.dropped(),
+      ...(path.takeDrops
+        ? {
+            takeDrops: async () => {
+              const drops = await path.takeDrops!();
+              return [...drops.clientToServer, ...drops.serverToClient].sort((a, b) => a - b);
+            },
+          }
+        : {}),
       worker: new LineReader(worker),
       close: async () => {
         await Promise.all(children.map((child) => stopChild(child)));
@@ -308,10 +321,13 @@ export async function runHol(options: HolOptions = {}): Promise<HolResult> {
         durationMs: settings.durationMs,
       };
       const before = await setup.dropped();
+      await setup.takeDrops?.();
       setup.worker.child.stdin!.write(`${JSON.stringify(command)}\n`);
       const reply = await Promise.race([setup.worker.json<WorkerReply>(settings.durationMs + STARTUP_MS, `the ${variant} run`), aborted]);
       const after = await setup.dropped();
-      const analysis = analyzeFlows(reply.flows, { warmupMs: settings.warmupMs, stallThresholdMs: options.stallThresholdMs, stallExtraMs: settings.stallExtraMs });
+      const drops = await setup.takeDrops?.();
+      const dropsMs = drops && reply.monotonicT0Ms ? drops.map((at) => at - reply.monotonicT0Ms!) : undefined;
+      const analysis = analyzeFlows(reply.flows, { warmupMs: settings.warmupMs, stallThresholdMs: options.stallThresholdMs, stallExtraMs: settings.stallExtraMs, dropsMs });
       const result: HolVariantResult = {
         variant,
         transport: layout.transport,
@@ -320,6 +336,7 @@ export async function runHol(options: HolOptions = {}): Promise<HolResult> {
         thresholdMs: analysis.thresholdMs,
         flows: analysis.flows.map((flow) => ({ ...flow, lane: layout.lane(flow.flow) })),
         stalls: analysis.stalls,
+        afterLoss: analysis.afterLoss,
         lossRate: analysis.lossRate,
         datagramLossRate: variant === 'webtransport-unreliable' ? analysis.lossRate : null,
         packetsDropped: { clientToServer: after.clientToServer - before.clientToServer, serverToClient: after.serverToClient - before.serverToClient },

@@ -11,7 +11,9 @@
  *
  * It creates both devices (IFF_TUN | IFF_NO_PI: bare IP packets), prints {"ready":true} and then
  * relays; the caller moves each device into its namespace and configures it. stdin, one command a
- * line: `stats` prints the counters as one JSON line; `set ab|ba <spec>` changes one direction live.
+ * line: `stats` prints the counters as one JSON line; `drops` the times of the drops since the last
+ * `drops` (CLOCK_MONOTONIC ms, the clock of Node's process.hrtime); `set ab|ba <spec>` changes one
+ * direction live.
  * On stdin EOF, SIGTERM or SIGINT it prints the final counters and exits (the devices vanish with it).
  *
  * Model per direction, in this order: loss (a dropped packet never occupies the link), then the
@@ -39,6 +41,8 @@
 /* The devices' MTU is 1500 and IFF_VNET_HDR is off, so no packet is longer than that (no GSO). */
 #define MAX_PACKET 2048
 #define MAX_QUEUE 4096
+/* Drop times kept per direction until the next `drops` command (older ones are overwritten). */
+#define MAX_DROP_LOG 4096
 
 struct spec {
   double delay_ms, jitter_ms, loss, burst, rate_mbit;
@@ -61,6 +65,9 @@ struct direction {
   uint64_t link_free_ns, last_due_ns;
   struct packet ring[MAX_QUEUE];
   int head, count;
+  /* when the loss model dropped packets (CLOCK_MONOTONIC ns, the clock of Node's process.hrtime) */
+  uint64_t drop_log[MAX_DROP_LOG];
+  uint64_t drop_log_count;
   /* counters */
   uint64_t received, forwarded, dropped, loss_bursts, queue_drops, delayed, bytes, write_errors;
   double delay_sum_ms;
@@ -143,6 +150,7 @@ static void receive(struct direction *d, unsigned char *scratch) {
     uint64_t now = now_ns();
     d->received++;
     if (lose(d)) {
+      d->drop_log[d->drop_log_count++ % MAX_DROP_LOG] = now;
       d->dropped++;
       if (!d->last_dropped) d->loss_bursts++;
       d->last_dropped = 1;
@@ -206,10 +214,26 @@ static void print_stats(struct direction *dirs) {
   fflush(stdout);
 }
 
+/* The drop times logged since the last call (ms, CLOCK_MONOTONIC), then forgets them. */
+static void print_drops(struct direction *dirs) {
+  printf("{\"type\":\"drops\"");
+  for (int i = 0; i < 2; i++) {
+    struct direction *d = &dirs[i];
+    uint64_t n = d->drop_log_count < MAX_DROP_LOG ? d->drop_log_count : MAX_DROP_LOG;
+    printf(",\"%s\":[", d->name);
+    for (uint64_t k = 0; k < n; k++) printf("%s%.3f", k ? "," : "", (double)d->drop_log[(d->drop_log_count - n + k) % MAX_DROP_LOG] / 1e6);
+    printf("]");
+    d->drop_log_count = 0;
+  }
+  printf("}\n");
+  fflush(stdout);
+}
+
 /* One stdin command. */
 static void command(struct direction *dirs, char *line) {
   line[strcspn(line, "\r\n")] = 0;
   if (!strcmp(line, "stats")) print_stats(dirs);
+  else if (!strcmp(line, "drops")) print_drops(dirs);
   else if (!strncmp(line, "set ", 4) && (!strncmp(line + 4, "ab ", 3) || !strncmp(line + 4, "ba ", 3))) {
     struct direction *d = &dirs[line[4] == 'a' ? 0 : 1];
     if (parse_spec(line + 7, &d->spec) == 0) printf("{\"type\":\"set\",\"ok\":true}\n");

@@ -91,6 +91,11 @@ export interface TunPath {
   stats(): Promise<ForwarderStats>;
   /** Packets the loss model and the queue dropped so far, per direction. */
   dropped(): Promise<{ clientToServer: number; serverToClient: number }>;
+  /**
+   * When the loss model dropped packets since the last call, per direction: ms on CLOCK_MONOTONIC,
+   * the clock of `process.hrtime` in every process of this machine (at most the last 4096 each).
+   */
+  takeDrops(): Promise<{ clientToServer: number[]; serverToClient: number[] }>;
   /** Ends the forwarder (its devices go with it) and removes the namespaces; resolves with the final counters. Idempotent. */
   destroy(): Promise<ForwarderStats | null>;
 }
@@ -273,6 +278,10 @@ export async function createTunPath(options: TunPathOptions): Promise<TunPath> {
     dropped: async () => {
       const { clientToServer, serverToClient } = await stats();
       return { clientToServer: clientToServer.dropped + clientToServer.queueDrops, serverToClient: serverToClient.dropped + serverToClient.queueDrops };
+    },
+    takeDrops: async () => {
+      const { ab, ba } = await ask<{ ab: number[]; ba: number[] }>('drops');
+      return { clientToServer: ab, serverToClient: ba };
     },
     destroy: () =>
       (destroyed ??= (async () => {
