@@ -85,13 +85,17 @@ export interface LossStalls {
 }
 
 /**
- * Which flows stalled after each drop: those with an episode overlapping [drop, drop + 1.5 ×
- * threshold]. The message a drop carried becomes overdue one threshold after it was sent, and
- * it was sent at most a one-way delay before the drop (server → client) or at the drop (client →
- * server); the half threshold more leaves room for the server's own time.
+ * Which flows each drop held back: the flows with a message later than the threshold among those
+ * sent from one way + 20 ms before the drop (a server → client packet carries a message sent that
+ * much earlier) to one round trip after it (what waits behind the loss until it is repaired). On
+ * one ordered lane that is every flow; on channels the flow whose data was lost; on datagrams none.
  */
-export function stallsAfterLoss(episodes: readonly StallEpisode[], dropsMs: readonly number[], thresholdMs: number, span: { start: number; end: number }): LossStalls {
-  const held = (at: number) => new Set(episodes.filter((episode) => episode.start <= at + 1.5 * thresholdMs && episode.end >= at).map((episode) => episode.flow)).size;
+export function stallsAfterLoss(all: readonly FlowSeries[], dropsMs: readonly number[], thresholdMs: number, oneWayMs: number, span: { start: number; end: number }): LossStalls {
+  const late = all.map((series) => series.sentAt.flatMap((sentAt, i) => {
+    const receivedAt = series.receivedAt[i];
+    return receivedAt !== null && receivedAt !== undefined && receivedAt - sentAt > thresholdMs ? [sentAt] : [];
+  }));
+  const held = (at: number) => late.filter((sends) => sends.some((sentAt) => sentAt >= at - oneWayMs - 20 && sentAt <= at + 2 * oneWayMs + 10)).length;
   const inSpan = dropsMs.filter((drop) => drop >= span.start && drop <= span.end);
   let stalling = 0;
   let flowsHeld = 0;
@@ -232,7 +236,7 @@ export function summarizeMs(values: readonly number[]): LatencySummary {
 /** Everything per flow, plus the shared-stall figure, for one transport variant. */
 export function analyzeFlows(
   raw: readonly FlowSeries[],
-  options: { warmupMs: number; stallThresholdMs?: number | undefined; stallExtraMs: number; dropsMs?: readonly number[] | undefined },
+  options: { warmupMs: number; stallThresholdMs?: number | undefined; stallExtraMs: number; dropsMs?: readonly number[] | undefined; oneWayMs?: number },
 ): { thresholdMs: number; flows: FlowAnalysis[]; stalls: SharedStalls; lossRate: number; afterLoss: LossStalls | null } {
   const all = raw.map((series) => afterWarmup(series, options.warmupMs));
   const thresholdMs = stallThreshold(all, { fixedMs: options.stallThresholdMs, extraMs: options.stallExtraMs });
@@ -270,7 +274,7 @@ export function analyzeFlows(
     flows,
     stalls: sharedStalls(episodes, span),
     lossRate: sent ? lost / sent : 0,
-    afterLoss: options.dropsMs ? stallsAfterLoss(episodes, options.dropsMs, thresholdMs, span) : null,
+    afterLoss: options.dropsMs ? stallsAfterLoss(all, options.dropsMs, thresholdMs, options.oneWayMs ?? 0, span) : null,
   };
 }
 

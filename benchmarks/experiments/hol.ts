@@ -327,7 +327,7 @@ export async function runHol(options: HolOptions = {}): Promise<HolResult> {
       const after = await setup.dropped();
       const drops = await setup.takeDrops?.();
       const dropsMs = drops && reply.monotonicT0Ms ? drops.map((at) => at - reply.monotonicT0Ms!) : undefined;
-      const analysis = analyzeFlows(reply.flows, { warmupMs: settings.warmupMs, stallThresholdMs: options.stallThresholdMs, stallExtraMs: settings.stallExtraMs, dropsMs });
+      const analysis = analyzeFlows(reply.flows, { warmupMs: settings.warmupMs, stallThresholdMs: options.stallThresholdMs, stallExtraMs: settings.stallExtraMs, dropsMs, oneWayMs: setup.impairment.delayMs ?? 0 });
       const result: HolVariantResult = {
         variant,
         transport: layout.transport,

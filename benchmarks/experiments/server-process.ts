@@ -14,6 +14,8 @@ export interface ServerProcessOptions {
   host: string;
   transports?: SwitchyardServerOptions['transports'];
   backpressure?: SwitchyardServerOptions['backpressure'];
+  /** Serve the lab's pages too (the live network of the lab: live-network.ts). */
+  lab?: boolean;
 }
 
 export interface ServerReady {
@@ -44,7 +46,7 @@ const server = await startServer({
   host: options.host,
   port: 0,
   certificate: 'ephemeral',
-  labDir: null,
+  ...(options.lab ? {} : { labDir: null }),
   ...(options.transports ? { transports: options.transports } : {}),
   ...(options.backpressure ? { backpressure: options.backpressure } : {}),
   // Short long-poll holds so a consumer that stops polling is noticed within an experiment.
