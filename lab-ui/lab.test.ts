@@ -122,6 +122,37 @@ describe('lab (Chromium)', () => {
     await shot('hol');
   }, 60_000);
 
+  it('Head-of-line through the live impaired network (2 % loss + 40 ms RTT): WebSocket flows stall together, channels mostly alone', async (context) => {
+    const offer = (await (await fetch(`${server.urls.http}/lab/experiments/network`)).json()) as { available: boolean; reason: string | null };
+    if (!offer.available) return context.skip(`no live impaired network here: ${offer.reason}`);
+    try {
+      await open('hol');
+      await page.waitForSelector('[name=network] option[value=lossy]:not([disabled])', { state: 'attached' });
+      // Choosing the network starts it on the server and reopens the page through it.
+      await Promise.all([page.waitForURL(/network=/, { timeout: 90_000 }), page.selectOption('[name=network]', 'lossy')]);
+      await page.waitForFunction(() => (window as unknown as { __lab?: { page?: string } }).__lab?.page === 'hol');
+      expect(new URL(page.url()).origin).not.toBe(new URL(server.urls.http).origin);
+      expect(await page.locator('main .note').first().innerText()).toMatch(/Network: 2 % loss \+ 40 ms RTT/);
+      for (const box of await page.locator('[name=variant]').all()) if (!['websocket', 'wt-channels'].includes(await box.inputValue())) await box.uncheck();
+      await setValue('[name=duration]', '5');
+      await page.click('#run');
+      await page.waitForFunction(() => (window as unknown as { __lab: { hol: { state: string } } }).__lab.hol.state === 'done', undefined, { timeout: 60_000 });
+      const { runs, stalls } = await labState<{ runs: { variant: string; error?: string; network: string }[]; stalls: Record<string, { episodes: number; sharedFraction: number | null }> }>('hol');
+      expect(runs.map((r) => [r.variant, r.error, r.network])).toEqual([
+        ['websocket', undefined, '2 % loss + 40 ms RTT'],
+        ['wt-channels', undefined, '2 % loss + 40 ms RTT'],
+      ]);
+      // As the experiment asserts: losses stall every flow of the one TCP connection together, a channel's only its own.
+      expect(stalls.websocket!.episodes).toBeGreaterThan(3);
+      expect(stalls.websocket!.sharedFraction!).toBeGreaterThan(0.8);
+      expect(stalls['wt-channels']!.sharedFraction ?? 0).toBeLessThan(stalls.websocket!.sharedFraction!);
+      expect(await page.locator('#hol-takeaways').innerText()).toMatch(/What this run shows/);
+      await shot('hol-live-network');
+    } finally {
+      await fetch(`${server.urls.http}/lab/experiments/network`, { method: 'DELETE' });
+    }
+  }, 180_000);
+
   it('Backpressure: a slow consumer builds a queue; latency, rates and drops are charted', async () => {
     await open('backpressure');
     await page.selectOption('[name=transport]', 'websocket');

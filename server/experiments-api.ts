@@ -10,6 +10,8 @@
  * - `DELETE /lab/experiments/:id` stops a run.
  * - `GET /lab/experiments` says what a page may ask for (variants, transports, policies, defaults,
  *   limits) and which run is going.
+ * - `GET|POST|DELETE /lab/experiments/network`: the live impaired network (live-network.ts): a
+ *   second server with the lab behind the TUN forwarder; POST `{ profile }` starts (or replaces) it.
  *
  * One run at a time (they measure timing on a shared machine and the HOL one builds network
  * namespaces), each bounded by the option limits below, and stopped through its AbortSignal when
@@ -238,6 +240,26 @@ function readBody(request: http.IncomingMessage): Promise<{ value: unknown } | {
 }
 
 export function createExperimentsApi(): ExperimentsApi {
+  let networks: ReturnType<typeof import('../benchmarks/experiments/live-network.ts').liveNetworks> | undefined;
+  /** The live impaired network's routes. */
+  async function network(request: http.IncomingMessage, response: http.ServerResponse, method: string): Promise<void> {
+    const { liveNetworks, NETWORK_PROFILES } = await import('../benchmarks/experiments/live-network.ts');
+    networks ??= liveNetworks();
+    if (method === 'GET') return send(response, 200, await networks.status());
+    if (method === 'DELETE') return send(response, 200, await networks.stop());
+    if (method !== 'POST') return fail(response, 404, 'ERR_NO_EXPERIMENT', `no route for ${method} /lab/experiments/network`);
+    const body = await readBody(request);
+    if ('error' in body) return fail(response, body.status, body.error.code, body.error.message);
+    const profile = (body.value as { profile?: unknown } | null)?.profile;
+    if (typeof profile !== 'string' || !Object.hasOwn(NETWORK_PROFILES, profile)) return fail(response, 400, 'ERR_EXPERIMENT_OPTIONS', `profile must be one of ${Object.keys(NETWORK_PROFILES).join(', ')}`);
+    const status = await networks.status();
+    if (!status.available) return fail(response, 409, 'ERR_EXPERIMENT_FAILED', `no live network here: ${status.reason}`);
+    try {
+      return send(response, 200, await networks.start(profile as keyof typeof NETWORK_PROFILES));
+    } catch (error) {
+      return fail(response, 500, 'ERR_EXPERIMENT_FAILED', (error as Error).message);
+    }
+  }
   const runs = new Map<string, Run>();
   let current: Run | undefined;
   let nextId = 1;
@@ -332,6 +354,7 @@ export function createExperimentsApi(): ExperimentsApi {
           throw error;
         }
       }
+      if (parts.length === 1 && first === 'network') return network(request, response, method);
       const run = parts.length === 1 ? runs.get(first!) : undefined;
       if (!run) return fail(response, 404, 'ERR_NO_EXPERIMENT', `no experiment ${parts.join('/')} (the ${KEEP_FINISHED} newest finished runs are kept)`);
       if (method === 'GET') {
@@ -348,7 +371,7 @@ export function createExperimentsApi(): ExperimentsApi {
     async close() {
       closed = true;
       current?.abort.abort();
-      await current?.finished;
+      await Promise.all([current?.finished, networks?.close()]);
     },
   };
 }

@@ -89,3 +89,55 @@ export async function startLiveNetwork(profile: NetworkProfile, seed = 1): Promi
       })()),
   };
 }
+
+/** What `GET /lab/experiments/network` answers. */
+export interface NetworkStatus {
+  /** Whether this server can build the path; if not, why (the pages say so and offer the recorded result). */
+  available: boolean;
+  reason: string | null;
+  profiles: { id: NetworkProfile; label: string }[];
+  active: { profile: NetworkProfile; label: string; labUrl: string; note: string } | null;
+}
+
+/** At most one live network at a time, replaced on request, stopped `lifetimeMs` after it started or on close. */
+export function liveNetworks(lifetimeMs = 15 * 60_000): { status(): Promise<NetworkStatus>; start(profile: NetworkProfile): Promise<NetworkStatus>; stop(): Promise<NetworkStatus>; close(): Promise<void> } {
+  let active: LiveNetwork | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let pending: Promise<unknown> = Promise.resolve();
+  const profiles = (Object.keys(NETWORK_PROFILES) as NetworkProfile[]).map((id) => ({ id, label: NETWORK_PROFILES[id].label }));
+  const status = async (): Promise<NetworkStatus> => {
+    const { canForward } = await import('../impairment/tun-path.ts');
+    const capability = await canForward();
+    return {
+      available: capability.ok,
+      reason: capability.ok ? null : capability.reason,
+      profiles,
+      active: active ? { profile: active.profile, label: active.label, labUrl: active.labUrl, note: active.note } : null,
+    };
+  };
+  const stopActive = async () => {
+    clearTimeout(timer);
+    const closing = active;
+    active = undefined;
+    await closing?.close();
+  };
+  // One change at a time: a second request waits for the first.
+  const serial = <T>(work: () => Promise<T>): Promise<T> => {
+    const next = pending.then(work);
+    pending = next.catch(() => undefined);
+    return next;
+  };
+  return {
+    status,
+    start: (profile) =>
+      serial(async () => {
+        await stopActive();
+        active = await startLiveNetwork(profile);
+        timer = setTimeout(() => void serial(stopActive), lifetimeMs);
+        timer.unref();
+        return status();
+      }),
+    stop: () => serial(async () => (await stopActive(), status())),
+    close: () => serial(stopActive),
+  };
+}

@@ -4,6 +4,7 @@
  */
 import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
 import { labState, unavailable, VARIANTS, type ServerInfo } from '../lab.ts';
+import { networkChooser, networkNote } from '../network.ts';
 import { runVariant, type RunConfig, type RunResult, type Sample, type Workload } from '../runner.ts';
 import { cdf, decimate, formatMs, histogram, logBinEdges, rateSeries, summarizeLatencies } from '../stats.ts';
 import { append, card, chartCard, field, formatNumber, h, note, numberInput, select, table } from '../ui.ts';
@@ -58,6 +59,8 @@ export function renderCompare(root: HTMLElement, server: ServerInfo): () => void
   append(
     root,
     h('div', { class: 'page-head' }, h('h2', {}, 'Compare transports'), h('p', { class: 'lead' }, 'Run one workload over each transport from this browser against the server, on real connections, and compare what arrives and when.')),
+    networkNote(),
+    networkChooser(),
     missing.length ? note('warn', `Not available here: ${missing.map((p) => `${p.v.label} (${p.element.title})`).join('; ')}.`) : null,
     card(
       'Experiment',
