@@ -74,6 +74,20 @@ describe('lab (Chromium)', () => {
     }
   });
 
+  it('fits a 390 px phone screen: no page scrolls sideways (wide tables scroll inside their own box)', async () => {
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    try {
+      for (const route of ['compare', 'hol', 'backpressure', 'learn', 'results']) {
+        await phone.goto(`${server.urls.http}/#/${route}`);
+        await phone.waitForFunction((r) => (window as unknown as { __lab?: { page?: string } }).__lab?.page === r, route);
+        const width = await phone.evaluate(() => document.documentElement.scrollWidth);
+        expect(width, route).toBeLessThanOrEqual(390);
+      }
+    } finally {
+      await phone.close();
+    }
+  });
+
   it('Compare: a short echo run over every transport fills every chart and the summary', async () => {
     await open('compare');
     await setValue('[name=duration]', '0.5');

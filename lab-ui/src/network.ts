@@ -28,7 +28,9 @@ export function networkNote(): HTMLElement {
     h('strong', {}, 'Network: loopback. '),
     'Nothing is lost or delayed here, so runs show CPU and protocol costs and blocking behind large messages, not loss. Blocking after a ',
     h('em', {}, 'lost packet'),
-    ' (where WebTransport channels help and one TCP connection cannot) needs a lossy network: choose one below when the server offers it, or open the recorded experiment.',
+    ' (where WebTransport channels help and one TCP connection cannot) needs a lossy network: choose one below when the server offers it; elsewhere run ',
+    h('code', {}, 'npm run experiment -- hol --loss 2 --delay 20'),
+    ' as root on Linux and open its JSON on the Head-of-line page.',
   );
 }
 
@@ -48,7 +50,7 @@ export function networkChooser(): HTMLElement {
     (offer) => {
       for (const profile of offer.profiles) choose.append(h('option', { value: profile.id, disabled: !offer.available }, `${profile.label}${offer.available ? '' : ' (unavailable)'}`));
       choose.disabled = !offer.available;
-      status.textContent = offer.available ? 'a lossy network reopens this page through the server’s impaired path' : `no impaired network here: ${offer.reason}. The recorded result below shows what it gives.`;
+      status.textContent = offer.available ? 'a lossy network reopens this page through the server’s impaired path' : `no impaired network here: ${offer.reason}. A result recorded elsewhere opens on the Head-of-line page.`;
     },
     (error: unknown) => {
       status.textContent = `no impaired network here: ${(error as Error).message}`;
