@@ -112,6 +112,21 @@ describe('lab (Chromium)', () => {
     await shot('compare');
   }, 60_000);
 
+  it('Compare: a long-polling fan-out to 8 subscribers runs 4 (Chromium’s 6 connections per host), says so, and loses nothing', async () => {
+    await open('compare');
+    for (const box of await page.locator('.chips input[type=checkbox]').all()) if ((await box.inputValue()) !== 'long-polling') await box.uncheck();
+    await page.selectOption('[name=workload]', 'fanout');
+    await setValue('[name=subscribers]', '8');
+    await setValue('[name=duration]', '1');
+    await setValue('[name=rate]', '50');
+    await page.click('#run');
+    await page.waitForFunction(() => (window as unknown as { __lab: { compare: { state: string } } }).__lab.compare.state === 'done', undefined, { timeout: 40_000 });
+    const { results } = await labState<{ results: { variant: string; lost: number; delivered: number; subscribersLimited?: { asked: number; ran: number } }[] }>('compare');
+    expect(results.map((r) => [r.variant, r.lost, r.subscribersLimited])).toEqual([['long-polling', 0, expect.objectContaining({ asked: 8, ran: 4 })]]);
+    expect(results[0]!.delivered).toBeGreaterThan(100);
+    expect(await page.locator('#summary').innerText()).toMatch(/4 of 8 subscribers[\s\S]*6 HTTP\/1\.1 connections per host[\s\S]*not message loss/);
+  }, 60_000);
+
   it('Head-of-line: four flows and the bulk flow chart per transport', async () => {
     await open('hol');
     await setValue('[name=duration]', '0.6');

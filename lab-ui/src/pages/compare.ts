@@ -125,7 +125,8 @@ export function renderCompare(root: HTMLElement, server: ServerInfo): () => void
         r.wireBytesPerHop === null ? '—' : `${formatNumber(r.wireBytesPerHop, 1)} B`,
       ];
     });
-    summary.replaceChildren(table(['transport', 'sent', 'delivered', 'lost', 'p50', 'p99', 'max', 'deliveries/s', 'wire B per hop'], rows, { 'data-testid': 'summary-table' }));
+    const limited = state.results.flatMap((r) => (r.subscribersLimited ? [note('warn', h('strong', {}, `${VARIANTS.find((x) => x.key === r.variant)!.label}: ${r.subscribersLimited.ran} of ${r.subscribersLimited.asked} subscribers. `), `${r.subscribersLimited.why}. A browser limit, not message loss; the Node benchmarks (npm run bench) have no such limit.`)] : []));
+    summary.replaceChildren(table(['transport', 'sent', 'delivered', 'lost', 'p50', 'p99', 'max', 'deliveries/s', 'wire B per hop'], rows, { 'data-testid': 'summary-table' }), ...limited);
   }
 
   run.addEventListener('click', async () => {
