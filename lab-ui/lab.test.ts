@@ -109,6 +109,8 @@ describe('lab (Chromium)', () => {
       expect(result.delivered, result.variant).toBeGreaterThan(0);
       expect(result.wireBytesPerHop, result.variant).toBeGreaterThan(16);
     }
+    // The page ends with what the run shows, from its figures, and says loopback cannot show loss.
+    expect(await page.locator('#compare-takeaways').innerText()).toMatch(/Over loopback: lowest median[\s\S]*Loopback loses nothing/);
     await shot('compare');
   }, 60_000);
 
@@ -140,6 +142,9 @@ describe('lab (Chromium)', () => {
       expect(view.datasets).toHaveLength(5);
       for (const dataset of view.datasets) expect(dataset.points, `${view.id} ${dataset.label}`).toBeGreaterThan(0);
     }
+    // On loopback the page says plainly what it cannot show, and never that channels do not help.
+    const takeaways = await page.locator('#hol-takeaways').innerText();
+    expect(takeaways).toMatch(/On loopback nothing is lost[\s\S]*inconclusive about loss[\s\S]*Channels help exactly when/);
     await page.setInputFiles('#hol-file', { name: 'experiment-hol.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(holFixture())) });
     await page.waitForSelector('#hol-experiment canvas');
     const experiment = (await charts()).find((c) => c.id === 'hol-exp-0')!;
