@@ -9,7 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { HttpTransportServer } from '../transports/transport.ts';
+import type { HttpTransportServer } from '../transports/http-transport-server.ts';
 
 export interface DualHttpServerOptions {
   host: string;

@@ -8,9 +8,11 @@ import type http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createCertificate, loadOrCreateCertificate, type CertificateBundle } from '../certs/index.ts';
+import packageJson from '../package.json' with { type: 'json' };
 import { LongPollingTransportServer } from '../transports/long-polling/server.ts';
 import { PollingTransportServer } from '../transports/polling/server.ts';
-import type { BackpressureOptions, HttpTransportServer, TransportName } from '../transports/transport.ts';
+import type { HttpTransportServer } from '../transports/http-transport-server.ts';
+import type { BackpressureOptions, TransportName } from '../transports/transport.ts';
 import { WebSocketTransportServer } from '../transports/websocket/server.ts';
 import { WebTransportTransportServer } from '../transports/webtransport/server.ts';
 import { DualHttpServer } from './http-server.ts';
@@ -21,7 +23,8 @@ import { staticFiles } from './static-files.ts';
 export { Router, type RouterOptions, type RoutedClient, type Action, type HelloInfo } from './router.ts';
 
 const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const VERSION = '0.1.0';
+/** The package's version: package.json is its one source. */
+export const VERSION: string = packageJson.version;
 
 export interface SwitchyardServerOptions {
   /** Interface to bind. Default 127.0.0.1. */

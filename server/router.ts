@@ -10,6 +10,7 @@
  */
 import { decodeEnvelope, encodeEnvelope, EnvelopeError, type ClientCommand, type DeliveryKind, type Envelope, type Payload, type ServerEvent } from '../transports/codec/envelope.ts';
 import { randomId } from '../transports/random-id.ts';
+import { DEFAULT_DEDUP_WINDOW, RecentIds } from '../transports/recent-ids.ts';
 import { CloseCode, type Connection, type Lane, type Message } from '../transports/transport.ts';
 
 export interface HelloInfo {
@@ -49,8 +50,8 @@ export class RoutedClient {
   userId: string | undefined;
   readonly rooms = new Set<string>();
   readonly topics = new Set<string>();
-  /** Recent message ids, oldest first (Map keeps insertion order), for de-duplication. */
-  readonly seenIds = new Map<string, true>();
+  /** Recent message ids, for de-duplication. */
+  readonly seenIds: RecentIds;
   lastSeen = Date.now();
   rttMs: number | null = null;
   graceTimer: ReturnType<typeof setTimeout> | undefined;
@@ -59,8 +60,10 @@ export class RoutedClient {
     readonly id: string,
     readonly secret: string,
     connection: Connection,
+    dedupWindow: number,
   ) {
     this.connection = connection;
+    this.seenIds = new RecentIds(dedupWindow);
   }
 }
 
@@ -83,7 +86,7 @@ const DEFAULTS = {
   heartbeatMs: 15_000,
   helloTimeoutMs: 10_000,
   resumeGraceMs: 30_000,
-  dedupWindow: 4096,
+  dedupWindow: DEFAULT_DEDUP_WINDOW,
   maxConnections: 100_000,
   maxMessageSize: 2 * 1024 * 1024,
 };
@@ -206,7 +209,7 @@ export class Router {
       client = previous;
       resumed = true;
     } else {
-      client = new RoutedClient(randomId(12), randomId(16), connection);
+      client = new RoutedClient(randomId(12), randomId(16), connection, this.#options.dedupWindow);
       this.clients.set(client.id, client);
     }
     client.userId = userId ?? client.userId;
@@ -258,8 +261,7 @@ export class Router {
     }
     this.#counters.routed++;
     if (command.id !== undefined) {
-      client.seenIds.set(command.id, true);
-      if (client.seenIds.size > this.#options.dedupWindow) client.seenIds.delete(client.seenIds.keys().next().value!);
+      client.seenIds.add(command.id);
       this.#sendTo(client, { t: 'ack', id: command.id });
     }
   }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { loadOrCreateCertificate } from '../certs/index.ts';
+import packageJson from '../package.json' with { type: 'json' };
 import type { Delivery } from '../transports/client.ts';
 import { createClient } from '../transports/node-client.ts';
 import { waitFor } from '../test-support/servers.ts';
@@ -31,8 +32,9 @@ describe('server over TLS', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('publishes its URLs and certificate hash at /info, on http and https alike', async () => {
-    const info = (await (await fetch(`${server.urls.http}/info`)).json()) as { certificateSha256: string; transports: string[] };
+  it('publishes its version, URLs and certificate hash at /info, on http and https alike', async () => {
+    const info = (await (await fetch(`${server.urls.http}/info`)).json()) as { version: string; certificateSha256: string; transports: string[] };
+    expect(info.version).toBe(packageJson.version);
     expect(info.certificateSha256).toBe(server.certificate!.sha256Hex);
     expect(info.transports).toEqual(['websocket', 'long-polling', 'polling', 'webtransport']);
     expect(server.urls.webtransport).toBe(`${server.urls.https}/wt`);
@@ -96,7 +98,12 @@ describe('router behaviour', () => {
   it('closes a client that stops answering with 4009, and measures RTT from heartbeats', async () => {
     const client = createClient({ url: server.urls.http, transports: 'websocket' });
     await client.connect();
-    expect(await client.ping()).toBeGreaterThanOrEqual(0);
+    const before = Date.now();
+    const rtt = await client.ping();
+    // Whole milliseconds, never longer than the call took (0 is a real loopback value).
+    expect(Number.isInteger(rtt)).toBe(true);
+    expect(rtt).toBeGreaterThanOrEqual(0);
+    expect(rtt).toBeLessThanOrEqual(Date.now() - before);
     await waitFor(() => server.router.clients.get(client.id!)?.rttMs !== null, 2_000, 'an RTT sample from a pong');
     client.close();
 

@@ -7,7 +7,8 @@ import { createCertificate } from '../certs/index.ts';
 import { DualHttpServer } from '../server/http-server.ts';
 import { LongPollingTransportServer } from '../transports/long-polling/server.ts';
 import { PollingTransportServer } from '../transports/polling/server.ts';
-import type { CloseInfo, Connection, HttpTransportServer, ServerTransportOptions } from '../transports/transport.ts';
+import type { HttpTransportServer } from '../transports/http-transport-server.ts';
+import type { CloseInfo, Connection, ServerTransportOptions } from '../transports/transport.ts';
 import { WebSocketTransportServer } from '../transports/websocket/server.ts';
 import { WebTransportTransportServer } from '../transports/webtransport/server.ts';
 

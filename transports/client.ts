@@ -9,6 +9,7 @@ import { decodeEnvelope, encodeEnvelope, type ClientCommand, type DeliveryKind, 
 import { Emitter } from './emitter.ts';
 import { ConnectError, ConnectionClosedError, SwitchyardError } from './errors.ts';
 import { randomId } from './random-id.ts';
+import { DEFAULT_DEDUP_WINDOW, RecentIds } from './recent-ids.ts';
 import type { ClientTransportFactory, ClientTransportOptions, CloseInfo, Connection, Lane, TransportName, TransportStats } from './transport.ts';
 
 /** A message delivered to this client. */
@@ -90,7 +91,6 @@ interface PendingAck {
   reject: (error: Error) => void;
 }
 
-const DEDUP_WINDOW = 4096;
 const MAX_RECONNECT_DELAY_MS = 5_000;
 
 export class SwitchyardClient {
@@ -98,7 +98,7 @@ export class SwitchyardClient {
   readonly #events = new Emitter<ClientEvents>();
   readonly #pending = new Map<string, PendingAck>();
   readonly #pings = new Map<number, (rtt: number) => void>();
-  readonly #seen = new Map<string, true>();
+  readonly #seen = new RecentIds(DEFAULT_DEDUP_WINDOW);
   readonly #rooms = new Set<string>();
   readonly #topics = new Set<string>();
   /** Prefix that makes this client's message ids unique across reconnects. */
@@ -298,8 +298,7 @@ export class SwitchyardClient {
         if (envelope.id !== undefined) {
           const key = `${envelope.from}\u0000${envelope.id}`;
           if (this.#seen.has(key)) return;
-          this.#seen.set(key, true);
-          if (this.#seen.size > DEDUP_WINDOW) this.#seen.delete(this.#seen.keys().next().value!);
+          this.#seen.add(key);
           if (envelope.receipt) this.#fire(encodeEnvelope({ t: 'ack', id: envelope.id, to: envelope.from }));
         }
         const { t: _t, receipt: _r, ...delivery } = envelope;
