@@ -221,7 +221,7 @@ describe('lab (Chromium)', () => {
     await setValue('[name=srv-loss]', '2');
     await setValue('[name=srv-duration]', '2');
     await page.click('#hol-server-run');
-    await page.waitForFunction(() => (window as unknown as { __lab: { hol: { server: { state: string } } } }).__lab.hol.server.state !== 'running', undefined, { timeout: 40_000 });
+    await page.waitForFunction(() => (window as unknown as { __lab: { hol: { server: { state: string } } } }).__lab.hol.server.state !== 'running', undefined, { timeout: 90_000 });
     const run = (await labState<{ server: { state: string; error?: string; events: number } }>('hol')).server;
     expect(run.error).toBeUndefined();
     expect(run.state).toBe('done');
@@ -252,11 +252,11 @@ describe('lab (Chromium)', () => {
     await page.selectOption('[name=srv-impairment]', 'relay');
     await setValue('[name=srv-duration]', '1');
     await page.click('#hol-server-run');
-    await page.waitForFunction(() => (window as unknown as { __lab: { hol: { server: { state: string } } } }).__lab.hol.server.state !== 'running', undefined, { timeout: 30_000 });
+    await page.waitForFunction(() => (window as unknown as { __lab: { hol: { server: { state: string } } } }).__lab.hol.server.state !== 'running', undefined, { timeout: 60_000 });
     expect((await labState<{ server: { state: string } }>('hol')).server.state).toBe('done');
     expect(await page.locator('#hol-server .note-warn').innerText()).toMatch(/UDP relay, as chosen\. Only WebTransport crossed the lossy path/);
     expect(await page.locator('#hol-experiment').innerText()).toMatch(/websocket\s+not impaired on this path/);
-  }, 60_000);
+  }, 180_000);
 
   it('Backpressure: a short run on the server (one transport, one policy) charts its queue timeline', async () => {
     await open('backpressure');

@@ -24,7 +24,7 @@ export function networkNote(): HTMLElement {
       'This lab was opened through the server’s impaired path (a TUN forwarder between namespaces): every connection of this browser, TCP and QUIC alike, meets the same delay and loss.',
     );
   return note(
-    'warn',
+    'info',
     h('strong', {}, 'Network: loopback. '),
     'Nothing is lost or delayed here, so runs show CPU and protocol costs and blocking behind large messages, not loss. Blocking after a ',
     h('em', {}, 'lost packet'),
