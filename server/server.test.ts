@@ -10,7 +10,7 @@ import WebSocket from 'ws';
 import { loadOrCreateCertificate } from '../certs/index.ts';
 import packageJson from '../package.json' with { type: 'json' };
 import type { Delivery } from '../transports/client.ts';
-import { createClient } from '../transports/node-client.ts';
+import { createClient } from '../transports/node-webtransport.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { startServer, type SwitchyardServer } from './index.ts';
 
@@ -22,7 +22,6 @@ describe('server over TLS', () => {
     const generated = await loadOrCreateCertificate({ dir });
     server = await startServer({
       port: 0,
-      labDir: null,
       certificate: { certFile: path.join(dir, 'cert.pem'), keyFile: path.join(dir, 'key.pem') },
     });
     expect(server.certificate?.sha256Hex).toBe(generated.sha256Hex);
@@ -71,7 +70,7 @@ describe('ports', () => {
     await new Promise<void>((resolve) => squatter.bind(0, '127.0.0.1', resolve));
     const { port } = squatter.address();
     try {
-      await expect(startServer({ port, labDir: null, certificate: 'ephemeral' })).rejects.toThrow(`WebTransport could not bind UDP 127.0.0.1:${port}`);
+      await expect(startServer({ port, certificate: 'ephemeral' })).rejects.toThrow(`WebTransport could not bind UDP 127.0.0.1:${port}`);
     } finally {
       squatter.close();
     }
@@ -83,7 +82,6 @@ describe('router behaviour', () => {
   beforeAll(async () => {
     server = await startServer({
       port: 0,
-      labDir: null,
       certificate: 'none',
       router: {
         heartbeatMs: 100,

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type SwitchyardServer } from '../server/index.ts';
 import { collect, startEchoServer, waitFor, type EchoServer } from '../test-support/servers.ts';
 import type { Delivery, SwitchyardClient } from './client.ts';
-import { createClient, nodeConnectors } from './node-client.ts';
+import { createClient, nodeConnectors } from './node-webtransport.ts';
 import type { Connection, TransportName } from './transport.ts';
 
 const TRANSPORTS = Object.keys(nodeConnectors) as TransportName[];
@@ -230,7 +230,6 @@ describe('router over mixed transports', () => {
   beforeAll(async () => {
     server = await startServer({
       port: 0,
-      labDir: null,
       certificate: 'ephemeral',
       longPolling: { holdMs: 5_000 },
       router: {

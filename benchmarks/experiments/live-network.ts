@@ -62,9 +62,11 @@ export async function startLiveNetwork(profile: NetworkProfile, seed = 1): Promi
   });
   let ready: ServerReady;
   try {
-    server = raisePriority(path.spawn('server', process.execPath, tsArgs('server-process.ts', JSON.stringify({ host: path.serverAddress, lab: true })), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] }));
-    ready = await new LineReader(server).json<ServerReady>(30_000, 'the namespaced server to listen');
+    // The forward listens first: its origin is the page's, which the server must allow for WebTransport.
     await new Promise<void>((resolve, reject) => forward.once('error', reject).listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${(forward.address() as net.AddressInfo).port}`;
+    server = raisePriority(path.spawn('server', process.execPath, tsArgs('server-process.ts', JSON.stringify({ host: path.serverAddress, lab: { allowedOrigins: [origin] } })), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] }));
+    ready = await new LineReader(server).json<ServerReady>(30_000, 'the namespaced server to listen');
   } catch (error) {
     server?.kill('SIGKILL');
     forward.close();

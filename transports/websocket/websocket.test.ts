@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import ts from 'typescript';
 import { afterEach, describe, expect, it } from 'vitest';
+import { launchChromium } from '../../test-support/chromium.ts';
 import { waitFor } from '../../test-support/servers.ts';
 import type { CloseInfo, Connection, Message, SlowConsumerPolicy } from '../transport.ts';
 import { closeReasonForWire, webSocketUrl } from './client.ts';
@@ -474,7 +474,7 @@ const serveSources: http.RequestListener = (request, response) => {
 describe('websocket client in Chromium (native WebSocket)', () => {
   it('echoes text and binary, counts wire bytes, and sees close codes both ways', async () => {
     const server = await startServer({ onRequest: serveSources });
-    const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: ['--no-sandbox'] });
+    const browser = await launchChromium();
     cleanups.push(() => browser.close());
     const page = await browser.newPage();
     await page.goto(server.url);
