@@ -13,7 +13,7 @@ import { PollingTransportServer } from '../transports/polling/server.ts';
 import type { BackpressureOptions, HttpTransportServer, TransportName } from '../transports/transport.ts';
 import { WebSocketTransportServer } from '../transports/websocket/server.ts';
 import { WebTransportTransportServer } from '../transports/webtransport/server.ts';
-import { DualHttpServer } from './http-server.ts';
+import { DualHttpServer, type TcpTimeouts } from './http-server.ts';
 import { createLabApi } from './lab-api.ts';
 import { Router, type RouterOptions } from './router.ts';
 import { staticFiles } from './static-files.ts';
@@ -49,6 +49,8 @@ export interface SwitchyardServerOptions {
   /** Long-polling hold time (ms, default 25 000) and how long a silent session lives (ms). */
   longPolling?: { holdMs?: number; pollTimeoutMs?: number };
   router?: RouterOptions;
+  /** Deadlines on the TCP port (first byte, TLS handshake, headers, request, idle): see TcpTimeouts. */
+  timeouts?: TcpTimeouts;
 }
 
 export interface SwitchyardServer {
@@ -119,6 +121,7 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
       tls: certificate ? { certPem: certificate.certPem, keyPem: certificate.keyPem } : undefined,
       transports,
       fallback,
+      timeouts: options.timeouts,
     });
   let http = httpServer();
   let port = await http.listen();

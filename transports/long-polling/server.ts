@@ -230,9 +230,12 @@ export class HttpPollingServer implements HttpTransportServer {
   }
 
   handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
-    const url = new URL(request.url ?? '/', 'http://x');
-    if (url.pathname !== this.path && !url.pathname.startsWith(`${this.path}/`)) return false;
-    const [sid, action, extra] = url.pathname.slice(this.path.length + 1).split('/');
+    // Split by hand: `new URL` throws on request targets such as `//` or `http://[`.
+    const target = request.url ?? '/';
+    const queryAt = target.indexOf('?');
+    const pathname = queryAt < 0 ? target : target.slice(0, queryAt);
+    if (pathname !== this.path && !pathname.startsWith(`${this.path}/`)) return false;
+    const [sid, action, extra] = pathname.slice(this.path.length + 1).split('/');
     const requestBytes = requestHeadBytes(request);
 
     if (sid === 'open' && action === undefined) {
@@ -261,7 +264,7 @@ export class HttpPollingServer implements HttpTransportServer {
     connection.touch();
     connection.countIn(requestBytes);
     if (action === undefined && request.method === 'GET') {
-      const ack = Number(url.searchParams.get('ack') ?? 0);
+      const ack = Number(new URLSearchParams(queryAt < 0 ? '' : target.slice(queryAt + 1)).get('ack') ?? 0);
       if (!Number.isSafeInteger(ack) || ack < 0) return this.#error(connection, response, 400, 'ERR_BAD_ACK', 'ack must be a non-negative integer'), true;
       try {
         connection.poll(ack, response);
