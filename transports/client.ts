@@ -391,7 +391,13 @@ export class SwitchyardClient {
       return;
     }
     pending.attempt++;
-    this.#write(pending.frame, pending.lane).catch(() => undefined); // the retry timer covers a failed write
+    this.#write(pending.frame, pending.lane).catch((error: unknown) => {
+      // A lost connection is what the retry timer is for; a refusal (size, lane) would fail every time.
+      if (error instanceof ConnectionClosedError || this.#pending.get(id) !== pending) return;
+      clearTimeout(pending.timer);
+      this.#pending.delete(id);
+      pending.reject(error as Error);
+    });
     const delay = this.#options.ackTimeoutMs * 2 ** (pending.attempt - 1);
     pending.timer = setTimeout(() => this.#transmit(id, pending), delay * (0.9 + Math.random() * 0.2));
   }
