@@ -580,6 +580,7 @@ export class Router {
     if (!peer) return;
     this.#counters.errors++;
     if (counts && ++peer.protocolErrors > this.#options.maxProtocolErrors) {
+      this.#sendPendingError(connection, peer);
       connection.close(CloseCode.protocolError, `more than ${this.#options.maxProtocolErrors} protocol errors`);
       return;
     }
@@ -588,12 +589,15 @@ export class Router {
       return;
     }
     peer.pendingError = { code, message, ref, more: 0 };
-    queueMicrotask(() => {
-      const pending = peer.pendingError!;
-      peer.pendingError = undefined;
-      const text = pending.more > 0 ? `${pending.message} (and ${pending.more} more refused frames)` : pending.message;
-      this.#write(connection, encodeEnvelope({ t: 'error', code: pending.code, message: text, ...(pending.ref === undefined ? {} : { ref: pending.ref }) }));
-    });
+    queueMicrotask(() => this.#sendPendingError(connection, peer));
+  }
+
+  #sendPendingError(connection: Connection, peer: Peer): void {
+    const pending = peer.pendingError;
+    if (!pending) return;
+    peer.pendingError = undefined;
+    const text = pending.more > 0 ? `${pending.message} (and ${pending.more} more refused frames)` : pending.message;
+    this.#write(connection, encodeEnvelope({ t: 'error', code: pending.code, message: text, ...(pending.ref === undefined ? {} : { ref: pending.ref }) }));
   }
 
   #forget(client: RoutedClient): void {

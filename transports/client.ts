@@ -7,7 +7,8 @@
  */
 import { decodeEnvelope, encodeEnvelope, type ClientCommand, type DeliveryKind, type Envelope, type MulticastTarget, type Payload } from './codec/envelope.ts';
 import { Emitter } from './emitter.ts';
-import { ConnectError, ConnectionClosedError, SwitchyardError } from './errors.ts';
+import { messageSize } from './base-connection.ts';
+import { ConnectError, ConnectionClosedError, MessageTooLargeError, SwitchyardError } from './errors.ts';
 import { randomId } from './random-id.ts';
 import type { ClientTransportFactory, ClientTransportOptions, CloseInfo, Connection, Lane, TransportName, TransportStats } from './transport.ts';
 
@@ -110,6 +111,8 @@ export class SwitchyardClient {
   #secret: string | undefined;
   #transport: TransportName | undefined;
   #heartbeatMs = 15_000;
+  /** The server's limit from its welcome: a larger command is refused here, before it costs a connection (1009). */
+  #maxMessageSize = Infinity;
   #lastHeard = 0;
   #watchdog: ReturnType<typeof setInterval> | undefined;
   #welcome: { resolve: () => void; reject: (error: Error) => void } | undefined;
@@ -347,6 +350,7 @@ export class SwitchyardClient {
     this.#clientId = welcome.clientId;
     this.#secret = welcome.secret;
     this.#heartbeatMs = welcome.heartbeatMs;
+    this.#maxMessageSize = welcome.maxMessageSize;
     const waiter = this.#welcome;
     this.#welcome = undefined;
     if (!resumed) {
@@ -370,9 +374,14 @@ export class SwitchyardClient {
 
   #command(command: Exclude<ClientCommand, { t: 'hello' }>, options: SendOptions = {}): Promise<void> {
     const lane = options.lane ?? 'reliable';
-    if (!options.ack && !options.receipt) return this.#write(encodeEnvelope(command), lane);
+    if (!options.ack && !options.receipt) {
+      const frame = encodeEnvelope(command);
+      if (messageSize(frame) > this.#maxMessageSize) return Promise.reject(new MessageTooLargeError(messageSize(frame), this.#maxMessageSize));
+      return this.#write(frame, lane);
+    }
     const id = `${this.#idPrefix}.${this.#nextId++}`;
     const frame = encodeEnvelope({ ...command, id, ...(options.receipt ? { receipt: true } : {}) } as Envelope);
+    if (messageSize(frame) > this.#maxMessageSize) return Promise.reject(new MessageTooLargeError(messageSize(frame), this.#maxMessageSize));
     if (!options.ack) return this.#write(frame, lane);
     return new Promise<void>((resolve, reject) => {
       const pending: PendingAck = { frame, lane, attempt: 0, timer: undefined, resolve, reject };
