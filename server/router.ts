@@ -68,8 +68,8 @@ export interface RouterOptions {
   rateLimit?: { perSecond: number; burst: number };
   /**
    * A recipient above its high-water mark slows the senders that fill it: the router stops reading
-   * from them until it drains. One that does not drain for this long (ms) is left to its
-   * slow-consumer policy and no longer holds anyone back. Default 2 000.
+   * from them until it drains. One whose queue does not shrink at all for this long (ms) is stalled:
+   * it holds nobody back and is left to its slow-consumer policy until it drains again. Default 100.
    */
   stalledReaderMs?: number;
   /** Largest accepted connection count; more are closed with 1013. Default 100 000. */
@@ -136,7 +136,7 @@ const DEFAULTS = {
   maxMulticastIds: 1024,
   maxProtocolErrors: 100,
   rateLimit: { perSecond: 10_000, burst: 20_000 },
-  stalledReaderMs: 2_000,
+  stalledReaderMs: 100,
 };
 
 /** Commands held while their connection's hello is being decided; more are refused. */
@@ -497,26 +497,31 @@ export class Router {
   /**
    * Backpressure from recipients to senders: `sender` is not read while `recipient` is over its
    * high-water mark, so a fast publisher goes at the pace of its readers (TCP pushes back on it;
-   * a long-polling POST is answered later). A recipient that does not drain within stalledReaderMs
-   * is stalled: it holds nobody back, and its own slow-consumer policy deals with it.
+   * a long-polling POST is answered later). A recipient whose queue stops shrinking for
+   * stalledReaderMs is stalled: it holds nobody back, and its own slow-consumer policy deals with it.
    */
   #holdUntilDrained(sender: Connection, recipient: Connection): void {
     if (sender === recipient || this.#stalled.has(recipient)) return;
     let senders = this.#awaitingDrain.get(recipient);
     if (!senders) {
       this.#awaitingDrain.set(recipient, (senders = new Set()));
-      const timer = setTimeout(() => {
+      // A reader that reads, however slowly, shrinks its queue between two looks; one that does not is stalled.
+      let lastBytes = recipient.queued.bytes;
+      const watch = setInterval(() => {
+        const bytes = recipient.queued.bytes;
+        if (bytes < lastBytes) return void (lastBytes = bytes);
+        clearInterval(watch);
         this.#stalled.add(recipient);
         this.#releaseWaitingOn(recipient);
       }, this.#options.stalledReaderMs);
-      timer.unref?.();
+      watch.unref?.();
       recipient.drained().then(
         () => {
-          clearTimeout(timer);
+          clearInterval(watch);
           this.#stalled.delete(recipient);
           this.#releaseWaitingOn(recipient);
         },
-        () => clearTimeout(timer),
+        () => clearInterval(watch),
       );
     }
     if (senders.has(sender)) return;
