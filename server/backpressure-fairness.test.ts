@@ -32,7 +32,7 @@ describe.each(['disconnect', 'wait'] as SlowConsumerPolicy[])('backpressure unde
       transports: ['websocket'],
       backpressure: { highWaterMark: 64 * 1024, maxQueuedBytes: 1024 * 1024, policy },
       // Only backpressure slows the publisher here.
-      router: { rateLimit: { perSecond: 1e9, burst: 1e9 }, },
+      router: { rateLimit: { perSecond: 1e9, burst: 1e9 } },
     });
   });
   afterAll(() => server.close());

@@ -72,6 +72,8 @@ export interface RouterOptions {
    * it holds nobody back and is left to its slow-consumer policy until it drains again. Default 100.
    */
   stalledReaderMs?: number;
+  /** Slow senders down for recipients over their high-water mark (above). Default true; false leaves every reader to its policy alone. */
+  pacePublishers?: boolean;
   /** Largest accepted connection count; more are closed with 1013. Default 100 000. */
   maxConnections?: number;
   /** Largest message the transports accept, announced in `welcome`. */
@@ -137,6 +139,7 @@ const DEFAULTS = {
   maxProtocolErrors: 100,
   rateLimit: { perSecond: 10_000, burst: 20_000 },
   stalledReaderMs: 100,
+  pacePublishers: true,
 };
 
 /** Commands held while their connection's hello is being decided; more are refused. */
@@ -460,7 +463,7 @@ export class Router {
     const size = messageSize(frame);
     if (size > this.#options.maxMessageSize) return { code: 'ERR_MESSAGE_TOO_LARGE', message: `the delivery would be ${size} bytes, over the limit of ${this.#options.maxMessageSize}` };
     const receipt = event.receipt && event.id !== undefined ? `${event.from}\u0000${event.id}` : undefined;
-    const from = sender?.connection ?? undefined;
+    const from = this.#options.pacePublishers ? (sender?.connection ?? undefined) : undefined;
     let delivered = 0;
     for (const recipient of recipients) {
       if (recipient === exclude) continue;
