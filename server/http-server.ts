@@ -151,7 +151,9 @@ export class DualHttpServer {
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
       this.#listener.once('error', reject);
-      this.#listener.listen(this.options.port, this.options.host, () => {
+      // A deep accept queue (the kernel caps it at somaxconn): a burst of connects is accepted, and so
+      // held to the deadlines above, instead of overflowing into half-open connections.
+      this.#listener.listen({ port: this.options.port, host: this.options.host, backlog: 4096 }, () => {
         this.#listener.off('error', reject);
         resolve((this.#listener.address() as net.AddressInfo).port);
       });
