@@ -265,7 +265,7 @@ describe('per-connection rate limit', () => {
   });
   afterAll(() => server.close());
 
-  it('refuses commands past the bucket with ERR_RATE_LIMITED, pauses reading, and serves the connection again once it refills', async () => {
+  it('pauses reading past the bucket, refuses a sender that keeps coming with ERR_RATE_LIMITED, and serves it again once it refills', async () => {
     const raw = await rawClient(server);
     for (let i = 0; i < 50; i++) raw.send({ t: 'ping', ts: i });
     await waitFor(() => raw.errors().length > 0);

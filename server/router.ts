@@ -61,9 +61,9 @@ export interface RouterOptions {
   /** Malformed frames tolerated per connection; one more closes it with 1002. Default 100. */
   maxProtocolErrors?: number;
   /**
-   * Commands per second per connection (token bucket, `burst` deep). Past it, a command is refused
-   * with ERR_RATE_LIMITED and the connection stops being read until the bucket refills.
-   * Default 10 000/s, burst 20 000.
+   * Commands per second per connection (token bucket, `burst` deep). Past it the connection is not
+   * read until the bucket refills a little (TCP then slows the sender); one that still sends
+   * `burst` commands more gets ERR_RATE_LIMITED for each. Default 10 000/s, burst 20 000.
    */
   rateLimit?: { perSecond: number; burst: number };
   /**
@@ -551,25 +551,28 @@ export class Router {
     if (peer.pausedFor.size === 0) connection.resumeReading();
   }
 
-  /** Takes one command token; when none is left, reading pauses until the bucket has refilled some. */
+  /**
+   * Takes one command token. An empty bucket pauses reading until a tenth of the burst is back, so
+   * the sender is slowed, not refused: what it already sent in the same read still goes through.
+   * Only a sender that keeps coming anyway (a transport that cannot pause) runs a debt of `burst`,
+   * and past that its commands are refused.
+   */
   #takeToken(connection: Connection): boolean {
     const peer = this.#connections.get(connection);
     if (!peer) return false;
     const { perSecond, burst } = this.#options.rateLimit;
+    if (perSecond === Infinity) return true;
     const now = Date.now();
     peer.tokens = Math.min(burst, peer.tokens + ((now - peer.refilledAt) * perSecond) / 1000);
     peer.refilledAt = now;
-    if (peer.tokens >= 1) {
-      peer.tokens--;
-      return true;
-    }
-    if (!peer.pausedFor.has(RATE_LIMIT)) {
+    if (peer.tokens < -burst) return false;
+    peer.tokens--;
+    if (peer.tokens < 0 && !peer.pausedFor.has(RATE_LIMIT)) {
       this.#pauseReading(connection, RATE_LIMIT);
-      // Resume once a tenth of the burst is back.
-      const timer = setTimeout(() => this.#resumeReading(connection, RATE_LIMIT), Math.ceil((burst / 10 / perSecond) * 1000));
+      const timer = setTimeout(() => this.#resumeReading(connection, RATE_LIMIT), Math.ceil(((burst / 10 - peer.tokens) / perSecond) * 1000));
       timer.unref?.();
     }
-    return false;
+    return true;
   }
 
   /** A command the router will not carry out: answered at once, with the command's id. */
