@@ -1,6 +1,6 @@
 /**
  * A fast publisher, paused subscribers and one healthy reader in its own process (issue 11 item 7):
- * the server slows the publisher (it stops reading its socket) while a reader that keeps up is
+ * the server slows the publisher (it stops reading a WebSocket, answers a long-polling POST later) while a reader that keeps up is
  * over its high-water mark, so the healthy reader receives everything, in order, under the
  * `disconnect` and `wait` policies, while the paused subscribers are left to their policy.
  * Before, the healthy reader was cut with 4008 or lost messages. Real sockets, two processes.
@@ -12,7 +12,7 @@ import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createClient } from '../transports/node-client.ts';
-import type { SlowConsumerPolicy } from '../transports/transport.ts';
+import type { SlowConsumerPolicy, TransportName } from '../transports/transport.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { startServer, type SwitchyardServer } from './index.ts';
 
@@ -22,14 +22,18 @@ const MESSAGES = 20_000;
 /** CPU per message in the healthy reader: slower than the publisher, as real consumers are. */
 const READER_WORK_US = 40;
 
-describe.each(['disconnect', 'wait'] as SlowConsumerPolicy[])('backpressure under %s', (policy) => {
+describe.each([
+  ['disconnect', 'websocket'],
+  ['wait', 'websocket'],
+  ['disconnect', 'long-polling'],
+] as [SlowConsumerPolicy, TransportName][])('backpressure under %s, publisher on %s', (policy, publisherTransport) => {
   let server: SwitchyardServer;
   beforeAll(async () => {
     server = await startServer({
       port: 0,
       labDir: null,
       certificate: 'none',
-      transports: ['websocket'],
+      transports: ['websocket', 'long-polling'],
       backpressure: { highWaterMark: 64 * 1024, maxQueuedBytes: 1024 * 1024, policy },
       // Only backpressure slows the publisher here.
       router: { rateLimit: { perSecond: 1e9, burst: 1e9 } },
@@ -58,7 +62,7 @@ describe.each(['disconnect', 'wait'] as SlowConsumerPolicy[])('backpressure unde
     reader.on('message', (message) => reports.push(message));
     try {
       await waitFor(() => reports.includes('ready'), 20_000, 'reader subscribed');
-      const publisher = createClient({ url: server.urls.http, transports: 'websocket' });
+      const publisher = createClient({ url: server.urls.http, transports: publisherTransport });
       await publisher.connect();
       const pad = 'x'.repeat(400);
       for (let i = 0; i < MESSAGES - 1; i++) void publisher.publish(topic, { i, pad });
