@@ -80,7 +80,7 @@ export interface RouterOptions {
   maxMessageSize?: number;
   /** Auth hook at hello: false rejects (close 1008); a string becomes the client's user id. */
   authenticate?: (hello: HelloInfo) => boolean | string | Promise<boolean | string>;
-  /** Per-room/topic permission hook; false answers ERR_FORBIDDEN. */
+  /** Permission hook, asked about every command that reaches others (see Action); false answers ERR_FORBIDDEN. */
   authorize?: (client: RoutedClient, action: Action) => boolean;
   /** Routing hook, called before every command is routed; 'drop' ignores it (no receipt). */
   beforeRoute?: (command: Exclude<ClientCommand, { t: 'hello' }>, client: RoutedClient) => 'drop' | undefined;
@@ -166,7 +166,7 @@ export class Router {
   readonly topics = new Map<string, Set<RoutedClient>>();
   readonly #options: RouterOptions & typeof DEFAULTS & { livenessTimeoutMs: number };
   readonly #connections = new Map<Connection, Peer>();
-  /** Recipients over their high-water mark that did not drain within stalledReaderMs: they hold nobody back. */
+  /** Recipients over their high-water mark whose queue stopped shrinking for stalledReaderMs: they hold nobody back. */
   readonly #stalled = new WeakSet<Connection>();
   /** Recipients over their high-water mark, each with the senders paused until it drains. */
   readonly #awaitingDrain = new Map<Connection, Set<Connection>>();
