@@ -31,7 +31,7 @@ describe.each([
   beforeAll(async () => {
     server = await startServer({
       port: 0,
-      labDir: null,
+      
       certificate: 'none',
       transports: ['websocket', 'long-polling'],
       backpressure: { highWaterMark: 64 * 1024, maxQueuedBytes: 1024 * 1024, policy },

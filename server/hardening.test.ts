@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { Delivery } from '../transports/client.ts';
 import { createClient } from '../transports/node-client.ts';
-import type { HttpTransportServer } from '../transports/transport.ts';
+import type { HttpTransportServer } from '../transports/http-transport-server.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { DualHttpServer } from './http-server.ts';
 import { startServer, type SwitchyardServer } from './index.ts';
@@ -55,7 +55,7 @@ async function bystanderWorks(server: SwitchyardServer): Promise<void> {
 describe('one request cannot take the server down', () => {
   let server: SwitchyardServer;
   beforeAll(async () => {
-    server = await startServer({ port: 0, labDir: null, certificate: 'ephemeral', transports: ['websocket', 'long-polling', 'polling'] });
+    server = await startServer({ port: 0, certificate: 'ephemeral', transports: ['websocket', 'long-polling', 'polling'] });
   });
   afterAll(() => server.close());
 
@@ -111,7 +111,7 @@ describe('deadlines on the TCP port', () => {
   beforeAll(async () => {
     server = await startServer({
       port: 0,
-      labDir: null,
+      
       certificate: 'ephemeral',
       transports: ['websocket', 'long-polling', 'polling'],
       timeouts,

@@ -17,7 +17,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { HttpTransportServer } from '../transports/transport.ts';
+import type { HttpTransportServer } from '../transports/http-transport-server.ts';
 
 export interface DualHttpServerOptions {
   host: string;
@@ -27,6 +27,8 @@ export interface DualHttpServerOptions {
   transports: readonly HttpTransportServer[];
   /** Everything the transports do not claim. */
   fallback: (request: http.IncomingMessage, response: http.ServerResponse) => void;
+  /** Upgrades the transports do not claim; true when it took the socket (else 404). */
+  upgrade?: (request: http.IncomingMessage, socket: Duplex, head: Buffer) => boolean;
   /** Largest request header block (bytes). */
   maxHeaderSize?: number;
   /** Deadlines per connection stage (ms); see TCP_TIMEOUT_DEFAULTS. */
@@ -109,6 +111,7 @@ export class DualHttpServer {
     const handleUpgrade = guarded(
       (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
         for (const transport of options.transports) if (transport.handleUpgrade?.(request, socket, head)) return;
+        if (options.upgrade?.(request, socket, head)) return;
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       },
       (_request, socket) => void socket.destroy(),

@@ -63,7 +63,7 @@ describe('router limits', () => {
   beforeAll(async () => {
     server = await startServer({
       port: 0,
-      labDir: null,
+      
       certificate: 'none',
       maxMessageSize,
       longPolling: { holdMs: 300 },
@@ -261,7 +261,7 @@ describe('router limits', () => {
 describe('per-connection rate limit', () => {
   let server: SwitchyardServer;
   beforeAll(async () => {
-    server = await startServer({ port: 0, labDir: null, certificate: 'none', transports: ['websocket'], router: { rateLimit: { perSecond: 100, burst: 10 } } });
+    server = await startServer({ port: 0, certificate: 'none', transports: ['websocket'], router: { rateLimit: { perSecond: 100, burst: 10 } } });
   });
   afterAll(() => server.close());
 

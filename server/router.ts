@@ -18,8 +18,10 @@
 import { messageSize } from '../transports/base-connection.ts';
 import { decodeEnvelope, encodeEnvelope, EnvelopeError, type ClientCommand, type DeliveryKind, type Envelope, type Payload, type ServerEvent } from '../transports/codec/envelope.ts';
 import { utf8Length } from '../transports/codec/utf8.ts';
+import { Emitter } from '../transports/emitter.ts';
 import { randomId } from '../transports/random-id.ts';
-import { CloseCode, type Connection, type Lane, type Message } from '../transports/transport.ts';
+import { DEFAULT_DEDUP_WINDOW, RecentIds } from '../transports/recent-ids.ts';
+import { CloseCode, type CloseInfo, type Connection, type Lane, type Message } from '../transports/transport.ts';
 
 export interface HelloInfo {
   token: string | undefined;
@@ -86,14 +88,28 @@ export interface RouterOptions {
   beforeRoute?: (command: Exclude<ClientCommand, { t: 'hello' }>, client: RoutedClient) => 'drop' | undefined;
 }
 
+/** What the router tells the application (`server.on(...)`). */
+export interface RouterEvents {
+  /** A client said hello and was accepted (`resumed`: it came back within the resume grace). */
+  connect: (client: RoutedClient, resumed: boolean) => void;
+  /** A client's session ended: a goodbye, or no resume within the grace period. */
+  disconnect: (client: RoutedClient) => void;
+  /** A client's connection closed (it may still resume). */
+  'connection-closed': (client: RoutedClient, info: CloseInfo) => void;
+  join: (client: RoutedClient, room: string) => void;
+  leave: (client: RoutedClient, room: string) => void;
+  subscribe: (client: RoutedClient, topic: string) => void;
+  unsubscribe: (client: RoutedClient, topic: string) => void;
+}
+
 /** One logical client: survives a reconnect (same id) within the resume grace period. */
 export class RoutedClient {
   connection: Connection | null;
   userId: string | undefined;
   readonly rooms = new Set<string>();
   readonly topics = new Set<string>();
-  /** Recent message ids, oldest first (Map keeps insertion order), for de-duplication. */
-  readonly seenIds = new Map<string, true>();
+  /** Recent message ids, for de-duplication. */
+  readonly seenIds: RecentIds;
   /** Receipts this client may send: `senderId \0 messageId` of deliveries that asked for one. */
   readonly owedReceipts = new Map<string, true>();
   lastSeen = Date.now();
@@ -105,8 +121,10 @@ export class RoutedClient {
     /** The resume secret; a new one is issued at every resume, so a secret works once. */
     public secret: string,
     connection: Connection,
+    dedupWindow: number,
   ) {
     this.connection = connection;
+    this.seenIds = new RecentIds(dedupWindow);
   }
 }
 
@@ -129,7 +147,7 @@ const DEFAULTS = {
   heartbeatMs: 15_000,
   helloTimeoutMs: 10_000,
   resumeGraceMs: 30_000,
-  dedupWindow: 4096,
+  dedupWindow: DEFAULT_DEDUP_WINDOW,
   maxConnections: 100_000,
   maxMessageSize: 2 * 1024 * 1024,
   maxNameLength: 256,
@@ -171,6 +189,7 @@ export class Router {
   /** Recipients over their high-water mark, each with the senders paused until it drains. */
   readonly #awaitingDrain = new Map<Connection, Set<Connection>>();
   readonly #heartbeat: ReturnType<typeof setInterval>;
+  readonly #events = new Emitter<RouterEvents>();
   #counters = { routed: 0, deliveries: 0, duplicates: 0, errors: 0, undeliverable: 0, refused: 0 };
 
   constructor(options: RouterOptions = {}) {
@@ -231,6 +250,7 @@ export class Router {
       this.#releaseWaitingOn(connection);
       if (!client || client.connection !== connection) return;
       client.connection = null;
+      this.#events.emit('connection-closed', client, info);
       // A deliberate goodbye ends the session; anything else keeps it for a resume.
       if (info.code === CloseCode.normal && info.wasClean) this.#forget(client);
       else {
@@ -242,8 +262,29 @@ export class Router {
   }
 
   /** Sends a server-originated message to every client (kind 'broadcast', from 'server'). */
-  broadcast(data: Payload): RouteError | undefined {
-    return this.#fanOut(undefined, this.clients.values(), { t: 'message', from: 'server', kind: 'broadcast', data }, undefined);
+  broadcast(data: Payload): number {
+    return this.#fanOut(this.clients.values(), { t: 'message', from: 'server', kind: 'broadcast', data }, undefined);
+  }
+
+  /** Publishes from the server to a topic's subscribers; returns the deliveries queued. */
+  publish(topic: string, data: Payload): number {
+    return this.#fanOut(this.topics.get(topic) ?? [], { t: 'message', from: 'server', kind: 'topic', to: topic, data }, undefined);
+  }
+
+  /** Sends from the server to every member of a room. */
+  toRoom(room: string, data: Payload): number {
+    return this.#fanOut(this.rooms.get(room) ?? [], { t: 'message', from: 'server', kind: 'room', to: room, data }, undefined);
+  }
+
+  /** Sends from the server to one client; 0 when no such client is connected. */
+  sendTo(clientId: string, data: Payload): number {
+    const client = this.clients.get(clientId);
+    return client ? this.#fanOut([client], { t: 'message', from: 'server', kind: 'send', data }, undefined) : 0;
+  }
+
+  /** Listens to client lifecycle and membership events; returns the remover. */
+  on<E extends keyof RouterEvents>(event: E, listener: RouterEvents[E]): () => void {
+    return this.#events.on(event, listener);
   }
 
   /** Stops heartbeats and closes every connection with 1001. */
@@ -254,6 +295,7 @@ export class Router {
     this.clients.clear();
     this.rooms.clear();
     this.topics.clear();
+    this.#events.removeAll();
   }
 
   async #hello(connection: Connection, hello: Extract<ClientCommand, { t: 'hello' }>): Promise<RoutedClient | undefined> {
@@ -287,7 +329,7 @@ export class Router {
       client = previous;
       resumed = true;
     } else {
-      client = new RoutedClient(randomId(12), randomId(16), connection);
+      client = new RoutedClient(randomId(12), randomId(16), connection, this.#options.dedupWindow);
       this.clients.set(client.id, client);
     }
     client.userId = userId ?? client.userId;
@@ -299,6 +341,7 @@ export class Router {
       heartbeatMs: this.#options.heartbeatMs,
       maxMessageSize: this.#options.maxMessageSize,
     });
+    this.#events.emit('connect', client, resumed);
     return client;
   }
 
@@ -375,8 +418,10 @@ export class Router {
       return;
     }
     this.#counters.routed++;
+    if (command.t === 'join' || command.t === 'leave') this.#events.emit(command.t, client, command.room);
+    else if (command.t === 'subscribe' || command.t === 'unsubscribe') this.#events.emit(command.t, client, command.topic);
     if (command.id !== undefined) {
-      remember(client.seenIds, command.id, this.#options.dedupWindow);
+      client.seenIds.add(command.id);
       this.#sendTo(client, { t: 'ack', id: command.id });
     }
   }
@@ -400,16 +445,16 @@ export class Router {
         return (
           this.#checkName(command.topic) ??
           refusal(authorize, client, { kind: 'publish', topic: command.topic }) ??
-          this.#fanOut(client, this.topics.get(command.topic) ?? [], deliveryOf(client, command, 'topic', command.topic), client, lane)
+          this.#relay(client, this.topics.get(command.topic) ?? [], deliveryOf(client, command, 'topic', command.topic), client, lane)
         );
       case 'broadcast':
-        return refusal(authorize, client, { kind: 'broadcast' }) ?? this.#fanOut(client, this.clients.values(), deliveryOf(client, command, 'broadcast'), client, lane);
+        return refusal(authorize, client, { kind: 'broadcast' }) ?? this.#relay(client, this.clients.values(), deliveryOf(client, command, 'broadcast'), client, lane);
       case 'send': {
         const denied = this.#checkName(command.to) ?? refusal(authorize, client, { kind: 'send', to: command.to });
         if (denied) return denied;
         const target = this.clients.get(command.to);
         if (!target) return { code: 'ERR_UNKNOWN_CLIENT', message: `no client '${command.to}'` };
-        return this.#fanOut(client, [target], deliveryOf(client, command, 'send'), undefined, lane);
+        return this.#relay(client, [target], deliveryOf(client, command, 'send'), undefined, lane);
       }
       case 'multicast': {
         const target = command.target;
@@ -417,14 +462,14 @@ export class Router {
           return (
             this.#checkName(target.room) ??
             refusal(authorize, client, { kind: 'multicast-room', room: target.room }) ??
-            this.#fanOut(client, this.rooms.get(target.room) ?? [], deliveryOf(client, command, 'room', target.room), client, lane)
+            this.#relay(client, this.rooms.get(target.room) ?? [], deliveryOf(client, command, 'room', target.room), client, lane)
           );
         }
         if ('topic' in target) {
           return (
             this.#checkName(target.topic) ??
             refusal(authorize, client, { kind: 'publish', topic: target.topic }) ??
-            this.#fanOut(client, this.topics.get(target.topic) ?? [], deliveryOf(client, command, 'topic', target.topic), client, lane)
+            this.#relay(client, this.topics.get(target.topic) ?? [], deliveryOf(client, command, 'topic', target.topic), client, lane)
           );
         }
         if (target.ids.length > this.#options.maxMulticastIds) return { code: 'ERR_TOO_MANY_IDS', message: `multicast to more than ${this.#options.maxMulticastIds} ids` };
@@ -435,7 +480,7 @@ export class Router {
           const recipient = this.clients.get(id);
           if (recipient) recipients.add(recipient);
         }
-        return this.#fanOut(client, recipients, deliveryOf(client, command, 'ids'), undefined, lane);
+        return this.#relay(client, recipients, deliveryOf(client, command, 'ids'), undefined, lane);
       }
     }
   }
@@ -454,14 +499,23 @@ export class Router {
   }
 
   /**
-   * Encodes once and queues the same frame, on the sender's lane, on every recipient except
-   * `exclude`. Refuses (nothing queued) a delivery larger than the transports accept. Recipients
-   * left above their high-water mark hold `sender`'s reading until they drain.
+   * A client's message to its recipients: refused (nothing queued, nothing acknowledged) when the
+   * delivery would be larger than the transports accept.
    */
-  #fanOut(sender: RoutedClient | undefined, recipients: Iterable<RoutedClient>, event: Extract<ServerEvent, { t: 'message' }>, exclude: RoutedClient | undefined, lane: Lane = 'reliable'): RouteError | undefined {
+  #relay(sender: RoutedClient, recipients: Iterable<RoutedClient>, event: Extract<ServerEvent, { t: 'message' }>, exclude: RoutedClient | undefined, lane: Lane): RouteError | undefined {
     const frame = encodeEnvelope(event);
     const size = messageSize(frame);
     if (size > this.#options.maxMessageSize) return { code: 'ERR_MESSAGE_TOO_LARGE', message: `the delivery would be ${size} bytes, over the limit of ${this.#options.maxMessageSize}` };
+    this.#fanOut(recipients, event, exclude, lane, frame, sender);
+    return undefined;
+  }
+
+  /**
+   * Encodes once and queues the same frame, on the sender's lane, on every recipient except
+   * `exclude`; returns the deliveries queued. Recipients left above their high-water mark hold
+   * `sender`'s reading until they drain.
+   */
+  #fanOut(recipients: Iterable<RoutedClient>, event: Extract<ServerEvent, { t: 'message' }>, exclude: RoutedClient | undefined, lane: Lane = 'reliable', frame = encodeEnvelope(event), sender?: RoutedClient): number {
     const receipt = event.receipt && event.id !== undefined ? `${event.from}\u0000${event.id}` : undefined;
     const from = this.#options.pacePublishers ? (sender?.connection ?? undefined) : undefined;
     let delivered = 0;
@@ -474,7 +528,7 @@ export class Router {
       if (from && !connection!.writable) this.#holdUntilDrained(from, connection!);
     }
     this.#counters.deliveries += delivered;
-    return undefined;
+    return delivered;
   }
 
   #sendTo(client: RoutedClient, event: Envelope): void {
@@ -617,6 +671,7 @@ export class Router {
     this.clients.delete(client.id);
     for (const room of client.rooms) removeMember(this.rooms, room, client, undefined);
     for (const topic of client.topics) removeMember(this.topics, topic, client, undefined);
+    this.#events.emit('disconnect', client);
   }
 
   #beat(): void {
@@ -650,6 +705,7 @@ function remember(keys: Map<string, true>, key: string, limit: number): void {
 function deliveryOf(client: RoutedClient, command: Extract<ClientCommand, { data: Payload }>, kind: DeliveryKind, to?: string): Extract<ServerEvent, { t: 'message' }> {
   const delivery: Extract<ServerEvent, { t: 'message' }> = { t: 'message', from: client.id, kind, data: command.data };
   if (to !== undefined) delivery.to = to;
+  if (client.userId !== undefined) delivery.user = client.userId;
   if (command.id !== undefined && command.receipt) {
     delivery.id = command.id;
     delivery.receipt = true;
