@@ -61,9 +61,9 @@ describe('one request cannot take the server down', () => {
 
   it.each([false, true])('request targets that break `new URL` get an HTTP answer (TLS: %s), and the server keeps serving', async (secure) => {
     for (const target of ['//', '//:0', 'http://[', '/lp//', '/poll/http://[']) {
-      const reply = await rawRequest(server.port, secure, `GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      const reply = await rawRequest(server.port, secure, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
       expect(reply, target).toMatch(/^HTTP\/1\.1 (400|404) /);
-      const upgrade = await rawRequest(server.port, secure, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+      const upgrade = await rawRequest(server.port, secure, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
       expect(upgrade, `upgrade ${target}`).toMatch(/^HTTP\/1\.1 (400|404) /);
     }
     await bystanderWorks(server);
@@ -93,10 +93,10 @@ describe('a handler that throws answers that request only', () => {
     const dual = new DualHttpServer({ host: '127.0.0.1', port: 0, transports: [throwing], fallback: (_q, s) => void s.writeHead(204).end() });
     const port = await dual.listen();
     try {
-      expect(await rawRequest(port, false, 'GET /boom HTTP/1.1\r\nHost: x\r\n\r\n')).toMatch(/^HTTP\/1\.1 500 /);
-      expect(await rawRequest(port, false, 'GET /boom HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')).toBe('');
+      expect(await rawRequest(port, false, 'GET /boom HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')).toMatch(/^HTTP\/1\.1 500 /);
+      expect(await rawRequest(port, false, 'GET /boom HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')).toBe('');
       expect(calls).toBe(2);
-      expect(await rawRequest(port, false, 'GET /other HTTP/1.1\r\nHost: x\r\n\r\n')).toMatch(/^HTTP\/1\.1 204 /);
+      expect(await rawRequest(port, false, 'GET /other HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')).toMatch(/^HTTP\/1\.1 204 /);
     } finally {
       await dual.close();
     }
@@ -147,7 +147,7 @@ describe('deadlines on the TCP port', () => {
   it.each([false, true])('answers a partial header block with 408 and closes it after headersTimeoutMs (TLS: %s)', async (secure) => {
     const socket = await rawConnect(server.port, secure);
     const closed = closedAfter(socket);
-    socket.write('GET /info HTTP/1.1\r\nHost: x\r\n');
+    socket.write('GET /info HTTP/1.1\r\nHost: 127.0.0.1\r\n');
     const { ms, reply } = await closed;
     expect(reply).toMatch(/^HTTP\/1\.1 408 /);
     expect(ms).toBeGreaterThanOrEqual(timeouts.headersTimeoutMs - 50);
@@ -156,7 +156,7 @@ describe('deadlines on the TCP port', () => {
   it('closes an idle keep-alive connection after idleTimeoutMs', async () => {
     const socket = await rawConnect(server.port, false);
     const closed = closedAfter(socket);
-    socket.write('GET /info HTTP/1.1\r\nHost: x\r\n\r\n');
+    socket.write('GET /info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
     const { ms, reply } = await closed;
     expect(reply).toMatch(/^HTTP\/1\.1 200 /);
     expect(ms).toBeGreaterThanOrEqual(timeouts.idleTimeoutMs);
@@ -197,7 +197,7 @@ describe('deadlines on the TCP port', () => {
     const connectedMs = Date.now() - started;
     const closes = sockets.map((socket, i) => {
       const closed = closedAfter(socket);
-      if (i % 3 === 0) socket.write('GET /info HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+      if (i % 3 === 0) socket.write('GET /info HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ');
       else if (i % 3 === 1) socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02]));
       return closed;
     });
