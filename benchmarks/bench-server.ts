@@ -99,8 +99,9 @@ async function main(kind: ServerKind): Promise<void> {
   const certificate = await createCertificate();
   let port: number;
   if (kind === 'switchyard') {
-    // Heartbeats off the measurement path: one ping per minute.
-    const server = await startServer({ port: 0, certificate: 'ephemeral', longPolling: { holdMs: 20_000 }, router: { heartbeatMs: 60_000, maxConnections: 1_000_000 } });
+    // Heartbeats off the measurement path: one ping per minute. Capacity is measured: no
+    // per-connection rate limit (the peers have none either).
+    const server = await startServer({ port: 0, certificate: 'ephemeral', longPolling: { holdMs: 20_000 }, router: { heartbeatMs: 60_000, maxConnections: 1_000_000, rateLimit: { perSecond: Infinity, burst: Infinity } } });
     port = server.port;
     process.stdout.write(`${JSON.stringify({ port, certPem: server.certificate!.certPem })}\n`);
   } else if (kind === 'ws' || kind === 'ws-tuned') {

@@ -21,7 +21,7 @@ import type { BackpressureOptions, TransportName } from '../transports/transport
 import packageJson from '../package.json' with { type: 'json' };
 import type { ConnectRequest } from '../transports/webtransport/engine/h3-connection.ts';
 import type { WebTransportTransportServer } from '../transports/webtransport/server.ts';
-import { DualHttpServer } from './http-server.ts';
+import { DualHttpServer, type TcpTimeouts } from './http-server.ts';
 import { decide, hostName, originGuard, type OriginPolicy, type OriginPolicyOptions } from './origins.ts';
 import { Router, type RouterEvents, type RouterOptions } from './router.ts';
 import { SERVER_TRANSPORTS } from './transports.ts';
@@ -81,6 +81,8 @@ export interface SwitchyardServerOptions extends SwitchyardOptions {
   port?: number;
   /** Certificate for HTTPS/WSS and WebTransport. Default 'ephemeral'. */
   certificate?: CertificateOption;
+  /** Deadlines on the TCP port (first byte, TLS handshake, headers, request, idle): see TcpTimeouts. */
+  timeouts?: TcpTimeouts;
 }
 
 export interface AttachOptions extends SwitchyardOptions {
@@ -321,6 +323,7 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
       transports: [],
       fallback: (request, response) => core.handleRequest(request, response) || core.fallback(request, response),
       upgrade: core.handleUpgrade,
+      timeouts: options.timeouts,
     });
     return { server, port: await server.listen() };
   };

@@ -7,7 +7,8 @@
  */
 import { decodeEnvelope, encodeEnvelope, type ClientCommand, type DeliveryKind, type Envelope, type MulticastTarget, type Payload } from './codec/envelope.ts';
 import { Emitter } from './emitter.ts';
-import { ConnectError, ConnectionClosedError, SwitchyardError } from './errors.ts';
+import { messageSize } from './base-connection.ts';
+import { ConnectError, ConnectionClosedError, MessageTooLargeError, SwitchyardError } from './errors.ts';
 import { randomId } from './random-id.ts';
 import { DEFAULT_DEDUP_WINDOW, RecentIds } from './recent-ids.ts';
 import type { ClientTransportFactory, ClientTransportOptions, CloseInfo, Connection, Lane, TransportName, TransportStats } from './transport.ts';
@@ -113,6 +114,8 @@ export class SwitchyardClient {
   #secret: string | undefined;
   #transport: TransportName | undefined;
   #heartbeatMs = 15_000;
+  /** The server's limit from its welcome: a larger command is refused here, before it costs a connection (1009). */
+  #maxMessageSize = Infinity;
   #lastHeard = 0;
   #watchdog: ReturnType<typeof setInterval> | undefined;
   #welcome: { resolve: () => void; reject: (error: Error) => void } | undefined;
@@ -353,6 +356,7 @@ export class SwitchyardClient {
     this.#clientId = welcome.clientId;
     this.#secret = welcome.secret;
     this.#heartbeatMs = welcome.heartbeatMs;
+    this.#maxMessageSize = welcome.maxMessageSize;
     const waiter = this.#welcome;
     this.#welcome = undefined;
     if (!resumed) {
@@ -376,9 +380,14 @@ export class SwitchyardClient {
 
   #command(command: Exclude<ClientCommand, { t: 'hello' }>, options: SendOptions = {}): Promise<string | undefined> {
     const lane = options.lane ?? 'reliable';
-    if (!options.ack && !options.receipt) return this.#write(encodeEnvelope(command), lane).then(() => undefined);
+    if (!options.ack && !options.receipt) {
+      const frame = encodeEnvelope(command);
+      if (messageSize(frame) > this.#maxMessageSize) return Promise.reject(new MessageTooLargeError(messageSize(frame), this.#maxMessageSize));
+      return this.#write(frame, lane).then(() => undefined);
+    }
     const id = `${this.#idPrefix}.${this.#nextId++}`;
     const frame = encodeEnvelope({ ...command, id, ...(options.receipt ? { receipt: true } : {}) } as Envelope);
+    if (messageSize(frame) > this.#maxMessageSize) return Promise.reject(new MessageTooLargeError(messageSize(frame), this.#maxMessageSize));
     if (!options.ack) return this.#write(frame, lane).then(() => id);
     return new Promise<string>((resolve, reject) => {
       const pending: PendingAck = { frame, lane, attempt: 0, timer: undefined, resolve: () => resolve(id), reject };
@@ -397,7 +406,13 @@ export class SwitchyardClient {
       return;
     }
     pending.attempt++;
-    this.#write(pending.frame, pending.lane).catch(() => undefined); // the retry timer covers a failed write
+    this.#write(pending.frame, pending.lane).catch((error: unknown) => {
+      // A lost connection is what the retry timer is for; a refusal (size, lane) would fail every time.
+      if (error instanceof ConnectionClosedError || this.#pending.get(id) !== pending) return;
+      clearTimeout(pending.timer);
+      this.#pending.delete(id);
+      pending.reject(error as Error);
+    });
     const delay = this.#options.ackTimeoutMs * 2 ** (pending.attempt - 1);
     pending.timer = setTimeout(() => this.#transmit(id, pending), delay * (0.9 + Math.random() * 0.2));
   }

@@ -146,6 +146,12 @@ export interface Connection {
   readonly writable: boolean;
   /** Resolves when queued bytes are below the high-water mark (at once if already). Rejects if closed. */
   drained(): Promise<void>;
+  /**
+   * Stops taking messages from the peer until `resumeReading()`: the transport's own flow control
+   * (TCP, an unanswered POST) then slows the peer down. Transports that cannot do so ignore it.
+   */
+  pauseReading(): void;
+  resumeReading(): void;
   /** Starts the close handshake; idempotent. */
   close(code?: number, reason?: string): void;
   stats(): TransportStats;

@@ -54,6 +54,9 @@ const server = await startServer({
   ...(options.backpressure ? { backpressure: options.backpressure } : {}),
   // Short long-poll holds so a consumer that stops polling is noticed within an experiment.
   longPolling: { holdMs: 5_000 },
+  // The experiment shows what each slow-consumer policy does to a consumer that falls behind, so the
+  // producer is not slowed down to the consumer's pace (the router's default).
+  router: { pacePublishers: false },
 });
 const ready: ServerReady = { port: server.port, url: server.urls.http, certificateSha256: server.certificate!.sha256Hex };
 process.stdout.write(`${JSON.stringify(ready)}\n`);
