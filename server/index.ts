@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { createCertificate, loadOrCreateCertificate, type CertificateBundle } from '../certs/index.ts';
 import { LongPollingTransportServer } from '../transports/long-polling/server.ts';
 import { PollingTransportServer } from '../transports/polling/server.ts';
-import type { BackpressureOptions, HttpTransportServer, TransportName } from '../transports/transport.ts';
+import type { BackpressureOptions, HttpTransportServer, ServerTransportOptions, TransportName } from '../transports/transport.ts';
+import { WebRtcTransportServer, type WebRtcServerOptions } from '../transports/webrtc/server.ts';
 import { WebSocketTransportServer } from '../transports/websocket/server.ts';
 import { WebTransportTransportServer } from '../transports/webtransport/server.ts';
 import { DualHttpServer } from './http-server.ts';
@@ -48,6 +49,8 @@ export interface SwitchyardServerOptions {
   backpressure?: BackpressureOptions;
   /** Long-polling hold time (ms, default 25 000) and how long a silent session lives (ms). */
   longPolling?: { holdMs?: number; pollTimeoutMs?: number };
+  /** WebRTC signalling limits (ICE timeout, pending sessions, offer size) and ICE servers. */
+  webrtc?: Omit<WebRtcServerOptions, keyof ServerTransportOptions>;
   router?: RouterOptions;
 }
 
@@ -69,7 +72,7 @@ function isLoopback(host: string): boolean {
 /** Starts a server; resolves once it listens. */
 export async function startServer(options: SwitchyardServerOptions = {}): Promise<SwitchyardServer> {
   const host = options.host ?? '127.0.0.1';
-  const wanted = new Set<TransportName>(options.transports ?? ['websocket', 'long-polling', 'polling', 'webtransport']);
+  const wanted = new Set<TransportName>(options.transports ?? ['websocket', 'long-polling', 'polling', 'webtransport', 'webrtc']);
   const certificate =
     options.certificate === 'none'
       ? null
@@ -85,6 +88,7 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
   if (wanted.has('websocket')) transports.push(new WebSocketTransportServer(common));
   if (wanted.has('long-polling')) transports.push(new LongPollingTransportServer({ ...common, ...options.longPolling }));
   if (wanted.has('polling')) transports.push(new PollingTransportServer({ ...common, pollTimeoutMs: options.longPolling?.pollTimeoutMs }));
+  if (wanted.has('webrtc')) transports.push(new WebRtcTransportServer({ ...common, ...options.webrtc }));
   for (const transport of transports) transport.onConnection((connection) => router.attach(connection));
 
   const serveLab = options.labDir === null ? undefined : staticFiles(options.labDir ?? path.join(PROJECT_ROOT, 'lab-ui', 'dist'));

@@ -34,7 +34,7 @@ describe('server over TLS', () => {
   it('publishes its URLs and certificate hash at /info, on http and https alike', async () => {
     const info = (await (await fetch(`${server.urls.http}/info`)).json()) as { certificateSha256: string; transports: string[] };
     expect(info.certificateSha256).toBe(server.certificate!.sha256Hex);
-    expect(info.transports).toEqual(['websocket', 'long-polling', 'polling', 'webtransport']);
+    expect(info.transports).toEqual(['websocket', 'long-polling', 'polling', 'webrtc', 'webtransport']);
     expect(server.urls.webtransport).toBe(`${server.urls.https}/wt`);
     expect(server.urls.https).toBe(server.urls.http.replace('http:', 'https:'));
   });

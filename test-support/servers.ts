@@ -8,6 +8,7 @@ import { DualHttpServer } from '../server/http-server.ts';
 import { LongPollingTransportServer } from '../transports/long-polling/server.ts';
 import { PollingTransportServer } from '../transports/polling/server.ts';
 import type { CloseInfo, Connection, HttpTransportServer, ServerTransportOptions } from '../transports/transport.ts';
+import { WebRtcTransportServer } from '../transports/webrtc/server.ts';
 import { WebSocketTransportServer } from '../transports/websocket/server.ts';
 import { WebTransportTransportServer } from '../transports/webtransport/server.ts';
 
@@ -31,6 +32,7 @@ export async function startEchoServer(options: ServerTransportOptions & { pollTi
     new WebSocketTransportServer(options),
     new LongPollingTransportServer({ ...options, holdMs: 5_000 }),
     new PollingTransportServer(options),
+    new WebRtcTransportServer(options),
   ];
   const connections: Connection[] = [];
   const closes: CloseInfo[] = [];

@@ -7,6 +7,7 @@ import { Agent, fetch as undiciFetch } from 'undici';
 import { SwitchyardClient, type ClientOptions } from './client.ts';
 import { connectLongPolling, connectPolling, type PollingClientOptions } from './long-polling/client.ts';
 import type { ClientTransportFactory, ClientTransportOptions, TransportName } from './transport.ts';
+import { connectWebRtcNode } from './webrtc/node.ts';
 import { connectWebSocketNode } from './websocket/node.ts';
 import { connectWebTransportNode } from './webtransport/node.ts';
 
@@ -36,6 +37,7 @@ export const nodeConnectors: Partial<Record<TransportName, ClientTransportFactor
   'long-polling': polling(connectLongPolling),
   polling: polling(connectPolling),
   webtransport: (options: ClientTransportOptions & NodeTlsOptions) => connectWebTransportNode({ ...options, fetch: fetchTrusting(options) }),
+  webrtc: (options: ClientTransportOptions & NodeTlsOptions) => connectWebRtcNode({ ...options, fetch: fetchTrusting(options) }),
 };
 
 /** Creates a client that connects from Node. */

@@ -6,8 +6,8 @@
  */
 
 /** Registry names of the transports. */
-export type TransportName = 'websocket' | 'long-polling' | 'polling' | 'webtransport';
-export const TRANSPORT_NAMES: readonly TransportName[] = ['websocket', 'long-polling', 'polling', 'webtransport'];
+export type TransportName = 'websocket' | 'long-polling' | 'polling' | 'webtransport' | 'webrtc';
+export const TRANSPORT_NAMES: readonly TransportName[] = ['websocket', 'long-polling', 'polling', 'webtransport', 'webrtc'];
 
 /** Lifecycle. Changed in one place per implementation; only moves forward. */
 export type ConnectionState = 'connecting' | 'open' | 'closing' | 'closed';

@@ -1,0 +1,59 @@
+/**
+ * The `webrtc` transport, client side, against a Switchyard server: this side offers, the server
+ * answers. Browser-safe (the browser's native `RTCPeerConnection`); Node passes wrtc's (node.ts).
+ *
+ * Signalling is one HTTP exchange on the server's port, WHIP-like: `POST {url}/rtc` with the SDP
+ * offer (`application/sdp`), `201` with the SDP answer and `Location: /rtc/<session>`. Candidates
+ * are not trickled: the offer goes once this side has gathered them, so one request does it all
+ * and the server keeps no half-negotiated state between requests (gathering host candidates takes
+ * a few ms; a STUN/TURN server, when configured, bounds it by GATHER_TIMEOUT_MS).
+ */
+import type { ClientTransportOptions, Connection } from '../transport.ts';
+import { iceGathered, WebRtcConnection } from './connection.ts';
+
+/** Longest wait for candidates before the offer goes with what it has. */
+export const GATHER_TIMEOUT_MS = 2_000;
+/** Path of the signalling endpoint on the server. */
+export const SIGNALLING_PATH = '/rtc';
+
+export type PeerConnectionClass = new (configuration?: RTCConfiguration) => RTCPeerConnection;
+
+export interface WebRtcClientOptions extends ClientTransportOptions {
+  /** `RTCPeerConnection` implementation; default `globalThis.RTCPeerConnection`. */
+  RTCPeerConnection?: PeerConnectionClass | Promise<PeerConnectionClass> | undefined;
+  /** STUN/TURN servers; default none (host candidates: same host or LAN). */
+  iceServers?: RTCIceServer[] | undefined;
+  /** fetch for the signalling request (Node passes one that trusts the server's certificate). */
+  fetch?: typeof fetch | undefined;
+}
+
+/** Makes a peer connection of the given (or the global) class. */
+export async function createPeer(implementation: WebRtcClientOptions['RTCPeerConnection'], iceServers: RTCIceServer[] | undefined): Promise<RTCPeerConnection> {
+  const PeerConnection = (await implementation) ?? (globalThis as { RTCPeerConnection?: PeerConnectionClass }).RTCPeerConnection;
+  if (!PeerConnection) throw new Error('this environment has no RTCPeerConnection');
+  return new PeerConnection({ iceServers: iceServers ?? [] });
+}
+
+/** Opens a `webrtc` client connection to a Switchyard server. */
+export function connectWebRtc(options: WebRtcClientOptions): Connection {
+  return new WebRtcConnection(createPeer(options.RTCPeerConnection, options.iceServers), {
+    role: 'offerer',
+    defaultPolicy: 'wait',
+    backpressure: options.backpressure,
+    laneFallback: options.laneFallback,
+    openTimeoutMs: options.connectTimeoutMs ?? 10_000,
+    negotiate: async (peer) => {
+      await peer.setLocalDescription(await peer.createOffer());
+      await iceGathered(peer, GATHER_TIMEOUT_MS);
+      const response = await (options.fetch ?? fetch)(new URL(SIGNALLING_PATH, options.url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/sdp' },
+        body: peer.localDescription!.sdp,
+      });
+      const body = await response.text();
+      if (response.status !== 201) throw new Error(`POST ${SIGNALLING_PATH} answered ${response.status}: ${body.slice(0, 200)}`);
+      if (peer.signalingState === 'closed') return;
+      await peer.setRemoteDescription({ type: 'answer', sdp: body });
+    },
+  });
+}
