@@ -5,14 +5,17 @@
  * Signalling is one HTTP exchange on the server's port, WHIP-like: `POST {url}/rtc` with the SDP
  * offer (`application/sdp`), `201` with the SDP answer and `Location: /rtc/<session>`. Candidates
  * are not trickled: the offer goes once this side has gathered them, so one request does it all
- * and the server keeps no half-negotiated state between requests (gathering host candidates takes
- * a few ms; a STUN/TURN server, when configured, bounds it by GATHER_TIMEOUT_MS).
+ * and the server keeps no half-negotiated state between requests (host candidates take a few ms;
+ * a STUN/TURN server, when configured, is waited for up to GATHER_TIMEOUT_MS). Trickle would save
+ * those ms but need a second request per candidate and a session that lives between requests.
  */
 import type { ClientTransportOptions, Connection } from '../transport.ts';
 import { iceGathered, WebRtcConnection } from './connection.ts';
 
 /** Longest wait for candidates before the offer goes with what it has. */
 export const GATHER_TIMEOUT_MS = 2_000;
+/** With host candidates only, the description goes this long after the last new candidate (see iceGathered). */
+export const HOST_CANDIDATES_QUIET_MS = 20;
 /** Path of the signalling endpoint on the server. */
 export const SIGNALLING_PATH = '/rtc';
 
@@ -44,7 +47,7 @@ export function connectWebRtc(options: WebRtcClientOptions): Connection {
     openTimeoutMs: options.connectTimeoutMs ?? 10_000,
     negotiate: async (peer) => {
       await peer.setLocalDescription(await peer.createOffer());
-      await iceGathered(peer, GATHER_TIMEOUT_MS);
+      await iceGathered(peer, GATHER_TIMEOUT_MS, options.iceServers?.length ? undefined : HOST_CANDIDATES_QUIET_MS);
       const response = await (options.fetch ?? fetch)(new URL(SIGNALLING_PATH, options.url), {
         method: 'POST',
         headers: { 'content-type': 'application/sdp' },

@@ -22,7 +22,7 @@ import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, type QueuedMessage } from '..
 import { ProtocolError } from '../errors.ts';
 import type { BackpressureOptions, CloseInfo, Lane, SlowConsumerPolicy, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
-import { ChunkAssembler, chunkMessage, closeFrame } from './chunks.ts';
+import { batchFrame, ChunkAssembler, chunkMessage, closeFrame } from './chunks.ts';
 
 /** Bytes a reliable channel may hold unsent before its lane waits. */
 const CHANNEL_BUFFER_LIMIT = 256 * 1024;
@@ -39,6 +39,8 @@ const DISCONNECTED_TIMEOUT_MS = 5_000;
 /** getStats() is asynchronous: stats() answers from a sample at most this old and refreshes it. */
 const STATS_MAX_AGE_MS = 1_000;
 const POLL_MS = 5;
+/** Small messages queued together on a reliable lane leave as one batch of at most this many bytes (chunks.ts). */
+const BATCH_BYTES = 16 * 1024;
 
 /** Peer connections and data channels this process holds open through this module (for leak checks). */
 export const webrtcResources = { peerConnections: 0, dataChannels: 0 };
@@ -186,7 +188,7 @@ export class WebRtcConnection extends BaseConnection {
       }
       try {
         const result = assembler.push(data);
-        if (result?.kind === 'message') this.deliver(result.message, lane);
+        if (result?.kind === 'messages') for (const message of result.messages) this.deliver(message, lane);
         else if (result?.kind === 'close') this.#peerClosed(result.code, result.reason);
       } catch (error) {
         const protocolError = error as ProtocolError;
@@ -230,11 +232,7 @@ export class WebRtcConnection extends BaseConnection {
         for (let item; (item = this.outbound.shiftLane(lane)); ) this.#sendUnreliable(channel, item);
         continue;
       }
-      while (channel.bufferedAmount < CHANNEL_BUFFER_LIMIT) {
-        const item = this.outbound.shiftLane(lane);
-        if (!item) break;
-        if (!this.#sendReliable(channel, item)) return;
-      }
+      if (!this.#drainLane(lane, channel)) return;
       if (channel.bufferedAmount >= CHANNEL_BUFFER_LIMIT) waiting = true;
     }
     this.onFlushed();
@@ -259,10 +257,8 @@ export class WebRtcConnection extends BaseConnection {
     for (const lane of this.outbound.lanes()) {
       const channel = this.#senders.get(lane);
       if (!channel || channel.readyState !== 'open') continue;
-      for (let item; (item = this.outbound.shiftLane(lane)); ) {
-        if (lane === 'unreliable') this.#sendUnreliable(channel, item);
-        else if (!this.#sendReliable(channel, item)) return;
-      }
+      if (lane === 'unreliable') for (let item; (item = this.outbound.shiftLane(lane)); ) this.#sendUnreliable(channel, item);
+      else if (!this.#drainLane(lane, channel, Infinity)) return;
     }
     try {
       sendOn(reliable, closeFrame(code, reason));
@@ -287,6 +283,41 @@ export class WebRtcConnection extends BaseConnection {
     }
     // The peer tears down once our answer arrives; ours goes when the answer has left (or soon after).
     this.#finish({ code, reason, wasClean: true }, true);
+  }
+
+  /** Sends a reliable lane's queue while its channel has room, small messages batched; false if the connection ended. */
+  #drainLane(lane: Lane, channel: RTCDataChannel, bufferLimit = CHANNEL_BUFFER_LIMIT): boolean {
+    let batch: QueuedMessage[] = [];
+    let batchBytes = 0;
+    while (channel.bufferedAmount + batchBytes < bufferLimit) {
+      const item = this.outbound.shiftLane(lane);
+      if (!item) break;
+      // A frame's header is at most 8 bytes; BATCH_BYTES stays far under any SCTP limit.
+      if (batchBytes + item.size + 8 > BATCH_BYTES) {
+        if (!this.#sendBatch(channel, batch)) return false;
+        batch = [];
+        batchBytes = 0;
+      }
+      if (item.size + 8 > BATCH_BYTES) {
+        if (!this.#sendReliable(channel, item)) return false;
+        continue;
+      }
+      batch.push(item);
+      batchBytes += item.size + 8;
+    }
+    return this.#sendBatch(channel, batch);
+  }
+
+  #sendBatch(channel: RTCDataChannel, batch: readonly QueuedMessage[]): boolean {
+    if (batch.length <= 1) return batch.length === 0 || this.#sendReliable(channel, batch[0]!);
+    try {
+      sendOn(channel, batchFrame(batch.map((item) => item.message)));
+    } catch (error) {
+      this.#end({ code: CloseCode.abnormal, reason: `webrtc send failed: ${errorText(error)}`, wasClean: false });
+      return false;
+    }
+    for (const item of batch) this.countSent(item);
+    return true;
   }
 
   #sendReliable(channel: RTCDataChannel, item: QueuedMessage): boolean {
@@ -407,20 +438,35 @@ export class WebRtcConnection extends BaseConnection {
   }
 }
 
-/** Resolves once the peer connection has gathered its candidates (or after `timeoutMs`, with what it has). */
-export function iceGathered(peer: RTCPeerConnection, timeoutMs: number): Promise<void> {
+/**
+ * Resolves once the peer connection has gathered its candidates, or after `timeoutMs` with what it
+ * has. With `quietMs`, also once that long has passed without a new candidate after the first one:
+ * for host-only ICE (no STUN/TURN servers), where every UDP host candidate comes within a few ms and
+ * libwebrtc adds TCP ones only after a 100 ms phase delay — worth waiting for only where UDP is
+ * blocked, and a data channel over ICE-TCP would lose the point of `unreliable` anyway.
+ */
+export function iceGathered(peer: RTCPeerConnection, timeoutMs: number, quietMs?: number): Promise<void> {
   if (peer.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve) => {
+    let quiet: ReturnType<typeof setTimeout> | undefined;
     const done = (): void => {
       clearTimeout(timer);
+      clearTimeout(quiet);
       peer.removeEventListener('icegatheringstatechange', check);
+      peer.removeEventListener('icecandidate', candidate);
       resolve();
     };
     const check = (): void => {
       if (peer.iceGatheringState === 'complete') done();
     };
+    const candidate = (): void => {
+      if (quietMs === undefined) return;
+      clearTimeout(quiet);
+      quiet = setTimeout(done, quietMs);
+    };
     const timer = setTimeout(done, timeoutMs);
     peer.addEventListener('icegatheringstatechange', check);
+    peer.addEventListener('icecandidate', candidate);
   });
 }
 

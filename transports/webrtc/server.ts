@@ -16,7 +16,7 @@ import { readBody } from '../long-polling/server.ts';
 import { randomId } from '../random-id.ts';
 import type { Connection, HttpTransportServer, ServerTransportOptions } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
-import { GATHER_TIMEOUT_MS, SIGNALLING_PATH, type PeerConnectionClass } from './client.ts';
+import { GATHER_TIMEOUT_MS, HOST_CANDIDATES_QUIET_MS, SIGNALLING_PATH, type PeerConnectionClass } from './client.ts';
 import { errorText, iceGathered, WebRtcConnection } from './connection.ts';
 import { loadWrtc } from './wrtc.ts';
 
@@ -188,7 +188,7 @@ export class WebRtcTransportServer implements HttpTransportServer {
           throw new SignallingError(400, 'ERR_BAD_OFFER', `the offer is not a usable SDP offer: ${errorText(error)}`);
         }
         await peer.setLocalDescription(await peer.createAnswer());
-        await iceGathered(peer, GATHER_TIMEOUT_MS);
+        await iceGathered(peer, GATHER_TIMEOUT_MS, this.#options.iceServers?.length ? undefined : HOST_CANDIDATES_QUIET_MS);
         return peer.localDescription!.sdp;
       };
       return { id, sdp: await Promise.race([negotiate(), timeout]) };
