@@ -28,6 +28,8 @@ export interface WebRtcClientOptions extends ClientTransportOptions {
   iceServers?: RTCIceServer[] | undefined;
   /** fetch for the signalling request (Node passes one that trusts the server's certificate). */
   fetch?: typeof fetch | undefined;
+  /** Signalling path, appended to the URL's path. Default `/rtc`. */
+  path?: string | undefined;
 }
 
 /** Makes a peer connection of the given (or the global) class. */
@@ -48,13 +50,15 @@ export function connectWebRtc(options: WebRtcClientOptions): Connection {
     negotiate: async (peer) => {
       await peer.setLocalDescription(await peer.createOffer());
       await iceGathered(peer, GATHER_TIMEOUT_MS, options.iceServers?.length ? undefined : HOST_CANDIDATES_QUIET_MS);
-      const response = await (options.fetch ?? fetch)(new URL(SIGNALLING_PATH, options.url), {
+      const url = new URL(options.url);
+      url.pathname = url.pathname.replace(/\/+$/, '') + (options.path ?? SIGNALLING_PATH);
+      const response = await (options.fetch ?? fetch)(url, {
         method: 'POST',
         headers: { 'content-type': 'application/sdp' },
         body: peer.localDescription!.sdp,
       });
       const body = await response.text();
-      if (response.status !== 201) throw new Error(`POST ${SIGNALLING_PATH} answered ${response.status}: ${body.slice(0, 200)}`);
+      if (response.status !== 201) throw new Error(`POST ${url.pathname} answered ${response.status}: ${body.slice(0, 200)}`);
       if (peer.signalingState === 'closed') return;
       await peer.setRemoteDescription({ type: 'answer', sdp: body });
     },
