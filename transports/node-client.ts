@@ -8,6 +8,7 @@ import { SwitchyardClient, type ClientOptions } from './client.ts';
 import { connectLongPolling, connectPolling, type PollingClientOptions } from './long-polling/client.ts';
 import type { ClientTransportFactory, ClientTransportOptions, TransportName } from './transport.ts';
 import { connectWebRtcNode } from './webrtc/node.ts';
+import { loadWrtc } from './webrtc/wrtc.ts';
 import { connectWebSocketNode } from './websocket/node.ts';
 import { connectWebTransportNode } from './webtransport/node.ts';
 
@@ -42,5 +43,5 @@ export const nodeConnectors: Partial<Record<TransportName, ClientTransportFactor
 
 /** Creates a client that connects from Node. */
 export function createClient(options: Omit<ClientOptions, 'connectors'> & Partial<Pick<ClientOptions, 'connectors'>>): SwitchyardClient {
-  return new SwitchyardClient({ ...options, connectors: { ...nodeConnectors, ...options.connectors } });
+  return new SwitchyardClient({ ...options, connectors: { ...nodeConnectors, ...options.connectors }, peers: { loadRTCPeerConnection: loadWrtc, ...options.peers } });
 }

@@ -33,15 +33,15 @@ export interface WebRtcClientOptions extends ClientTransportOptions {
 }
 
 /** Makes a peer connection of the given (or the global) class. */
-export async function createPeer(implementation: WebRtcClientOptions['RTCPeerConnection'], iceServers: RTCIceServer[] | undefined): Promise<RTCPeerConnection> {
+export async function createPeer(implementation: WebRtcClientOptions['RTCPeerConnection'], ice: Pick<RTCConfiguration, 'iceServers' | 'iceTransportPolicy'>): Promise<RTCPeerConnection> {
   const PeerConnection = (await implementation) ?? (globalThis as { RTCPeerConnection?: PeerConnectionClass }).RTCPeerConnection;
   if (!PeerConnection) throw new Error('this environment has no RTCPeerConnection');
-  return new PeerConnection({ iceServers: iceServers ?? [] });
+  return new PeerConnection({ iceServers: ice.iceServers ?? [], ...(ice.iceTransportPolicy ? { iceTransportPolicy: ice.iceTransportPolicy } : {}) });
 }
 
 /** Opens a `webrtc` client connection to a Switchyard server. */
 export function connectWebRtc(options: WebRtcClientOptions): Connection {
-  return new WebRtcConnection(createPeer(options.RTCPeerConnection, options.iceServers), {
+  return new WebRtcConnection(createPeer(options.RTCPeerConnection, options), {
     role: 'offerer',
     defaultPolicy: 'wait',
     backpressure: options.backpressure,

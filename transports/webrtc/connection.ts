@@ -76,6 +76,7 @@ export class WebRtcConnection extends BaseConnection {
   #disconnectedTimer: ReturnType<typeof setTimeout> | undefined;
   #pollTimer: ReturnType<typeof setTimeout> | undefined;
   #tornDown = false;
+  #iceStateAtEnd: RTCIceConnectionState | undefined;
   #statsAt = 0;
   #sample: Pick<TransportStats, 'rttMs' | 'wireBytesIn' | 'wireBytesOut'> = { rttMs: null, wireBytesIn: null, wireBytesOut: null };
 
@@ -96,6 +97,11 @@ export class WebRtcConnection extends BaseConnection {
       this.#end({ code: CloseCode.abnormal, reason: `webrtc did not connect within ${options.openTimeoutMs} ms (${ice})`, wasClean: false });
     }, options.openTimeoutMs);
     void this.#start(peer, options.negotiate);
+  }
+
+  /** ICE connection state, as it was when the connection ended (the peer connection then reads 'closed'). */
+  get iceState(): RTCIceConnectionState | undefined {
+    return this.#iceStateAtEnd ?? this.#peer?.iceConnectionState;
   }
 
   /** The peer connection, once it exists (for signalling details and tests). */
@@ -403,6 +409,7 @@ export class WebRtcConnection extends BaseConnection {
   }
 
   #finish(info: CloseInfo, afterSendsLeave: boolean): void {
+    this.#iceStateAtEnd ??= this.#peer?.iceConnectionState;
     if (this.state !== 'closed') this.finishClose(info);
     clearTimeout(this.#openTimer);
     clearTimeout(this.#closeTimer);
