@@ -145,4 +145,81 @@ describe('browser client on webrtc (Chromium)', () => {
     expect(result.fallback?.failed[0]?.transport).toBe('webrtc');
     expect(result.fallback?.failed[0]?.reason).toMatch(/404/);
   }, 30_000);
+
+  it('connects two clients in the page peer-to-peer; messages on every lane leave the server counters flat', async () => {
+    const result = await page.evaluate(async () => {
+      const { createClient } = (window as unknown as { switchyard: PageModule }).switchyard;
+      const alice = createClient({ transports: 'websocket' });
+      const bob = createClient({ transports: 'webrtc' });
+      await Promise.all([alice.connect(), bob.connect()]);
+      const incoming = new Promise<import('../transport.ts').Connection>((resolve) => bob.on('peer', (connection) => resolve(connection)));
+      const toBob = await alice.peer(bob.id!);
+      const toAlice = await incoming;
+      const atBob: [unknown, string][] = [];
+      const atAlice: [unknown, string][] = [];
+      toAlice.on('message', (m, lane) => atBob.push([typeof m === 'string' ? m : m.length, lane]));
+      toBob.on('message', (m, lane) => atAlice.push([typeof m === 'string' ? m : m.length, lane]));
+      const before = await (await fetch('/info')).json();
+      toBob.send('hi bob');
+      toBob.send(new Uint8Array(300_000), 'channel:bulk');
+      toAlice.send('hi alice', 'channel:chat');
+      for (let i = 0; i < 200 && !(atBob.length === 2 && atAlice.length === 1); i++) await new Promise((resolve) => setTimeout(resolve, 25));
+      for (let i = 0; i < 50 && !atBob.some(([, lane]) => lane === 'unreliable'); i++) {
+        toBob.send(`datagram ${i}`, 'unreliable');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const after = await (await fetch('/info')).json();
+      toBob.close(4000, 'bye');
+      const closed = await toAlice.closed;
+      alice.close();
+      bob.close();
+      return { atBob, atAlice, before: before.router, after: after.router, closed, transport: toBob.transport };
+    });
+    expect(result.transport).toBe('webrtc');
+    expect(result.atBob.filter(([, lane]) => lane !== 'unreliable')).toEqual([
+      ['hi bob', 'reliable'],
+      [300_000, 'channel:bulk'],
+    ]);
+    expect(result.atBob.some(([, lane]) => lane === 'unreliable')).toBe(true);
+    expect(result.atAlice).toEqual([['hi alice', 'channel:chat']]);
+    expect({ routed: result.after.routed, deliveries: result.after.deliveries }).toEqual({ routed: result.before.routed, deliveries: result.before.deliveries });
+    expect(result.closed).toEqual({ code: 4000, reason: 'bye', wasClean: true });
+  }, 60_000);
+
+  it('connects a page client and a Node client (wrtc) peer-to-peer, both ways', async () => {
+    const node = createClient({ url: server.urls.http, transports: 'websocket' });
+    await node.connect();
+    const fromPage = new Promise<import('../transport.ts').Connection>((resolve) => node.on('peer', (connection) => resolve(connection)));
+    const pageId = await page.evaluate(async () => {
+      const { createClient } = (window as unknown as { switchyard: PageModule }).switchyard;
+      const client = createClient({ transports: 'websocket' });
+      await client.connect();
+      const got: unknown[] = [];
+      client.on('peer', (connection) => connection.on('message', (m) => got.push(m)));
+      (window as unknown as { p2p: unknown }).p2p = { client, got };
+      return client.id!;
+    });
+    // Node offers to the page.
+    const toPage = await node.peer(pageId);
+    toPage.send('from node', 'channel:x');
+    // The page offers to Node.
+    const [pageGot] = await Promise.all([
+      page.evaluate(async (nodeId) => {
+        const { client, got } = (window as unknown as { p2p: { client: import('../client.ts').SwitchyardClient; got: unknown[] } }).p2p;
+        const toNode = await client.peer(nodeId);
+        toNode.send('from page');
+        for (let i = 0; i < 200 && got.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 25));
+        return got;
+      }, node.id!),
+      fromPage.then(async (connection) => {
+        const got: unknown[] = [];
+        connection.on('message', (m) => got.push(m));
+        await waitFor(() => got.length === 1, 10_000, 'the page to reach Node directly');
+        expect(got).toEqual(['from page']);
+      }),
+    ]);
+    expect(pageGot).toEqual(['from node']);
+    toPage.close();
+    node.close();
+  }, 60_000);
 });
