@@ -140,7 +140,6 @@ export class PeerLinks {
       () => this.#options.onPeer(connection, from),
       () => undefined, // the offerer learns from its own ICE state or timeout
     );
-    void connection.closed.then(() => undefined);
     void connection.opened.finally(() => this.#incomingPending--).catch(() => undefined);
   }
 

@@ -30,9 +30,10 @@ export interface WebRtcServerOptions extends ServerTransportOptions {
   /** Longest time from the offer until the client's data channel is open (ms), answer included. Default 10 000. */
   iceTimeoutMs?: number;
   /**
-   * Offers being answered plus sessions answered and not yet connected, at most. Default 64: wrtc
-   * holds about 100 sockets per peer connection while ICE checks run (UDP and TCP on every
-   * interface) and about 50 once connected, so this bounds the descriptors strangers can pin.
+   * Offers being answered plus sessions answered and not yet connected, at most. Default 32: wrtc
+   * holds 100–150 sockets per peer connection while ICE checks run (UDP and TCP on every
+   * interface; 64 pending sessions peaked at 9 766 descriptors here) and about 50 once connected,
+   * so this bounds the descriptors strangers can pin.
    */
   maxPending?: number;
   /** STUN/TURN servers for the server's peer connections; default none (host candidates). */
@@ -47,7 +48,9 @@ export interface WebRtcSignallingStats {
   badOffers: number;
   busy: number;
   unknownSessions: number;
-  /** Answered sessions whose client never connected in time. */
+  /** Sessions the client ended with DELETE (e.g. given up before connecting). */
+  deleted: number;
+  /** Answered sessions that closed before connecting (ICE timeout, or ended by DELETE). */
   iceTimeouts: number;
 }
 
@@ -80,7 +83,7 @@ export class WebRtcTransportServer implements HttpTransportServer {
    * so without this every idle → busy cycle of the server leaked.
    */
   #factoryKeeper: RTCPeerConnection | undefined;
-  readonly #stats: WebRtcSignallingStats = { answered: 0, badOffers: 0, busy: 0, unknownSessions: 0, iceTimeouts: 0 };
+  readonly #stats: WebRtcSignallingStats = { answered: 0, badOffers: 0, busy: 0, unknownSessions: 0, deleted: 0, iceTimeouts: 0 };
 
   constructor(options: WebRtcServerOptions = {}) {
     this.#options = options;
@@ -110,41 +113,45 @@ export class WebRtcTransportServer implements HttpTransportServer {
     if (pathname !== this.path && !pathname.startsWith(`${this.path}/`)) return false;
     const session = pathname.slice(this.path.length + 1);
     if (session !== '') {
-      request.resume();
       const connection = this.#sessions.get(session);
       if (!connection) {
         this.#stats.unknownSessions++;
-        fail(response, new SignallingError(404, 'ERR_UNKNOWN_SESSION', `no webrtc session '${session.slice(0, 64)}'`));
+        fail(request, response, new SignallingError(404, 'ERR_UNKNOWN_SESSION', `no webrtc session '${session.slice(0, 64)}'`));
       } else if (request.method !== 'DELETE') {
-        fail(response, new SignallingError(405, 'ERR_METHOD', `${request.method} is not allowed on a session (DELETE ends it)`));
+        fail(request, response, new SignallingError(405, 'ERR_METHOD', `${request.method} is not allowed on a session (DELETE ends it)`));
       } else {
+        this.#stats.deleted++;
         connection.close(CloseCode.normal, 'client ended the session');
+        request.resume();
         response.writeHead(204).end();
       }
       return true;
     }
     if (request.method !== 'POST') {
-      request.resume();
-      fail(response, new SignallingError(405, 'ERR_METHOD', `use POST with an SDP offer`));
+      fail(request, response, new SignallingError(405, 'ERR_METHOD', `use POST with an SDP offer`));
       return true;
     }
     if (this.#closed) {
-      request.resume();
-      fail(response, new SignallingError(503, 'ERR_SHUTTING_DOWN', 'server is shutting down'));
+      fail(request, response, new SignallingError(503, 'ERR_SHUTTING_DOWN', 'server is shutting down'));
       return true;
     }
-    if (this.pendingCount >= (this.#options.maxPending ?? 64)) {
-      request.resume();
+    if (this.pendingCount >= (this.#options.maxPending ?? 32)) {
       this.#stats.busy++;
-      fail(response, new SignallingError(503, 'ERR_BUSY', 'too many webrtc sessions are connecting; retry later'), { 'retry-after': '1' });
+      fail(request, response, new SignallingError(503, 'ERR_BUSY', 'too many webrtc sessions are connecting; retry later'), { 'retry-after': '1' });
       return true;
     }
     this.#signalling++;
+    // Counted as signalling until its session counts as connecting (never both).
+    let signalling = true;
+    const handOver = () => {
+      if (signalling) this.#signalling--;
+      signalling = false;
+    };
     const limit = this.#options.maxOfferBytes ?? 64 * 1024;
     void readBody(request, limit)
       .then((body) => {
         if (body === undefined) throw new SignallingError(413, 'ERR_BODY_TOO_LARGE', `offer over ${limit} bytes`);
-        return this.#answer(offerText(body));
+        return this.#answer(offerText(body), handOver);
       })
       .then(
         ({ id, sdp }) => {
@@ -153,15 +160,15 @@ export class WebRtcTransportServer implements HttpTransportServer {
         },
         (error: unknown) => {
           if (error instanceof SignallingError && error.status === 400) this.#stats.badOffers++;
-          fail(response, error instanceof SignallingError ? error : new SignallingError(500, 'ERR_SIGNALLING', errorText(error)));
+          fail(request, response, error instanceof SignallingError ? error : new SignallingError(500, 'ERR_SIGNALLING', errorText(error)));
         },
       )
-      .finally(() => this.#signalling--);
+      .finally(handOver);
     return true;
   }
 
   /** Makes the server's peer for one offer; resolves with its answer (candidates included). */
-  async #answer(offer: string): Promise<{ id: string; sdp: string }> {
+  async #answer(offer: string, handOver: () => void): Promise<{ id: string; sdp: string }> {
     const PeerConnection = await (this.#options.RTCPeerConnection ?? loadWrtc());
     if (this.#closed) throw new SignallingError(503, 'ERR_SHUTTING_DOWN', 'server is shutting down');
     this.#factoryKeeper ??= new PeerConnection({ iceServers: [] });
@@ -177,6 +184,7 @@ export class WebRtcTransportServer implements HttpTransportServer {
     });
     const id = randomId(16);
     this.#sessions.set(id, connection);
+    handOver();
     this.#connecting.add(connection);
     connection.on('open', () => {
       this.#connecting.delete(connection);
@@ -235,7 +243,16 @@ function offerText(body: Uint8Array): string {
   return sdp;
 }
 
-function fail(response: ServerResponse, error: SignallingError, headers: Record<string, string> = {}): void {
+/**
+ * Answers with a typed error once the request body is read and discarded: answering while the
+ * client still sends makes Node close the socket under it (the client sees ECONNRESET, not the error).
+ */
+function fail(request: IncomingMessage, response: ServerResponse, error: SignallingError, headers: Record<string, string> = {}): void {
   if (response.headersSent) return;
+  if (!request.complete) {
+    request.once('end', () => fail(request, response, error, headers));
+    request.resume();
+    return;
+  }
   response.writeHead(error.status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers }).end(JSON.stringify({ error: { code: error.code, message: error.message } }));
 }
