@@ -10,11 +10,15 @@ import path from 'node:path';
 import { build } from 'esbuild';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type SwitchyardServer } from '../../server/index.ts';
+import { startServer, staticFiles, type SwitchyardServer } from '../../server/index.ts';
 import { launchChromium } from '../../test-support/chromium.ts';
 import { waitFor } from '../../test-support/servers.ts';
 import type { Delivery } from '../client.ts';
-import { createClient } from '../node-client.ts';
+import { webtransport } from '../node-webtransport.ts';
+import { createClient as createWebRtcClient } from '../node-webrtc.ts';
+
+/** Node clients with every transport (webtransport and webrtc are opt-in entries) and peer(). */
+const createClient: typeof createWebRtcClient = (options) => createWebRtcClient({ ...options, connectors: { webtransport, ...options.connectors } });
 
 type PageModule = typeof import('../browser-client.ts') & typeof import('./client.ts');
 
@@ -39,7 +43,7 @@ beforeAll(async () => {
   });
   await writeFile(path.join(labDir, 'client.js'), bundle.outputFiles[0]!.text);
   await writeFile(path.join(labDir, 'index.html'), '<!doctype html><script type="module">import * as switchyard from "./client.js"; window.switchyard = switchyard; window.ready = true;</script>');
-  server = await startServer({ port: 0, certificate: 'ephemeral', labDir });
+  server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [{ handleRequest: staticFiles(labDir) }] });
   browser = await launchChromium();
   page = await browser.newPage();
   await page.goto(`${server.urls.http}/`);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type SwitchyardServer } from '../../server/index.ts';
 import { waitFor } from '../../test-support/servers.ts';
 import type { SwitchyardClient } from '../client.ts';
-import { createClient } from '../node-client.ts';
+import { createClient } from '../node-webrtc.ts';
 import type { Connection, Lane, Message } from '../transport.ts';
 import { webrtcResources } from './connection.ts';
 
@@ -18,7 +18,6 @@ const signalsRouted: string[] = [];
 beforeAll(async () => {
   server = await startServer({
     port: 0,
-    labDir: null,
     certificate: 'none',
     router: {
       // The signalling goes through the router's hooks like any unicast (here: observed; a hook could refuse it).

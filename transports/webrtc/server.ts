@@ -14,7 +14,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readBody } from '../long-polling/server.ts';
 import { randomId } from '../random-id.ts';
-import type { Connection, HttpTransportServer, ServerTransportOptions } from '../transport.ts';
+import type { HttpTransportServer } from '../http-transport-server.ts';
+import type { Connection, ServerTransportOptions } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 import { GATHER_TIMEOUT_MS, HOST_CANDIDATES_QUIET_MS, SIGNALLING_PATH, type PeerConnectionClass } from './client.ts';
 import { errorText, iceGathered, WebRtcConnection } from './connection.ts';

@@ -237,7 +237,7 @@ describe('webrtc server against strangers', () => {
 
   it('ends the server side with 1006 when the client process is killed mid-transfer', async () => {
     const before = serverCloses.length;
-    const script = path.join(import.meta.dirname, 'vanishing-peer.fixture.ts');
+    const script = path.join(import.meta.dirname, '../../test-support/webrtc-vanishing-peer.ts');
     const child = spawn(process.execPath, ['--import', 'tsx', script, url], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       child.stdout.on('data', (data: Buffer) => data.toString().includes('sending') && resolve());
@@ -254,7 +254,7 @@ describe('webrtc server against strangers', () => {
 
 describe('webrtc loading', () => {
   it('never loads wrtc in a process that does not use webrtc (server with it enabled, WebSocket client), and loads it on first use', async () => {
-    const script = path.join(import.meta.dirname, 'lazy-load.fixture.ts');
+    const script = path.join(import.meta.dirname, '../../test-support/webrtc-lazy-load.ts');
     const output = await new Promise<string>((resolve, reject) => {
       const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';

@@ -1,5 +1,5 @@
-/** Test fixture (webrtc.test.ts): connects over webrtc and sends until killed. */
-import { connectWebRtcNode } from './node.ts';
+/** Test fixture (transports/webrtc/webrtc.test.ts): connects over webrtc and sends until killed. */
+import { connectWebRtcNode } from '../transports/webrtc/node.ts';
 
 const connection = connectWebRtcNode({ url: process.argv[2]! });
 await connection.opened;
