@@ -11,7 +11,10 @@ import { messageSize } from './base-connection.ts';
 import { ConnectError, ConnectionClosedError, MessageTooLargeError, SwitchyardError } from './errors.ts';
 import { randomId } from './random-id.ts';
 import { DEFAULT_DEDUP_WINDOW, RecentIds } from './recent-ids.ts';
+import { isPeerSignal, PeerLinks, type PeerLinkOptions } from './webrtc/peer.ts';
 import type { ClientTransportFactory, ClientTransportOptions, CloseInfo, Connection, Lane, TransportName, TransportStats } from './transport.ts';
+
+export { PeerConnectError } from './webrtc/peer.ts';
 
 /** A message delivered to this client. */
 export interface Delivery {
@@ -51,6 +54,8 @@ export interface ClientEvents {
   state: (state: ClientState) => void;
   /** Earlier transports of the list failed; the client is now on `transport`. */
   fallback: (transport: TransportName, failed: FallbackAttempt[]) => void;
+  /** Another client opened a direct webrtc connection to this one (see `peer()`). */
+  peer: (connection: Connection, from: string) => void;
   /** A typed error from the server not tied to a pending call. */
   error: (error: ServerError) => void;
   close: (info: CloseInfo) => void;
@@ -82,6 +87,8 @@ export interface ClientOptions {
   maxAttempts?: number;
   /** Reconnect after an unexpected close. Default true. */
   reconnect?: boolean;
+  /** Peer-to-peer webrtc (`peer()`): which offers to answer, ICE servers, timeout (Node supplies wrtc). */
+  peers?: Omit<PeerLinkOptions, 'signal' | 'onPeer'>;
   /** Options passed to every transport (backpressure, laneFallback, TLS for Node...). */
   transportOptions?: Partial<ClientTransportOptions> & Record<string, unknown>;
 }
@@ -98,7 +105,8 @@ interface PendingAck {
 const MAX_RECONNECT_DELAY_MS = 5_000;
 
 export class SwitchyardClient {
-  readonly #options: Required<Omit<ClientOptions, 'token' | 'transportOptions'>> & Pick<ClientOptions, 'token' | 'transportOptions'>;
+  readonly #options: Required<Omit<ClientOptions, 'token' | 'transportOptions' | 'peers'>> & Pick<ClientOptions, 'token' | 'transportOptions'>;
+  readonly #peers: PeerLinks;
   readonly #events = new Emitter<ClientEvents>();
   readonly #pending = new Map<string, PendingAck>();
   readonly #pings = new Map<number, (rtt: number) => void>();
@@ -132,6 +140,12 @@ export class SwitchyardClient {
       reconnect: true,
       ...options,
     };
+    this.#peers = new PeerLinks({
+      connectTimeoutMs: 10_000,
+      ...options.peers,
+      signal: (to, signal) => this.send(to, signal as unknown as Payload, { ack: true }).then(() => undefined),
+      onPeer: (connection, from) => this.#events.emit('peer', connection, from),
+    });
   }
 
   /** Client id assigned by the server (stable across resumed reconnects). */
@@ -187,6 +201,15 @@ export class SwitchyardClient {
   publish(topic: string, data: Payload, options?: SendOptions): Promise<string | undefined> {
     return this.#command({ t: 'publish', topic, data }, options);
   }
+  /**
+   * A direct webrtc connection to another client of this server (same contract and lanes as any
+   * Connection); the offer and answer go through the server, the messages do not. Rejects with
+   * PeerConnectError (`ERR_PEER_ICE_FAILED` names the ICE state when no direct path was found).
+   */
+  peer(clientId: string): Promise<Connection> {
+    return this.#peers.connect(clientId);
+  }
+
   /** Unicast to one client id. */
   send(to: string, data: Payload, options?: SendOptions): Promise<string | undefined> {
     return this.#command({ t: 'send', to, data }, options);
@@ -310,6 +333,10 @@ export class SwitchyardClient {
           if (this.#seen.has(key)) return;
           this.#seen.add(key);
           if (envelope.receipt) this.#fire(encodeEnvelope({ t: 'ack', id: envelope.id, to: envelope.from }));
+        }
+        if (envelope.kind === 'send' && isPeerSignal(envelope.data)) {
+          this.#peers.handle(envelope.from, envelope.data);
+          return;
         }
         const { t: _t, receipt: _r, ...delivery } = envelope;
         this.#events.emit('message', { ...delivery, lane });

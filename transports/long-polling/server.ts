@@ -430,7 +430,7 @@ function responseHeadBytes(response: ServerResponse): number {
 }
 
 /** The whole body, or undefined once it is over `limit` (the rest is read and discarded). */
-function readBody(request: IncomingMessage, limit: number): Promise<Uint8Array | undefined> {
+export function readBody(request: IncomingMessage, limit: number): Promise<Uint8Array | undefined> {
   return new Promise((resolve, reject) => {
     if (Number(request.headers['content-length'] ?? 0) > limit) {
       request.resume();
