@@ -26,7 +26,7 @@ import type { LatencySummary } from '../workloads.ts';
 import { percentile, summarizeMs } from './analysis.ts';
 import type { ConsumerMessage, ConsumerOptions } from './bp-consumer.ts';
 import { LineReader, ROOT, stopChild } from './processes.ts';
-import type { ServerProcessOptions, ServerReady, ServerSample } from './server-process.ts';
+import type { ServerProcessOptions, ServerReady, ServerSample } from './server-process-protocol.ts';
 
 export type BackpressureTransport = Extract<TransportName, 'websocket' | 'long-polling' | 'webtransport'>;
 export const BACKPRESSURE_TRANSPORTS: readonly BackpressureTransport[] = ['websocket', 'long-polling', 'webtransport'];

@@ -19,7 +19,7 @@ import type { Lane, TransportName } from '../../transports/transport.ts';
 import { analyzeFlows, type FlowAnalysis, type LossStalls, type SharedStalls } from './analysis.ts';
 import { HOL_VARIANTS, VARIANT_LAYOUT, type HolVariant, type WorkerCommand, type WorkerReply } from './hol-variants.ts';
 import { LineReader, raisePriority, ROOT, stopChild, tsArgs } from './processes.ts';
-import type { ServerReady } from './server-process.ts';
+import type { ServerReady } from './server-process-protocol.ts';
 
 export { HOL_VARIANTS, type HolVariant } from './hol-variants.ts';
 

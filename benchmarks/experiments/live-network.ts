@@ -20,7 +20,7 @@ import { type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { createTunPath, type ForwarderStats, type LinkImpairment, type TunPath } from '../impairment/tun-path.ts';
 import { LineReader, raisePriority, ROOT, stopChild, tsArgs } from './processes.ts';
-import type { ServerReady } from './server-process.ts';
+import type { ServerReady } from './server-process-protocol.ts';
 
 export type NetworkProfile = 'lossy' | 'slow';
 

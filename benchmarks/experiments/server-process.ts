@@ -8,39 +8,9 @@
  *   node --import tsx benchmarks/experiments/server-process.ts '{"host":"10.213.1.1"}'
  */
 import { labPlugin } from '../../lab-ui/server/plugin.ts';
-import { startServer, type SwitchyardServerOptions } from '../../server/index.ts';
+import { startServer } from '../../server/index.ts';
 import type { CloseInfo, Connection } from '../../transports/transport.ts';
-
-export interface ServerProcessOptions {
-  host: string;
-  transports?: SwitchyardServerOptions['transports'];
-  backpressure?: SwitchyardServerOptions['backpressure'];
-  /** Serve the lab's pages too, to these page origins (the lab's live network: live-network.ts). */
-  lab?: { allowedOrigins: string[] };
-}
-
-export interface ServerReady {
-  port: number;
-  url: string;
-  certificateSha256: string;
-}
-
-export interface ServerSample {
-  /** False once the client's connection is gone. */
-  connected: boolean;
-  queuedBytes: number;
-  queuedMessages: number;
-  /** Messages the slow-consumer policy dropped on this client's current connection. */
-  dropped: number;
-  /** How the server closed this client's connection, if it did. */
-  close: CloseInfo | null;
-  /** Router counters: messages routed, deliveries queued, deliveries refused by a full 'wait' queue. */
-  routed: number;
-  deliveries: number;
-  refused: number;
-  heapBytes: number;
-  rssBytes: number;
-}
+import type { ServerProcessOptions, ServerReady, ServerSample } from './server-process-protocol.ts';
 
 const options = JSON.parse(process.argv[2] ?? '{}') as ServerProcessOptions;
 const server = await startServer({
