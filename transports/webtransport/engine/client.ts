@@ -105,6 +105,7 @@ export class WebTransport implements WebTransportSessionLike {
     const port = Number(url.port || 443);
     const endpoint = new QuicEndpoint('client', quicConfig('client', { idleTimeoutMs: options.idleTimeoutMs ?? 10_000 }), address.includes(':') ? 'udp6' : 'udp4');
     await endpoint.bind(0, address.includes(':') ? '::' : '0.0.0.0');
+    await endpoint.connectSocket({ host: address, port });
     const quic = endpoint.connect({ host: address, port }, host);
     const wanted = (options.serverCertificateHashes ?? []).filter((h) => h.algorithm === 'sha-256').map((h) => Buffer.from(bytesOf(h.value)).toString('hex'));
     let refusal: string | null = null;
@@ -119,7 +120,7 @@ export class WebTransport implements WebTransportSessionLike {
         },
         established: () => resolve(),
         closed: () => {
-          reject(new Error(refusal ?? 'QUIC connection closed before the session opened (no server, or handshake failed)'));
+          reject(quic.failure ?? new Error(refusal ?? 'QUIC connection closed before the session opened (no server, or handshake failed)'));
           void endpoint.close();
         },
       });

@@ -9,7 +9,9 @@
  */
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { quiche, type Config, type Connection as QuicheConnection, type Host } from '@matrixai/quic/native/index.js';
+import { quiche, type Config, type Connection as QuicheConnection, type Header, type Host } from '@matrixai/quic/native/index.js';
+import { PeerUnreachableError } from '../../errors.ts';
+import { AmplificationBudget, RetryTokens, resetTokenBigint, statelessResetPacket, statelessResetToken, type QuicServerKeys } from './address-validation.ts';
 
 /** What the layer above hears from a connection. */
 export interface QuicConnectionHandler {
@@ -37,6 +39,35 @@ export interface QuicOptions {
   connectionWindow?: number;
   /** Datagram queue lengths. Default 1024. */
   datagramQueue?: number;
+}
+
+/**
+ * How a server admits new connections (RFC 9000 §8): the keys for Retry tokens and stateless
+ * resets, and the bounds on handshakes in progress.
+ */
+export interface AdmissionOptions {
+  keys: QuicServerKeys;
+  /**
+   * Handshakes in progress at which a new client must first prove its address with a Retry round
+   * trip (0: always). Below it a client connects in one round trip less, within the 3x budget.
+   */
+  retryAfterHandshakes: number;
+  /** Handshakes in progress beyond which new Initials are dropped (counted), not allocated. */
+  maxHandshakes: number;
+  /** A handshake not complete after this long is closed (ms). */
+  handshakeTimeoutMs: number;
+}
+
+/** What the endpoint refused or answered statelessly, for tests and the lab. */
+export interface AdmissionCounters {
+  retriesSent: number;
+  invalidTokens: number;
+  /** Initials dropped because maxHandshakes handshakes were in progress. */
+  initialsDropped: number;
+  handshakeTimeouts: number;
+  statelessResetsSent: number;
+  /** Times a connection held its packets back to stay within 3x of an unvalidated address. */
+  amplificationLimited: number;
 }
 
 const MAX_UDP_PAYLOAD = 1350;
@@ -90,12 +121,17 @@ export class QuicConnection {
   #ioScheduled = false;
   #established = false;
   #closed = false;
+  /** Server only, until the handshake completes: the 3x budget of an unvalidated address. */
+  #budget: AmplificationBudget | null;
   datagramsDropped = 0;
+  /** Why the connection ended without a QUIC close (e.g. the peer's port became unreachable). */
+  failure: Error | undefined;
 
-  constructor(conn: QuicheConnection, endpoint: QuicEndpoint, peer: Host) {
+  constructor(conn: QuicheConnection, endpoint: QuicEndpoint, peer: Host, budget: AmplificationBudget | null = null) {
     this.#conn = conn;
     this.#endpoint = endpoint;
     this.#peer = peer;
+    this.#budget = budget;
   }
 
   get quiche(): QuicheConnection {
@@ -113,6 +149,7 @@ export class QuicConnection {
    * (setImmediate), not once per packet: a burst of packets costs one pass over the streams.
    */
   receive(packet: Uint8Array, from: Host): void {
+    if (this.#budget) this.#budget.received += packet.length;
     try {
       this.#conn.recv(packet, { from, to: this.#endpoint.local });
     } catch {
@@ -238,9 +275,19 @@ export class QuicConnection {
     this.#flush();
   }
 
+  /** Ends the connection at once, without a QUIC close (the peer can no longer be reached). */
+  abort(error: Error): void {
+    if (this.#closed) return;
+    this.failure = error;
+    this.#finish();
+  }
+
   #afterIo(): void {
     if (!this.#established && this.#conn.isEstablished()) {
       this.#established = true;
+      // A completed handshake proves the peer receives at its address (RFC 9000 §8.1).
+      this.#budget = null;
+      this.#endpoint.handshakeDone(this);
       this.handler?.established();
     }
     if (this.#established) {
@@ -290,6 +337,7 @@ export class QuicConnection {
 
   #flush(): void {
     for (;;) {
+      if (!this.#withinBudget()) break;
       const packet = this.#endpoint.packetBuffer();
       let sent: ReturnType<QuicheConnection['send']>;
       try {
@@ -298,10 +346,21 @@ export class QuicConnection {
         break;
       }
       if (!sent) break;
+      if (this.#budget) this.#budget.sent += sent[0];
       this.#endpoint.transmit(this.#endpoint.claim(sent[0]), sent[1].to);
     }
     this.#armTimer();
     if (this.#conn.isClosed() && !this.#closed) this.#finish();
+  }
+
+  /**
+   * Whether a packet (at most MAX_UDP_PAYLOAD) may go out now. Held-back packets are not lost:
+   * quiche sends them once the peer's next bytes raise the budget or the handshake completes.
+   */
+  #withinBudget(): boolean {
+    if (!this.#budget || this.#budget.allows(MAX_UDP_PAYLOAD)) return true;
+    this.#endpoint.counters.amplificationLimited++;
+    return false;
   }
 
   #armTimer(): void {
@@ -333,6 +392,13 @@ export class QuicEndpoint {
   readonly #socket: dgram.Socket;
   readonly #connections = new Map<string, QuicConnection>();
   readonly #ids = new Map<QuicConnection, string[]>();
+  /** Server: connections whose handshake is in progress, with their handshake deadline. */
+  readonly #handshakes = new Map<QuicConnection, ReturnType<typeof setTimeout>>();
+  readonly #admission: AdmissionOptions | undefined;
+  readonly #retryTokens: RetryTokens | undefined;
+  readonly counters: AdmissionCounters = { retriesSent: 0, invalidTokens: 0, initialsDropped: 0, handshakeTimeouts: 0, statelessResetsSent: 0, amplificationLimited: 0 };
+  /** Client: the socket is connect()ed to the server, so ICMP errors reach us. */
+  #connected = false;
   #local: Host = { host: '127.0.0.1', port: 0 };
   /** Server only: called for each new connection. */
   onAccept: ((connection: QuicConnection) => void) | undefined;
@@ -344,10 +410,18 @@ export class QuicEndpoint {
     readonly role: 'client' | 'server',
     readonly config: Config,
     type: 'udp4' | 'udp6' = 'udp4',
+    admission?: AdmissionOptions,
   ) {
+    this.#admission = admission;
+    this.#retryTokens = admission && new RetryTokens(admission.keys.retry);
     this.#socket = dgram.createSocket({ type, recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
     this.#socket.on('message', (packet, remote) => this.#receive(packet, { host: remote.address, port: remote.port }));
-    this.#socket.on('error', () => undefined); // ICMP errors and the like: QUIC recovers or times out
+    this.#socket.on('error', (error) => this.#socketError(error));
+  }
+
+  /** Server: handshakes in progress. */
+  get handshakeCount(): number {
+    return this.#handshakes.size;
   }
 
   get local(): Host {
@@ -372,6 +446,21 @@ export class QuicEndpoint {
         const address = this.#socket.address();
         this.#local = { host: address.address, port: address.port };
         resolve(this.#local);
+      });
+    });
+  }
+
+  /**
+   * Client: connect()s the socket to the server, so that an ICMP port unreachable comes back as
+   * ECONNREFUSED and the handshake fails in milliseconds instead of timing out (as in Chromium).
+   */
+  connectSocket(remote: Host): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#socket.once('error', reject);
+      this.#socket.connect(remote.port, remote.host, () => {
+        this.#socket.off('error', reject);
+        this.#connected = true;
+        resolve();
       });
     });
   }
@@ -402,15 +491,25 @@ export class QuicEndpoint {
   }
 
   transmit(packet: Uint8Array, to: Host): void {
-    this.#socket.send(packet, to.port, to.host);
+    if (this.#connected) this.#socket.send(packet);
+    else this.#socket.send(packet, to.port, to.host);
   }
 
   forget(connection: QuicConnection): void {
     for (const id of this.#ids.get(connection) ?? []) this.#connections.delete(id);
     this.#ids.delete(connection);
+    this.handshakeDone(connection);
+  }
+
+  /** A connection left the handshake phase (established or gone): its slot is free. */
+  handshakeDone(connection: QuicConnection): void {
+    clearTimeout(this.#handshakes.get(connection));
+    this.#handshakes.delete(connection);
   }
 
   close(): Promise<void> {
+    for (const timer of this.#handshakes.values()) clearTimeout(timer);
+    this.#handshakes.clear();
     return new Promise((resolve) => this.#socket.close(() => resolve()));
   }
 
@@ -437,19 +536,93 @@ export class QuicEndpoint {
       only?.receive(packet, from);
       return;
     }
+    if (header.ty === quiche.Type.Short) {
+      this.#sendStatelessReset(packet, header.dcid, from);
+      return;
+    }
     // A new connection only for a full-size Initial (anti-amplification) of a version we speak.
     if (header.ty !== quiche.Type.Initial || packet.length < 1200 || !quiche.versionIsSupported(header.version)) return;
-    const scid = randomBytes(CID_LENGTH);
+    this.#admit(packet, header, from);
+  }
+
+  /**
+   * A new client's Initial: with a valid Retry token its address is proven; without one it gets a
+   * stateless Retry once `retryAfterHandshakes` handshakes are in progress. Past `maxHandshakes`
+   * the Initial is dropped: nothing is allocated for it.
+   */
+  #admit(packet: Buffer, header: Header, from: Host): void {
+    const admission = this.#admission!;
+    let originalDcid: Uint8Array | null = null;
+    if (header.token && header.token.length > 0) {
+      // Our only tokens come from Retry, and a client takes one Retry per connection: a bad token
+      // (forged, expired, another address) cannot be fixed by a second Retry, so it is dropped.
+      originalDcid = this.#retryTokens!.validate(header.token, from, header.dcid);
+      if (!originalDcid) {
+        this.counters.invalidTokens++;
+        return;
+      }
+    } else if (this.#handshakes.size >= admission.retryAfterHandshakes) {
+      this.#sendRetry(header, from);
+      return;
+    }
+    if (this.#handshakes.size >= admission.maxHandshakes) {
+      this.counters.initialsDropped++;
+      return;
+    }
+    // After a Retry the client already uses the id we chose in it (bound into the token).
+    const scid = originalDcid ? header.dcid : randomBytes(CID_LENGTH);
     let conn: QuicheConnection;
     try {
-      conn = quiche.Connection.accept(scid, null, this.#local, from, this.config);
+      // quiche copies the token into this connection's transport parameters at accept.
+      this.config.setStatelessResetToken(resetTokenBigint(statelessResetToken(admission.keys.reset, scid)));
+      conn = quiche.Connection.accept(scid, originalDcid, this.#local, from, this.config);
     } catch {
       return;
     }
-    const connection = new QuicConnection(conn, this, from);
-    this.#route(connection, [hex(scid), hex(header.dcid)]);
+    const connection = new QuicConnection(conn, this, from, originalDcid ? null : new AmplificationBudget());
+    this.#route(connection, originalDcid ? [hex(scid)] : [hex(scid), hex(header.dcid)]);
+    const deadline = setTimeout(() => {
+      this.counters.handshakeTimeouts++;
+      connection.close(false, 0x0, 'handshake timeout');
+      connection.abort(new Error('handshake timeout'));
+    }, admission.handshakeTimeoutMs);
+    deadline.unref();
+    this.#handshakes.set(connection, deadline);
     this.onAccept?.(connection);
     connection.receive(packet, from);
+  }
+
+  #sendRetry(header: Header, from: Host): void {
+    const retryScid = randomBytes(CID_LENGTH);
+    const token = this.#retryTokens!.mint(from, header.dcid, retryScid);
+    const out = new Uint8Array(MAX_UDP_PAYLOAD);
+    let length: number;
+    try {
+      length = quiche.retry(header.scid, header.dcid, retryScid, token, header.version, out);
+    } catch {
+      return;
+    }
+    this.counters.retriesSent++;
+    this.transmit(out.subarray(0, length), from);
+  }
+
+  /**
+   * A short-header packet for a connection we do not know (say, from before a restart): answer
+   * with a stateless reset so its sender learns at once that the connection is gone.
+   */
+  #sendStatelessReset(packet: Buffer, dcid: Uint8Array, from: Host): void {
+    if (!this.#admission) return;
+    const reset = statelessResetPacket(this.#admission.keys.reset, dcid, packet.length);
+    if (!reset) return;
+    this.counters.statelessResetsSent++;
+    this.transmit(reset, from);
+  }
+
+  #socketError(error: Error): void {
+    // ICMP port unreachable on the client's connect()ed socket: nobody listens there (any more).
+    if ((error as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || this.role !== 'client') return;
+    const failure = new PeerUnreachableError(`UDP port ${this.#socket.remoteAddress().port} of ${this.#socket.remoteAddress().address} is unreachable (ICMP port unreachable)`, { cause: error });
+    for (const connection of [...this.#ids.keys()]) connection.abort(failure);
   }
 }
 
