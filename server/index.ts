@@ -12,7 +12,7 @@ import { LongPollingTransportServer } from '../transports/long-polling/server.ts
 import { PollingTransportServer } from '../transports/polling/server.ts';
 import type { BackpressureOptions, HttpTransportServer, TransportName } from '../transports/transport.ts';
 import { WebSocketTransportServer } from '../transports/websocket/server.ts';
-import { WebTransportTransportServer } from '../transports/webtransport/server.ts';
+import { WebTransportTransportServer, type WebTransportQuicOptions } from '../transports/webtransport/server.ts';
 import { DualHttpServer } from './http-server.ts';
 import { createLabApi } from './lab-api.ts';
 import { Router, type RouterOptions } from './router.ts';
@@ -49,6 +49,8 @@ export interface SwitchyardServerOptions {
   /** Long-polling hold time (ms, default 25 000) and how long a silent session lives (ms). */
   longPolling?: { holdMs?: number; pollTimeoutMs?: number };
   router?: RouterOptions;
+  /** WebTransport's QUIC admission: Retry threshold, handshake bounds, stateless reset secret. */
+  webtransport?: WebTransportQuicOptions;
 }
 
 export interface SwitchyardServer {
@@ -126,7 +128,7 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
   // WebTransport takes the UDP port of the same number (WebTransport is always TLS: it needs the certificate).
   if (wanted.has('webtransport') && certificate) {
     for (let attempt = 1; ; attempt++) {
-      webtransport = new WebTransportTransportServer({ ...common, host, port, certPem: certificate.certPem, keyPem: certificate.keyPem });
+      webtransport = new WebTransportTransportServer({ ...common, host, port, certPem: certificate.certPem, keyPem: certificate.keyPem, quic: options.webtransport });
       try {
         await webtransport.listen();
         break;

@@ -71,7 +71,12 @@ export interface AdmissionCounters {
 }
 
 const MAX_UDP_PAYLOAD = 1350;
-const CID_LENGTH = 20;
+/**
+ * Our connection ids: 128 random bits. Not 20 bytes: quiche 0.18 encodes its transport parameters
+ * into 128 bytes, and after a Retry three connection ids plus the stateless reset token must fit
+ * (with 20-byte ids accept() fails with BufferTooShort).
+ */
+const CID_LENGTH = 16;
 const READ_CHUNK = 64 * 1024;
 
 export function quicConfig(role: 'client' | 'server', options: QuicOptions): Config {
