@@ -46,7 +46,8 @@ beforeAll(async () => {
   });
   await writeFile(path.join(labDir, 'client.js'), bundle.outputFiles[0]!.text);
   await writeFile(path.join(labDir, 'index.html'), '<!doctype html><script type="module">import * as switchyard from "./client.js"; window.switchyard = switchyard; window.ready = true;</script>');
-  server = await startServer({ port: 0, certificate: 'ephemeral', labDir });
+  // Every WebTransport connection first completes a stateless Retry: Chromium must follow it.
+  server = await startServer({ port: 0, certificate: 'ephemeral', labDir, webtransport: { retryAfterHandshakes: 0 } });
   browser = await launchChromium();
   page = await browser.newPage();
   await page.goto(`${server.urls.http}/`);
@@ -83,6 +84,7 @@ describe('browser client (Chromium)', () => {
       return { transport: client.transport, id: client.id };
     });
     expect(pageState.transport).toBe('webtransport');
+    expect(server.webtransport!.engine.stats().retriesSent).toBeGreaterThanOrEqual(2); // the Node client's and the page's
 
     // The WebSocket client gets everything, each on its one reliable lane (documented downgrade).
     await waitFor(() => wsInbox.filter((d) => d.from === pageState.id).length === 4, 10_000, 'the page to reach the WebSocket client');
