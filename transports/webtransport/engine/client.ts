@@ -15,6 +15,12 @@ export interface WebTransportOptions {
   origin?: string;
   /** QUIC idle timeout, which also bounds the handshake (ms). Default 10 000. */
   idleTimeoutMs?: number;
+  /**
+   * Sends a QUIC PING after this long without sending (ms; 0: never). Default 1 000: a client
+   * that only receives still learns within about this long that the server is gone (ICMP port
+   * unreachable) or restarted (stateless reset), not only at the idle timeout.
+   */
+  keepAliveMs?: number;
 }
 
 function bytesOf(source: BufferSource): Uint8Array {
@@ -127,6 +133,11 @@ export class WebTransport implements WebTransportSessionLike {
       connection = h3;
     });
     quic.start();
+    const keepAliveMs = options.keepAliveMs ?? 1_000;
+    if (keepAliveMs > 0) {
+      const keepAlive = setInterval(() => (quic.isClosed ? clearInterval(keepAlive) : quic.keepAlive()), keepAliveMs);
+      keepAlive.unref();
+    }
     await established;
     const settings = await connection.peerSettings();
     if (settings.get(0x2b603742) !== 1 && !((settings.get(0xc671706a) ?? 0) >= 1)) {

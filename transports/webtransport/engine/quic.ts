@@ -131,6 +131,7 @@ export class QuicConnection {
   datagramsDropped = 0;
   /** Why the connection ended without a QUIC close (e.g. the peer's port became unreachable). */
   failure: Error | undefined;
+  #sentAtLastKeepAlive = -1;
 
   constructor(conn: QuicheConnection, endpoint: QuicEndpoint, peer: Host, budget: AmplificationBudget | null = null) {
     this.#conn = conn;
@@ -278,6 +279,20 @@ export class QuicConnection {
   /** Starts the client handshake or answers the first packet. */
   start(): void {
     this.#flush();
+  }
+
+  /**
+   * Sends a PING unless a packet went out since the last call: a keep-alive that makes a dead
+   * peer answer (ICMP unreachable, stateless reset) even when this side only receives.
+   */
+  keepAlive(): void {
+    if (this.#closed) return;
+    const sent = this.#conn.stats().sent;
+    if (sent === this.#sentAtLastKeepAlive) {
+      this.#conn.sendAckEliciting();
+      this.#flush();
+    }
+    this.#sentAtLastKeepAlive = this.#conn.stats().sent;
   }
 
   /** Ends the connection at once, without a QUIC close (the peer can no longer be reached). */
