@@ -16,6 +16,7 @@ import { launchChromium } from '../../test-support/chromium.ts';
 import { waitFor } from '../../test-support/servers.ts';
 import type { Delivery } from '../client.ts';
 import { createClient } from '../node-client.ts';
+import { connectWebTransportNode } from './node.ts';
 
 let server: SwitchyardServer;
 let browser: Browser;
@@ -140,4 +141,24 @@ describe('browser client (Chromium)', () => {
     expect(result.fallback?.failed[0]?.transport).toBe('webtransport');
     expect(result.fallback?.failed[0]?.reason).toMatch(/\w/);
   }, 30_000);
+});
+
+describe('Node client', () => {
+  it('falls back to WebSocket from a closed UDP port within milliseconds (ICMP), not at the 5 s connect timeout', async () => {
+    const port = await closedUdpPort();
+    const client = createClient({
+      url: server.urls.http,
+      transports: ['webtransport', 'websocket'],
+      connectors: { webtransport: (options) => connectWebTransportNode({ ...options, webTransportUrl: `https://127.0.0.1:${port}/wt` }) },
+    });
+    let failed: { transport: string; reason: string }[] = [];
+    client.on('fallback', (_transport, reasons) => (failed = reasons));
+    const start = performance.now();
+    await client.connect();
+    const ms = performance.now() - start;
+    expect(client.transport).toBe('websocket');
+    expect(failed[0]?.reason).toMatch(/unreachable/);
+    expect(ms).toBeLessThan(1_500);
+    client.close();
+  });
 });

@@ -432,6 +432,7 @@ export class QuicEndpoint {
     type: 'udp4' | 'udp6' = 'udp4',
     admission?: AdmissionOptions,
   ) {
+    if (role === 'server' && !admission) throw new TypeError('a server endpoint needs its admission options (keys and handshake bounds)');
     this.#admission = admission;
     this.#retryTokens = admission && new RetryTokens(admission.keys.retry);
     this.#socket = dgram.createSocket({ type, recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
