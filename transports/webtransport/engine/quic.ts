@@ -374,12 +374,13 @@ export class QuicConnection {
   }
 
   /**
-   * Whether a packet (at most MAX_UDP_PAYLOAD) may go out now. Held-back packets are not lost:
-   * quiche sends them once the peer's next bytes raise the budget or the handshake completes.
+   * Whether quiche's next packet (at most its current max UDP payload: 1200 bytes until the
+   * handshake completes) may go out now. Held-back packets are not lost: quiche sends them once
+   * the peer's next bytes raise the budget or the handshake completes.
    */
   #withinBudget(): boolean {
-    if (!this.#budget || this.#budget.allows(MAX_UDP_PAYLOAD)) return true;
-    this.#endpoint.counters.amplificationLimited++;
+    if (!this.#budget || this.#budget.allows(this.#conn.maxSendUdpPayloadSize())) return true;
+    this.#endpoint.admissionCounters.amplificationLimited++;
     return false;
   }
 
@@ -416,7 +417,7 @@ export class QuicEndpoint {
   readonly #handshakes = new Map<QuicConnection, ReturnType<typeof setTimeout>>();
   readonly #admission: AdmissionOptions | undefined;
   readonly #retryTokens: RetryTokens | undefined;
-  readonly counters: AdmissionCounters = { retriesSent: 0, invalidTokens: 0, initialsDropped: 0, handshakeTimeouts: 0, statelessResetsSent: 0, amplificationLimited: 0 };
+  readonly admissionCounters: AdmissionCounters = { retriesSent: 0, invalidTokens: 0, initialsDropped: 0, handshakeTimeouts: 0, statelessResetsSent: 0, amplificationLimited: 0 };
   /** Client: the socket is connect()ed to the server, so ICMP errors reach us. */
   #connected = false;
   #local: Host = { host: '127.0.0.1', port: 0 };
@@ -579,7 +580,7 @@ export class QuicEndpoint {
       // (forged, expired, another address) cannot be fixed by a second Retry, so it is dropped.
       originalDcid = this.#retryTokens!.validate(header.token, from, header.dcid);
       if (!originalDcid) {
-        this.counters.invalidTokens++;
+        this.admissionCounters.invalidTokens++;
         return;
       }
     } else if (this.#handshakes.size >= admission.retryAfterHandshakes) {
@@ -587,7 +588,7 @@ export class QuicEndpoint {
       return;
     }
     if (this.#handshakes.size >= admission.maxHandshakes) {
-      this.counters.initialsDropped++;
+      this.admissionCounters.initialsDropped++;
       return;
     }
     // After a Retry the client already uses the id we chose in it (bound into the token).
@@ -603,7 +604,7 @@ export class QuicEndpoint {
     const connection = new QuicConnection(conn, this, from, originalDcid ? null : new AmplificationBudget());
     this.#route(connection, originalDcid ? [hex(scid)] : [hex(scid), hex(header.dcid)]);
     const deadline = setTimeout(() => {
-      this.counters.handshakeTimeouts++;
+      this.admissionCounters.handshakeTimeouts++;
       connection.close(false, 0x0, 'handshake timeout');
       connection.abort(new Error('handshake timeout'));
     }, admission.handshakeTimeoutMs);
@@ -623,7 +624,7 @@ export class QuicEndpoint {
     } catch {
       return;
     }
-    this.counters.retriesSent++;
+    this.admissionCounters.retriesSent++;
     this.transmit(out.subarray(0, length), from);
   }
 
@@ -635,7 +636,7 @@ export class QuicEndpoint {
     if (!this.#admission) return;
     const reset = statelessResetPacket(this.#admission.keys.reset, dcid, packet.length);
     if (!reset) return;
-    this.counters.statelessResetsSent++;
+    this.admissionCounters.statelessResetsSent++;
     this.transmit(reset, from);
   }
 

@@ -100,7 +100,7 @@ export class WebTransportServer {
       sessions += connection.sessions.size;
       streams += connection.streamCount;
     }
-    return { connections: this.#endpoint.connectionCount, handshakes: this.#endpoint.handshakeCount, routes: this.#endpoint.routeCount, sessions, streams, ...this.#endpoint.counters };
+    return { connections: this.#endpoint.connectionCount, handshakes: this.#endpoint.handshakeCount, routes: this.#endpoint.routeCount, sessions, streams, ...this.#endpoint.admissionCounters };
   }
 
   async close(graceMs = 1_000): Promise<void> {
