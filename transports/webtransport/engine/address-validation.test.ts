@@ -83,6 +83,7 @@ describe('QUIC address validation', () => {
     expect(replied).toBeLessThanOrEqual(3 * length);
     expect(server.stats()).toMatchObject({ amplificationLimited: expect.any(Number), handshakeTimeouts: 1 });
     expect(server.stats().amplificationLimited).toBeGreaterThan(0); // the budget, not luck, held it
+    console.info(`unvalidated address: received ${length} B, sent ${replied} B (${(replied / length).toFixed(2)}x)`);
   }, 30_000);
 
   it('5000 Initials from new source ports: unvalidated connections stay at the Retry threshold and memory stays bounded', async () => {
@@ -98,6 +99,7 @@ describe('QUIC address validation', () => {
     // Measured without these defences: ~96 KB of quiche state per Initial (141 MiB for the 1504 a
     // socket buffer let through); 16 connections cost well under this bound.
     expect(growthMiB).toBeLessThan(64);
+    console.info(`5000 Initials: peak ${peak} connections, ${server.stats().retriesSent} Retries, RSS +${growthMiB.toFixed(1)} MiB`);
   }, 120_000);
 
   it('clients that answer the Retry are capped at maxHandshakes; the excess is dropped and counted', async () => {
@@ -111,6 +113,7 @@ describe('QUIC address validation', () => {
     expect(server.stats().initialsDropped).toBeGreaterThan(0);
     expect(server.stats().initialsDropped).toBeLessThanOrEqual(result.retries - 100);
     expect(growthMiB).toBeLessThan(64);
+    console.info(`Retry-answering flood: peak ${peak} handshakes, ${server.stats().initialsDropped} Initials dropped, RSS +${growthMiB.toFixed(1)} MiB`);
   }, 120_000);
 
   it('a Node client connects through a stateless Retry and its session works', async () => {
