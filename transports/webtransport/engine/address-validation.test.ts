@@ -116,6 +116,32 @@ describe('QUIC address validation', () => {
     console.info(`Retry-answering flood: peak ${peak} handshakes, ${server.stats().initialsDropped} Initials dropped, RSS +${growthMiB.toFixed(1)} MiB`);
   }, 120_000);
 
+  it('a Retry token replayed from another port is refused and allocates nothing', async () => {
+    const { server, port } = await serve({ retryAfterHandshakes: 0 });
+    const bind = async () => {
+      const socket = dgram.createSocket('udp4');
+      await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+      return socket;
+    };
+    const [honest, replayer] = [await bind(), await bind()];
+    const local = { host: '127.0.0.1', port: honest.address().port };
+    const remote = { host: '127.0.0.1', port };
+    const conn = quiche.Connection.connect('x', randomBytes(16), local, remote, quicConfig('client', {}));
+    const out = new Uint8Array(1500);
+    const retry = new Promise<Buffer>((resolve) => honest.once('message', resolve));
+    honest.send(out.subarray(0, conn.send(out)![0]), port, '127.0.0.1');
+    conn.recv(await retry, { from: remote, to: local });
+    const [length] = conn.send(out)!; // the second Initial, carrying the token
+    replayer.send(out.subarray(0, length), port, '127.0.0.1');
+    await waitFor(() => server.stats().invalidTokens === 1, 5_000, 'the replay to be refused');
+    expect(server.stats()).toMatchObject({ retriesSent: 1, connections: 0, handshakes: 0 });
+    // The same Initial from the address the token was made for is accepted.
+    honest.send(out.subarray(0, length), port, '127.0.0.1');
+    await waitFor(() => server.stats().connections === 1, 5_000, 'the honest Initial to be accepted');
+    honest.close();
+    replayer.close();
+  });
+
   it('a Node client connects through a stateless Retry and its session works', async () => {
     const { server, port } = await serve({ retryAfterHandshakes: 0 });
     const client = new WebTransport(`https://127.0.0.1:${port}/t`, { serverCertificateHashes: [{ algorithm: 'sha-256', value: certificate!.sha256 }] });
