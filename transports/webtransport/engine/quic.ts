@@ -643,7 +643,8 @@ export class QuicEndpoint {
   #socketError(error: Error): void {
     // ICMP port unreachable on the client's connect()ed socket: nobody listens there (any more).
     if ((error as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || this.role !== 'client') return;
-    const failure = new PeerUnreachableError(`UDP port ${this.#socket.remoteAddress().port} of ${this.#socket.remoteAddress().address} is unreachable (ICMP port unreachable)`, { cause: error });
+    const remote = this.#socket.remoteAddress();
+    const failure = new PeerUnreachableError(`nothing listens on UDP ${remote.address}:${remote.port} (ICMP port unreachable)`, { cause: error });
     for (const connection of [...this.#ids.keys()]) connection.abort(failure);
   }
 }
