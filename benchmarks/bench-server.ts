@@ -30,7 +30,7 @@ async function main(kind: ServerKind): Promise<void> {
   let port: number;
   if (kind === 'switchyard') {
     // Heartbeats off the measurement path: one ping per minute.
-    const server = await startServer({ port: 0, certificate: 'ephemeral', labDir: null, longPolling: { holdMs: 20_000 }, router: { heartbeatMs: 60_000, maxConnections: 1_000_000 } });
+    const server = await startServer({ port: 0, certificate: 'ephemeral', longPolling: { holdMs: 20_000 }, router: { heartbeatMs: 60_000, maxConnections: 1_000_000 } });
     port = server.port;
     process.stdout.write(`${JSON.stringify({ port, certPem: server.certificate!.certPem })}\n`);
   } else if (kind === 'ws') {

@@ -7,7 +7,7 @@
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import type { Delivery } from '../transports/client.ts';
-import { createClient } from '../transports/node-client.ts';
+import { createClient } from '../transports/node-webtransport.ts';
 import type { Lane, TransportName } from '../transports/transport.ts';
 import { RawOp, rawPayload, rawTopic, type ServerKind } from './raw-protocol.ts';
 
@@ -77,7 +77,7 @@ function switchyard(transport: TransportName, tls: boolean, lane: Lane = 'reliab
         publish: (topic, payload) => void client.publish(topic, payload, { lane }),
         onPublished: (listener) => void (published = listener),
         // A publish to a topic nobody follows: the receipt is the whole round trip.
-        acked: (payload) => client.publish('receipts', payload, { ack: true, lane }),
+        acked: (payload) => client.publish('receipts', payload, { ack: true, lane }).then(() => undefined),
         wireBytes: () => {
           const stats = client.stats();
           return transport === 'webtransport' && stats?.wireBytesOut != null && stats.wireBytesIn != null ? { sent: stats.wireBytesOut, received: stats.wireBytesIn } : null;

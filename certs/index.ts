@@ -110,6 +110,11 @@ export async function loadOrCreateCertificate(
   return { ...fresh, source: 'generated' };
 }
 
+/** A certificate given as PEM text (a CA-signed one, say); throws when the key does not match. */
+export function certificateFromPem(certPem: string, keyPem: string): CertificateBundle {
+  return bundleFrom(certPem, keyPem);
+}
+
 /** Parses and cross-checks a PEM certificate and key; throws when they don't belong together. */
 function bundleFrom(certPem: string, keyPem: string): CertificateBundle {
   const certificate = new NodeX509(certPem);

@@ -15,6 +15,7 @@ import type { BackpressureResult } from '../benchmarks/experiments/backpressure.
 import type { HolResult } from '../benchmarks/experiments/hol.ts';
 import type { BenchReport, Cell } from '../benchmarks/report.ts';
 import { startServer, type SwitchyardServer } from '../server/index.ts';
+import { labPlugin } from './server/plugin.ts';
 import { launchChromium } from '../test-support/chromium.ts';
 
 const SHOTS = path.resolve(import.meta.dirname, '../test-output/lab');
@@ -44,7 +45,7 @@ beforeAll(async () => {
   dist = await mkdtemp(path.join(os.tmpdir(), 'switchyard-lab-'));
   await build({ configFile: path.join(import.meta.dirname, 'vite.config.ts'), build: { outDir: dist, emptyOutDir: true }, logLevel: 'warn' });
   await mkdir(SHOTS, { recursive: true });
-  server = await startServer({ port: 0, certificate: 'ephemeral', labDir: dist });
+  server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [labPlugin({ staticDir: dist })] });
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on('pageerror', (error) => pageErrors.push(error.message));

@@ -14,7 +14,7 @@ let server: SwitchyardServer;
 let wsUrl: string;
 
 beforeAll(async () => {
-  server = await startServer({ port: 0, labDir: null, certificate: 'none', maxMessageSize: 64 * 1024, router: { helloTimeoutMs: 1_000 } });
+  server = await startServer({ port: 0, certificate: 'none', maxMessageSize: 64 * 1024, router: { helloTimeoutMs: 1_000 } });
   wsUrl = `${server.urls.http.replace('http', 'ws')}/ws`;
 });
 afterAll(() => server.close());

@@ -9,7 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { HttpTransportServer } from '../transports/transport.ts';
+import type { HttpTransportServer } from '../transports/http-transport-server.ts';
 
 export interface DualHttpServerOptions {
   host: string;
@@ -19,6 +19,8 @@ export interface DualHttpServerOptions {
   transports: readonly HttpTransportServer[];
   /** Everything the transports do not claim. */
   fallback: (request: http.IncomingMessage, response: http.ServerResponse) => void;
+  /** Upgrades the transports do not claim; true when it took the socket (else 404). */
+  upgrade?: (request: http.IncomingMessage, socket: Duplex, head: Buffer) => boolean;
   /** Largest request header block (bytes). */
   maxHeaderSize?: number;
 }
@@ -55,6 +57,7 @@ export class DualHttpServer {
     };
     const handleUpgrade = (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       for (const transport of options.transports) if (transport.handleUpgrade?.(request, socket, head)) return;
+      if (options.upgrade?.(request, socket, head)) return;
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     };
     const serverOptions = { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 30_000, requestTimeout: 60_000 };

@@ -9,8 +9,10 @@
  * sender itself (so a client can measure its own round trip through the router).
  */
 import { decodeEnvelope, encodeEnvelope, EnvelopeError, type ClientCommand, type DeliveryKind, type Envelope, type Payload, type ServerEvent } from '../transports/codec/envelope.ts';
+import { Emitter } from '../transports/emitter.ts';
 import { randomId } from '../transports/random-id.ts';
-import { CloseCode, type Connection, type Lane, type Message } from '../transports/transport.ts';
+import { DEFAULT_DEDUP_WINDOW, RecentIds } from '../transports/recent-ids.ts';
+import { CloseCode, type CloseInfo, type Connection, type Lane, type Message } from '../transports/transport.ts';
 
 export interface HelloInfo {
   token: string | undefined;
@@ -43,14 +45,28 @@ export interface RouterOptions {
   beforeRoute?: (command: Exclude<ClientCommand, { t: 'hello' }>, client: RoutedClient) => 'drop' | undefined;
 }
 
+/** What the router tells the application (`server.on(...)`). */
+export interface RouterEvents {
+  /** A client said hello and was accepted (`resumed`: it came back within the resume grace). */
+  connect: (client: RoutedClient, resumed: boolean) => void;
+  /** A client's session ended: a goodbye, or no resume within the grace period. */
+  disconnect: (client: RoutedClient) => void;
+  /** A client's connection closed (it may still resume). */
+  'connection-closed': (client: RoutedClient, info: CloseInfo) => void;
+  join: (client: RoutedClient, room: string) => void;
+  leave: (client: RoutedClient, room: string) => void;
+  subscribe: (client: RoutedClient, topic: string) => void;
+  unsubscribe: (client: RoutedClient, topic: string) => void;
+}
+
 /** One logical client: survives a reconnect (same id) within the resume grace period. */
 export class RoutedClient {
   connection: Connection | null;
   userId: string | undefined;
   readonly rooms = new Set<string>();
   readonly topics = new Set<string>();
-  /** Recent message ids, oldest first (Map keeps insertion order), for de-duplication. */
-  readonly seenIds = new Map<string, true>();
+  /** Recent message ids, for de-duplication. */
+  readonly seenIds: RecentIds;
   lastSeen = Date.now();
   rttMs: number | null = null;
   graceTimer: ReturnType<typeof setTimeout> | undefined;
@@ -59,8 +75,10 @@ export class RoutedClient {
     readonly id: string,
     readonly secret: string,
     connection: Connection,
+    dedupWindow: number,
   ) {
     this.connection = connection;
+    this.seenIds = new RecentIds(dedupWindow);
   }
 }
 
@@ -83,7 +101,7 @@ const DEFAULTS = {
   heartbeatMs: 15_000,
   helloTimeoutMs: 10_000,
   resumeGraceMs: 30_000,
-  dedupWindow: 4096,
+  dedupWindow: DEFAULT_DEDUP_WINDOW,
   maxConnections: 100_000,
   maxMessageSize: 2 * 1024 * 1024,
 };
@@ -95,6 +113,7 @@ export class Router {
   readonly #options: RouterOptions & typeof DEFAULTS & { livenessTimeoutMs: number };
   readonly #connections = new Set<Connection>();
   readonly #heartbeat: ReturnType<typeof setInterval>;
+  readonly #events = new Emitter<RouterEvents>();
   #counters = { routed: 0, deliveries: 0, duplicates: 0, errors: 0, undeliverable: 0, refused: 0 };
 
   constructor(options: RouterOptions = {}) {
@@ -153,6 +172,7 @@ export class Router {
       this.#connections.delete(connection);
       if (!client || client.connection !== connection) return;
       client.connection = null;
+      this.#events.emit('connection-closed', client, info);
       // A deliberate goodbye ends the session; anything else keeps it for a resume.
       if (info.code === CloseCode.normal && info.wasClean) this.#forget(client);
       else {
@@ -168,6 +188,27 @@ export class Router {
     return this.#fanOut(this.clients.values(), { t: 'message', from: 'server', kind: 'broadcast', data }, undefined);
   }
 
+  /** Publishes from the server to a topic's subscribers; returns the deliveries queued. */
+  publish(topic: string, data: Payload): number {
+    return this.#fanOut(this.topics.get(topic) ?? [], { t: 'message', from: 'server', kind: 'topic', to: topic, data }, undefined);
+  }
+
+  /** Sends from the server to every member of a room. */
+  toRoom(room: string, data: Payload): number {
+    return this.#fanOut(this.rooms.get(room) ?? [], { t: 'message', from: 'server', kind: 'room', to: room, data }, undefined);
+  }
+
+  /** Sends from the server to one client; 0 when no such client is connected. */
+  sendTo(clientId: string, data: Payload): number {
+    const client = this.clients.get(clientId);
+    return client ? this.#fanOut([client], { t: 'message', from: 'server', kind: 'send', data }, undefined) : 0;
+  }
+
+  /** Listens to client lifecycle and membership events; returns the remover. */
+  on<E extends keyof RouterEvents>(event: E, listener: RouterEvents[E]): () => void {
+    return this.#events.on(event, listener);
+  }
+
   /** Stops heartbeats and closes every connection with 1001. */
   close(): void {
     clearInterval(this.#heartbeat);
@@ -176,6 +217,7 @@ export class Router {
     this.clients.clear();
     this.rooms.clear();
     this.topics.clear();
+    this.#events.removeAll();
   }
 
   async #hello(connection: Connection, hello: Extract<ClientCommand, { t: 'hello' }>): Promise<RoutedClient | undefined> {
@@ -206,7 +248,7 @@ export class Router {
       client = previous;
       resumed = true;
     } else {
-      client = new RoutedClient(randomId(12), randomId(16), connection);
+      client = new RoutedClient(randomId(12), randomId(16), connection, this.#options.dedupWindow);
       this.clients.set(client.id, client);
     }
     client.userId = userId ?? client.userId;
@@ -218,6 +260,7 @@ export class Router {
       heartbeatMs: this.#options.heartbeatMs,
       maxMessageSize: this.#options.maxMessageSize,
     });
+    this.#events.emit('connect', client, resumed);
     return client;
   }
 
@@ -257,9 +300,10 @@ export class Router {
       return;
     }
     this.#counters.routed++;
+    if (command.t === 'join' || command.t === 'leave') this.#events.emit(command.t, client, command.room);
+    else if (command.t === 'subscribe' || command.t === 'unsubscribe') this.#events.emit(command.t, client, command.topic);
     if (command.id !== undefined) {
-      client.seenIds.set(command.id, true);
-      if (client.seenIds.size > this.#options.dedupWindow) client.seenIds.delete(client.seenIds.keys().next().value!);
+      client.seenIds.add(command.id);
       this.#sendTo(client, { t: 'ack', id: command.id });
     }
   }
@@ -360,6 +404,7 @@ export class Router {
     this.clients.delete(client.id);
     for (const room of client.rooms) removeMember(this.rooms, room, client, undefined);
     for (const topic of client.topics) removeMember(this.topics, topic, client, undefined);
+    this.#events.emit('disconnect', client);
   }
 
   #beat(): void {
@@ -383,6 +428,7 @@ function refusal(authorize: RouterOptions['authorize'], client: RoutedClient, ac
 function deliveryOf(client: RoutedClient, command: Extract<ClientCommand, { data: Payload }>, kind: DeliveryKind, to?: string): Extract<ServerEvent, { t: 'message' }> {
   const delivery: Extract<ServerEvent, { t: 'message' }> = { t: 'message', from: client.id, kind, data: command.data };
   if (to !== undefined) delivery.to = to;
+  if (client.userId !== undefined) delivery.user = client.userId;
   if (command.id !== undefined && command.receipt) {
     delivery.id = command.id;
     delivery.receipt = true;

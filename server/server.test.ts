@@ -8,8 +8,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { loadOrCreateCertificate } from '../certs/index.ts';
+import packageJson from '../package.json' with { type: 'json' };
 import type { Delivery } from '../transports/client.ts';
-import { createClient } from '../transports/node-client.ts';
+import { createClient } from '../transports/node-webtransport.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { startServer, type SwitchyardServer } from './index.ts';
 
@@ -21,7 +22,6 @@ describe('server over TLS', () => {
     const generated = await loadOrCreateCertificate({ dir });
     server = await startServer({
       port: 0,
-      labDir: null,
       certificate: { certFile: path.join(dir, 'cert.pem'), keyFile: path.join(dir, 'key.pem') },
     });
     expect(server.certificate?.sha256Hex).toBe(generated.sha256Hex);
@@ -31,8 +31,9 @@ describe('server over TLS', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('publishes its URLs and certificate hash at /info, on http and https alike', async () => {
-    const info = (await (await fetch(`${server.urls.http}/info`)).json()) as { certificateSha256: string; transports: string[] };
+  it('publishes its version, URLs and certificate hash at /info, on http and https alike', async () => {
+    const info = (await (await fetch(`${server.urls.http}/info`)).json()) as { version: string; certificateSha256: string; transports: string[] };
+    expect(info.version).toBe(packageJson.version);
     expect(info.certificateSha256).toBe(server.certificate!.sha256Hex);
     expect(info.transports).toEqual(['websocket', 'long-polling', 'polling', 'webtransport']);
     expect(server.urls.webtransport).toBe(`${server.urls.https}/wt`);
@@ -69,7 +70,7 @@ describe('ports', () => {
     await new Promise<void>((resolve) => squatter.bind(0, '127.0.0.1', resolve));
     const { port } = squatter.address();
     try {
-      await expect(startServer({ port, labDir: null, certificate: 'ephemeral' })).rejects.toThrow(`WebTransport could not bind UDP 127.0.0.1:${port}`);
+      await expect(startServer({ port, certificate: 'ephemeral' })).rejects.toThrow(`WebTransport could not bind UDP 127.0.0.1:${port}`);
     } finally {
       squatter.close();
     }
@@ -81,7 +82,6 @@ describe('router behaviour', () => {
   beforeAll(async () => {
     server = await startServer({
       port: 0,
-      labDir: null,
       certificate: 'none',
       router: {
         heartbeatMs: 100,
@@ -96,7 +96,12 @@ describe('router behaviour', () => {
   it('closes a client that stops answering with 4009, and measures RTT from heartbeats', async () => {
     const client = createClient({ url: server.urls.http, transports: 'websocket' });
     await client.connect();
-    expect(await client.ping()).toBeGreaterThanOrEqual(0);
+    const before = Date.now();
+    const rtt = await client.ping();
+    // Whole milliseconds, never longer than the call took (0 is a real loopback value).
+    expect(Number.isInteger(rtt)).toBe(true);
+    expect(rtt).toBeGreaterThanOrEqual(0);
+    expect(rtt).toBeLessThanOrEqual(Date.now() - before);
     await waitFor(() => server.router.clients.get(client.id!)?.rttMs !== null, 2_000, 'an RTT sample from a pong');
     client.close();
 

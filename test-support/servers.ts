@@ -5,10 +5,9 @@
  */
 import { createCertificate } from '../certs/index.ts';
 import { DualHttpServer } from '../server/http-server.ts';
-import { LongPollingTransportServer } from '../transports/long-polling/server.ts';
-import { PollingTransportServer } from '../transports/polling/server.ts';
-import type { CloseInfo, Connection, HttpTransportServer, ServerTransportOptions } from '../transports/transport.ts';
-import { WebSocketTransportServer } from '../transports/websocket/server.ts';
+import { SERVER_TRANSPORTS } from '../server/transports.ts';
+import type { HttpTransportServer } from '../transports/http-transport-server.ts';
+import type { CloseInfo, Connection, ServerTransportOptions } from '../transports/transport.ts';
 import { WebTransportTransportServer } from '../transports/webtransport/server.ts';
 
 export interface EchoServer {
@@ -27,11 +26,9 @@ export interface EchoServer {
  * server close that connection with that code and reason instead.
  */
 export async function startEchoServer(options: ServerTransportOptions & { pollTimeoutMs?: number } = {}): Promise<EchoServer> {
-  const transports: HttpTransportServer[] = [
-    new WebSocketTransportServer(options),
-    new LongPollingTransportServer({ ...options, holdMs: 5_000 }),
-    new PollingTransportServer(options),
-  ];
+  // Every HTTP transport of the server's registry (a transport registered there is tested here too).
+  const setup = { common: options, longPolling: { holdMs: 5_000, pollTimeoutMs: options.pollTimeoutMs } };
+  const transports: HttpTransportServer[] = Object.values(SERVER_TRANSPORTS).flatMap((entry) => (entry.kind === 'http' ? [entry.create(setup)] : []));
   const connections: Connection[] = [];
   const closes: CloseInfo[] = [];
   const certificate = await createCertificate();

@@ -27,6 +27,12 @@ import { CloseCode } from './transport.ts';
 export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
 export const DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_MESSAGE_SIZE = 2 * 1024 * 1024;
+/**
+ * Bytes a connection hands to its wire (a socket's buffer, a stream's writer) and not yet taken by
+ * the OS or the QUIC stack, above which it stops handing more: the rest waits in the bounded
+ * queue, where the slow-consumer policy sees it.
+ */
+export const WIRE_BUFFER_LIMIT = 256 * 1024;
 
 /** One queued outbound message. */
 export interface QueuedMessage {
@@ -168,6 +174,17 @@ function runFlushesAfterIo(): void {
   const due = [...flushesAfterIo];
   flushesAfterIo.clear();
   for (const flush of due) flush();
+}
+
+/**
+ * Runs `callback` once this turn's I/O has been handled: Node's setImmediate; where there is none
+ * (browsers), a zero-delay timer, which also runs after pending I/O events. Looked up per call, so
+ * test fake timers see it.
+ */
+function afterIo(callback: () => void): void {
+  const setImmediate = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
+  if (setImmediate) setImmediate(callback);
+  else setTimeout(callback, 0);
 }
 
 export abstract class BaseConnection implements Connection {
@@ -372,7 +389,7 @@ export abstract class BaseConnection implements Connection {
     this.#flushScheduled = true;
     if (!this.#flushAfterIo) queueMicrotask(this.#runFlush);
     else {
-      if (flushesAfterIo.size === 0) setImmediate(runFlushesAfterIo);
+      if (flushesAfterIo.size === 0) afterIo(runFlushesAfterIo);
       flushesAfterIo.add(this.#runFlush);
     }
   }

@@ -9,6 +9,7 @@ import { decodeEnvelope, encodeEnvelope, type ClientCommand, type DeliveryKind, 
 import { Emitter } from './emitter.ts';
 import { ConnectError, ConnectionClosedError, SwitchyardError } from './errors.ts';
 import { randomId } from './random-id.ts';
+import { DEFAULT_DEDUP_WINDOW, RecentIds } from './recent-ids.ts';
 import type { ClientTransportFactory, ClientTransportOptions, CloseInfo, Connection, Lane, TransportName, TransportStats } from './transport.ts';
 
 /** A message delivered to this client. */
@@ -18,7 +19,10 @@ export interface Delivery {
   /** Room or topic for room/topic deliveries. */
   to?: string;
   data: Payload;
+  /** The message's id when its sender asked for receipts. */
   id?: string;
+  /** The sender's user id, when the server authenticated it (its `authenticate` hook returned one). */
+  user?: string;
   lane: Lane;
 }
 
@@ -90,7 +94,6 @@ interface PendingAck {
   reject: (error: Error) => void;
 }
 
-const DEDUP_WINDOW = 4096;
 const MAX_RECONNECT_DELAY_MS = 5_000;
 
 export class SwitchyardClient {
@@ -98,7 +101,7 @@ export class SwitchyardClient {
   readonly #events = new Emitter<ClientEvents>();
   readonly #pending = new Map<string, PendingAck>();
   readonly #pings = new Map<number, (rtt: number) => void>();
-  readonly #seen = new Map<string, true>();
+  readonly #seen = new RecentIds(DEFAULT_DEDUP_WINDOW);
   readonly #rooms = new Set<string>();
   readonly #topics = new Set<string>();
   /** Prefix that makes this client's message ids unique across reconnects. */
@@ -161,30 +164,34 @@ export class SwitchyardClient {
   }
 
   join(room: string): Promise<void> {
-    return this.#remember(this.#rooms, room, this.#command({ t: 'join', room }, { ack: true }));
+    return this.#remember(this.#rooms, room, this.#command({ t: 'join', room }, { ack: true }).then(() => undefined));
   }
   leave(room: string): Promise<void> {
     this.#rooms.delete(room);
-    return this.#command({ t: 'leave', room }, { ack: true });
+    return this.#command({ t: 'leave', room }, { ack: true }).then(() => undefined);
   }
   subscribe(topic: string): Promise<void> {
-    return this.#remember(this.#topics, topic, this.#command({ t: 'subscribe', topic }, { ack: true }));
+    return this.#remember(this.#topics, topic, this.#command({ t: 'subscribe', topic }, { ack: true }).then(() => undefined));
   }
   unsubscribe(topic: string): Promise<void> {
     this.#topics.delete(topic);
-    return this.#command({ t: 'unsubscribe', topic }, { ack: true });
+    return this.#command({ t: 'unsubscribe', topic }, { ack: true }).then(() => undefined);
   }
-  publish(topic: string, data: Payload, options?: SendOptions): Promise<void> {
+  /*
+   * The data sends resolve with the message's id when it carries one (`ack` or `receipt` asked):
+   * the id that 'receipt' events and the recipients' `Delivery.id` name.
+   */
+  publish(topic: string, data: Payload, options?: SendOptions): Promise<string | undefined> {
     return this.#command({ t: 'publish', topic, data }, options);
   }
   /** Unicast to one client id. */
-  send(to: string, data: Payload, options?: SendOptions): Promise<void> {
+  send(to: string, data: Payload, options?: SendOptions): Promise<string | undefined> {
     return this.#command({ t: 'send', to, data }, options);
   }
-  multicast(target: MulticastTarget, data: Payload, options?: SendOptions): Promise<void> {
+  multicast(target: MulticastTarget, data: Payload, options?: SendOptions): Promise<string | undefined> {
     return this.#command({ t: 'multicast', target, data }, options);
   }
-  broadcast(data: Payload, options?: SendOptions): Promise<void> {
+  broadcast(data: Payload, options?: SendOptions): Promise<string | undefined> {
     return this.#command({ t: 'broadcast', data }, options);
   }
 
@@ -298,8 +305,7 @@ export class SwitchyardClient {
         if (envelope.id !== undefined) {
           const key = `${envelope.from}\u0000${envelope.id}`;
           if (this.#seen.has(key)) return;
-          this.#seen.set(key, true);
-          if (this.#seen.size > DEDUP_WINDOW) this.#seen.delete(this.#seen.keys().next().value!);
+          this.#seen.add(key);
           if (envelope.receipt) this.#fire(encodeEnvelope({ t: 'ack', id: envelope.id, to: envelope.from }));
         }
         const { t: _t, receipt: _r, ...delivery } = envelope;
@@ -368,14 +374,14 @@ export class SwitchyardClient {
     if (this.#connection && Date.now() - this.#lastHeard > this.#heartbeatMs * 2.5) this.#connection.close(4009, 'server silent past the liveness timeout');
   }
 
-  #command(command: Exclude<ClientCommand, { t: 'hello' }>, options: SendOptions = {}): Promise<void> {
+  #command(command: Exclude<ClientCommand, { t: 'hello' }>, options: SendOptions = {}): Promise<string | undefined> {
     const lane = options.lane ?? 'reliable';
-    if (!options.ack && !options.receipt) return this.#write(encodeEnvelope(command), lane);
+    if (!options.ack && !options.receipt) return this.#write(encodeEnvelope(command), lane).then(() => undefined);
     const id = `${this.#idPrefix}.${this.#nextId++}`;
     const frame = encodeEnvelope({ ...command, id, ...(options.receipt ? { receipt: true } : {}) } as Envelope);
-    if (!options.ack) return this.#write(frame, lane);
-    return new Promise<void>((resolve, reject) => {
-      const pending: PendingAck = { frame, lane, attempt: 0, timer: undefined, resolve, reject };
+    if (!options.ack) return this.#write(frame, lane).then(() => id);
+    return new Promise<string>((resolve, reject) => {
+      const pending: PendingAck = { frame, lane, attempt: 0, timer: undefined, resolve: () => resolve(id), reject };
       this.#pending.set(id, pending);
       // Before the welcome (or while reconnecting) it waits: the welcome sends every pending frame.
       if (this.#ready) this.#transmit(id, pending);

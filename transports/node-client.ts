@@ -1,14 +1,15 @@
 /**
- * Node entry point of the client: the client core with Node's transports (`ws` for WebSocket,
- * fetch for long-polling and polling). For https/wss against a self-signed certificate pass its PEM
- * as `transportOptions.ca` (or `rejectUnauthorized: false`): both WebSocket and fetch then use it.
+ * Node entry point of the client (`switchyard/node`): the client core with Node's transports —
+ * `ws` for WebSocket, fetch for long-polling and polling. WebTransport is the opt-in
+ * `switchyard/node/webtransport` (node-webtransport.ts): it loads a native QUIC binding, which a
+ * WebSocket client should not pay for. For https/wss against a self-signed certificate pass its PEM
+ * as `transportOptions.ca` (or `rejectUnauthorized: false`): both WebSocket and fetch then use it
+ * (undici is loaded only then: Node's global fetch takes no TLS options).
  */
-import { Agent, fetch as undiciFetch } from 'undici';
 import { SwitchyardClient, type ClientOptions } from './client.ts';
 import { connectLongPolling, connectPolling, type PollingClientOptions } from './long-polling/client.ts';
 import type { ClientTransportFactory, ClientTransportOptions, TransportName } from './transport.ts';
 import { connectWebSocketNode } from './websocket/node.ts';
-import { connectWebTransportNode } from './webtransport/node.ts';
 
 /** TLS trust options Node clients accept alongside the common transport options. */
 export interface NodeTlsOptions {
@@ -16,11 +17,14 @@ export interface NodeTlsOptions {
   rejectUnauthorized?: boolean;
 }
 
-/** A fetch that trusts `ca` (Node's global fetch takes no TLS options). */
-function fetchTrusting(tls: NodeTlsOptions): typeof fetch | undefined {
+/** A fetch that trusts `ca`, or undefined (the global fetch) when no TLS option is given. */
+export function fetchTrusting(tls: NodeTlsOptions): typeof fetch | undefined {
   if (tls.ca === undefined && tls.rejectUnauthorized === undefined) return undefined;
-  const dispatcher = new Agent({ connect: { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized } });
-  return ((input: string | URL, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
+  const undici = import('undici').then(({ Agent, fetch }) => ({ fetch, dispatcher: new Agent({ connect: { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized } }) }));
+  return (async (input: string | URL, init?: RequestInit) => {
+    const { fetch, dispatcher } = await undici;
+    return fetch(input, { ...(init as object), dispatcher });
+  }) as unknown as typeof fetch;
 }
 
 function polling(connect: (options: PollingClientOptions) => ReturnType<ClientTransportFactory>): ClientTransportFactory {
@@ -30,15 +34,17 @@ function polling(connect: (options: PollingClientOptions) => ReturnType<ClientTr
 export * from './client.ts';
 export type * from './transport.ts';
 
-/** Transport factories available in Node. */
+/** Transport factories available in Node without native code. */
 export const nodeConnectors: Partial<Record<TransportName, ClientTransportFactory>> = {
   websocket: connectWebSocketNode,
   'long-polling': polling(connectLongPolling),
   polling: polling(connectPolling),
-  webtransport: (options: ClientTransportOptions & NodeTlsOptions) => connectWebTransportNode({ ...options, fetch: fetchTrusting(options) }),
 };
 
+/** Options of a Node client: `url` is the server's http(s) URL; `connectors` add or replace transports. */
+export type NodeClientOptions = Omit<ClientOptions, 'connectors'> & Partial<Pick<ClientOptions, 'connectors'>>;
+
 /** Creates a client that connects from Node. */
-export function createClient(options: Omit<ClientOptions, 'connectors'> & Partial<Pick<ClientOptions, 'connectors'>>): SwitchyardClient {
+export function createClient(options: NodeClientOptions): SwitchyardClient {
   return new SwitchyardClient({ ...options, connectors: { ...nodeConnectors, ...options.connectors } });
 }

@@ -2,12 +2,12 @@
  * The Transport contract: what every transport (websocket, long-polling, polling, webtransport)
  * offers, on the client and on the server, so the router and the client core never know which
  * wire they run on. Semantics are in PRODUCT.md §2; this file is the single source of truth for
- * names. Runs in Node and in the browser (no Node imports here).
+ * names. Runs in Node and in the browser (no Node imports here: the HTTP server side of the
+ * contract is in http-transport-server.ts).
  */
 
 /** Registry names of the transports. */
 export type TransportName = 'websocket' | 'long-polling' | 'polling' | 'webtransport';
-export const TRANSPORT_NAMES: readonly TransportName[] = ['websocket', 'long-polling', 'polling', 'webtransport'];
 
 /** Lifecycle. Changed in one place per implementation; only moves forward. */
 export type ConnectionState = 'connecting' | 'open' | 'closing' | 'closed';
@@ -187,16 +187,4 @@ export interface ServerTransportOptions {
   maxMessageSize?: number;
   backpressure?: BackpressureOptions;
   laneFallback?: 'error' | 'reliable';
-}
-
-/**
- * A server transport that lives on the shared HTTP(S) server (websocket, long-polling, polling).
- * The HTTP server offers each request and upgrade to every transport in turn; the first that
- * returns true owns it.
- */
-export interface HttpTransportServer extends TransportServer {
-  /** URL path prefix this transport answers, e.g. `/ws`, `/lp`, `/poll`. */
-  readonly path: string;
-  handleRequest?(request: import('node:http').IncomingMessage, response: import('node:http').ServerResponse): boolean;
-  handleUpgrade?(request: import('node:http').IncomingMessage, socket: import('node:stream').Duplex, head: Buffer): boolean;
 }

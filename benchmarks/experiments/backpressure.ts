@@ -20,7 +20,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createClient } from '../../transports/node-client.ts';
+import { createClient } from '../../transports/node-webtransport.ts';
 import type { CloseInfo, SlowConsumerPolicy, TransportName } from '../../transports/transport.ts';
 import type { LatencySummary } from '../workloads.ts';
 import { percentile, summarizeMs } from './analysis.ts';

@@ -11,7 +11,7 @@
  * since the previous one; a consumer busy with a backlog reports late, as it would answer anything
  * late), and `closed {code, reason, wasClean}`.
  */
-import { createClient } from '../../transports/node-client.ts';
+import { createClient } from '../../transports/node-webtransport.ts';
 import type { Delivery } from '../../transports/client.ts';
 import type { TransportName } from '../../transports/transport.ts';
 

@@ -10,7 +10,7 @@
  * loss of that packet would stall all four on any transport.
  */
 import { createInterface } from 'node:readline';
-import { createClient } from '../../transports/node-client.ts';
+import { createClient } from '../../transports/node-webtransport.ts';
 import type { Delivery } from '../../transports/client.ts';
 import { HEADER_BYTES, VARIANT_LAYOUT, type WorkerCommand, type WorkerReply } from './hol-variants.ts';
 

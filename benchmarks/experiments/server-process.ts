@@ -44,7 +44,6 @@ const server = await startServer({
   host: options.host,
   port: 0,
   certificate: 'ephemeral',
-  labDir: null,
   ...(options.transports ? { transports: options.transports } : {}),
   ...(options.backpressure ? { backpressure: options.backpressure } : {}),
   // Short long-poll holds so a consumer that stops polling is noticed within an experiment.

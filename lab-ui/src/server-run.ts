@@ -4,11 +4,11 @@
  * JSON result to the page's renderer, the same one that draws an opened JSON file. The result can
  * be downloaded as the file `npm run experiment` would have written.
  */
-import type { ExperimentCatalog, ExperimentEvent, ExperimentKind, ExperimentView } from '../../server/experiments-api.ts';
+import type { ExperimentCatalog, ExperimentEvent, ExperimentKind, ExperimentView } from '../server/experiments-api.ts';
 import { labJson } from './lab.ts';
 import { append, h, note, sleep } from './ui.ts';
 
-export type { ExperimentCatalog, ExperimentEvent } from '../../server/experiments-api.ts';
+export type { ExperimentCatalog, ExperimentEvent } from '../server/experiments-api.ts';
 
 const POLL_MS = 300;
 

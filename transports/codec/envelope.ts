@@ -64,6 +64,8 @@ export type ServerEvent =
       data: Payload;
       id?: string;
       receipt?: boolean;
+      /** The sender's user id, as the server's `authenticate` hook named it. */
+      user?: string;
     }
   | { t: 'error'; code: string; message: string; ref?: string };
 
@@ -82,6 +84,8 @@ export class EnvelopeError extends ProtocolError {}
 const BINARY_MAGIC = 0xb1;
 const FLAG_ID = 1;
 const FLAG_RECEIPT = 2;
+/** A `message` names its sender's user id (after `to`). */
+const FLAG_USER = 4;
 
 /** Binary type codes (only payload-carrying envelopes have one). */
 const BINARY_TYPE = { publish: 1, send: 2, multicast: 3, broadcast: 4, message: 5 } as const;
@@ -137,6 +141,7 @@ function encodeBinary(envelope: BinaryEnvelope): Uint8Array {
       break;
     case 'message':
       strings.push(envelope.from, envelope.to ?? '');
+      if (envelope.user !== undefined) strings.push(envelope.user);
       break;
   }
   // Sized first, then written in place: no encoded copy of each string.
@@ -153,7 +158,7 @@ function encodeBinary(envelope: BinaryEnvelope): Uint8Array {
   const out = new Uint8Array(size);
   out[0] = BINARY_MAGIC;
   out[1] = BINARY_TYPE[envelope.t];
-  out[2] = (envelope.id !== undefined ? FLAG_ID : 0) | (envelope.receipt ? FLAG_RECEIPT : 0);
+  out[2] = (envelope.id !== undefined ? FLAG_ID : 0) | (envelope.receipt ? FLAG_RECEIPT : 0) | (envelope.t === 'message' && envelope.user !== undefined ? FLAG_USER : 0);
   let offset = 3;
   if (envelope.t === 'message') out[offset++] = DELIVERY_KINDS.indexOf(envelope.kind);
   if (targetKind >= 0) out[offset++] = targetKind;
@@ -220,7 +225,7 @@ function decodeBinary(bytes: Uint8Array): Envelope {
   const type = BINARY_TYPE_BY_CODE.get(bytes[1]!);
   if (!type) throw new EnvelopeError('ERR_ENVELOPE_UNKNOWN_TYPE', `unknown binary envelope type ${bytes[1]}`);
   const flags = bytes[2]!;
-  if (flags & ~(FLAG_ID | FLAG_RECEIPT)) throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', `unknown flags 0x${flags.toString(16)}`);
+  if (flags & ~(FLAG_ID | FLAG_RECEIPT | (type === 'message' ? FLAG_USER : 0))) throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', `unknown flags 0x${flags.toString(16)}`);
   const cursor = new BinaryCursor(bytes);
   const acked: Acked = {};
   switch (type) {
@@ -231,7 +236,8 @@ function decodeBinary(bytes: Uint8Array): Envelope {
       if (flags & FLAG_RECEIPT) acked.receipt = true;
       const from = cursor.string('from');
       const to = cursor.string('to');
-      return { t: 'message', kind, from, ...(to ? { to } : {}), ...acked, data: cursor.rest() };
+      const user = flags & FLAG_USER ? cursor.string('user') : undefined;
+      return { t: 'message', kind, from, ...(to ? { to } : {}), ...(user === undefined ? {} : { user }), ...acked, data: cursor.rest() };
     }
     case 'multicast': {
       const kind = cursor.byte();
@@ -286,6 +292,7 @@ const JSON_FIELDS: Record<EnvelopeType, Record<string, [FieldKind, 'required' | 
     data: ['json', 'required'],
     id: ['string', 'optional'],
     receipt: ['boolean', 'optional'],
+    user: ['string', 'optional'],
   },
   error: { code: ['string', 'required'], message: ['string', 'required'], ref: ['string', 'optional'] },
   ack: { id: ['string', 'required'], from: ['string', 'optional'], to: ['string', 'optional'] },

@@ -120,10 +120,11 @@ describe('long-polling sessions', () => {
     await client.opened;
     const sent = Array.from({ length: 100 }, (_, i) => `m${i}`);
     for (const message of sent) client.send(message);
-    await waitFor(() => received.length >= sent.length);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The echo of a last message comes after every resend of the earlier ones: nothing more follows.
+    client.send('end');
+    await waitFor(() => received.includes('end'));
     expect(lost).toBe(1);
-    expect(received).toEqual(sent);
+    expect(received).toEqual([...sent, 'end']);
     client.close();
   });
 
@@ -176,8 +177,11 @@ describe('long-polling edge cases', () => {
     server = await startEchoServer();
     const sid = await openSession(server.url);
     const base = `${server.url}/lp/${sid}`;
+    const session = server.connections.at(-1)!;
+    const readBefore = session.stats().wireBytesIn!;
     const first = getBatch(`${base}?ack=0`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The server counts a request's bytes as it takes it, then holds it.
+    await waitFor(() => session.stats().wireBytesIn! > readBefore, 10_000, 'the first GET to be held');
     const second = getBatch(`${base}?ack=0`);
     expect(await first).toEqual({ firstSeq: 0, messages: [] });
     await post(base, encodeBatch({ firstSeq: 0, messages: ['x'] }));
@@ -282,13 +286,14 @@ describe('backpressure between polls', () => {
     const { sid, connection } = await stalledSession('disconnect');
     connection.send('x'.repeat(1500));
     expect(connection.writable).toBe(false);
-    let drained = false;
-    const waiting = connection.drained().then(() => (drained = true));
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(drained).toBe(false);
+    let polled = false;
+    const drainedAfterPoll = connection.drained().then(() => polled);
+    // One turn of the event loop before anyone polls: a drained() not tied to the polls would settle here.
+    await new Promise((resolve) => setImmediate(resolve));
+    polled = true;
     await fetch(`${server!.url}/lp/${sid}?ack=0`).then((r) => r.arrayBuffer());
     await fetch(`${server!.url}/lp/${sid}?ack=1`, { signal: AbortSignal.timeout(100) }).catch(() => undefined);
-    await waiting;
+    expect(await drainedAfterPoll).toBe(true);
     const outcomes: string[] = [];
     while (connection.state === 'open') outcomes.push(connection.send('y'.repeat(1000)));
     expect(outcomes.at(-1)).toBe('disconnected');

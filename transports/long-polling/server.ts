@@ -25,7 +25,8 @@ import { utf8Length } from '../codec/utf8.ts';
 import { decodeBatch, encodeBatch } from '../codec/batch.ts';
 import { ProtocolError } from '../errors.ts';
 import { randomId } from '../random-id.ts';
-import type { Connection, HttpTransportServer, Message, ServerTransportOptions, TransportCapabilities, TransportName } from '../transport.ts';
+import type { HttpTransportServer } from '../http-transport-server.ts';
+import type { Connection, Message, ServerTransportOptions, TransportCapabilities, TransportName } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 
 export interface HttpPollingServerOptions extends ServerTransportOptions {

@@ -28,6 +28,7 @@ describe('polling', () => {
 
   it('asks at its interval and delivers text and binary queued between asks', async () => {
     server = await startEchoServer();
+    const started = Date.now();
     const client = connectPolling({ url: server.url, intervalMs: 50 });
     const received = collect(client);
     await client.opened;
@@ -39,7 +40,10 @@ describe('polling', () => {
     await waitFor(() => received.length === 2);
     expect(received).toEqual(['one', Uint8Array.of(1, 2, 3)]);
     expect(client.stats()).toMatchObject({ messagesOut: 2, messagesIn: 2, bytesOut: 6, wireBytesIn: null });
+    // Smoothed from the requests' round trips: a real duration, at most this test's.
+    expect(Number.isFinite(client.stats().rttMs)).toBe(true);
     expect(client.stats().rttMs).toBeGreaterThanOrEqual(0);
+    expect(client.stats().rttMs).toBeLessThanOrEqual(Date.now() - started);
     const wire = server.connections.at(-1)!.stats();
     expect(wire.wireBytesIn).toBeGreaterThan(wire.bytesIn);
     expect(wire.wireBytesOut).toBeGreaterThan(wire.bytesOut);

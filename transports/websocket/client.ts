@@ -2,7 +2,7 @@
  * The `websocket` transport, client side, over the platform's WebSocket API: the browser's native
  * `WebSocket`, or in Node the `ws` class (same API; see `node.ts`). Browser-safe: no Node imports.
  */
-import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, messageSize } from '../base-connection.ts';
+import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, messageSize, WIRE_BUFFER_LIMIT } from '../base-connection.ts';
 import { ConnectError } from '../errors.ts';
 import type { ClientTransportOptions, Connection, Message, TransportCapabilities } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
@@ -35,11 +35,6 @@ interface CorkableWebSocket extends WebSocket {
 /** Default endpoint path, shared with the server. */
 export const DEFAULT_WEBSOCKET_PATH = '/ws';
 
-/**
- * Messages are handed to the socket only while it buffers less than this, so the queue (with its
- * slow-consumer policy) stays in BaseConnection, where it is bounded and counted.
- */
-const SOCKET_BUFFER_LIMIT = 256 * 1024;
 
 /**
  * A flush writes its messages corked in chunks of this many (where the WebSocket can cork: `ws` in
@@ -146,7 +141,7 @@ class WebSocketClientConnection extends BaseConnection {
   protected flush(): void {
     if (this.#socket.readyState !== OPEN) return;
     // Corked writes still count in bufferedAmount, so the limit holds.
-    for (let written = 0; this.outbound.length > 0 && this.#socket.bufferedAmount < SOCKET_BUFFER_LIMIT; written++) {
+    for (let written = 0; this.outbound.length > 0 && this.#socket.bufferedAmount < WIRE_BUFFER_LIMIT; written++) {
       if (written % MESSAGES_PER_WRITE === 0) {
         this.#socket.uncork?.();
         this.#socket.cork?.();

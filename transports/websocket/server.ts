@@ -8,8 +8,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
-import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE } from '../base-connection.ts';
-import type { CloseInfo, Connection, HttpTransportServer, ServerTransportOptions, TransportCapabilities, TransportStats } from '../transport.ts';
+import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, WIRE_BUFFER_LIMIT } from '../base-connection.ts';
+import type { HttpTransportServer } from '../http-transport-server.ts';
+import type { CloseInfo, Connection, ServerTransportOptions, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 import { onceThisTick } from '../codec/per-tick.ts';
 import { closeReasonForWire, DEFAULT_WEBSOCKET_PATH, MESSAGES_PER_WRITE } from './client.ts';
@@ -25,8 +26,6 @@ export interface WebSocketServerOptions extends ServerTransportOptions {
   closeTimeoutMs?: number;
 }
 
-/** Messages go to ws only while the socket buffers less than this; the rest waits in the bounded queue. */
-const SOCKET_BUFFER_LIMIT = 256 * 1024;
 const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 
 /** Close codes ws may send on its own, for a frame it rejected (it sends them without a reason). */
@@ -123,7 +122,7 @@ class WebSocketServerConnection extends BaseConnection {
     // per turn rather than one per message. A peer that sent us messages since the last flush may
     // be pipelining requests: it gets the first MESSAGES_PER_WRITE answers in a write of their
     // own, so it starts on them while we write the rest.
-    const room = SOCKET_BUFFER_LIMIT - this.#ws.bufferedAmount;
+    const room = WIRE_BUFFER_LIMIT - this.#ws.bufferedAmount;
     const pipelining = this.counters.messagesIn !== this.#messagesInAtFlush;
     this.#messagesInAtFlush = this.counters.messagesIn;
     const first = pipelining ? this.#writeFrames(room, MESSAGES_PER_WRITE) : 0;

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import ts from 'typescript';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LaneUnsupportedError } from '../errors.ts';
+import { launchChromium } from '../../test-support/chromium.ts';
+import { waitFor } from '../../test-support/servers.ts';
 import type { CloseInfo, Connection, Message, SlowConsumerPolicy } from '../transport.ts';
 import { closeReasonForWire, webSocketUrl } from './client.ts';
 import { frameHeaderSize, Opcode, writeServerFrameHeader } from './frame.ts';
@@ -93,14 +93,6 @@ function nextMessage(connection: Connection): Promise<Message> {
   });
 }
 
-async function waitFor(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 /** A raw TCP client that performs the upgrade by hand; `data` holds what arrived after the 101. */
 async function rawUpgrade(port: number, pathname = '/ws'): Promise<{ socket: net.Socket; status: number; data: () => Buffer }> {
   const socket = net.connect(port, '127.0.0.1');
@@ -116,7 +108,7 @@ async function rawUpgrade(port: number, pathname = '/ws'): Promise<{ socket: net
   socket.on('data', (chunk: Buffer) => {
     received = Buffer.concat([received, chunk]);
   });
-  await waitFor(() => received.includes('\r\n\r\n'), 'upgrade response');
+  await waitFor(() => received.includes('\r\n\r\n'), 10_000, 'upgrade response');
   const end = received.indexOf('\r\n\r\n') + 4;
   const status = Number(received.subarray(9, 12).toString());
   return { socket, status, data: () => received.subarray(end) };
@@ -204,93 +196,12 @@ describe('websocket helpers', () => {
 });
 
 describe('websocket transport', () => {
-  it('opens, and a client close with 4001 + reason reaches both sides cleanly', async () => {
-    const server = await startServer();
-    const client = connect(server.url);
-    await client.opened;
-    expect(client.state).toBe('open');
-    await waitFor(() => server.connections.length === 1, 'server connection');
-    const serverSide = server.connections[0]!;
-    expect(serverSide.state).toBe('open');
-    expect(serverSide.transport).toBe('websocket');
-    expect(server.transport.connectionCount).toBe(1);
-
-    client.close(4001, 'client leaving');
-    expect(client.state).toBe('closing');
-    const expected: CloseInfo = { code: 4001, reason: 'client leaving', wasClean: true };
-    expect(await client.closed).toEqual(expected);
-    expect(await serverSide.closed).toEqual(expected);
-    expect(client.state).toBe('closed');
-    await waitFor(() => server.transport.connectionCount === 0, 'connection count to drop');
-  });
-
-  it('a close initiated by the server reaches the client with its code and reason', async () => {
-    const server = await startServer();
-    const client = connect(server.url);
-    await client.opened;
-    client.send('close:4002:server says bye');
-    const expected: CloseInfo = { code: 4002, reason: 'server says bye', wasClean: true };
-    expect(await client.closed).toEqual(expected);
-    expect(await server.connections[0]!.closed).toEqual(expected);
-  });
-
-  it('text stays text and binary stays Uint8Array with identical bytes, on both sides', async () => {
-    const server = await startServer();
-    const client = connect(server.url);
-    await client.opened;
-    const serverReceived: Message[] = [];
-    await waitFor(() => server.connections.length === 1, 'server connection');
-    server.connections[0]!.on('message', (message) => serverReceived.push(message));
-
-    const text = 'héllo 🌍';
-    expect(await echo(client, text)).toBe(text);
-    const bytes = new Uint8Array(randomBytes(300));
-    const reply = await echo(client, bytes);
-    expect(Object.getPrototypeOf(reply)).toBe(Uint8Array.prototype);
-    expect(reply).toEqual(bytes);
-    const empty = await echo(client, new Uint8Array(0));
-    expect(empty).toBeInstanceOf(Uint8Array);
-    expect((empty as Uint8Array).byteLength).toBe(0);
-    expect(await echo(client, '')).toBe('');
-
-    expect(serverReceived[0]).toBe(text);
-    expect(Object.getPrototypeOf(serverReceived[1])).toBe(Uint8Array.prototype);
-    expect(serverReceived[1]).toEqual(bytes);
-  });
-
-  it('delivers 10 000 messages in order', async () => {
-    const server = await startServer();
-    const client = connect(server.url);
-    await client.opened;
-    const received: Message[] = [];
-    client.on('message', (message) => received.push(message));
-    for (let i = 0; i < 10_000; i++) expect(client.send(i % 2 === 0 ? `m${i}` : new Uint8Array([i & 0xff, i >> 8]))).toBe('queued');
-    await waitFor(() => received.length === 10_000, '10 000 echoes');
-    for (let i = 0; i < 10_000; i++) {
-      if (i % 2 === 0) expect(received[i]).toBe(`m${i}`);
-      else expect(received[i]).toEqual(new Uint8Array([i & 0xff, i >> 8]));
-    }
-  });
-
-  it('carries a 1 MiB message', async () => {
-    const server = await startServer();
-    const client = connect(server.url);
-    await client.opened;
-    const big = new Uint8Array(randomBytes(1024 * 1024));
-    const reply = await echo(client, big);
-    expect(reply).toBeInstanceOf(Uint8Array);
-    // Buffer.equals: a deep equality over a million elements is needlessly slow.
-    expect(Buffer.from(reply as Uint8Array).equals(big)).toBe(true);
-    const bigText = 'x'.repeat(1024 * 1024);
-    expect(await echo(client, bigText)).toBe(bigText);
-  });
-
   it('closes a connection that sends a message over maxMessageSize with 1009, and keeps serving others', async () => {
     const server = await startServer({ maxMessageSize: 64 * 1024 });
     const offender = connect(server.url);
     const other = connect(server.url);
     await Promise.all([offender.opened, other.opened]);
-    await waitFor(() => server.connections.length === 2, 'server connections');
+    await waitFor(() => server.connections.length === 2, 10_000, 'server connections');
     expect(server.transport.connectionCount).toBe(2);
     offender.send(new Uint8Array(64 * 1024 + 1));
     const info = await offender.closed;
@@ -301,16 +212,7 @@ describe('websocket transport', () => {
     expect(serverInfos.code).toBe(1009);
     expect(await echo(other, 'still here')).toBe('still here');
     expect(await echo(other, new Uint8Array(64 * 1024))).toEqual(new Uint8Array(64 * 1024));
-    await waitFor(() => server.transport.connectionCount === 1, 'connection count 1');
-  });
-
-  it('serves 100 concurrent clients', async () => {
-    const server = await startServer();
-    const clients = Array.from({ length: 100 }, () => connect(server.url));
-    await Promise.all(clients.map((c) => c.opened));
-    expect(server.transport.connectionCount).toBe(100);
-    const replies = await Promise.all(clients.map((c, i) => echo(c, `client ${i}`)));
-    replies.forEach((reply, i) => expect(reply).toBe(`client ${i}`));
+    await waitFor(() => server.transport.connectionCount === 1, 10_000, 'connection count 1');
   });
 
   describe('backpressure towards a client that stops reading', () => {
@@ -326,7 +228,7 @@ describe('websocket transport', () => {
       const raw = await rawUpgrade(server.port);
       expect(raw.status).toBe(101);
       raw.socket.pause();
-      await waitFor(() => server.connections.length === 1, 'server connection');
+      await waitFor(() => server.connections.length === 1, 10_000, 'server connection');
       return { server, raw, connection: server.connections[0]! };
     }
 
@@ -361,7 +263,7 @@ describe('websocket transport', () => {
       const info = await connection.closed;
       expect(info.code).toBe(4008);
       expect(info.reason).toMatch(/slow consumer/);
-      await waitFor(() => server.transport.connectionCount === 0, 'connection count 0');
+      await waitFor(() => server.transport.connectionCount === 0, 10_000, 'connection count 0');
     });
 
     it("'wait' refuses, and drained() resolves once the reader resumes", async () => {
@@ -371,35 +273,18 @@ describe('websocket transport', () => {
       const { outcome } = await fill(connection);
       expect(outcome).toBe('refused');
       expect(connection.writable).toBe(false);
-      let drained = false;
-      const waiting = connection.drained().then(() => {
-        drained = true;
-      });
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(drained).toBe(false);
+      let resumed = false;
+      const drainedAfterResume = connection.drained().then(() => resumed && connection.writable);
+      // One turn of the event loop with the reader still stopped: a drained() not tied to the
+      // reader would settle here.
+      await new Promise((resolve) => setImmediate(resolve));
+      resumed = true;
       raw.socket.resume();
-      await waiting;
-      expect(connection.writable).toBe(true);
+      expect(await drainedAfterResume).toBe(true);
       expect(drains.length).toBe(1);
       expect(connection.send(chunk)).toBe('queued');
-      await waitFor(() => connection.queued.messages === 0, 'queue to empty');
+      await waitFor(() => connection.queued.messages === 0, 10_000, 'queue to empty');
     });
-  });
-
-  it("rejects an unsupported lane, or downgrades it with laneFallback 'reliable' and counts it", async () => {
-    const server = await startServer();
-    const strict = connect(server.url);
-    await strict.opened;
-    expect(() => strict.send('x', 'unreliable')).toThrow(LaneUnsupportedError);
-    expect(() => strict.send('x', 'channel:a')).toThrow(expect.objectContaining({ code: 'ERR_LANE_UNSUPPORTED' }));
-    expect(strict.capabilities).toMatchObject({ unreliable: false, independentChannels: false, serverPush: true, binary: true, maxUnreliableSize: 0 });
-
-    const lenient = connect(server.url, { laneFallback: 'reliable' });
-    await lenient.opened;
-    const reply = nextMessage(lenient);
-    expect(lenient.send('downgraded', 'unreliable')).toBe('queued');
-    expect(await reply).toBe('downgraded');
-    expect(lenient.stats().laneDowngrades).toBe(1);
   });
 
   it('counts messages, payload bytes and wire bytes', async () => {
@@ -435,9 +320,9 @@ describe('websocket transport', () => {
     await good.opened;
     const raw = await rawUpgrade(server.port);
     expect(raw.status).toBe(101);
-    await waitFor(() => server.connections.length === 2, 'server connections');
+    await waitFor(() => server.connections.length === 2, 10_000, 'server connections');
     raw.socket.write(bad);
-    await waitFor(() => findCloseFrame(raw.data()) !== undefined, 'close frame');
+    await waitFor(() => findCloseFrame(raw.data()) !== undefined, 10_000, 'close frame');
     expect(findCloseFrame(raw.data())).toEqual({ code: 1002, reason: 'protocol error: invalid frame' });
     const info = await server.connections[1]!.closed;
     expect(info.code).toBe(1002);
@@ -448,17 +333,18 @@ describe('websocket transport', () => {
     const server = await startServer();
     const raw = await rawUpgrade(server.port);
     raw.socket.write(frame(0x1, Uint8Array.of(0xc3, 0x28)));
-    await waitFor(() => findCloseFrame(raw.data()) !== undefined, 'close frame');
+    await waitFor(() => findCloseFrame(raw.data()) !== undefined, 10_000, 'close frame');
     expect(findCloseFrame(raw.data())?.code).toBe(1007);
   });
 
   it('survives a peer that disconnects in the middle of a frame', async () => {
     const server = await startServer();
     const raw = await rawUpgrade(server.port);
-    await waitFor(() => server.connections.length === 1, 'server connection');
+    await waitFor(() => server.connections.length === 1, 10_000, 'server connection');
     const whole = frame(0x2, new Uint8Array(1000));
+    const readBefore = server.connections[0]!.stats().wireBytesIn!;
     raw.socket.write(whole.subarray(0, 300));
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitFor(() => server.connections[0]!.stats().wireBytesIn! >= readBefore + 300, 10_000, 'the server to read the partial frame');
     raw.socket.destroy();
     const info = await server.connections[0]!.closed;
     expect(info).toMatchObject({ code: 1006, wasClean: false });
@@ -491,7 +377,7 @@ describe('websocket transport', () => {
     await client.opened;
     const received: Message[] = [];
     client.on('message', (message) => received.push(message));
-    await waitFor(() => server.connections.length === 1, 'server connection');
+    await waitFor(() => server.connections.length === 1, 10_000, 'server connection');
     const serverSide = server.connections[0]!;
     serverSide.send('one');
     serverSide.send('two');
@@ -588,7 +474,7 @@ const serveSources: http.RequestListener = (request, response) => {
 describe('websocket client in Chromium (native WebSocket)', () => {
   it('echoes text and binary, counts wire bytes, and sees close codes both ways', async () => {
     const server = await startServer({ onRequest: serveSources });
-    const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: ['--no-sandbox'] });
+    const browser = await launchChromium();
     cleanups.push(() => browser.close());
     const page = await browser.newPage();
     await page.goto(server.url);

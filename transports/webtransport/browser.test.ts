@@ -11,11 +11,11 @@ import path from 'node:path';
 import { build } from 'esbuild';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type SwitchyardServer } from '../../server/index.ts';
+import { startServer, staticFiles, type SwitchyardServer } from '../../server/index.ts';
 import { launchChromium } from '../../test-support/chromium.ts';
 import { waitFor } from '../../test-support/servers.ts';
 import type { Delivery } from '../client.ts';
-import { createClient } from '../node-client.ts';
+import { createClient } from '../node-webtransport.ts';
 import { connectWebTransportNode } from './node.ts';
 
 let server: SwitchyardServer;
@@ -48,7 +48,7 @@ beforeAll(async () => {
   await writeFile(path.join(labDir, 'client.js'), bundle.outputFiles[0]!.text);
   await writeFile(path.join(labDir, 'index.html'), '<!doctype html><script type="module">import * as switchyard from "./client.js"; window.switchyard = switchyard; window.ready = true;</script>');
   // Every WebTransport connection first completes a stateless Retry: Chromium must follow it.
-  server = await startServer({ port: 0, certificate: 'ephemeral', labDir, webtransport: { retryAfterHandshakes: 0 } });
+  server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [{ handleRequest: staticFiles(labDir) }], webtransport: { retryAfterHandshakes: 0 } });
   browser = await launchChromium();
   page = await browser.newPage();
   await page.goto(`${server.urls.http}/`);

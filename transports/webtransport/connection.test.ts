@@ -10,6 +10,7 @@ import type { Connection, Message } from '../transport.ts';
 import { startEchoWebTransportServer } from '../../test-support/webtransport-echo.ts';
 import { WebTransportServer } from './engine/server.ts';
 import type { WebTransportSession } from './engine/session.ts';
+import { waitFor } from '../../test-support/servers.ts';
 import { connectWebTransportNode } from './node.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -17,8 +18,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** Reads each incoming stream's lane header; records what arrives on every lane but `stuck`. */
-async function readAllButStuck(session: WebTransportSession, arrived: (lane: string, message: Message) => void): Promise<void> {
+/** Reads each incoming stream's lane header; records what arrives on every lane but `stuck`, and when `stuck` stops being read. */
+async function readAllButStuck(session: WebTransportSession, arrived: (lane: string, message: Message) => void, stuck: () => void): Promise<void> {
   const streams = session.incomingBidirectionalStreams.getReader();
   for (let next = await streams.read(); !next.done; next = await streams.read()) {
     void (async () => {
@@ -30,7 +31,7 @@ async function readAllButStuck(session: WebTransportSession, arrived: (lane: str
           if (lane === undefined) lane = String(message);
           else arrived(lane, message);
         }
-        if (lane === 'channel:stuck') return; // stop reading: QUIC flow control stops the sender
+        if (lane === 'channel:stuck') return stuck(); // stop reading: QUIC flow control stops the sender
       }
     })().catch(() => undefined);
   }
@@ -41,7 +42,8 @@ describe('webtransport connection', () => {
     const certificate = await createCertificate();
     const server = new WebTransportServer({ port: 0, certPem: certificate.certPem, keyPem: certificate.keyPem }).route('/wt');
     const arrived: { lane: string; message: Message }[] = [];
-    server.onSession((session) => void readAllButStuck(session, (lane, message) => arrived.push({ lane, message })));
+    let stuckUnread = false;
+    server.onSession((session) => void readAllButStuck(session, (lane, message) => arrived.push({ lane, message }), () => (stuckUnread = true)));
     const { port } = await server.listen();
     cleanups.push(() => server.close(200));
 
@@ -52,13 +54,12 @@ describe('webtransport connection', () => {
     // Far more than QUIC's stream window and our per-stream buffer: most of it must wait.
     const chunk = new Uint8Array(64 * 1024);
     for (let i = 0; i < 64; i++) expect(client.send(chunk, 'channel:stuck')).toBe('queued');
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(client.queued.messages).toBeGreaterThan(0);
+    // The server has stopped reading the stuck channel: from here on only its backlog can shrink.
+    await waitFor(() => stuckUnread, 5_000, 'the server to stop reading channel:stuck');
 
     client.send('on another channel', 'channel:free');
     client.send('on the reliable lane', 'reliable');
-    const deadline = Date.now() + 5_000;
-    while (arrived.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitFor(() => arrived.length === 2, 5_000, 'the other lanes');
     expect(arrived.map(({ lane, message }) => `${lane}: ${String(message)}`).sort()).toEqual(['channel:free: on another channel', 'reliable: on the reliable lane']);
     // The stalled channel still holds its backlog: nothing was dropped to let the others pass.
     expect(client.queued.messages).toBeGreaterThan(0);
@@ -74,10 +75,8 @@ describe('webtransport connection', () => {
     client.on('message', (message, lane) => void (lane === 'unreliable' && received.push(message)));
     await client.opened;
     for (let i = 0; i < 32; i++) expect(client.send(`datagram ${i}`, 'unreliable')).toBe('queued');
-    const deadline = Date.now() + 3_000;
-    while (received.length < 32 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    // None dropped by this side's own queue; the network (loopback) may still lose one now and then.
+    // The network (loopback) may still lose one now and then; this side's own queue drops none.
+    await waitFor(() => received.length >= 30, 3_000, '30 of 32 datagrams');
     expect(client.stats().dropped).toBe(0);
-    expect(received.length).toBeGreaterThanOrEqual(30);
   });
 });

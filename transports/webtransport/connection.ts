@@ -11,7 +11,7 @@
  * - `unreliable` messages are datagrams: one byte (0 text, 1 binary) and the payload. A message
  *   larger than the session's datagram limit is refused with MessageTooLargeError, never split.
  */
-import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, type QueuedMessage } from '../base-connection.ts';
+import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, WIRE_BUFFER_LIMIT, type QueuedMessage } from '../base-connection.ts';
 import { frameMessage, MessageDeframer } from '../codec/message-framing.ts';
 import { onceThisTick } from '../codec/per-tick.ts';
 import { ProtocolError } from '../errors.ts';
@@ -50,8 +50,6 @@ export interface WebTransportSessionLike {
   getStats?(): SessionStats | undefined;
 }
 
-/** Bytes handed to one stream's writer and not yet accepted by the stack, above which we pause. */
-const STREAM_BUFFER_LIMIT = 256 * 1024;
 /** Datagram payload when the session does not say (QUIC's safe minimum minus headers). */
 const DEFAULT_MAX_DATAGRAM = 1100;
 /** Datagram writes handed to the session and not yet settled, beyond which datagrams are dropped. */
@@ -144,7 +142,7 @@ export class WebTransportConnection extends BaseConnection {
   }
 
   /**
-   * Each lane drains on its own: a channel whose stream is still opening or has STREAM_BUFFER_LIMIT
+   * Each lane drains on its own: a channel whose stream is still opening or has WIRE_BUFFER_LIMIT
    * bytes not yet taken by QUIC holds back only its own messages (independent channels on the
    * sending side too); datagrams never wait.
    */
@@ -159,7 +157,7 @@ export class WebTransportConnection extends BaseConnection {
         void this.#openLane(name).then(() => this.requestFlush(), (error: unknown) => this.#fail(error));
         continue;
       }
-      while (lane.writer && lane.inFlight < STREAM_BUFFER_LIMIT) {
+      while (lane.writer && lane.inFlight < WIRE_BUFFER_LIMIT) {
         const item = this.outbound.shiftLane(name);
         if (!item) break;
         this.#write(lane, item);
@@ -188,7 +186,7 @@ export class WebTransportConnection extends BaseConnection {
       () => {
         lane.inFlight -= frame.length;
         this.onFlushed();
-        if (lane.inFlight < STREAM_BUFFER_LIMIT && this.outbound.length > 0) this.requestFlush();
+        if (lane.inFlight < WIRE_BUFFER_LIMIT && this.outbound.length > 0) this.requestFlush();
       },
       () => undefined, // a failed write surfaces as the session's close
     );

@@ -28,7 +28,7 @@ async function datagramOnlySession(server: SwitchyardServer): Promise<{ client: 
 
 describe('WebTransport sessions without a reliable stream', () => {
   it('are closed at the hello timeout (1.5 s) although datagrams keep QUIC alive', async () => {
-    server = await startServer({ port: 0, certificate: 'ephemeral', labDir: null, transports: ['webtransport'], router: { helloTimeoutMs: 1_500 } });
+    server = await startServer({ port: 0, certificate: 'ephemeral', transports: ['webtransport'], router: { helloTimeoutMs: 1_500 } });
     const start = performance.now();
     const { client } = await datagramOnlySession(server);
     const info = await client.closed;
@@ -40,7 +40,7 @@ describe('WebTransport sessions without a reliable stream', () => {
   }, 20_000);
 
   it('count against maxConnections while they wait', async () => {
-    server = await startServer({ port: 0, certificate: 'ephemeral', labDir: null, transports: ['webtransport'], router: { maxConnections: 1, helloTimeoutMs: 10_000 } });
+    server = await startServer({ port: 0, certificate: 'ephemeral', transports: ['webtransport'], router: { maxConnections: 1, helloTimeoutMs: 10_000 } });
     const first = await datagramOnlySession(server);
     expect(server.router.stats().connections).toBe(1);
     const second = await datagramOnlySession(server);

@@ -8,7 +8,7 @@
  * - A frame inspector of this browser's WebSocket frames, both directions, from the tap.
  * - Bytes on the wire per message, from the server's own connection counters.
  */
-import type { ConnectRecord, TapRecord } from '../../../server/lab-api.ts';
+import type { ConnectRecord, TapRecord } from '../../server/lab-api.ts';
 import { createClient, type SwitchyardClient, type TransportCapabilities } from '../../../transports/browser-client.ts';
 import { connectWebTransport } from '../../../transports/webtransport/client.ts';
 import { barChart, series, setData } from '../charts.ts';

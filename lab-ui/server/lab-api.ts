@@ -16,11 +16,11 @@
  */
 import type http from 'node:http';
 import net from 'node:net';
-import { createClient } from '../transports/node-client.ts';
-import type { TransportName } from '../transports/transport.ts';
-import type { WebTransportTransportServer } from '../transports/webtransport/server.ts';
+import type { Router } from '../../server/router.ts';
+import { createClient } from '../../transports/node-client.ts';
+import type { TransportName } from '../../transports/transport.ts';
+import type { ConnectRequest } from '../../transports/webtransport/engine/h3-connection.ts';
 import { createExperimentsApi } from './experiments-api.ts';
-import type { Router } from './router.ts';
 
 // ——— pure codecs ———
 
@@ -396,8 +396,8 @@ export interface LabApiOptions {
 export interface LabApi {
   /** Answers a `/lab/...` request. */
   handle(request: http.IncomingMessage, response: http.ServerResponse): void;
-  /** Records WebTransport CONNECTs from now on (and keeps routing them to the transport's path). */
-  watchWebTransport(server: WebTransportTransportServer): void;
+  /** Records a WebTransport CONNECT and the status the server answered. */
+  recordConnect(request: ConnectRequest, status: number): void;
   close(): Promise<void>;
 }
 
@@ -424,6 +424,27 @@ function readJson(request: http.IncomingMessage): Promise<Record<string, unknown
       }
     });
   });
+}
+
+/**
+ * The lab API answers only its own pages: no other origin (a page anywhere on the web the
+ * developer happens to visit), and bodies only as `application/json`, which a cross-site form
+ * cannot send and a cross-site fetch cannot send without a preflight we never grant.
+ */
+export function crossSiteRefusal(request: http.IncomingMessage): { status: number; code: 'ERR_CROSS_ORIGIN' | 'ERR_CONTENT_TYPE'; message: string } | undefined {
+  const origin = request.headers.origin;
+  if (origin !== undefined) {
+    let host: string | undefined;
+    try {
+      host = new URL(origin).host;
+    } catch {
+      host = undefined;
+    }
+    if (host === undefined || host !== request.headers.host?.toLowerCase()) return { status: 403, code: 'ERR_CROSS_ORIGIN', message: `the lab answers its own pages only, not ${origin}` };
+  }
+  const type = request.headers['content-type']?.split(';')[0]!.trim().toLowerCase();
+  if (type !== undefined && type !== 'application/json') return { status: 415, code: 'ERR_CONTENT_TYPE', message: 'the lab API takes application/json bodies only' };
+  return undefined;
 }
 
 export function createLabApi(options: LabApiOptions): LabApi {
@@ -482,6 +503,8 @@ export function createLabApi(options: LabApiOptions): LabApi {
     const url = new URL(request.url ?? '/', 'http://lab');
     const parts = url.pathname.split('/').filter(Boolean); // ['lab', ...]
     const method = request.method ?? 'GET';
+    const refused = crossSiteRefusal(request);
+    if (refused) return send(response, refused.status, { error: { code: refused.code, message: refused.message } });
     if (parts[1] === 'experiments') {
       if (!options.experiments) return send(response, 403, { error: { code: 'ERR_EXPERIMENTS_OFF', message: 'this server does not run experiments for the lab: start it on a loopback address, or with --lab-experiments' } });
       return experiments.handle(request, response, parts.slice(2), url.searchParams);
@@ -524,14 +547,9 @@ export function createLabApi(options: LabApiOptions): LabApi {
         if (!response.headersSent) send(response, 500, { error: { code: 'ERR_LAB', message: (error as Error).message } });
       });
     },
-    watchWebTransport(server) {
-      server.engine.onRequest((request) => {
-        // The same decision as the engine's route table (the hook replaces it): this path or 404.
-        const status = request.path.split('?')[0] === server.path ? 200 : 404;
-        connects.push({ at: Date.now(), path: request.path, authority: request.authority, origin: request.origin, headers: request.headers, status });
-        if (connects.length > MAX_CONNECTS) connects.shift();
-        return { status };
-      });
+    recordConnect(request, status) {
+      connects.push({ at: Date.now(), path: request.path, authority: request.authority, origin: request.origin, headers: request.headers, status });
+      if (connects.length > MAX_CONNECTS) connects.shift();
     },
     async close() {
       await Promise.all([...[...taps.keys()].map(closeTap), experiments.close()]);

@@ -6,17 +6,18 @@
  */
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BACKPRESSURE_DEFAULTS, BACKPRESSURE_TRANSPORTS, POLICIES } from '../benchmarks/experiments/backpressure.ts';
-import { HOL_DEFAULTS, HOL_VARIANTS } from '../benchmarks/experiments/hol.ts';
-import { canImpair, pathNamePrefix } from '../benchmarks/impairment/netns.ts';
+import { BACKPRESSURE_DEFAULTS, BACKPRESSURE_TRANSPORTS, POLICIES } from '../../benchmarks/experiments/backpressure.ts';
+import { HOL_DEFAULTS, HOL_VARIANTS } from '../../benchmarks/experiments/hol.ts';
+import { canImpair, pathNamePrefix } from '../../benchmarks/impairment/netns.ts';
 import { EXPERIMENT_LIMITS, ExperimentRequestError, parseBackpressureOptions, parseHolOptions, type ExperimentCatalog, type ExperimentView } from './experiments-api.ts';
-import { startServer, type SwitchyardServer } from './index.ts';
+import { startServer, type SwitchyardServer } from '../../server/index.ts';
+import { labPlugin } from './plugin.ts';
 
 const capability = await canImpair();
 let server: SwitchyardServer;
 
 beforeAll(async () => {
-  server = await startServer({ port: 0, certificate: 'ephemeral', labDir: null });
+  server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [labPlugin({ staticDir: null })] });
 });
 afterAll(async () => {
   await server?.close();
@@ -164,7 +165,7 @@ describe('lab experiment runs over HTTP', () => {
   }, 20_000);
 
   it('a server closed mid-run stops it and leaves no process or namespace behind', async () => {
-    const own = await startServer({ port: 0, certificate: 'none', labDir: null });
+    const own = await startServer({ port: 0, certificate: 'none', plugins: [labPlugin({ staticDir: null })] });
     const before = children();
     const started = await call('POST', '/lab/experiments/hol', { variants: ['websocket'], durationMs: 20_000 }, own.urls.http);
     expect(started.status).toBe(202);
@@ -180,7 +181,7 @@ describe('lab experiment runs over HTTP', () => {
   }, 30_000);
 
   it('is off unless the server listens on loopback or is told to run experiments', async () => {
-    const own = await startServer({ port: 0, certificate: 'none', labDir: null, labExperiments: false });
+    const own = await startServer({ port: 0, certificate: 'none', plugins: [labPlugin({ staticDir: null, experiments: false })] });
     try {
       const refused = await call('POST', '/lab/experiments/backpressure', { transports: ['websocket'], policies: ['drop-oldest'] }, own.urls.http);
       expect([refused.status, refused.body.error?.code]).toEqual([403, 'ERR_EXPERIMENTS_OFF']);

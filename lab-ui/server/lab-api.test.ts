@@ -4,13 +4,15 @@
  * a `ws` client's upgrade and frames both ways, fragmentation, the tap's ping answered by a pong,
  * a long-polling capture, server-side client stats and WebTransport CONNECT records.
  */
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { encodeEnvelope } from '../transports/codec/envelope.ts';
-import { createClient } from '../transports/node-client.ts';
-import { waitFor } from '../test-support/servers.ts';
+import { encodeEnvelope } from '../../transports/codec/envelope.ts';
+import { createClient } from '../../transports/node-webtransport.ts';
+import { waitFor } from '../../test-support/servers.ts';
 import { decodeWebSocketFrames, encodeWebSocketFrame, fragmentFrame, previewPayload, readHttpMessage, type TapRecord } from './lab-api.ts';
-import { startServer, type SwitchyardServer } from './index.ts';
+import { startServer, type SwitchyardServer } from '../../server/index.ts';
+import { labPlugin } from './plugin.ts';
 
 const hex = (text: string) => Uint8Array.from(text.split(/\s+/).filter(Boolean), (b) => Number.parseInt(b, 16));
 const utf8 = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -94,10 +96,36 @@ describe('lab API on a real server', () => {
   const post = (body: unknown) => ({ method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
 
   beforeAll(async () => {
-    server = await startServer({ port: 0, certificate: 'ephemeral', labDir: null });
+    server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [labPlugin({ staticDir: null })] });
   });
   afterAll(async () => {
     await server?.close();
+  });
+
+  it('answers only its own pages: a foreign Origin gets 403 and a non-JSON body 415, even where the server allows every origin', async () => {
+    const open = await startServer({ port: 0, certificate: 'none', allowedOrigins: '*', plugins: [labPlugin({ staticDir: null })] });
+    try {
+      const call = (path: string, headers: Record<string, string>) =>
+        new Promise<[number, string]>((resolve, reject) => {
+          const request = http.request(`${open.urls.http}${path}`, { method: 'POST', headers }, (response) => {
+            let body = '';
+            response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+            response.on('end', () => resolve([response.statusCode!, (JSON.parse(body) as { error?: { code: string } }).error?.code ?? 'ok']));
+          });
+          request.on('error', reject);
+          request.end('{}');
+        });
+      const host = new URL(open.urls.http).host;
+      for (const path of ['/lab/experiments/hol', '/lab/taps', '/lab/http-capture']) {
+        // A form on another site (what issue 11 reproduced: 202 and 201 before).
+        expect(await call(path, { origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' })).toEqual([403, 'ERR_CROSS_ORIGIN']);
+        expect(await call(path, { origin: `http://${host}`, 'content-type': 'text/plain' })).toEqual([415, 'ERR_CONTENT_TYPE']);
+      }
+      // The lab's own page, as JSON: served.
+      expect(await call('/lab/taps', { origin: `http://${host}`, 'content-type': 'application/json' })).toEqual([201, 'ok']);
+    } finally {
+      await open.close();
+    }
   });
 
   it('records a WebSocket upgrade and frames both ways through the tap, fragments, pings', async () => {

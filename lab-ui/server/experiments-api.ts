@@ -17,9 +17,9 @@
  * The runners are imported on the first request, so the server starts without loading them.
  */
 import type http from 'node:http';
-import type { BackpressureOptions, BackpressureResult, BackpressureSample, BackpressureTransport } from '../benchmarks/experiments/backpressure.ts';
-import type { HolImpairment, HolOptions, HolResult, HolVariant } from '../benchmarks/experiments/hol.ts';
-import type { SlowConsumerPolicy } from '../transports/transport.ts';
+import type { BackpressureOptions, BackpressureResult, BackpressureSample, BackpressureTransport } from '../../benchmarks/experiments/backpressure.ts';
+import type { HolImpairment, HolOptions, HolResult, HolVariant } from '../../benchmarks/experiments/hol.ts';
+import type { SlowConsumerPolicy } from '../../transports/transport.ts';
 
 export type ExperimentKind = 'hol' | 'backpressure';
 
@@ -279,7 +279,7 @@ export function createExperimentsApi(): ExperimentsApi {
 
   async function begin(kind: ExperimentKind, body: unknown): Promise<Run> {
     if (kind === 'hol') {
-      const { HOL_DEFAULTS, HOL_VARIANTS, runHol } = await import('../benchmarks/experiments/hol.ts');
+      const { HOL_DEFAULTS, HOL_VARIANTS, runHol } = await import('../../benchmarks/experiments/hol.ts');
       const options = parseHolOptions(body, HOL_VARIANTS, HOL_DEFAULTS);
       return start('hol', options, (signal, record) =>
         runHol({
@@ -289,7 +289,7 @@ export function createExperimentsApi(): ExperimentsApi {
         }),
       );
     }
-    const { BACKPRESSURE_DEFAULTS, BACKPRESSURE_TRANSPORTS, POLICIES, runBackpressure } = await import('../benchmarks/experiments/backpressure.ts');
+    const { BACKPRESSURE_DEFAULTS, BACKPRESSURE_TRANSPORTS, POLICIES, runBackpressure } = await import('../../benchmarks/experiments/backpressure.ts');
     const options = parseBackpressureOptions(body, { transports: BACKPRESSURE_TRANSPORTS, policies: POLICIES }, BACKPRESSURE_DEFAULTS);
     return start('backpressure', options, (signal, record) =>
       runBackpressure({
@@ -302,7 +302,7 @@ export function createExperimentsApi(): ExperimentsApi {
   }
 
   async function catalog(): Promise<ExperimentCatalog> {
-    const [hol, bp] = await Promise.all([import('../benchmarks/experiments/hol.ts'), import('../benchmarks/experiments/backpressure.ts')]);
+    const [hol, bp] = await Promise.all([import('../../benchmarks/experiments/hol.ts'), import('../../benchmarks/experiments/backpressure.ts')]);
     return {
       running: current?.view.id ?? null,
       limits: EXPERIMENT_LIMITS,
