@@ -1,17 +1,18 @@
 /**
  * The server side of a benchmark, in its own process so its CPU time is its own: Switchyard with
- * every transport, a raw `ws` server (the no-abstraction baseline) or a Socket.IO 4 server.
+ * every transport, a raw `ws` server (the no-abstraction baseline, naive or tuned) or a Socket.IO 4 server.
  * Prints one JSON line `{ port, certPem }` when listening; answers IPC `cpu` with its CPU time and
  * `memory` with its memory after a full GC. Peers implement the same two operations as Switchyard's router: echo to the sender, and
  * fan-out of a published message to every subscriber of a topic.
  *
- *   node --import tsx benchmarks/bench-server.ts switchyard|ws|socketio
+ *   node --import tsx benchmarks/bench-server.ts switchyard|ws|ws-tuned|socketio
  */
 import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { Server as SocketIoServer } from 'socket.io';
-import { WebSocketServer, type WebSocket } from 'ws';
+import * as ws from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import { createCertificate } from '../certs/index.ts';
 import { handOverByFirstByte } from '../server/http-server.ts';
 import { startServer } from '../server/index.ts';
@@ -25,34 +26,86 @@ async function listenSniffing(plain: http.Server, secure: https.Server): Promise
   return (listener.address() as AddressInfo).port;
 }
 
+/** ws's internals the tuned peer uses, as engine.io and socket.io-adapter do: the raw socket and the frame writer. */
+interface WsInternals {
+  _socket: net.Socket;
+  _sender: { sendFrame(frame: Buffer[], cb?: () => void): void };
+}
+/** ws's `Sender.frame` (exported by ws, missing from @types/ws). */
+const Sender = (ws as unknown as { Sender: { frame(data: Buffer, options: { fin: boolean; rsv1: boolean; opcode: number; mask: boolean; readOnly: boolean }): Buffer[] } }).Sender;
+
+/**
+ * The raw ws peer. Naive: `ws.send` per message and per subscriber, each a write of its own.
+ * Tuned, as ws's own users do when they care: a socket written to is corked until this event-loop
+ * turn has handled its I/O (one write per socket per turn, like our server's flush), and a fan-out
+ * is framed once with `WebSocket.Sender.frame` and that frame handed to every subscriber's sender
+ * (socket.io-adapter's `wsPreEncodedFrame`).
+ */
+async function rawWsServer(certificate: { certPem: string; keyPem: string }, tuned: boolean): Promise<number> {
+  const plain = http.createServer();
+  const secure = https.createServer({ cert: certificate.certPem, key: certificate.keyPem });
+  const topics = new Map<string, Set<WebSocket>>();
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4 * 1024 * 1024, clientTracking: false });
+  for (const server of [plain, secure]) server.on('upgrade', (request, socket, head) => wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws)));
+  const corked = new Set<net.Socket>();
+  const uncorkAll = () => {
+    for (const socket of corked) socket.uncork();
+    corked.clear();
+  };
+  /** Corks `ws`'s socket for the rest of this turn (tuned only). */
+  const corkForTurn = (ws: WebSocket) => {
+    if (!tuned) return;
+    const socket = (ws as unknown as WsInternals)._socket;
+    if (corked.has(socket)) return;
+    if (corked.size === 0) setImmediate(uncorkAll);
+    socket.cork();
+    corked.add(socket);
+  };
+  wss.on('connection', (socket: WebSocket) => {
+    socket.on('message', (data: Buffer, isBinary) => {
+      if (data[0] === RawOp.echo) {
+        corkForTurn(socket);
+        socket.send(data, { binary: isBinary });
+      } else if (data[0] === RawOp.subscribe) {
+        const topic = data.subarray(1).toString();
+        if (!topics.has(topic)) topics.set(topic, new Set());
+        topics.get(topic)!.add(socket);
+        corkForTurn(socket);
+        socket.send(Uint8Array.of(RawOp.subscribe));
+      } else if (data[0] === RawOp.publish) {
+        const subscribers = topics.get(rawTopic(data));
+        if (!subscribers) return;
+        if (!tuned) {
+          for (const subscriber of subscribers) if (subscriber !== socket && subscriber.readyState === WebSocket.OPEN) subscriber.send(data, { binary: isBinary });
+          return;
+        }
+        // readOnly: the payload is not ours to mask or modify (it is not masked anyway: a server frame).
+        const frame = Sender.frame(data, { fin: true, rsv1: false, opcode: isBinary ? 2 : 1, mask: false, readOnly: true });
+        for (const subscriber of subscribers) {
+          if (subscriber === socket || subscriber.readyState !== WebSocket.OPEN) continue;
+          corkForTurn(subscriber);
+          (subscriber as unknown as WsInternals)._sender.sendFrame(frame);
+        }
+      }
+    });
+    socket.on('close', () => {
+      for (const members of topics.values()) members.delete(socket);
+    });
+  });
+  return listenSniffing(plain, secure);
+}
+
 async function main(kind: ServerKind): Promise<void> {
   const certificate = await createCertificate();
   let port: number;
   if (kind === 'switchyard') {
-    // Heartbeats off the measurement path: one ping per minute.
-    const server = await startServer({ port: 0, certificate: 'ephemeral', longPolling: { holdMs: 20_000 }, router: { heartbeatMs: 60_000, maxConnections: 1_000_000 } });
+    // Heartbeats off the measurement path: one ping per minute. Capacity is measured: no
+    // per-connection rate limit (the peers have none either).
+    const server = await startServer({ port: 0, certificate: 'ephemeral', longPolling: { holdMs: 20_000 }, router: { heartbeatMs: 60_000, maxConnections: 1_000_000, rateLimit: { perSecond: Infinity, burst: Infinity } } });
     port = server.port;
     process.stdout.write(`${JSON.stringify({ port, certPem: server.certificate!.certPem })}\n`);
-  } else if (kind === 'ws') {
-    const plain = http.createServer();
-    const secure = https.createServer({ cert: certificate.certPem, key: certificate.keyPem });
-    const topics = new Map<string, Set<WebSocket>>();
-    const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4 * 1024 * 1024 });
-    for (const server of [plain, secure]) server.on('upgrade', (request, socket, head) => wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws)));
-    wss.on('connection', (socket: WebSocket) => {
-      socket.on('message', (data: Buffer, isBinary) => {
-        if (data[0] === RawOp.echo) socket.send(data, { binary: isBinary });
-        else if (data[0] === RawOp.subscribe) {
-          const topic = data.subarray(1).toString();
-          if (!topics.has(topic)) topics.set(topic, new Set());
-          topics.get(topic)!.add(socket);
-        } else if (data[0] === RawOp.publish) for (const subscriber of topics.get(rawTopic(data)) ?? []) if (subscriber !== socket) subscriber.send(data, { binary: isBinary });
-      });
-      socket.on('close', () => {
-        for (const members of topics.values()) members.delete(socket);
-      });
-    });
-    port = await listenSniffing(plain, secure);
+  } else if (kind === 'ws' || kind === 'ws-tuned') {
+    port = await rawWsServer(certificate, kind === 'ws-tuned');
     process.stdout.write(`${JSON.stringify({ port, certPem: certificate.certPem })}\n`);
   } else {
     // Socket.IO on both servers of one sniffed port, like the others: one io, so rooms are shared.
@@ -64,7 +117,10 @@ async function main(kind: ServerKind): Promise<void> {
     io.on('connection', (socket) => {
       socket.on('echo', (data: unknown) => socket.emit('echo', data));
       socket.on('acked', (_data: unknown, ack: () => void) => ack());
-      socket.on('subscribe', (topic: string) => void socket.join(topic));
+      socket.on('subscribe', (topic: string) => {
+        void socket.join(topic);
+        socket.emit('subscribed');
+      });
       socket.on('publish', (topic: string, data: unknown) => socket.to(topic).emit('message', topic, data));
     });
     port = await listenSniffing(plain, secure);
@@ -86,5 +142,5 @@ async function main(kind: ServerKind): Promise<void> {
 }
 
 const kind = process.argv[2];
-if (kind !== 'switchyard' && kind !== 'ws' && kind !== 'socketio') throw new Error(`usage: bench-server.ts switchyard|ws|socketio (got ${kind})`);
+if (kind !== 'switchyard' && kind !== 'ws' && kind !== 'ws-tuned' && kind !== 'socketio') throw new Error(`usage: bench-server.ts switchyard|ws|ws-tuned|socketio (got ${kind})`);
 await main(kind);

@@ -1,62 +1,151 @@
 /**
- * `npm run bench`: identical workloads over every Switchyard transport and the peers (raw ws,
- * Socket.IO), server in a child process, this process as load generator. Writes JSON and a
- * self-contained HTML report to bench-results/, prints a table and the target ratios.
- *
- *   npm run bench -- --quick                  under 2 minutes, one run per cell
- *   npm run bench -- --targets websocket,ws --workloads echo,throughput --duration 3000 --runs 5
+ * `npm run bench`: identical workloads over every Switchyard transport and the peers (raw ws naive
+ * and tuned, Socket.IO), server in a child process, this process as load generator. Writes JSON and
+ * a self-contained HTML report, prints one table per workload and the target lines of this run.
+ * `npm run bench -- --help` for the options. Exit status: 0, 1 when a cell failed (it threw, or
+ * lost or misrouted a reliable delivery), 2 for a usage error.
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { ServerKind } from './raw-protocol.ts';
-import { describeParams, formatCell, headline, renderHtml, type BenchReport, type Cell } from './report.ts';
-import { TARGETS, type Target } from './targets.ts';
+import { describeParams, goalLines, markdownTables, renderHtml, summarizeRuns, textTables, type BenchReport, type Cell, type Goal, type Workload } from './report.ts';
+import { CLIENT_WRITE_POLICY, TARGETS, type Target } from './targets.ts';
 import { ackedDelivery, connectionSetup, echoAtRate, echoRtt, fanOut, fanOutMaxRate, idleMemory, pubSub, throughput, wireBytes, type CellResult, type Endpoint, type ServerProbe } from './workloads.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { values: args } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    targets: { type: 'string' },
-    workloads: { type: 'string' },
-    sizes: { type: 'string' },
-    duration: { type: 'string' },
-    runs: { type: 'string' },
-    out: { type: 'string', default: path.join(ROOT, 'bench-results') },
-  },
-});
-const quick = args.quick!;
-const durationMs = Number(args.duration ?? (quick ? 200 : 3_000));
-const runs = Number(args.runs ?? (quick ? 1 : 3));
-const sizes = (args.sizes ?? '64,1024,65536,1048576').split(',').map(Number);
-const workloads = new Set((args.workloads ?? 'echo,echo-rate,throughput,fanout,fanout-max,setup,memory,pubsub,acked,wire-bytes').split(','));
-const targets = args.targets ? TARGETS.filter((t) => args.targets!.split(',').includes(t.name)) : TARGETS;
-const POLLING = new Set(['polling', 'polling+tls', 'long-polling', 'long-polling+tls', 'socket.io-polling', 'socket.io-polling+tls']);
+const WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fanout', 'fanout-max', 'setup', 'memory', 'pubsub', 'acked', 'wire-bytes'];
+const SERVER_KINDS: readonly ServerKind[] = ['switchyard', 'ws', 'ws-tuned', 'socketio'];
+/** --quick's workloads unless --workloads names others: the headline cells and the cheap ones. */
+const QUICK_WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fanout-max', 'setup', 'wire-bytes'];
+/** Echo throughput run per row before the measured rounds (--quick: a fifth of it). */
+const WARM_UP_MS = 500;
+
+const USAGE = `Usage: npm run bench -- [options]
+
+Runs the same workloads on every Switchyard transport and on the peers (raw ws naive and tuned,
+Socket.IO), the server in its own process. Prints a table per workload and the target lines;
+writes JSON and HTML. Exit status 1 when a cell failed (lost or misrouted a reliable delivery).
+
+Options:
+  --quick               short cells, one run each, fewer cells (about 2 minutes on a quiet 2-core machine)
+  --targets a,b         rows to run (default: all): ${TARGETS.map((t) => t.name).join(', ')}
+  --workloads a,b       workloads (default: all; --quick ${QUICK_WORKLOADS.join(',')}): ${WORKLOADS.join(', ')}
+  --sizes 64,1048576    echo sizes in bytes (default 64,1024,65536,1048576; --quick 64)
+  --duration ms         length of a cell's run (default 3000; --quick 200)
+  --runs n              runs per cell; tables quote each figure's median (default 3; --quick 1)
+  --pin g:s             pin the load generator to CPUs g and the server to CPUs s with taskset, e.g. 0:1
+  --out dir             where JSON and HTML go (default bench-results/)
+  --markdown file.json  print a saved report's tables and targets as Markdown, and exit
+  --help                this text
+
+Client write policy: ${CLIENT_WRITE_POLICY}.
+Profile the server: BENCH_SERVER_NODE_ARGS='--cpu-prof --cpu-prof-dir=prof' npm run bench -- ...`;
+
+export interface BenchOptions {
+  quick: boolean;
+  targets: readonly Target[];
+  workloads: ReadonlySet<Workload>;
+  sizes: number[];
+  durationMs: number;
+  runs: number;
+  /** CPU lists for taskset, or null to leave scheduling to the kernel. */
+  pin: { loadGenerator: string; server: string } | null;
+  command: string;
+}
+
+class UsageError extends Error {}
+
+/** Reads the command line; a UsageError is one line for the user (exit 2). */
+export function parseOptions(argv: string[]): (BenchOptions & { out: string; markdown?: string }) | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        quick: { type: 'boolean', default: false },
+        targets: { type: 'string' },
+        workloads: { type: 'string' },
+        sizes: { type: 'string' },
+        duration: { type: 'string' },
+        runs: { type: 'string' },
+        pin: { type: 'string' },
+        out: { type: 'string', default: path.join(ROOT, 'bench-results') },
+        markdown: { type: 'string' },
+        help: { type: 'boolean', default: false },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message.split('\n')[0]!);
+  }
+  if (values.help) return 'help';
+  const list = (value: string) => value.split(',').map((s) => s.trim()).filter(Boolean);
+  const quick = values.quick!;
+  const names = values.targets ? list(values.targets) : TARGETS.map((t) => t.name);
+  const unknownTarget = names.filter((n) => !TARGETS.some((t) => t.name === n));
+  if (unknownTarget.length) throw new UsageError(`unknown target ${unknownTarget.join(', ')}; known: ${TARGETS.map((t) => t.name).join(', ')}`);
+  const workloads = values.workloads ? list(values.workloads) : quick ? [...QUICK_WORKLOADS] : [...WORKLOADS];
+  const unknownWorkload = workloads.filter((w) => !WORKLOADS.includes(w as Workload));
+  if (unknownWorkload.length) throw new UsageError(`unknown workload ${unknownWorkload.join(', ')}; known: ${WORKLOADS.join(', ')}`);
+  const number = (flag: string, value: string | undefined, fallback: number, min: number) => {
+    if (value === undefined) return fallback;
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < min) throw new UsageError(`--${flag} wants a whole number ≥ ${min}, got ${value}`);
+    return parsed;
+  };
+  const sizes = list(values.sizes ?? (quick ? '64' : '64,1024,65536,1048576')).map((s) => number('sizes', s, 64, 1));
+  let pin: BenchOptions['pin'] = null;
+  if (values.pin !== undefined) {
+    const match = /^([\d,-]+):([\d,-]+)$/.exec(values.pin);
+    if (!match) throw new UsageError(`--pin wants generatorCpus:serverCpus, e.g. 0:1, got ${values.pin}`);
+    pin = { loadGenerator: match[1]!, server: match[2]! };
+  }
+  return {
+    quick,
+    targets: TARGETS.filter((t) => names.includes(t.name)),
+    workloads: new Set(workloads as Workload[]),
+    sizes,
+    durationMs: number('duration', values.duration, quick ? 200 : 3_000, 50),
+    runs: number('runs', values.runs, quick ? 1 : 3, 1),
+    pin,
+    out: values.out!,
+    ...(values.markdown ? { markdown: values.markdown } : {}),
+    command: `npm run bench --${argv.length ? ` ${argv.join(' ')}` : ''}`,
+  };
+}
+
+const isPolling = (target: Target) => target.name.includes('polling');
 
 interface Plan {
   target: Target;
-  workload: Cell['workload'];
+  workload: Workload;
   params: Record<string, number>;
   skip?: string;
   run?: (endpoint: Endpoint, probe: ServerProbe) => Promise<CellResult>;
 }
 
-/** --quick keeps 1000-subscriber cells to the plaintext push transports (time), saying so. */
+/** --quick keeps 1000-subscriber cells to plain websocket and ws-tuned (time), saying so. */
 function quickSkipsThousand(target: Target): string | undefined {
-  return POLLING.has(target.name) || target.tls ? '--quick runs 1000 subscribers only on the plaintext push transports; run without --quick' : undefined;
+  return target.name === 'websocket' || target.name === 'ws-tuned' ? undefined : '--quick runs 1000 subscribers only on websocket and ws-tuned; run without --quick';
 }
 
-function plan(): Plan[] {
+/** The datagram lane's fixed-rate cell, and its websocket+tls reference, run whenever its throughput is asked for. */
+const DATAGRAM_LANE = 'webtransport+tls:unreliable';
+
+function plan(options: BenchOptions): Plan[] {
+  const { targets, workloads, quick, sizes, durationMs } = options;
   const plans: Plan[] = [];
+  const datagramRate = workloads.has('throughput') && targets.some((t) => t.name === DATAGRAM_LANE);
   for (const target of targets) {
     if (workloads.has('echo')) for (const size of sizes) plans.push({ target, workload: 'echo', params: { size }, run: (e) => echoRtt(target, e, size, durationMs) });
-    if (workloads.has('echo-rate')) {
-      const rate = POLLING.has(target.name) ? 200 : 2_000;
-      plans.push({ target, workload: 'echo-rate', params: { size: 64, rate }, run: (e) => echoAtRate(target, e, 64, rate, durationMs) });
+    if (workloads.has('echo-rate') || (datagramRate && (target.name === DATAGRAM_LANE || target.name === 'websocket+tls'))) {
+      const rate = isPolling(target) ? 200 : 2_000;
+      plans.push({ target, workload: 'echo-rate', params: { size: 64, rate }, run: (e, p) => echoAtRate(target, e, p, 64, rate, durationMs) });
     }
     if (workloads.has('throughput')) {
       // The headline comparison: even --quick gives it 750 ms, so the JIT has warmed up before the window.
@@ -64,16 +153,18 @@ function plan(): Plan[] {
       plans.push({ target, workload: 'throughput', params: { size: 64, window: 32 }, run: (e, p) => throughput(target, e, p, 64, ms) });
     }
     if (workloads.has('fanout')) {
-      for (const subscribers of [1, 10, 100, 1000]) {
+      // --quick: 10 subscribers only; the 1000-subscriber cost is fanout-max's.
+      for (const subscribers of quick ? [10] : [1, 10, 100, 1000]) {
         const rate = quick ? 50 : 100;
-        const skip = quick && subscribers === 1000 ? quickSkipsThousand(target) : undefined;
-        plans.push({ target, workload: 'fanout', params: { subscribers, rate }, ...(skip ? { skip } : { run: (e, p) => fanOut(target, e, p, subscribers, rate, durationMs) }) });
+        plans.push({ target, workload: 'fanout', params: { subscribers, rate }, run: (e, p) => fanOut(target, e, p, subscribers, rate, durationMs) });
       }
     }
     if (workloads.has('fanout-max')) {
       for (const subscribers of [10, 1000]) {
         const skip = quick && subscribers === 1000 ? quickSkipsThousand(target) : undefined;
-        plans.push({ target, workload: 'fanout-max', params: { subscribers, burst: 64 }, ...(skip ? { skip } : { run: (e, p) => fanOutMaxRate(target, e, p, subscribers, durationMs, 64) }) });
+        // At least 750 ms, like throughput: a 1000-subscriber window needs time to reach steady state.
+        const ms = Math.max(durationMs, 750);
+        plans.push({ target, workload: 'fanout-max', params: { subscribers, window: 32 }, ...(skip ? { skip } : { run: (e, p) => fanOutMaxRate(target, e, p, subscribers, ms, 32) }) });
       }
     }
     const connections = quick ? 10 : 20;
@@ -82,7 +173,7 @@ function plan(): Plan[] {
     if (workloads.has('memory')) plans.push({ target, workload: 'memory', params: { connections: idle }, run: (e, p) => idleMemory(target, e, p, idle) });
     if (workloads.has('pubsub')) plans.push({ target, workload: 'pubsub', params: { topics: 100, subscribers: 50, rate: 200 }, run: (e) => pubSub(target, e, 200, durationMs) });
     if (workloads.has('acked')) {
-      const skip = target.server === 'ws' ? 'raw ws has no receipts: acknowledged delivery needs a protocol on top, which is what the others add' : undefined;
+      const skip = target.server === 'ws' || target.server === 'ws-tuned' ? 'raw ws has no receipts: acknowledged delivery needs a protocol on top, which is what the others add' : undefined;
       plans.push({ target, workload: 'acked', params: { size: 64 }, ...(skip ? { skip } : { run: (e) => ackedDelivery(target, e, durationMs) }) });
     }
     if (workloads.has('wire-bytes')) {
@@ -102,20 +193,31 @@ function plan(): Plan[] {
 }
 
 /** Cells a lane row cannot run, or runs the same as its reliable row, and why. */
-function laneSkips(target: Target, workload: Cell['workload']): string | undefined {
+function laneSkips(target: Target, workload: Workload): string | undefined {
   if (!target.lane || target.lane === 'reliable') return undefined;
   if (workload === 'setup' || workload === 'memory') return 'a lane is chosen per message: connection setup and idle memory are those of the reliable row';
-  if (target.lane === 'unreliable' && !['fanout', 'pubsub'].includes(workload)) {
-    return 'datagrams may be lost or reordered, and this workload pairs replies in order and waits for each; the unreliable lane runs the workloads that count losses (fan-out, pub/sub) and the head-of-line experiment';
+  if (target.lane === 'unreliable' && !['fanout', 'pubsub', 'echo-rate'].includes(workload)) {
+    return 'datagrams may be lost or reordered, and this workload pairs replies in order and waits for each; the unreliable lane runs the workloads that count losses (echo-rate at a fixed rate with server CPU per message, fan-out, pub/sub)';
   }
   return undefined;
 }
 
+/** Why a finished run fails its cell: a reliable delivery lost or misrouted (any lane: misrouted). */
+export function runFailure(target: Target, result: CellResult): string | undefined {
+  const reliable = target.lane !== 'unreliable';
+  const lost = reliable ? (result.lost ?? 0) : 0;
+  const misrouted = result.misrouted ?? 0;
+  if (!lost && !misrouted) return undefined;
+  return [lost ? `${lost} reliable deliveries lost` : '', misrouted ? `${misrouted} misrouted (out of order, duplicated or to the wrong client or topic)` : ''].filter(Boolean).join(', ');
+}
+
 /** Starts the server process for one kind and reads its port. */
-async function startServerProcess(kind: ServerKind): Promise<{ child: ChildProcess; endpoint: Endpoint; probe: ServerProbe }> {
+async function startServerProcess(kind: ServerKind, pin: BenchOptions['pin']): Promise<{ child: ChildProcess; endpoint: Endpoint; probe: ServerProbe }> {
   // BENCH_SERVER_NODE_ARGS adds Node flags to the server process, e.g. '--cpu-prof' to profile it.
   const extra = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const child = fork(path.join(ROOT, 'benchmarks', 'bench-server.ts'), [kind], { execArgv: ['--import', 'tsx', '--expose-gc', ...extra], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  // Every thread of the server (libuv pool, V8's GC helpers too) on the server's CPUs.
+  if (pin) execFileSync('taskset', ['-a', '-cp', pin.server, String(child.pid)], { stdio: 'ignore' });
   const endpoint = await new Promise<Endpoint>((resolve, reject) => {
     let buffer = '';
     child.stdout!.on('data', (data: Buffer) => {
@@ -148,81 +250,127 @@ async function stopServerProcess(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+/** A progress bar on a terminal; one line per step otherwise (a log shows where a run is). */
 function progress(done: number, total: number, label: string): void {
+  if (!process.stderr.isTTY) return void process.stderr.write(`[${done}/${total}] ${label}\n`);
   const width = 30;
   const filled = Math.round((done / total) * width);
   process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${label.padEnd(60).slice(0, 60)}`);
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
+/**
+ * Runs every planned cell in rounds: round i runs every cell once, so the runs of two rows being
+ * compared are interleaved and a change of load on a shared machine hits both alike. All server
+ * processes stay up (idle) for the whole bench. Idle-memory cells go first, while the servers are
+ * fresh: connections that earlier cells left closing would otherwise be freed mid-measurement.
+ * A cell that fails runs no more rounds; it never stops the others.
+ */
+export async function runCells(options: BenchOptions): Promise<Cell[]> {
+  const plans = plan(options);
+  const memoryFirst = [...plans.keys()].sort((a, b) => Number(plans[b]!.workload === 'memory') - Number(plans[a]!.workload === 'memory'));
+  const cells = plans.map((item): Cell => ({ target: item.target.name, tls: item.target.tls, workload: item.workload, params: item.params, status: item.run ? 'ok' : 'skipped', runs: [], elapsedMs: 0, ...(item.skip ? { reason: item.skip } : {}) }));
+  const servers = new Map<ServerKind, Awaited<ReturnType<typeof startServerProcess>>>();
+  const total = plans.filter((p) => p.run).length * options.runs;
+  let done = 0;
+  try {
+    for (const kind of SERVER_KINDS) if (plans.some((p) => p.run && p.target.server === kind)) servers.set(kind, await startServerProcess(kind, options.pin));
+    // Warm-up, not recorded: the first cell of a row would otherwise also time the JIT compiling
+    // that row's paths in the server and in this process (the first of three runs measured at a
+    // fifth of the others' throughput here).
+    for (const target of new Set(plans.filter((p) => p.run).map((p) => p.target))) {
+      if (target.lane === 'unreliable') continue;
+      progress(done, total, `warming up ${target.name}`);
+      const server = servers.get(target.server)!;
+      await throughput(target, server.endpoint, server.probe, 64, options.quick ? WARM_UP_MS / 5 : WARM_UP_MS).catch(() => undefined);
+    }
+    for (let round = 0; round < options.runs; round++) {
+      for (const i of memoryFirst) {
+        const item = plans[i]!;
+        const cell = cells[i]!;
+        if (!item.run || cell.status !== 'ok') continue;
+        progress(done++, total, `round ${round + 1}: ${item.target.name} ${item.workload} ${describeParams(item.params)}`);
+        const server = servers.get(item.target.server)!;
+        const started = performance.now();
+        try {
+          const result = await item.run(server.endpoint, server.probe);
+          cell.runs.push(result);
+          const failure = runFailure(item.target, result);
+          if (failure) throw new Error(`run ${round + 1}: ${failure}`);
+        } catch (error) {
+          cell.status = 'failed';
+          cell.reason = (error as Error).message;
+        }
+        cell.elapsedMs! += Math.round(performance.now() - started);
+      }
+    }
+  } finally {
+    for (const server of servers.values()) await stopServerProcess(server.child);
+  }
+  progress(total, total, 'done');
+  if (process.stderr.isTTY) process.stderr.write('\n');
+  for (const cell of cells) if (cell.status === 'ok') Object.assign(cell, summarizeRuns(cell, cell.runs));
+  return cells;
 }
 
-async function main(): Promise<void> {
-  const plans = plan();
-  const cells: Cell[] = [];
-  const started = Date.now();
-  let done = 0;
-  for (const kind of ['switchyard', 'ws', 'socketio'] as const) {
-    // Idle memory first, while the server process is fresh: connections that earlier cells left
-    // closing (slow close handshakes, retired polling sessions) would otherwise be freed mid-measurement.
-    const mine = plans.filter((p) => p.target.server === kind).sort((a, b) => Number(b.workload === 'memory') - Number(a.workload === 'memory'));
-    if (mine.length === 0) continue;
-    const server = await startServerProcess(kind);
-    try {
-      for (const item of mine) {
-        progress(done, plans.length, `${item.target.name} ${item.workload} ${describeParams(item.params)}`);
-        const cell: Cell = { target: item.target.name, tls: item.target.tls, workload: item.workload, params: item.params, status: 'skipped', runs: [] };
-        const cellStarted = performance.now();
-        if (item.skip || !item.run) cell.reason = item.skip;
-        else {
-          try {
-            for (let i = 0; i < runs; i++) cell.runs.push(await item.run(server.endpoint, server.probe));
-            const figures = cell.runs.map((r) => headline(cell, r) ?? 0);
-            const middle = median(figures);
-            cell.result = cell.runs[figures.indexOf(middle)];
-            cell.spread = middle ? Math.round(((Math.max(...figures) - Math.min(...figures)) / middle) * 1000) / 1000 : 0;
-            cell.status = 'ok';
-          } catch (error) {
-            cell.status = 'failed';
-            cell.reason = (error as Error).message;
-          }
-        }
-        cell.elapsedMs = Math.round(performance.now() - cellStarted);
-        cells.push(cell);
-        done++;
-      }
-    } finally {
-      await stopServerProcess(server.child);
-    }
-  }
-  progress(done, plans.length, `done in ${Math.round((Date.now() - started) / 1000)} s`);
-  process.stderr.write('\n');
+type Figure = { target: string; workload: Workload; params?: Record<string, number>; figure: string };
 
-  const find = (target: string, workload: Cell['workload'], params?: Record<string, number>) =>
-    cells.find((c) => c.target === target && c.workload === workload && c.status === 'ok' && (!params || Object.entries(params).every(([k, v]) => c.params[k] === v)))?.result;
-  const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? Math.round((a / b) * 100) / 100 : null);
-  const wsThroughput = find('websocket', 'throughput')?.msgsPerSec;
-  const goals: BenchReport['targets'] = [
-    { name: 'websocket / raw ws echo throughput (64 B)', value: ratio(wsThroughput, find('ws', 'throughput')?.msgsPerSec), goal: '≥ 0.9', met: null },
-    { name: 'websocket / socket.io-websocket echo throughput (64 B)', value: ratio(wsThroughput, find('socket.io-websocket', 'throughput')?.msgsPerSec), goal: '≥ 2', met: null },
-    { name: 'long-polling / socket.io-polling p50 echo RTT (64 B)', value: ratio(find('long-polling', 'echo', { size: 64 })?.latency?.p50, find('socket.io-polling', 'echo', { size: 64 })?.latency?.p50), goal: '≤ 0.25', met: null },
-    { name: 'fan-out to 1000 websocket subscribers (max rate): deliveries per server CPU-second', value: find('websocket', 'fanout-max', { subscribers: 1000 })?.deliveriesPerCpuSecond ?? null, goal: '≥ 1000000', met: null },
-  ];
-  for (const goal of goals) {
-    if (goal.value === null) continue;
-    const [op, bound] = goal.goal.split(' ');
-    goal.met = op === '≥' ? goal.value >= Number(bound) : goal.value <= Number(bound);
+/** The target lines of issues 13 and 14, each computed from cells of this run (each figure its median across runs). */
+export function goals(cells: Cell[], targets: readonly Target[]): Goal[] {
+  const value = ({ target, workload, params, figure }: Figure): number | undefined => {
+    const cell = cells.find((c) => c.target === target && c.workload === workload && c.status === 'ok' && (!params || Object.entries(params).every(([k, v]) => c.params[k] === v)));
+    // Zero is no measurement (a cell with no samples), never a ratio's numerator.
+    return cell?.medians?.[figure] || undefined;
+  };
+  const present = new Set(targets.map((t) => t.name));
+  const out: Goal[] = [];
+  /** A goal `a / b <op> bound` (or the figure `a` alone when b is absent), listed when any of its rows is in this run. */
+  const add = (issue: number, name: string, goal: string, a: Figure, b?: Figure) => {
+    if (!present.has(a.target) && !(b && present.has(b.target))) return;
+    const x = value(a);
+    const y = b ? value(b) : 1;
+    const describe = (f: Figure, v: number | undefined) => `${f.target} ${f.workload}${f.params?.size ? ` ${f.params.size} B` : ''}${f.params?.subscribers ? ` ${f.params.subscribers} subscribers` : ''} ${f.figure} ${v ?? 'not run'}`;
+    const detail = b ? `${describe(a, x)} / ${describe(b, y)}` : describe(a, x);
+    const v = x !== undefined && y ? Math.round((x / y) * 1000) / 1000 : null;
+    const [op, bound] = goal.split(' ');
+    const met = v === null ? null : op === '≥' ? v >= Number(bound) : v <= Number(bound);
+    out.push({ issue, name, value: v === null ? null : b ? v : Math.round(v), goal, met, detail });
+  };
+  for (const tls of ['', '+tls']) {
+    add(13, `websocket${tls} / ws-tuned${tls} echo throughput (64 B, 32 in flight)`, '≥ 0.9', { target: `websocket${tls}`, workload: 'throughput', figure: 'msgsPerSec' }, { target: `ws-tuned${tls}`, workload: 'throughput', figure: 'msgsPerSec' });
+    add(13, `ws-tuned${tls} / websocket${tls} server CPU per message (≥ 0.9: ours costs at most 1.11x)`, '≥ 0.9', { target: `ws-tuned${tls}`, workload: 'throughput', figure: 'serverCpuMicrosPerMsg' }, { target: `websocket${tls}`, workload: 'throughput', figure: 'serverCpuMicrosPerMsg' });
+    add(13, `websocket${tls} fan-out to 1000, publishes one at a time: deliveries per server CPU-second`, '≥ 1000000', { target: `websocket${tls}`, workload: 'fanout-max', params: { subscribers: 1000 }, figure: 'deliveriesPerCpuSecond' });
+    add(13, `websocket${tls} / ws-tuned${tls} fan-out to 1000: deliveries per server CPU-second`, '≥ 1', { target: `websocket${tls}`, workload: 'fanout-max', params: { subscribers: 1000 }, figure: 'deliveriesPerCpuSecond' }, { target: `ws-tuned${tls}`, workload: 'fanout-max', params: { subscribers: 1000 }, figure: 'deliveriesPerCpuSecond' });
+    // Against the faster of Socket.IO's keep-alive rows (binary or string payloads), whichever ran.
+    const socketIoPolling = [`socket.io-polling-keepalive${tls}`, `socket.io-polling-keepalive-text${tls}`]
+      .map((target) => ({ target, workload: 'echo' as const, params: { size: 64 }, figure: 'p50' }))
+      .sort((p, q) => (value(p) ?? Infinity) - (value(q) ?? Infinity))[0]!;
+    add(13, `long-polling${tls} / Socket.IO polling with keep-alive p50 echo RTT (64 B)`, '≤ 0.25', { target: `long-polling${tls}`, workload: 'echo', params: { size: 64 }, figure: 'p50' }, socketIoPolling);
+    add(13, `websocket${tls} / socket.io-websocket${tls} echo throughput`, '≥ 2', { target: `websocket${tls}`, workload: 'throughput', figure: 'msgsPerSec' }, { target: `socket.io-websocket${tls}`, workload: 'throughput', figure: 'msgsPerSec' });
   }
+  const wt = 'webtransport+tls';
+  const ref = 'websocket+tls';
+  add(14, `${wt} / ${ref} server CPU per echoed message (throughput)`, '≤ 2', { target: wt, workload: 'throughput', figure: 'serverCpuMicrosPerMsg' }, { target: ref, workload: 'throughput', figure: 'serverCpuMicrosPerMsg' });
+  add(14, `${wt} / ${ref} echo p50 RTT (64 B)`, '≤ 1.5', { target: wt, workload: 'echo', params: { size: 64 }, figure: 'p50' }, { target: ref, workload: 'echo', params: { size: 64 }, figure: 'p50' });
+  add(14, `${wt} / ${ref} echo p50 RTT (1 MiB)`, '≤ 2', { target: wt, workload: 'echo', params: { size: 1_048_576 }, figure: 'p50' }, { target: ref, workload: 'echo', params: { size: 1_048_576 }, figure: 'p50' });
+  add(14, `${DATAGRAM_LANE} / ${ref} server CPU per message at a fixed rate (echo-rate)`, '≤ 1.5', { target: DATAGRAM_LANE, workload: 'echo-rate', figure: 'serverCpuMicrosPerMsg' }, { target: ref, workload: 'echo-rate', figure: 'serverCpuMicrosPerMsg' });
+  return out.filter((g) => g.issue !== 14 || [wt, DATAGRAM_LANE].some((t) => present.has(t)));
+}
 
-  const commit = (() => {
-    try {
-      return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }).toString().trim();
-    } catch {
-      return 'unknown';
-    }
-  })();
+function gitCommit(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }).toString().trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT }).toString().trim();
+    return dirty ? `${commit}+changes` : commit;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Runs a whole benchmark and builds its report; exit code 1 when a cell failed. */
+export async function runBench(options: BenchOptions): Promise<{ report: BenchReport; exitCode: number }> {
+  // Read before the run: the code that ran, not what the tree holds when it ends.
+  const commit = gitCommit();
+  const cells = await runCells(options);
   const report: BenchReport = {
     schemaVersion: 1,
     meta: {
@@ -233,54 +381,53 @@ async function main(): Promise<void> {
       cpu: os.cpus()[0]?.model ?? 'unknown',
       cores: os.cpus().length,
       memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      options: { quick, durationMs, runs, sizes, workloads: [...workloads], targets: targets.map((t) => t.name) },
+      options: { quick: options.quick, durationMs: options.durationMs, runs: options.runs, sizes: options.sizes, workloads: [...options.workloads], targets: options.targets.map((t) => t.name) },
+      command: options.command,
+      clientWritePolicy: CLIENT_WRITE_POLICY,
+      pinning: options.pin,
+      rows: options.targets.map((t) => ({ name: t.name, description: t.description, ...(t.variant ? { variant: t.variant } : {}) })),
     },
     cells,
-    targets: goals,
+    targets: goals(cells, options.targets),
   };
-  await mkdir(args.out!, { recursive: true });
+  return { report, exitCode: cells.some((c) => c.status === 'failed') ? 1 : 0 };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let options;
+  try {
+    options = parseOptions(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`bench: ${error.message} (see --help)\n`);
+    return 2;
+  }
+  if (options === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (options.markdown) {
+    process.stdout.write(`${markdownTables(JSON.parse(await readFile(options.markdown, 'utf8')) as BenchReport)}\n`);
+    return 0;
+  }
+  if (options.pin) execFileSync('taskset', ['-a', '-cp', options.pin.loadGenerator, String(process.pid)], { stdio: 'ignore' });
+  const started = Date.now();
+  const { report, exitCode } = await runBench(options);
+  await mkdir(options.out, { recursive: true });
   const stamp = report.meta.date.replaceAll(':', '-').slice(0, 19);
-  const jsonFile = path.join(args.out!, `bench-${stamp}.json`);
-  const htmlFile = path.join(args.out!, `bench-${stamp}.html`);
-  await writeFile(jsonFile, JSON.stringify(report, null, 2));
+  const jsonFile = path.join(options.out, `bench-${stamp}.json`);
+  const htmlFile = path.join(options.out, `bench-${stamp}.html`);
+  await writeFile(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
   await writeFile(htmlFile, await renderHtml(report));
 
-  const rows: Record<string, Record<string, string>> = {};
-  for (const cell of cells) {
-    if (cell.status === 'skipped' && cell.reason?.startsWith('not implemented')) continue;
-    const column = `${cell.workload} ${describeParams(cell.params)}`;
-    (rows[column] ??= {})[cell.target] = cell.status === 'ok' ? shortFigure(cell) : cell.status;
-  }
-  console.table(rows);
-  console.log('\nTargets (ratios measured in this run):');
-  for (const goal of goals) console.log(`  ${goal.met === null ? '?' : goal.met ? '✓' : '✗'} ${goal.name}: ${goal.value ?? 'n/a'} (goal ${goal.goal})`);
-  console.log(`\nPer-cell detail: ${cells.filter((c) => c.status !== 'ok').length} cells not run (see reasons in JSON).\n${jsonFile}\n${htmlFile}`);
-  void formatCell; // detail formatting is used by the lab
+  console.log(`${options.command}\nclient write policy: ${CLIENT_WRITE_POLICY}; ${options.pin ? `load generator on CPU ${options.pin.loadGenerator}, server on CPU ${options.pin.server}` : 'not pinned'}; each figure the median of ${options.runs} run(s)\n`);
+  const variants = report.meta.rows!.filter((r) => r.variant);
+  if (variants.length) console.log(`${variants.map((r) => `  ${r.name} (${r.variant}): ${r.description}`).join('\n')}\n`);
+  console.log(textTables(report));
+  if (report.targets.length) console.log(`\nTargets (ratios measured in this run):\n${goalLines(report.targets)}`);
+  const failed = report.cells.filter((c) => c.status === 'failed');
+  console.log(`\n${failed.length ? `${failed.length} cell(s) FAILED: ${failed.map((c) => `${c.target} ${c.workload} ${describeParams(c.params)}`).join('; ')}\n` : ''}${Math.round((Date.now() - started) / 1000)} s\n${jsonFile}\n${htmlFile}`);
+  return exitCode;
 }
 
-function shortFigure(cell: Cell): string {
-  const r = cell.result!;
-  switch (cell.workload) {
-    case 'echo':
-      return `${r.latency!.p50}/${r.latency!.p99} µs`;
-    case 'throughput':
-      return `${r.msgsPerSec}/s ${r.serverCpuMicrosPerMsg ?? '?'}/${r.clientCpuMicrosPerMsg ?? '?'}µs`;
-    case 'fanout':
-      return `${r.msgsPerSec}/s p99 ${Math.round(r.latency!.p99 / 1000)}ms`;
-    case 'fanout-max':
-      return `${r.msgsPerSec}/s ${r.serverCpuMicrosPerMsg ?? '?'}µs`;
-    case 'setup':
-      return `${r.setupMs} ms`;
-    case 'memory':
-      return `${Math.round((r.bytesPerIdleConnection ?? 0) / 1024)} KiB`;
-    case 'pubsub':
-      return `p99 ${Math.round(r.latency!.p99 / 1000)}ms lost ${r.lost} wrong ${r.misrouted}`;
-    case 'acked':
-    case 'echo-rate':
-      return `${r.latency!.p50}/${r.latency!.p99} µs`;
-    case 'wire-bytes':
-      return `${r.wireBytesPerMessage} B`;
-  }
-}
-
-await main();
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) process.exitCode = await main(process.argv.slice(2));

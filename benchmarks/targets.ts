@@ -1,19 +1,34 @@
 /**
  * What a workload drives: one uniform client over every system under test — Switchyard on each
- * transport (plain and TLS), raw `ws` (no abstraction), Socket.IO over websocket and polling. Each
- * offers echo-to-self through the server and topic fan-out, the two operations every workload
- * is built from, so the workloads are identical across systems.
+ * transport (plain and TLS), raw `ws` served naively and tuned, Socket.IO over websocket and
+ * polling. Each offers send-to-self through the server and topic fan-out, the two operations every
+ * workload is built from, so the workloads are identical across systems.
+ *
+ * Client write policy, the same for every row: each message is handed to the socket on its own
+ * (one write per message, nothing corked or batched by the load generator). Our Node client corks
+ * its flushes, so its WebSocket here is `ws` without the cork hook; `ws` and Socket.IO clients
+ * write per message anyway. The `websocket` rows use a bare `ws` client speaking our envelope
+ * protocol, the very client of the ws rows, so those comparisons are between servers.
  */
+import http from 'node:http';
+import https from 'node:https';
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import type { Delivery } from '../transports/client.ts';
+import { decodeEnvelope, encodeEnvelope, type ClientCommand } from '../transports/codec/envelope.ts';
 import { createClient } from '../transports/node-webtransport.ts';
-import type { Lane, TransportName } from '../transports/transport.ts';
-import { RawOp, rawPayload, rawTopic, type ServerKind } from './raw-protocol.ts';
+import type { ClientTransportOptions, Lane, TransportName } from '../transports/transport.ts';
+import { connectWebSocket, type WebSocketConstructor } from '../transports/websocket/client.ts';
+import { RawOp, rawPayload, rawPublishFrame, rawTopic, type ServerKind } from './raw-protocol.ts';
+
+/** The load generator's write policy, stated in every report. */
+export const CLIENT_WRITE_POLICY = 'one write per message on every client: nothing corked or batched by the load generator';
 
 export interface BenchClient {
-  /** Sends to itself through the server; resolves when it is back (FIFO: several may be in flight). */
-  echo(payload: Uint8Array): Promise<void>;
+  /** Sends `payload` to this client itself through the server (an echo). */
+  sendToSelf(payload: Uint8Array): void;
+  /** Called with each payload this client sent to itself, as it comes back. */
+  onEcho(listener: (payload: Uint8Array) => void): void;
   subscribe(topic: string): Promise<void>;
   publish(topic: string, payload: Uint8Array): void;
   /** Called with each published payload this client receives, and its topic. */
@@ -26,53 +41,57 @@ export interface BenchClient {
 }
 
 export interface Target {
-  /** Row label, e.g. `websocket+tls`, `ws`, `socket.io-polling`. */
+  /** Row label, e.g. `websocket+tls`, `ws-tuned`, `socket.io-polling-keepalive`. */
   readonly name: string;
   readonly server: ServerKind;
   readonly tls: boolean;
-  /** Why this target cannot run here, if it cannot. */
-  readonly unavailable?: string;
-  /** The lane every message goes on (Switchyard targets); unreliable lanes may lose messages. */
+  /** What kind of peer this is, for readers: `naive` is how most users write it, `tuned` as its docs advise. */
+  readonly variant?: 'naive' | 'tuned';
+  /** One line on what this row is. */
+  readonly description: string;
+  /** The lane every message goes on (Switchyard targets); unreliable lanes may lose and reorder messages. */
   readonly lane?: Lane;
   connect(endpoint: { port: number; certPem: string | null }): Promise<BenchClient>;
 }
 
-/** FIFO of echo promises: each transport keeps order, so the oldest waiter gets the next echo. */
-function echoQueue() {
-  const waiting: (() => void)[] = [];
-  return {
-    wait: () => new Promise<void>((resolve) => waiting.push(resolve)),
-    arrived: () => waiting.shift()?.(),
-  };
+/** Our `websocket` client over plain `ws` (no cork hook): it then writes each message as it is sent. */
+function perMessageWebSocket(options: ClientTransportOptions & { ca?: string }) {
+  const tls = options.ca === undefined ? {} : { ca: options.ca };
+  class PlainWebSocket extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols, { ...tls, perMessageDeflate: false });
+    }
+  }
+  return connectWebSocket({ binaryType: 'nodebuffer', ...options, WebSocket: PlainWebSocket as unknown as WebSocketConstructor });
 }
 
+/** Switchyard through our Node client (`createClient`), as an application runs it. */
 function switchyard(transport: TransportName, tls: boolean, lane: Lane = 'reliable'): Target {
   return {
-    name: `${transport}${tls ? '+tls' : ''}${lane === 'reliable' ? '' : `:${lane.split(':')[0]}`}`,
+    name: `${transport}${transport === 'websocket' ? '-node' : ''}${tls ? '+tls' : ''}${lane === 'reliable' ? '' : `:${lane.split(':')[0]}`}`,
     server: 'switchyard',
     tls,
     lane,
+    description: `Switchyard ${transport}${tls ? ' over TLS' : ''} through our Node client${lane === 'reliable' ? '' : `, every message on the ${lane.split(':')[0]} lane`}`,
     async connect({ port, certPem }) {
       const client = createClient({
         url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
         transports: transport,
         reconnect: false,
         transportOptions: tls ? { ca: certPem ?? undefined } : {},
+        connectors: { websocket: perMessageWebSocket },
       });
-      const echoes = echoQueue();
+      let echoed: (payload: Uint8Array) => void = () => undefined;
       let published: (payload: Uint8Array, topic: string) => void = () => undefined;
       client.on('message', (delivery: Delivery) => {
-        if (delivery.kind === 'send') echoes.arrived();
+        if (delivery.kind === 'send') echoed(delivery.data as Uint8Array);
         else if (delivery.kind === 'topic') published(delivery.data as Uint8Array, delivery.to!);
       });
       await client.connect();
       const self = client.id!;
       return {
-        echo: (payload) => {
-          const back = echoes.wait();
-          void client.send(self, payload, { lane });
-          return back;
-        },
+        sendToSelf: (payload) => void client.send(self, payload, { lane }),
+        onEcho: (listener) => void (echoed = listener),
         subscribe: (topic) => client.subscribe(topic),
         publish: (topic, payload) => void client.publish(topic, payload, { lane }),
         onPublished: (listener) => void (published = listener),
@@ -88,42 +107,92 @@ function switchyard(transport: TransportName, tls: boolean, lane: Lane = 'reliab
   };
 }
 
-function rawWs(tls: boolean): Target {
+/**
+ * Switchyard's `websocket` transport driven by a bare `ws` client speaking the envelope protocol:
+ * the same client library, write policy and per-message work (one envelope encoded or decoded) as
+ * the ws rows, so those rows compare servers, not clients. `websocket-node` rows use our Node client.
+ */
+function switchyardWire(tls: boolean): Target {
   return {
-    name: `ws${tls ? '+tls' : ''}`,
-    server: 'ws',
+    name: `websocket${tls ? '+tls' : ''}`,
+    server: 'switchyard',
     tls,
+    description: `Switchyard websocket${tls ? ' over TLS' : ''}, driven by a bare ws client speaking the envelope protocol (the ws rows' client)`,
     async connect({ port, certPem }) {
-      const socket = new WebSocket(`${tls ? 'wss' : 'ws'}://127.0.0.1:${port}`, { perMessageDeflate: false, ca: certPem ?? undefined });
-      const echoes = echoQueue();
-      let published: (payload: Uint8Array, topic: string) => void = () => undefined;
+      const socket = new WebSocket(`${tls ? 'wss' : 'ws'}://127.0.0.1:${port}/ws`, { perMessageDeflate: false, ca: certPem ?? undefined });
       socket.binaryType = 'nodebuffer';
-      socket.on('message', (data: Buffer) => {
-        if (data[0] === RawOp.echo) echoes.arrived();
-        else if (data[0] === RawOp.publish) published(rawPayload(data), rawTopic(data));
+      let echoed: (payload: Uint8Array) => void = () => undefined;
+      let published: (payload: Uint8Array, topic: string) => void = () => undefined;
+      const acks = new Map<string, () => void>();
+      let welcomed: (id: string) => void = () => undefined;
+      const welcome = new Promise<string>((resolve) => void (welcomed = resolve));
+      socket.on('message', (data: Buffer, isBinary: boolean) => {
+        const envelope = decodeEnvelope(isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString());
+        if (envelope.t === 'message') {
+          if (envelope.kind === 'send') echoed(envelope.data as Uint8Array);
+          else if (envelope.kind === 'topic') published(envelope.data as Uint8Array, envelope.to!);
+        } else if (envelope.t === 'ack') {
+          acks.get(envelope.id)?.();
+          acks.delete(envelope.id);
+        } else if (envelope.t === 'welcome') welcomed(envelope.clientId);
       });
       await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
-      const send = (op: number, payload: Uint8Array) => {
-        payload[0] = op; // byte 0 is reserved by the workloads for this
-        socket.send(payload);
-      };
+      socket.send(encodeEnvelope({ t: 'hello' }));
+      const self = await welcome;
+      let nextId = 0;
+      const acked = (command: ClientCommand) =>
+        new Promise<void>((resolve) => {
+          const id = `b${nextId++}`;
+          acks.set(id, resolve);
+          socket.send(encodeEnvelope({ ...command, id } as ClientCommand));
+        });
       return {
-        echo: (payload) => {
-          const back = echoes.wait();
-          send(RawOp.echo, payload);
-          return back;
+        sendToSelf: (payload) => socket.send(encodeEnvelope({ t: 'send', to: self, data: payload })),
+        onEcho: (listener) => void (echoed = listener),
+        subscribe: (topic) => acked({ t: 'subscribe', topic }),
+        publish: (topic, payload) => socket.send(encodeEnvelope({ t: 'publish', topic, data: payload })),
+        onPublished: (listener) => void (published = listener),
+        acked: (payload) => acked({ t: 'publish', topic: 'receipts', data: payload }),
+        close: () => socket.close(),
+      };
+    },
+  };
+}
+
+/** A `ws` client of the one-byte raw protocol; `tuned` only changes the server it talks to. */
+function rawWs(tls: boolean, tuned: boolean): Target {
+  return {
+    name: `ws${tuned ? '-tuned' : ''}${tls ? '+tls' : ''}`,
+    server: tuned ? 'ws-tuned' : 'ws',
+    tls,
+    variant: tuned ? 'tuned' : 'naive',
+    description: tuned
+      ? 'raw ws server, tuned: socket corked for the event-loop turn, a fan-out framed once (WebSocket.Sender.frame) and that frame written to every subscriber'
+      : 'raw ws server, naive: ws.send per message and per subscriber',
+    async connect({ port, certPem }) {
+      const socket = new WebSocket(`${tls ? 'wss' : 'ws'}://127.0.0.1:${port}`, { perMessageDeflate: false, ca: certPem ?? undefined });
+      let echoed: (payload: Uint8Array) => void = () => undefined;
+      let published: (payload: Uint8Array, topic: string) => void = () => undefined;
+      socket.binaryType = 'nodebuffer';
+      const subscribed: (() => void)[] = [];
+      socket.on('message', (data: Buffer) => {
+        if (data[0] === RawOp.echo) echoed(data);
+        else if (data[0] === RawOp.publish) published(rawPayload(data), rawTopic(data));
+        else if (data[0] === RawOp.subscribe) subscribed.shift()?.();
+      });
+      await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+      return {
+        sendToSelf: (payload) => {
+          payload[0] = RawOp.echo; // byte 0 is reserved by the workloads for this
+          socket.send(payload);
         },
-        subscribe: async (topic) => {
-          send(RawOp.subscribe, Uint8Array.of(0, ...new TextEncoder().encode(topic)));
-          // Subscriptions are fire-and-forget here; an echo proves the server has processed it.
-          const back = echoes.wait();
-          send(RawOp.echo, new Uint8Array(1));
-          await back;
-        },
-        publish: (topic, payload) => {
-          const name = new TextEncoder().encode(topic);
-          socket.send(Uint8Array.of(RawOp.publish, name.length, ...name, ...payload));
-        },
+        onEcho: (listener) => void (echoed = listener),
+        subscribe: (topic) =>
+          new Promise<void>((resolve) => {
+            subscribed.push(resolve);
+            socket.send(Uint8Array.of(RawOp.subscribe, ...new TextEncoder().encode(topic)));
+          }),
+        publish: (topic, payload) => socket.send(rawPublishFrame(topic, payload)),
         onPublished: (listener) => void (published = listener),
         close: () => socket.close(),
       };
@@ -131,34 +200,51 @@ function rawWs(tls: boolean): Target {
   };
 }
 
-function socketIo(transport: 'websocket' | 'polling', tls: boolean): Target {
+/**
+ * Socket.IO 4. `keepAlive` gives the Node polling client a keep-alive agent (without one it opens a
+ * connection, and under TLS a handshake, per request); `text` sends payloads as strings (one
+ * packet) instead of bytes (a binary attachment is a second packet).
+ */
+function socketIo(transport: 'websocket' | 'polling', tls: boolean, options: { keepAlive?: boolean; text?: boolean } = {}): Target {
+  const { keepAlive = false, text = false } = options;
+  const name = `socket.io-${transport}${keepAlive ? '-keepalive' : ''}${text ? '-text' : ''}${tls ? '+tls' : ''}`;
+  const naive = transport === 'polling' && !keepAlive;
   return {
-    name: `socket.io-${transport}${tls ? '+tls' : ''}`,
+    name,
     server: 'socketio',
     tls,
+    ...(transport === 'polling' ? { variant: naive ? ('naive' as const) : ('tuned' as const) } : {}),
+    description: `Socket.IO 4 over ${transport}${naive ? ', default Node client (a new connection per request)' : keepAlive ? ', keep-alive agent' : ''}, ${text ? 'string payloads (latin1, one packet)' : 'binary payloads (two packets each)'}`,
     async connect({ port, certPem }) {
-      const socket: Socket = io(`${tls ? 'https' : 'http'}://127.0.0.1:${port}`, { transports: [transport], reconnection: false, forceNew: true, ...(tls && certPem ? { ca: certPem } : {}) });
-      const echoes = echoQueue();
+      const ca = tls && certPem ? { ca: certPem } : {};
+      const keepAliveAgent = keepAlive ? (tls ? new https.Agent({ keepAlive: true, ...ca }) : new http.Agent({ keepAlive: true })) : undefined;
+      // socket.io-client types `agent` as string | boolean; engine.io-client hands it to Node's http(s).request.
+      const agent = keepAliveAgent ? { agent: keepAliveAgent as unknown as string } : {};
+      const socket: Socket = io(`${tls ? 'https' : 'http'}://127.0.0.1:${port}`, { transports: [transport], reconnection: false, forceNew: true, ...ca, ...agent });
+      const encode = (payload: Uint8Array): Uint8Array | string => (text ? Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('latin1') : payload);
+      const decode = (data: Uint8Array | string): Uint8Array => (typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
+      let echoed: (payload: Uint8Array) => void = () => undefined;
       let published: (payload: Uint8Array, topic: string) => void = () => undefined;
-      socket.on('echo', () => echoes.arrived());
-      socket.on('message', (topic: string, data: Uint8Array) => published(data, topic));
+      socket.on('echo', (data: Uint8Array | string) => echoed(decode(data)));
+      socket.on('subscribed', () => subscribed.shift()?.());
+      socket.on('message', (topic: string, data: Uint8Array | string) => published(decode(data), topic));
+      const subscribed: (() => void)[] = [];
       await new Promise((resolve, reject) => socket.once('connect', () => resolve(undefined)).once('connect_error', reject));
       return {
-        echo: (payload) => {
-          const back = echoes.wait();
-          socket.emit('echo', payload);
-          return back;
-        },
-        subscribe: async (topic) => {
-          socket.emit('subscribe', topic);
-          const back = echoes.wait();
-          socket.emit('echo', new Uint8Array(1));
-          await back;
-        },
-        publish: (topic, payload) => void socket.emit('publish', topic, payload),
+        sendToSelf: (payload) => void socket.emit('echo', encode(payload)),
+        onEcho: (listener) => void (echoed = listener),
+        subscribe: (topic) =>
+          new Promise<void>((resolve) => {
+            subscribed.push(resolve);
+            socket.emit('subscribe', topic);
+          }),
+        publish: (topic, payload) => void socket.emit('publish', topic, encode(payload)),
         onPublished: (listener) => void (published = listener),
-        acked: (payload) => new Promise<void>((resolve) => socket.emit('acked', payload, () => resolve())),
-        close: () => socket.close(),
+        acked: (payload) => new Promise<void>((resolve) => socket.emit('acked', encode(payload), () => resolve())),
+        close: () => {
+          socket.close();
+          keepAliveAgent?.destroy();
+        },
       };
     },
   };
@@ -166,6 +252,8 @@ function socketIo(transport: 'websocket' | 'polling', tls: boolean): Target {
 
 /** Every system under test, in report order. */
 export const TARGETS: readonly Target[] = [
+  switchyardWire(false),
+  switchyardWire(true),
   switchyard('websocket', false),
   switchyard('websocket', true),
   switchyard('long-polling', false),
@@ -175,10 +263,18 @@ export const TARGETS: readonly Target[] = [
   switchyard('webtransport', true),
   switchyard('webtransport', true, 'channel:bench'),
   switchyard('webtransport', true, 'unreliable'),
-  rawWs(false),
-  rawWs(true),
+  rawWs(false, false),
+  rawWs(true, false),
+  rawWs(false, true),
+  rawWs(true, true),
   socketIo('websocket', false),
   socketIo('websocket', true),
+  socketIo('websocket', false, { text: true }),
+  socketIo('websocket', true, { text: true }),
   socketIo('polling', false),
   socketIo('polling', true),
+  socketIo('polling', false, { keepAlive: true }),
+  socketIo('polling', true, { keepAlive: true }),
+  socketIo('polling', false, { keepAlive: true, text: true }),
+  socketIo('polling', true, { keepAlive: true, text: true }),
 ];

@@ -1,9 +1,14 @@
 /**
  * The workloads, each written once against `BenchClient` so it runs unchanged on every target.
  * Latency goes into Node's HdrHistogram (`perf_hooks.createHistogram`, nanoseconds). Closed-loop
- * runs (echo, throughput) measure from the actual send; the open-loop fan-out measures from the
- * *intended* send time of a fixed schedule, so a stalled server cannot hide its backlog
- * (coordinated omission). The first 20 % of every run is warm-up and not recorded.
+ * runs (echo, throughput) measure from the actual send; open-loop runs (echo-rate, fanout, pubsub)
+ * measure from the *intended* send time of a fixed schedule, so a stalled server cannot hide its
+ * backlog (coordinated omission), and report the rate the generator actually achieved. The first
+ * 20 % of every run is warm-up and not recorded.
+ *
+ * Every message carries a sequence number, and every workload counts what was lost (never came
+ * back) and misrouted (came back out of order, twice, to the wrong client or on the wrong topic):
+ * on a reliable lane either one fails the cell.
  */
 import net from 'node:net';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
@@ -44,17 +49,31 @@ export interface CellResult {
   deliveriesPerCpuSecond?: number;
   setupMs?: number;
   bytesPerIdleConnection?: number;
+  /** Messages sent (or deliveries expected) that never arrived. */
   lost?: number;
+  /** Deliveries that arrived out of order, twice, at the wrong client or on the wrong topic. */
+  misrouted?: number;
+  /** Open loop: the rate asked for, per second. */
+  targetRate?: number;
+  /** Open loop: the rate the load generator actually sent at over the measured window, per second. */
+  achievedRate?: number;
   /** Open-loop sends the load generator itself made more than 1 ms late (it could not keep the schedule). */
   lateSends?: number;
-  /** Pub/sub: deliveries of a topic to a client that did not subscribe to it (must be 0). */
-  misrouted?: number;
+  /** Open loop: the generator fell behind its schedule (achieved < 97 % of the rate, or > 1 % of sends late). */
+  generatorBehind?: boolean;
   /** TCP or UDP payload bytes per message, both directions and all framing (HTTP, TLS, QUIC) included. */
   wireBytesPerMessage?: number;
 }
 
 const WARMUP = 0.2;
 const CDF_POINTS = [0, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 100];
+/**
+ * A reliable reply or delivery that has not come this long after the last progress is lost (a
+ * 1 MiB echo over Socket.IO polling took over 5 s on the loaded 2-core VM, hence the margin).
+ */
+const LOST_AFTER_MS = 10_000;
+/** A closed-loop echo cell runs past its duration until it has this many measured round trips. */
+const MIN_SAMPLES = 5;
 
 export function summarize(histogram: RecordableHistogram): LatencySummary {
   const micros = (ns: number) => Math.round(ns / 10) / 100;
@@ -69,21 +88,94 @@ export function summarize(histogram: RecordableHistogram): LatencySummary {
   };
 }
 
+/** Thrown when reliable messages never arrive; the runner fails the cell with this message. */
+export class LostMessagesError extends Error {
+  constructor(readonly lost: number, what: string) {
+    super(`${lost} ${what} never arrived (nothing for ${LOST_AFTER_MS / 1000} s)`);
+  }
+}
+
+/** Byte 0 is the raw ws peer's op code; bytes 4–7 an echo's sequence number; 8–19 a fan-out's stamp. */
+const SEQUENCE_OFFSET = 4;
+
 function payloadOf(size: number): Uint8Array {
-  return new Uint8Array(Math.max(size, 16));
+  return new Uint8Array(Math.max(size, 20));
+}
+
+function view(payload: Uint8Array): DataView {
+  return new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+}
+
+/**
+ * Closed-loop echoes over one client: each `echo` sends a copy of the payload numbered in
+ * sequence and resolves when it comes back. Replies must come back in order (every reliable lane
+ * keeps order per client); one that does not is counted as misrouted. Replies that stop coming
+ * for LOST_AFTER_MS reject every waiter with LostMessagesError.
+ */
+export class Echoer {
+  readonly #client: BenchClient;
+  readonly #waiting: { sequence: number; resolve: () => void; reject: (error: Error) => void }[] = [];
+  #head = 0;
+  #next = 0;
+  #lastProgress = performance.now();
+  readonly #watchdog: ReturnType<typeof setInterval>;
+  misrouted = 0;
+
+  constructor(client: BenchClient) {
+    this.#client = client;
+    client.onEcho((payload) => {
+      this.#lastProgress = performance.now();
+      const waiter = this.#waiting[this.#head];
+      if (!waiter) return void this.misrouted++;
+      if (payload.byteLength < SEQUENCE_OFFSET + 4 || view(payload).getUint32(SEQUENCE_OFFSET) !== waiter.sequence) this.misrouted++;
+      this.#waiting[this.#head++] = undefined as never;
+      if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
+        this.#waiting.splice(0, this.#head);
+        this.#head = 0;
+      }
+      waiter.resolve();
+    });
+    this.#watchdog = setInterval(() => {
+      const pending = this.pending;
+      if (pending === 0 || performance.now() - this.#lastProgress < LOST_AFTER_MS) return;
+      const error = new LostMessagesError(pending, 'echoes');
+      for (const waiter of this.#waiting.splice(0)) waiter?.reject(error);
+      this.#head = 0;
+    }, 250);
+  }
+
+  get pending(): number {
+    return this.#waiting.length - this.#head;
+  }
+
+  echo(payload: Uint8Array): Promise<void> {
+    const message = payload.slice();
+    const sequence = this.#next++;
+    view(message).setUint32(SEQUENCE_OFFSET, sequence);
+    if (this.pending === 0) this.#lastProgress = performance.now();
+    return new Promise<void>((resolve, reject) => {
+      this.#waiting.push({ sequence, resolve, reject });
+      this.#client.sendToSelf(message);
+    });
+  }
+
+  close(): void {
+    clearInterval(this.#watchdog);
+    this.#client.close();
+  }
 }
 
 /** Closed loop, one message in flight: round-trip latency at `size` bytes. */
 export async function echoRtt(target: Target, endpoint: Endpoint, size: number, durationMs: number): Promise<CellResult> {
-  const client = await target.connect(endpoint);
+  const echoer = new Echoer(await target.connect(endpoint));
   const histogram = createHistogram();
   const payload = payloadOf(size);
   const start = performance.now();
   const recordFrom = start + durationMs * WARMUP;
   let measured = 0;
   try {
-    for (let now = start; now - start < durationMs; now = performance.now()) {
-      await client.echo(payload);
+    for (let now = start; now - start < durationMs || measured < MIN_SAMPLES; now = performance.now()) {
+      await echoer.echo(payload);
       const after = performance.now();
       if (now >= recordFrom) {
         histogram.record(Math.max(1, Math.round((after - now) * 1e6)));
@@ -91,66 +183,121 @@ export async function echoRtt(target: Target, endpoint: Endpoint, size: number, 
       }
     }
   } finally {
-    client.close();
+    echoer.close();
   }
-  const seconds = (durationMs * (1 - WARMUP)) / 1000;
-  return { latency: summarize(histogram), msgsPerSec: Math.round(measured / seconds), mbPerSec: round((measured * size * 2) / 1e6 / seconds) };
+  const seconds = (performance.now() - recordFrom) / 1000;
+  return { latency: summarize(histogram), msgsPerSec: Math.round(measured / seconds), mbPerSec: round((measured * size * 2) / 1e6 / seconds), lost: 0, misrouted: echoer.misrouted };
 }
 
 /**
  * Open loop: echoes sent on a fixed schedule at `rate` per second, whatever the replies do;
  * latency runs from each message's intended send time (coordinated omission corrected), so a
- * stall shows as the queue of messages that should have gone out meanwhile.
+ * stall shows as the queue of messages that should have gone out meanwhile. Replies are paired by
+ * sequence number, so it runs on lanes that lose and reorder (datagrams): it counts the loss and
+ * reports server CPU per message sent over the measured window.
  */
-export async function echoAtRate(target: Target, endpoint: Endpoint, size: number, rate: number, durationMs: number): Promise<CellResult> {
+export async function echoAtRate(target: Target, endpoint: Endpoint, probe: ServerProbe, size: number, rate: number, durationMs: number): Promise<CellResult> {
   const client = await target.connect(endpoint);
   const histogram = createHistogram();
   const payload = payloadOf(size);
-  const replies: Promise<void>[] = [];
+  /** Every message still awaited, by sequence number: its intended send time, and whether it is measured (not warm-up). */
+  const awaited = new Map<number, { intended: number; measured: boolean }>();
+  let misrouted = 0;
+  let lastProgress = performance.now();
+  client.onEcho((reply) => {
+    lastProgress = performance.now();
+    const sequence = reply.byteLength >= SEQUENCE_OFFSET + 4 ? view(reply).getUint32(SEQUENCE_OFFSET) : -1;
+    const sent = awaited.get(sequence);
+    // Not awaited: a second copy, or not a message this client sent.
+    if (!sent) return void misrouted++;
+    awaited.delete(sequence);
+    if (sent.measured) histogram.record(Math.max(1, Math.round((lastProgress - sent.intended) * 1e6)));
+  });
   let late = 0;
+  let measuredSends = 0;
   try {
     const start = performance.now() + 10;
     const recordFrom = start + durationMs * WARMUP;
     const total = Math.floor((rate * durationMs) / 1000);
+    let cpuBefore: number | undefined;
+    let firstMeasured = 0;
+    let lastMeasured = 0;
     for (let i = 0; i < total; i++) {
       const intended = start + (i * 1000) / rate;
-      if (intended - performance.now() < -1) late++;
       await until(intended);
-      const reply = client.echo(payload);
-      if (intended >= recordFrom) replies.push(reply.then(() => void histogram.record(Math.max(1, Math.round((performance.now() - intended) * 1e6)))));
+      const measured = intended >= recordFrom;
+      if (measured && cpuBefore === undefined) {
+        cpuBefore = await probe.cpuMicros();
+        firstMeasured = performance.now();
+      }
+      const now = performance.now();
+      if (measured && now - intended > 1) late++;
+      const message = payload.slice();
+      view(message).setUint32(SEQUENCE_OFFSET, i);
+      awaited.set(i, { intended, measured });
+      if (measured) {
+        measuredSends++;
+        lastMeasured = now;
+      }
+      client.sendToSelf(message);
     }
-    await Promise.race([Promise.all(replies), sleep(5_000)]);
+    // The tail: wait while replies keep coming (an unreliable lane's losses end it after 500 ms).
+    const quiet = target.lane === 'unreliable' ? 500 : LOST_AFTER_MS;
+    lastProgress = performance.now();
+    while (awaited.size > 0 && performance.now() - lastProgress < quiet) await sleep(10);
+    const lost = [...awaited.values()].filter((m) => m.measured).length;
+    const cpuMicros = (await probe.cpuMicros()) - (cpuBefore ?? 0);
+    const achievedRate = measuredSends > 1 ? Math.round((measuredSends - 1) / ((lastMeasured - firstMeasured) / 1000)) : 0;
+    return {
+      latency: summarize(histogram),
+      msgsPerSec: Math.round(histogram.count / ((lastMeasured - firstMeasured) / 1000 || 1)),
+      serverCpuMicrosPerMsg: measuredSends ? round(cpuMicros / measuredSends) : undefined,
+      lost,
+      misrouted,
+      ...openLoop(rate, achievedRate, late, measuredSends),
+    };
   } finally {
     client.close();
   }
-  const lost = replies.length - histogram.count;
-  return { latency: summarize(histogram), msgsPerSec: rate, lost, ...(late ? { lateSends: late } : {}) };
+}
+
+/** The open-loop bookkeeping every open-loop cell reports. */
+function openLoop(targetRate: number, achievedRate: number, lateSends: number, sends: number): Pick<CellResult, 'targetRate' | 'achievedRate' | 'lateSends' | 'generatorBehind'> {
+  return { targetRate, achievedRate, lateSends, generatorBehind: achievedRate < targetRate * 0.97 || lateSends > sends * 0.01 };
 }
 
 /** Closed loop with `window` messages in flight: echo throughput and server CPU per message. */
 export async function throughput(target: Target, endpoint: Endpoint, probe: ServerProbe, size: number, durationMs: number, window = 32): Promise<CellResult> {
-  const client = await target.connect(endpoint);
+  const echoer = new Echoer(await target.connect(endpoint));
   const payload = payloadOf(size);
   let completed = 0;
   let recording = false;
   let running = true;
   const lane = async () => {
     while (running) {
-      await client.echo(payload);
+      await echoer.echo(payload);
       if (recording) completed++;
     }
   };
-  const lanes = Array.from({ length: window }, lane);
-  const { seconds, serverCpuMicros, clientCpuMicros } = await measuredWindow(durationMs, probe, (on) => void (recording = on));
-  running = false;
-  await Promise.race([Promise.all(lanes), sleep(2_000)]);
-  client.close();
-  return {
-    msgsPerSec: Math.round(completed / seconds),
-    mbPerSec: round((completed * size * 2) / 1e6 / seconds),
-    serverCpuMicrosPerMsg: completed ? round(serverCpuMicros / completed) : undefined,
-    clientCpuMicrosPerMsg: completed ? round(clientCpuMicros / completed) : undefined,
-  };
+  try {
+    const lanes = Promise.all(Array.from({ length: window }, lane));
+    const measuring = measuredWindow(durationMs, probe, (on) => void (recording = on));
+    // A lost echo rejects its lane, and so this race: the cell fails rather than reporting a stalled window.
+    const { seconds, serverCpuMicros, clientCpuMicros } = await Promise.race([measuring, lanes.then(() => measuring)]);
+    running = false;
+    await lanes;
+    return {
+      msgsPerSec: Math.round(completed / seconds),
+      mbPerSec: round((completed * size * 2) / 1e6 / seconds),
+      serverCpuMicrosPerMsg: completed ? round(serverCpuMicros / completed) : undefined,
+      clientCpuMicrosPerMsg: completed ? round(clientCpuMicros / completed) : undefined,
+      lost: 0,
+      misrouted: echoer.misrouted,
+    };
+  } finally {
+    running = false;
+    echoer.close();
+  }
 }
 
 /** Connects `count` clients 50 at a time (a burst of thousands would only measure the accept queue). */
@@ -163,15 +310,26 @@ async function connectMany(target: Target, endpoint: Endpoint, count: number): P
 /** A 64-byte fan-out payload: bytes 8–15 carry its send time, 16–19 its sequence number. */
 function stampedPayload(sentAt: number, sequence: number): Uint8Array {
   const payload = new Uint8Array(64);
-  const view = new DataView(payload.buffer);
-  view.setFloat64(8, sentAt);
-  view.setUint32(16, sequence);
+  view(payload).setFloat64(8, sentAt);
+  view(payload).setUint32(16, sequence);
   return payload;
 }
 
 function readStamp(payload: Uint8Array): { sentAt: number; sequence: number } {
-  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-  return { sentAt: view.getFloat64(8), sequence: view.getUint32(16) };
+  return { sentAt: view(payload).getFloat64(8), sequence: view(payload).getUint32(16) };
+}
+
+/**
+ * A subscriber's order check: each topic's deliveries come in publish order, each once. Returns
+ * false for one that does not (out of order, duplicate or on a topic it did not follow).
+ */
+function inOrder(): (topic: string, sequence: number) => boolean {
+  const next = new Map<string, number>();
+  return (topic, sequence) => {
+    const expected = next.get(topic);
+    next.set(topic, sequence + 1);
+    return expected === undefined || sequence >= expected;
+  };
 }
 
 /**
@@ -183,17 +341,22 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
   const histogram = createHistogram();
   const clients: BenchClient[] = [];
   let deliveries = 0;
+  let misrouted = 0;
   let expected = 0;
   let recordFrom = Infinity;
+  let lastProgress = performance.now();
   try {
     clients.push(...(await connectMany(target, endpoint, subscribers)));
     await Promise.all(
       clients.map(async (client) => {
-        client.onPublished((payload) => {
-          const { sentAt: intended } = readStamp(payload);
+        const ordered = inOrder();
+        client.onPublished((payload, on) => {
+          const { sentAt: intended, sequence } = readStamp(payload);
+          if (on !== topic || !ordered(on, sequence)) misrouted++;
           if (intended < recordFrom) return;
           deliveries++;
-          histogram.record(Math.max(1, Math.round((performance.now() - intended) * 1e6)));
+          lastProgress = performance.now();
+          histogram.record(Math.max(1, Math.round((lastProgress - intended) * 1e6)));
         });
         await client.subscribe(topic);
       }),
@@ -204,15 +367,31 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
     recordFrom = start + durationMs * WARMUP;
     const total = Math.floor((rate * durationMs) / 1000);
     let before: number | undefined;
+    let late = 0;
+    let sends = 0;
+    let first = 0;
+    let last = 0;
     for (let i = 0; i < total; i++) {
       const intended = start + (i * 1000) / rate;
       await until(intended);
-      if (!before && intended >= recordFrom) before = await probe.cpuMicros();
+      const measured = intended >= recordFrom;
+      if (measured && before === undefined) {
+        before = await probe.cpuMicros();
+        first = performance.now();
+      }
+      const now = performance.now();
       publisher.publish(topic, stampedPayload(intended, i));
-      if (intended >= recordFrom) expected += subscribers;
+      if (measured) {
+        expected += subscribers;
+        sends++;
+        last = now;
+        if (now - intended > 1) late++;
+      }
     }
     // Give the tail time to arrive; what never arrives is reported as lost.
-    for (let waited = 0; deliveries < expected && waited < 5_000; waited += 20) await sleep(20);
+    const quiet = target.lane === 'unreliable' ? 500 : LOST_AFTER_MS;
+    lastProgress = performance.now();
+    while (deliveries < expected && performance.now() - lastProgress < quiet) await sleep(20);
     const after = await probe.cpuMicros();
     const seconds = (durationMs * (1 - WARMUP)) / 1000;
     const cpuSeconds = (after - (before ?? after)) / 1e6;
@@ -220,7 +399,9 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
       latency: summarize(histogram),
       msgsPerSec: Math.round(deliveries / seconds),
       deliveriesPerCpuSecond: cpuSeconds > 0 ? Math.round(deliveries / cpuSeconds) : undefined,
-      lost: expected - deliveries,
+      lost: Math.max(0, expected - deliveries),
+      misrouted,
+      ...openLoop(rate, sends > 1 ? Math.round((sends - 1) / ((last - first) / 1000)) : 0, late, sends),
     };
   } finally {
     for (const client of clients) client.close();
@@ -228,66 +409,80 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
 }
 
 /**
- * Closed loop at maximum rate: the publisher sends a burst of `burst` messages, and the next burst
- * as soon as every subscriber has the whole previous one (a tick of game state, a block of market
- * data). Reports deliveries/s, server CPU per delivery (the fan-out cost, free of the load
- * generator that shares the machine) and latency from each send to each delivery, over whole
- * bursts.
+ * Closed loop at maximum rate, publishes sent one at a time: the publisher keeps `window`
+ * publishes in flight and sends the next, on its own, each time one has reached every subscriber
+ * (the same 32 in flight as the throughput workload; no bursts, so a server only batches what
+ * arrives while it is busy). Reports deliveries/s, server CPU per delivery (the fan-out cost, free
+ * of the load generator that shares the machine) and latency from each send to each delivery.
+ * The CPU window opens and closes with nothing in flight, so the CPU it counts is exactly the
+ * work for the deliveries it counts.
  */
-export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: ServerProbe, subscribers: number, durationMs: number, burst: number): Promise<CellResult> {
+export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: ServerProbe, subscribers: number, durationMs: number, window: number): Promise<CellResult> {
   const topic = `fan-max-${subscribers}`;
   const histogram = createHistogram();
   const clients: BenchClient[] = [];
   let publisher: BenchClient | undefined;
+  /** Deliveries still missing per publish in flight, by sequence number. */
+  const missing = new Map<number, number>();
   let sequence = 0;
-  let pending = 0;
   let deliveries = 0;
+  let misrouted = 0;
   let recording = false;
-  /** Set while the workload waits for the current burst to complete instead of publishing the next. */
-  let hold: (() => void) | undefined;
-  const publishBurst = () => {
-    pending = burst * subscribers;
-    for (let i = 0; i < burst; i++) publisher!.publish(topic, stampedPayload(performance.now(), sequence++));
+  let publishing = false;
+  let lastProgress = performance.now();
+  let drained: (() => void) | undefined;
+  const publishOne = () => {
+    missing.set(sequence, subscribers);
+    publisher!.publish(topic, stampedPayload(performance.now(), sequence++));
   };
-  /** Resolves once every subscriber has the current burst; nothing more is published meanwhile. */
-  const burstDone = () =>
-    Promise.race([
-      new Promise<void>((resolve) => void (hold = resolve)),
-      sleep(10_000).then(() => {
-        throw new Error(`a burst did not complete within 10 s: ${pending} deliveries missing`);
-      }),
-    ]);
+  /** Stops publishing and resolves once nothing is in flight; LostMessagesError if deliveries stop. */
+  const drain = async () => {
+    publishing = false;
+    lastProgress = performance.now();
+    while (missing.size > 0) {
+      if (performance.now() - lastProgress > LOST_AFTER_MS) throw new LostMessagesError([...missing.values()].reduce((a, b) => a + b, 0), 'fan-out deliveries');
+      await new Promise<void>((resolve) => {
+        drained = resolve;
+        setTimeout(resolve, 100);
+      });
+    }
+  };
+  const start = () => {
+    publishing = true;
+    for (let i = 0; i < window; i++) publishOne();
+  };
   try {
     clients.push(...(await connectMany(target, endpoint, subscribers)));
     await Promise.all(
       clients.map(async (client) => {
-        client.onPublished((payload) => {
+        const ordered = inOrder();
+        client.onPublished((payload, on) => {
+          const { sentAt, sequence: which } = readStamp(payload);
+          if (on !== topic || !ordered(on, which)) misrouted++;
+          lastProgress = performance.now();
           if (recording) {
             deliveries++;
-            histogram.record(Math.max(1, Math.round((performance.now() - readStamp(payload).sentAt) * 1e6)));
+            histogram.record(Math.max(1, Math.round((lastProgress - sentAt) * 1e6)));
           }
-          if (--pending > 0) return;
-          if (hold) {
-            const resume = hold;
-            hold = undefined;
-            resume();
-          } else publishBurst();
+          const left = (missing.get(which) ?? 0) - 1;
+          if (left > 0) return void missing.set(which, left);
+          missing.delete(which);
+          if (publishing) publishOne();
+          else if (missing.size === 0) drained?.();
         });
         await client.subscribe(topic);
       }),
     );
     publisher = await target.connect(endpoint);
-    publishBurst();
+    start();
     await sleep(durationMs * WARMUP);
-    // The window spans whole bursts, so the server CPU it counts is exactly the work for the
-    // deliveries it counts: it opens and closes between bursts, when the server is idle.
-    await burstDone();
+    await drain();
     const before = await probe.cpuMicros();
     const started = performance.now();
     recording = true;
-    publishBurst();
+    start();
     await sleep(durationMs * (1 - WARMUP));
-    await burstDone();
+    await drain();
     recording = false;
     const seconds = (performance.now() - started) / 1000;
     const serverCpuMicros = (await probe.cpuMicros()) - before;
@@ -295,7 +490,9 @@ export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: S
       latency: summarize(histogram),
       msgsPerSec: Math.round(deliveries / seconds),
       deliveriesPerCpuSecond: serverCpuMicros > 0 ? Math.round(deliveries / (serverCpuMicros / 1e6)) : undefined,
-      serverCpuMicrosPerMsg: deliveries ? round(serverCpuMicros / deliveries) : undefined,
+      serverCpuMicrosPerMsg: deliveries ? round(serverCpuMicros / deliveries, 3) : undefined,
+      lost: 0,
+      misrouted,
     };
   } finally {
     publisher?.close();
@@ -346,6 +543,7 @@ export async function pubSub(target: Target, endpoint: Endpoint, rate: number, d
   let misrouted = 0;
   let expected = 0;
   let recordFrom = Infinity;
+  let lastProgress = performance.now();
   try {
     // Connect and subscribe concurrently: on polling transports every acknowledgement waits for a poll.
     await Promise.all(
@@ -353,12 +551,14 @@ export async function pubSub(target: Target, endpoint: Endpoint, rate: number, d
         const client = await target.connect(endpoint);
         clients.push(client);
         const mine = new Set(Array.from({ length: 10 }, (_, k) => (i * 7 + k * 10) % TOPICS));
+        const ordered = inOrder();
         client.onPublished((payload, topic) => {
-          if (!mine.has(Number(topic.slice(1)))) misrouted++;
-          const { sentAt: intended } = readStamp(payload);
+          const { sentAt: intended, sequence } = readStamp(payload);
+          if (!mine.has(Number(topic.slice(1))) || !ordered(topic, sequence)) misrouted++;
           if (intended < recordFrom) return;
           deliveries++;
-          histogram.record(Math.max(1, Math.round((performance.now() - intended) * 1e6)));
+          lastProgress = performance.now();
+          histogram.record(Math.max(1, Math.round((lastProgress - intended) * 1e6)));
         });
         await Promise.all([...mine].map((topic) => client.subscribe(`t${topic}`)));
         for (const topic of mine) followers.set(topic, (followers.get(topic) ?? 0) + 1);
@@ -369,14 +569,31 @@ export async function pubSub(target: Target, endpoint: Endpoint, rate: number, d
     const start = performance.now() + 10;
     recordFrom = start + durationMs * WARMUP;
     const total = Math.floor((rate * durationMs) / 1000);
+    let late = 0;
+    let sends = 0;
+    let first = 0;
+    let last = 0;
     for (let i = 0; i < total; i++) {
       const intended = start + (i * 1000) / rate;
       await until(intended);
+      const now = performance.now();
       publisher.publish(`t${i % TOPICS}`, stampedPayload(intended, i));
-      if (intended >= recordFrom) expected += followers.get(i % TOPICS) ?? 0;
+      if (intended < recordFrom) continue;
+      expected += followers.get(i % TOPICS) ?? 0;
+      if (sends++ === 0) first = now;
+      last = now;
+      if (now - intended > 1) late++;
     }
-    for (let waited = 0; deliveries < expected && waited < 5_000; waited += 20) await sleep(20);
-    return { latency: summarize(histogram), msgsPerSec: Math.round(deliveries / ((durationMs * (1 - WARMUP)) / 1000)), lost: expected - deliveries, misrouted };
+    const quiet = target.lane === 'unreliable' ? 500 : LOST_AFTER_MS;
+    lastProgress = performance.now();
+    while (deliveries < expected && performance.now() - lastProgress < quiet) await sleep(20);
+    return {
+      latency: summarize(histogram),
+      msgsPerSec: Math.round(deliveries / ((durationMs * (1 - WARMUP)) / 1000)),
+      lost: Math.max(0, expected - deliveries),
+      misrouted,
+      ...openLoop(rate, sends > 1 ? Math.round((sends - 1) / ((last - first) / 1000)) : 0, late, sends),
+    };
   } finally {
     for (const client of clients) client.close();
   }
@@ -427,17 +644,18 @@ export async function wireBytes(target: Target, endpoint: Endpoint, count: numbe
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   const via = { ...endpoint, port: (proxy.address() as net.AddressInfo).port };
   const client = await target.connect(target.server === 'switchyard' && target.name.startsWith('webtransport') ? endpoint : via);
+  const echoer = new Echoer(client);
   try {
     const payload = payloadOf(64);
-    for (let i = 0; i < Math.min(20, count); i++) await client.echo(payload); // settle (first polls, window updates)
+    for (let i = 0; i < Math.min(20, count); i++) await echoer.echo(payload); // settle (first polls, window updates)
     const quicBefore = client.wireBytes?.();
     const before = counted;
-    for (let i = 0; i < count; i++) await client.echo(payload);
+    for (let i = 0; i < count; i++) await echoer.echo(payload);
     const quicAfter = client.wireBytes?.();
     const bytes = quicBefore && quicAfter ? quicAfter.sent - quicBefore.sent + (quicAfter.received - quicBefore.received) : counted - before;
-    return { wireBytesPerMessage: Math.round(bytes / (2 * count)) };
+    return { wireBytesPerMessage: Math.round(bytes / (2 * count)), misrouted: echoer.misrouted };
   } finally {
-    client.close();
+    echoer.close();
     proxy.close();
   }
 }
@@ -474,6 +692,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function round(value: number): number {
-  return Math.round(value * 100) / 100;
+function round(value: number, digits = 2): number {
+  return Math.round(value * 10 ** digits) / 10 ** digits;
 }

@@ -75,6 +75,20 @@ describe('lab (Chromium)', () => {
     }
   });
 
+  it('fits a 390 px phone screen: no page scrolls sideways (wide tables scroll inside their own box)', async () => {
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    try {
+      for (const route of ['compare', 'hol', 'backpressure', 'learn', 'results']) {
+        await phone.goto(`${server.urls.http}/#/${route}`);
+        await phone.waitForFunction((r) => (window as unknown as { __lab?: { page?: string } }).__lab?.page === r, route);
+        const width = await phone.evaluate(() => document.documentElement.scrollWidth);
+        expect(width, route).toBeLessThanOrEqual(390);
+      }
+    } finally {
+      await phone.close();
+    }
+  });
+
   it('Compare: a short echo run over every transport fills every chart and the summary', async () => {
     await open('compare');
     await setValue('[name=duration]', '0.5');
@@ -96,7 +110,24 @@ describe('lab (Chromium)', () => {
       expect(result.delivered, result.variant).toBeGreaterThan(0);
       expect(result.wireBytesPerHop, result.variant).toBeGreaterThan(16);
     }
+    // The page ends with what the run shows, from its figures, and says loopback cannot show loss.
+    expect(await page.locator('#compare-takeaways').innerText()).toMatch(/Over loopback: lowest median[\s\S]*Loopback loses nothing/);
     await shot('compare');
+  }, 60_000);
+
+  it('Compare: a long-polling fan-out to 8 subscribers runs 4 (Chromium’s 6 connections per host), says so, and loses nothing', async () => {
+    await open('compare');
+    for (const box of await page.locator('.chips input[type=checkbox]').all()) if ((await box.inputValue()) !== 'long-polling') await box.uncheck();
+    await page.selectOption('[name=workload]', 'fanout');
+    await setValue('[name=subscribers]', '8');
+    await setValue('[name=duration]', '1');
+    await setValue('[name=rate]', '50');
+    await page.click('#run');
+    await page.waitForFunction(() => (window as unknown as { __lab: { compare: { state: string } } }).__lab.compare.state === 'done', undefined, { timeout: 40_000 });
+    const { results } = await labState<{ results: { variant: string; lost: number; delivered: number; subscribersLimited?: { asked: number; ran: number } }[] }>('compare');
+    expect(results.map((r) => [r.variant, r.lost, r.subscribersLimited])).toEqual([['long-polling', 0, expect.objectContaining({ asked: 8, ran: 4 })]]);
+    expect(results[0]!.delivered).toBeGreaterThan(100);
+    expect(await page.locator('#summary').innerText()).toMatch(/4 of 8 subscribers[\s\S]*6 HTTP\/1\.1 connections per host[\s\S]*not message loss/);
   }, 60_000);
 
   it('Head-of-line: four flows and the bulk flow chart per transport', async () => {
@@ -112,6 +143,9 @@ describe('lab (Chromium)', () => {
       expect(view.datasets).toHaveLength(5);
       for (const dataset of view.datasets) expect(dataset.points, `${view.id} ${dataset.label}`).toBeGreaterThan(0);
     }
+    // On loopback the page says plainly what it cannot show, and never that channels do not help.
+    const takeaways = await page.locator('#hol-takeaways').innerText();
+    expect(takeaways).toMatch(/On loopback nothing is lost[\s\S]*inconclusive about loss[\s\S]*Channels help exactly when/);
     await page.setInputFiles('#hol-file', { name: 'experiment-hol.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(holFixture())) });
     await page.waitForSelector('#hol-experiment canvas');
     const experiment = (await charts()).find((c) => c.id === 'hol-exp-0')!;
@@ -122,6 +156,37 @@ describe('lab (Chromium)', () => {
     ]);
     await shot('hol');
   }, 60_000);
+
+  it('Head-of-line through the live impaired network (2 % loss + 40 ms RTT): WebSocket flows stall together, channels mostly alone', async (context) => {
+    const offer = (await (await fetch(`${server.urls.http}/lab/experiments/network`)).json()) as { available: boolean; reason: string | null };
+    if (!offer.available) return context.skip(`no live impaired network here: ${offer.reason}`);
+    try {
+      await open('hol');
+      await page.waitForSelector('[name=network] option[value=lossy]:not([disabled])', { state: 'attached' });
+      // Choosing the network starts it on the server and reopens the page through it.
+      await Promise.all([page.waitForURL(/network=/, { timeout: 90_000 }), page.selectOption('[name=network]', 'lossy')]);
+      await page.waitForFunction(() => (window as unknown as { __lab?: { page?: string } }).__lab?.page === 'hol');
+      expect(new URL(page.url()).origin).not.toBe(new URL(server.urls.http).origin);
+      expect(await page.locator('main .note').first().innerText()).toMatch(/Network: 2 % loss \+ 40 ms RTT/);
+      for (const box of await page.locator('[name=variant]').all()) if (!['websocket', 'wt-channels'].includes(await box.inputValue())) await box.uncheck();
+      await setValue('[name=duration]', '5');
+      await page.click('#run');
+      await page.waitForFunction(() => (window as unknown as { __lab: { hol: { state: string } } }).__lab.hol.state === 'done', undefined, { timeout: 60_000 });
+      const { runs, stalls } = await labState<{ runs: { variant: string; error?: string; network: string }[]; stalls: Record<string, { episodes: number; sharedFraction: number | null }> }>('hol');
+      expect(runs.map((r) => [r.variant, r.error, r.network])).toEqual([
+        ['websocket', undefined, '2 % loss + 40 ms RTT'],
+        ['wt-channels', undefined, '2 % loss + 40 ms RTT'],
+      ]);
+      // As the experiment asserts: losses stall every flow of the one TCP connection together, a channel's only its own.
+      expect(stalls.websocket!.episodes).toBeGreaterThan(3);
+      expect(stalls.websocket!.sharedFraction!).toBeGreaterThan(0.8);
+      expect(stalls['wt-channels']!.sharedFraction ?? 0).toBeLessThan(stalls.websocket!.sharedFraction!);
+      expect(await page.locator('#hol-takeaways').innerText()).toMatch(/What this run shows/);
+      await shot('hol-live-network');
+    } finally {
+      await fetch(`${server.urls.http}/lab/experiments/network`, { method: 'DELETE' });
+    }
+  }, 180_000);
 
   it('Backpressure: a slow consumer builds a queue; latency, rates and drops are charted', async () => {
     await open('backpressure');
@@ -157,7 +222,7 @@ describe('lab (Chromium)', () => {
     await setValue('[name=srv-loss]', '2');
     await setValue('[name=srv-duration]', '2');
     await page.click('#hol-server-run');
-    await page.waitForFunction(() => (window as unknown as { __lab: { hol: { server: { state: string } } } }).__lab.hol.server.state !== 'running', undefined, { timeout: 40_000 });
+    await page.waitForFunction(() => (window as unknown as { __lab: { hol: { server: { state: string } } } }).__lab.hol.server.state !== 'running', undefined, { timeout: 90_000 });
     const run = (await labState<{ server: { state: string; error?: string; events: number } }>('hol')).server;
     expect(run.error).toBeUndefined();
     expect(run.state).toBe('done');
@@ -188,11 +253,11 @@ describe('lab (Chromium)', () => {
     await page.selectOption('[name=srv-impairment]', 'relay');
     await setValue('[name=srv-duration]', '1');
     await page.click('#hol-server-run');
-    await page.waitForFunction(() => (window as unknown as { __lab: { hol: { server: { state: string } } } }).__lab.hol.server.state !== 'running', undefined, { timeout: 30_000 });
+    await page.waitForFunction(() => (window as unknown as { __lab: { hol: { server: { state: string } } } }).__lab.hol.server.state !== 'running', undefined, { timeout: 60_000 });
     expect((await labState<{ server: { state: string } }>('hol')).server.state).toBe('done');
     expect(await page.locator('#hol-server .note-warn').innerText()).toMatch(/UDP relay, as chosen\. Only WebTransport crossed the lossy path/);
     expect(await page.locator('#hol-experiment').innerText()).toMatch(/websocket\s+not impaired on this path/);
-  }, 60_000);
+  }, 180_000);
 
   it('Backpressure: a short run on the server (one transport, one policy) charts its queue timeline', async () => {
     await open('backpressure');

@@ -21,10 +21,10 @@ import type { BackpressureOptions, TransportName } from '../transports/transport
 import packageJson from '../package.json' with { type: 'json' };
 import type { ConnectRequest } from '../transports/webtransport/engine/h3-connection.ts';
 import type { WebTransportQuicOptions, WebTransportTransportServer } from '../transports/webtransport/server.ts';
-import { DualHttpServer } from './http-server.ts';
+import { DualHttpServer, type TcpTimeouts } from './http-server.ts';
 import { decide, hostName, originGuard, type OriginPolicy, type OriginPolicyOptions } from './origins.ts';
 import { Router, type RouterEvents, type RouterOptions } from './router.ts';
-import { SERVER_TRANSPORTS } from './transports.ts';
+import { SERVER_TRANSPORTS, type TransportSetup } from './transports.ts';
 
 export { Router, type RouterOptions, type RouterEvents, type RoutedClient, type Action, type HelloInfo } from './router.ts';
 export { staticFiles } from './static-files.ts';
@@ -64,6 +64,8 @@ export interface SwitchyardOptions extends OriginPolicyOptions {
   backpressure?: BackpressureOptions;
   /** Long-polling hold time (ms, default 25 000) and how long a silent session lives (ms). */
   longPolling?: { holdMs?: number; pollTimeoutMs?: number };
+  /** WebRTC signalling limits (ICE timeout, pending sessions, offer size) and ICE servers. */
+  webrtc?: TransportSetup['webrtc'];
   router?: RouterOptions;
   /**
    * Host name clients are told to use (`/info`'s URLs, `server.urls`), e.g. `chat.example.com`.
@@ -86,6 +88,8 @@ export interface SwitchyardServerOptions extends SwitchyardOptions {
   port?: number;
   /** Certificate for HTTPS/WSS and WebTransport. Default 'ephemeral'. */
   certificate?: CertificateOption;
+  /** Deadlines on the TCP port (first byte, TLS handshake, headers, request, idle): see TcpTimeouts. */
+  timeouts?: TcpTimeouts;
 }
 
 export interface AttachOptions extends SwitchyardOptions {
@@ -171,7 +175,7 @@ async function createCore(options: SwitchyardOptions & { certificate?: Certifica
   const router = new Router({ ...options.router, maxMessageSize: options.maxMessageSize ?? options.router?.maxMessageSize });
   // A delivery keeps the lane it was sent on where the recipient's transport has it, and goes
   // reliably (counted in laneDowngrades) where it does not: clients on any transport talk.
-  const setup = { common: { maxMessageSize: options.maxMessageSize, backpressure: options.backpressure, laneFallback: 'reliable' as const }, longPolling: options.longPolling };
+  const setup = { common: { maxMessageSize: options.maxMessageSize, backpressure: options.backpressure, laneFallback: 'reliable' as const }, longPolling: options.longPolling, webrtc: options.webrtc };
   const transports: HttpTransportServer[] = [];
   for (const name of wanted) {
     const entry = SERVER_TRANSPORTS[name];
@@ -326,6 +330,7 @@ export async function startServer(options: SwitchyardServerOptions = {}): Promis
       transports: [],
       fallback: (request, response) => core.handleRequest(request, response) || core.fallback(request, response),
       upgrade: core.handleUpgrade,
+      timeouts: options.timeouts,
     });
     return { server, port: await server.listen() };
   };

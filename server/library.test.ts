@@ -91,7 +91,7 @@ describe('a server made with the library', () => {
     }
     const info = JSON.parse((await request(server.port, { path: '/info' })).body) as Record<string, unknown>;
     expect(info.router).toBeUndefined();
-    expect(info.transports).toEqual(['websocket', 'long-polling', 'polling']);
+    expect(info.transports).toEqual(['websocket', 'long-polling', 'polling', 'webrtc']);
   });
 
   it('refuses a foreign Host on every route and a foreign Origin on WebSocket, long-polling and /info', async () => {

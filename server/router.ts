@@ -7,8 +7,17 @@
  *
  * Deliveries never go back to their sender, except a `send` or an id-list multicast that names the
  * sender itself (so a client can measure its own round trip through the router).
+ *
+ * What a stranger can make it do is bounded: names, ids and memberships have limits (typed
+ * errors); malformed frames are answered once per turn, not once each, and too many of them close
+ * the connection; each connection has a token bucket of commands per second; commands that arrive
+ * behind a hello still being decided wait for it. An acknowledgement means the command was routed
+ * in this process's memory: a delivery too large for the recipients' transports is refused, never
+ * acknowledged and then dropped.
  */
+import { messageSize } from '../transports/base-connection.ts';
 import { decodeEnvelope, encodeEnvelope, EnvelopeError, type ClientCommand, type DeliveryKind, type Envelope, type Payload, type ServerEvent } from '../transports/codec/envelope.ts';
+import { utf8Length } from '../transports/codec/utf8.ts';
 import { Emitter } from '../transports/emitter.ts';
 import { randomId } from '../transports/random-id.ts';
 import { DEFAULT_DEDUP_WINDOW, RecentIds } from '../transports/recent-ids.ts';
@@ -19,8 +28,15 @@ export interface HelloInfo {
   connection: Connection;
 }
 
-/** A command that names a room or topic, for permission checks. */
-export type Action = { kind: 'join'; room: string } | { kind: 'subscribe'; topic: string } | { kind: 'publish'; topic: string } | { kind: 'multicast-room'; room: string };
+/** What a client asks to do, for permission checks (every command that reaches anyone else). */
+export type Action =
+  | { kind: 'join'; room: string }
+  | { kind: 'subscribe'; topic: string }
+  | { kind: 'publish'; topic: string }
+  | { kind: 'multicast-room'; room: string }
+  | { kind: 'multicast-ids'; ids: readonly string[] }
+  | { kind: 'send'; to: string }
+  | { kind: 'broadcast' };
 
 export interface RouterOptions {
   /** Server pings every client this often (ms). Default 15 000. */
@@ -31,17 +47,44 @@ export interface RouterOptions {
   helloTimeoutMs?: number;
   /** A dropped client's id, rooms and topics are kept this long (ms) for a resume. Default 30 000. */
   resumeGraceMs?: number;
-  /** How many recent message ids per client are remembered to drop retried duplicates. Default 4096. */
+  /**
+   * How many recent message ids per client are remembered to drop retried duplicates, and how many
+   * recipient receipts a client may owe at once. Default 4096.
+   */
   dedupWindow?: number;
+  /** Longest room or topic name, and longest client id named in a command (UTF-8 bytes); longer: ERR_NAME_TOO_LONG. Default 256. */
+  maxNameLength?: number;
+  /** Longest message id (UTF-8 bytes); longer: ERR_ID_TOO_LONG. Default 64. */
+  maxIdLength?: number;
+  /** Rooms plus topics one client may be in; more: ERR_TOO_MANY_MEMBERSHIPS. Default 1024. */
+  maxMemberships?: number;
+  /** Most client ids in one id-list multicast; more: ERR_TOO_MANY_IDS. Default 1024. */
+  maxMulticastIds?: number;
+  /** Malformed frames tolerated per connection; one more closes it with 1002. Default 100. */
+  maxProtocolErrors?: number;
+  /**
+   * Commands per second per connection (token bucket, `burst` deep). Past it the connection is not
+   * read until the bucket refills a little (TCP then slows the sender); one that still sends
+   * `burst` commands more gets ERR_RATE_LIMITED for each. Default 10 000/s, burst 20 000.
+   */
+  rateLimit?: { perSecond: number; burst: number };
+  /**
+   * A recipient above its high-water mark slows the senders that fill it: the router stops reading
+   * from them until it drains. One whose queue does not shrink at all for this long (ms) is stalled:
+   * it holds nobody back and is left to its slow-consumer policy until it drains again. Default 100.
+   */
+  stalledReaderMs?: number;
+  /** Slow senders down for recipients over their high-water mark (above). Default true; false leaves every reader to its policy alone. */
+  pacePublishers?: boolean;
   /** Largest accepted connection count; more are closed with 1013. Default 100 000. */
   maxConnections?: number;
   /** Largest message the transports accept, announced in `welcome`. */
   maxMessageSize?: number;
   /** Auth hook at hello: false rejects (close 1008); a string becomes the client's user id. */
   authenticate?: (hello: HelloInfo) => boolean | string | Promise<boolean | string>;
-  /** Per-room/topic permission hook; false answers ERR_FORBIDDEN. */
+  /** Permission hook, asked about every command that reaches others (see Action); false answers ERR_FORBIDDEN. */
   authorize?: (client: RoutedClient, action: Action) => boolean;
-  /** Routing hook, called before a command with an id is routed; 'drop' ignores it (no receipt). */
+  /** Routing hook, called before every command is routed; 'drop' ignores it (no receipt). */
   beforeRoute?: (command: Exclude<ClientCommand, { t: 'hello' }>, client: RoutedClient) => 'drop' | undefined;
 }
 
@@ -67,13 +110,16 @@ export class RoutedClient {
   readonly topics = new Set<string>();
   /** Recent message ids, for de-duplication. */
   readonly seenIds: RecentIds;
+  /** Receipts this client may send: `senderId \0 messageId` of deliveries that asked for one. */
+  readonly owedReceipts = new Map<string, true>();
   lastSeen = Date.now();
   rttMs: number | null = null;
   graceTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     readonly id: string,
-    readonly secret: string,
+    /** The resume secret; a new one is issued at every resume, so a secret works once. */
+    public secret: string,
     connection: Connection,
     dedupWindow: number,
   ) {
@@ -104,14 +150,44 @@ const DEFAULTS = {
   dedupWindow: DEFAULT_DEDUP_WINDOW,
   maxConnections: 100_000,
   maxMessageSize: 2 * 1024 * 1024,
+  maxNameLength: 256,
+  maxIdLength: 64,
+  maxMemberships: 1024,
+  maxMulticastIds: 1024,
+  maxProtocolErrors: 100,
+  rateLimit: { perSecond: 10_000, burst: 20_000 },
+  stalledReaderMs: 100,
+  pacePublishers: true,
 };
+
+/** Commands held while their connection's hello is being decided; more are refused. */
+const MAX_EARLY_COMMANDS = 64;
+/** Envelope types only the server sends. */
+const SERVER_ONLY = new Set<string>(['welcome', 'message', 'error']);
+
+type RouteError = { code: string; message: string };
+
+/** What the router keeps per connection. */
+interface Peer {
+  protocolErrors: number;
+  /** The error to send at the end of this turn, and how many more it stands for. */
+  pendingError: { code: string; message: string; ref: string | undefined; more: number } | undefined;
+  tokens: number;
+  refilledAt: number;
+  /** Why reading from this connection is paused (each reason resumes on its own). */
+  pausedFor: Set<unknown>;
+}
 
 export class Router {
   readonly clients = new Map<string, RoutedClient>();
   readonly rooms = new Map<string, Set<RoutedClient>>();
   readonly topics = new Map<string, Set<RoutedClient>>();
   readonly #options: RouterOptions & typeof DEFAULTS & { livenessTimeoutMs: number };
-  readonly #connections = new Set<Connection>();
+  readonly #connections = new Map<Connection, Peer>();
+  /** Recipients over their high-water mark whose queue stopped shrinking for stalledReaderMs: they hold nobody back. */
+  readonly #stalled = new WeakSet<Connection>();
+  /** Recipients over their high-water mark, each with the senders paused until it drains. */
+  readonly #awaitingDrain = new Map<Connection, Set<Connection>>();
   readonly #heartbeat: ReturnType<typeof setInterval>;
   readonly #events = new Emitter<RouterEvents>();
   #counters = { routed: 0, deliveries: 0, duplicates: 0, errors: 0, undeliverable: 0, refused: 0 };
@@ -135,41 +211,43 @@ export class Router {
       connection.close(1013, 'server at its connection limit');
       return;
     }
-    this.#connections.add(connection);
+    const { burst } = this.#options.rateLimit;
+    this.#connections.set(connection, { protocolErrors: 0, pendingError: undefined, tokens: burst, refilledAt: Date.now(), pausedFor: new Set() });
     let client: RoutedClient | undefined;
-    let helloPending = false;
+    /** Frames that came behind a hello still being decided (same read or POST batch): they wait for it. */
+    let early: [Message, Lane][] | undefined;
     const helloTimer = setTimeout(() => connection.close(CloseCode.policyViolation, 'no hello in time'), this.#options.helloTimeoutMs);
     helloTimer.unref?.();
 
-    connection.on('message', (frame, lane) => {
-      let envelope: Envelope;
-      try {
-        envelope = decodeEnvelope(frame);
-      } catch (error) {
-        this.#reject(connection, error instanceof EnvelopeError ? error.code : 'ERR_ENVELOPE', (error as Error).message);
+    const onFrame = (frame: Message, lane: Lane): void => {
+      if (connection.state !== 'open') return;
+      if (client) return this.#receive(client, frame, lane);
+      if (early) {
+        if (early.length < MAX_EARLY_COMMANDS) early.push([frame, lane]);
+        else this.#protocolError(connection, 'ERR_NO_HELLO', `more than ${MAX_EARLY_COMMANDS} commands before the welcome`);
         return;
       }
-      if (client) {
-        client.lastSeen = Date.now();
-        this.#handle(client, envelope as ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>, lane);
-        return;
-      }
+      const envelope = this.#decode(connection, frame);
+      if (!envelope) return;
       if (envelope.t !== 'hello') {
-        this.#reject(connection, 'ERR_NO_HELLO', `'${envelope.t}' before 'hello'`, 'id' in envelope ? envelope.id : undefined);
+        this.#protocolError(connection, 'ERR_NO_HELLO', `'${envelope.t}' before 'hello'`, 'id' in envelope ? envelope.id : undefined);
         return;
       }
-      if (helloPending) return;
-      helloPending = true;
+      early = [];
       void this.#hello(connection, envelope).then((accepted) => {
         clearTimeout(helloTimer);
         client = accepted;
-        helloPending = false;
+        const waiting = early ?? [];
+        early = undefined;
+        if (client) for (const [queuedFrame, queuedLane] of waiting) onFrame(queuedFrame, queuedLane);
       });
-    });
+    };
+    connection.on('message', onFrame);
 
     connection.on('close', (info) => {
       clearTimeout(helloTimer);
       this.#connections.delete(connection);
+      this.#releaseWaitingOn(connection);
       if (!client || client.connection !== connection) return;
       client.connection = null;
       this.#events.emit('connection-closed', client, info);
@@ -212,7 +290,7 @@ export class Router {
   /** Stops heartbeats and closes every connection with 1001. */
   close(): void {
     clearInterval(this.#heartbeat);
-    for (const connection of this.#connections) connection.close(CloseCode.goingAway, 'server shutting down');
+    for (const connection of this.#connections.keys()) connection.close(CloseCode.goingAway, 'server shutting down');
     for (const client of this.clients.values()) clearTimeout(client.graceTimer);
     this.clients.clear();
     this.rooms.clear();
@@ -245,6 +323,9 @@ export class Router {
       if (previous.connection && previous.connection !== connection) previous.connection.close(4010, 'replaced by a resumed connection');
       previous.connection = connection;
       previous.lastSeen = Date.now();
+      // The secret just used may have been seen by someone else (a long-polling sid lets its holder
+      // read the poll stream): a fresh one makes each secret good for one resume only.
+      previous.secret = randomId(16);
       client = previous;
       resumed = true;
     } else {
@@ -264,7 +345,34 @@ export class Router {
     return client;
   }
 
+  /** One frame from a client that said hello. */
+  #receive(client: RoutedClient, frame: Message, lane: Lane): void {
+    const connection = client.connection!;
+    const envelope = this.#decode(connection, frame);
+    if (!envelope) return;
+    client.lastSeen = Date.now();
+    if (SERVER_ONLY.has(envelope.t)) {
+      this.#protocolError(connection, 'ERR_ENVELOPE_SERVER_ONLY', `'${envelope.t}' is sent by the server only`);
+      return;
+    }
+    this.#handle(client, envelope as ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>, lane);
+  }
+
+  #decode(connection: Connection, frame: Message): Envelope | undefined {
+    try {
+      return decodeEnvelope(frame);
+    } catch (error) {
+      this.#protocolError(connection, error instanceof EnvelopeError ? error.code : 'ERR_ENVELOPE', (error as Error).message);
+      return undefined;
+    }
+  }
+
   #handle(client: RoutedClient, envelope: ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>, lane: Lane): void {
+    const connection = client.connection!;
+    if (!this.#takeToken(connection)) {
+      this.#protocolError(connection, 'ERR_RATE_LIMITED', `over ${this.#options.rateLimit.perSecond} commands per second`, 'id' in envelope ? envelope.id : undefined, false);
+      return;
+    }
     switch (envelope.t) {
       case 'ping':
         this.#sendTo(client, { t: 'pong', ts: envelope.ts });
@@ -273,30 +381,40 @@ export class Router {
         client.rttMs = Math.max(0, Date.now() - envelope.ts);
         return;
       case 'ack': {
-        // A recipient's receipt: forward it to the original sender, naming who confirmed.
-        const sender = envelope.to === undefined ? undefined : this.clients.get(envelope.to);
+        // A recipient's receipt: forwarded to the original sender, naming who confirmed, only for a
+        // delivery that asked this client for one (nobody can confirm for someone else).
+        const key = envelope.to === undefined ? undefined : `${envelope.to}\u0000${envelope.id}`;
+        if (key === undefined || !client.owedReceipts.delete(key)) {
+          this.#protocolError(connection, 'ERR_RECEIPT_NOT_OWED', `no delivery of '${envelope.id}' to this client asked for a receipt`);
+          return;
+        }
+        const sender = this.clients.get(envelope.to!);
         if (sender) this.#sendTo(sender, { t: 'ack', id: envelope.id, from: client.id });
         return;
       }
       case 'hello':
-        this.#reject(client.connection, 'ERR_ALREADY_HELLO', 'hello was already accepted on this connection');
+        this.#protocolError(connection, 'ERR_ALREADY_HELLO', 'hello was already accepted on this connection');
         return;
       default:
         break;
     }
     const command = envelope;
     if (command.id !== undefined) {
+      if (utf8Length(command.id) > this.#options.maxIdLength) {
+        this.#refuse(connection, { code: 'ERR_ID_TOO_LONG', message: `message id over ${this.#options.maxIdLength} bytes` }, undefined);
+        return;
+      }
       if (client.seenIds.has(command.id)) {
         // A retry of something already routed: confirm again, deliver nothing twice.
         this.#counters.duplicates++;
         this.#sendTo(client, { t: 'ack', id: command.id });
         return;
       }
-      if (this.#options.beforeRoute?.(command, client) === 'drop') return;
     }
+    if (this.#options.beforeRoute?.(command, client) === 'drop') return;
     const error = this.#route(client, command, lane);
     if (error) {
-      this.#reject(client.connection, error.code, error.message, command.id);
+      this.#refuse(connection, error, command.id);
       return;
     }
     this.#counters.routed++;
@@ -309,65 +427,105 @@ export class Router {
   }
 
   /** Applies one command; returns a typed error instead of throwing. */
-  #route(client: RoutedClient, command: Exclude<ClientCommand, { t: 'hello' }>, lane: Lane): { code: string; message: string } | undefined {
+  #route(client: RoutedClient, command: Exclude<ClientCommand, { t: 'hello' }>, lane: Lane): RouteError | undefined {
     // Module functions, not closures made per command: this runs once per routed message.
     const authorize = this.#options.authorize;
     switch (command.t) {
       case 'join':
-        return refusal(authorize, client, { kind: 'join', room: command.room }) ?? void addMember(this.rooms, command.room, client, client.rooms);
+        return this.#checkName(command.room) ?? refusal(authorize, client, { kind: 'join', room: command.room }) ?? this.#join(this.rooms, command.room, client, client.rooms);
       case 'leave':
         removeMember(this.rooms, command.room, client, client.rooms);
         return undefined;
       case 'subscribe':
-        return refusal(authorize, client, { kind: 'subscribe', topic: command.topic }) ?? void addMember(this.topics, command.topic, client, client.topics);
+        return this.#checkName(command.topic) ?? refusal(authorize, client, { kind: 'subscribe', topic: command.topic }) ?? this.#join(this.topics, command.topic, client, client.topics);
       case 'unsubscribe':
         removeMember(this.topics, command.topic, client, client.topics);
         return undefined;
-      case 'publish': {
-        const denied = refusal(authorize, client, { kind: 'publish', topic: command.topic });
-        if (denied) return denied;
-        this.#fanOut(this.topics.get(command.topic) ?? [], deliveryOf(client, command, 'topic', command.topic), client, lane);
-        return undefined;
-      }
+      case 'publish':
+        return (
+          this.#checkName(command.topic) ??
+          refusal(authorize, client, { kind: 'publish', topic: command.topic }) ??
+          this.#relay(client, this.topics.get(command.topic) ?? [], deliveryOf(client, command, 'topic', command.topic), client, lane)
+        );
       case 'broadcast':
-        this.#fanOut(this.clients.values(), deliveryOf(client, command, 'broadcast'), client, lane);
-        return undefined;
+        return refusal(authorize, client, { kind: 'broadcast' }) ?? this.#relay(client, this.clients.values(), deliveryOf(client, command, 'broadcast'), client, lane);
       case 'send': {
+        const denied = this.#checkName(command.to) ?? refusal(authorize, client, { kind: 'send', to: command.to });
+        if (denied) return denied;
         const target = this.clients.get(command.to);
         if (!target) return { code: 'ERR_UNKNOWN_CLIENT', message: `no client '${command.to}'` };
-        this.#fanOut([target], deliveryOf(client, command, 'send'), undefined, lane);
-        return undefined;
+        return this.#relay(client, [target], deliveryOf(client, command, 'send'), undefined, lane);
       }
       case 'multicast': {
         const target = command.target;
         if ('room' in target) {
-          const denied = refusal(authorize, client, { kind: 'multicast-room', room: target.room });
-          if (denied) return denied;
-          this.#fanOut(this.rooms.get(target.room) ?? [], deliveryOf(client, command, 'room', target.room), client, lane);
-        } else if ('topic' in target) {
-          const denied = refusal(authorize, client, { kind: 'publish', topic: target.topic });
-          if (denied) return denied;
-          this.#fanOut(this.topics.get(target.topic) ?? [], deliveryOf(client, command, 'topic', target.topic), client, lane);
-        } else {
-          const recipients = new Set<RoutedClient>();
-          for (const id of target.ids) {
-            const recipient = this.clients.get(id);
-            if (recipient) recipients.add(recipient);
-          }
-          this.#fanOut(recipients, deliveryOf(client, command, 'ids'), undefined, lane);
+          return (
+            this.#checkName(target.room) ??
+            refusal(authorize, client, { kind: 'multicast-room', room: target.room }) ??
+            this.#relay(client, this.rooms.get(target.room) ?? [], deliveryOf(client, command, 'room', target.room), client, lane)
+          );
         }
-        return undefined;
+        if ('topic' in target) {
+          return (
+            this.#checkName(target.topic) ??
+            refusal(authorize, client, { kind: 'publish', topic: target.topic }) ??
+            this.#relay(client, this.topics.get(target.topic) ?? [], deliveryOf(client, command, 'topic', target.topic), client, lane)
+          );
+        }
+        if (target.ids.length > this.#options.maxMulticastIds) return { code: 'ERR_TOO_MANY_IDS', message: `multicast to more than ${this.#options.maxMulticastIds} ids` };
+        const denied = refusal(authorize, client, { kind: 'multicast-ids', ids: target.ids });
+        if (denied) return denied;
+        const recipients = new Set<RoutedClient>();
+        for (const id of target.ids) {
+          const recipient = this.clients.get(id);
+          if (recipient) recipients.add(recipient);
+        }
+        return this.#relay(client, recipients, deliveryOf(client, command, 'ids'), undefined, lane);
       }
     }
   }
 
-  /** Encodes once and queues the same frame, on the sender's lane, on every recipient except `exclude`. */
-  #fanOut(recipients: Iterable<RoutedClient>, event: ServerEvent, exclude: RoutedClient | undefined, lane: Lane = 'reliable'): number {
+  #checkName(name: string): RouteError | undefined {
+    if (utf8Length(name) <= this.#options.maxNameLength) return undefined;
+    return { code: 'ERR_NAME_TOO_LONG', message: `name over ${this.#options.maxNameLength} bytes` };
+  }
+
+  #join(index: Map<string, Set<RoutedClient>>, name: string, client: RoutedClient, own: Set<string>): RouteError | undefined {
+    if (!own.has(name) && client.rooms.size + client.topics.size >= this.#options.maxMemberships) {
+      return { code: 'ERR_TOO_MANY_MEMBERSHIPS', message: `more than ${this.#options.maxMemberships} rooms and topics` };
+    }
+    addMember(index, name, client, own);
+    return undefined;
+  }
+
+  /**
+   * A client's message to its recipients: refused (nothing queued, nothing acknowledged) when the
+   * delivery would be larger than the transports accept.
+   */
+  #relay(sender: RoutedClient, recipients: Iterable<RoutedClient>, event: Extract<ServerEvent, { t: 'message' }>, exclude: RoutedClient | undefined, lane: Lane): RouteError | undefined {
     const frame = encodeEnvelope(event);
+    const size = messageSize(frame);
+    if (size > this.#options.maxMessageSize) return { code: 'ERR_MESSAGE_TOO_LARGE', message: `the delivery would be ${size} bytes, over the limit of ${this.#options.maxMessageSize}` };
+    this.#fanOut(recipients, event, exclude, lane, frame, sender);
+    return undefined;
+  }
+
+  /**
+   * Encodes once and queues the same frame, on the sender's lane, on every recipient except
+   * `exclude`; returns the deliveries queued. Recipients left above their high-water mark hold
+   * `sender`'s reading until they drain.
+   */
+  #fanOut(recipients: Iterable<RoutedClient>, event: Extract<ServerEvent, { t: 'message' }>, exclude: RoutedClient | undefined, lane: Lane = 'reliable', frame = encodeEnvelope(event), sender?: RoutedClient): number {
+    const receipt = event.receipt && event.id !== undefined ? `${event.from}\u0000${event.id}` : undefined;
+    const from = this.#options.pacePublishers ? (sender?.connection ?? undefined) : undefined;
     let delivered = 0;
     for (const recipient of recipients) {
       if (recipient === exclude) continue;
-      if (this.#write(recipient.connection, frame, lane)) delivered++;
+      const connection = recipient.connection;
+      if (!this.#write(connection, frame, lane)) continue;
+      delivered++;
+      if (receipt) remember(recipient.owedReceipts, receipt, this.#options.dedupWindow);
+      if (from && !connection!.writable) this.#holdUntilDrained(from, connection!);
     }
     this.#counters.deliveries += delivered;
     return delivered;
@@ -393,9 +551,118 @@ export class Router {
     }
   }
 
-  #reject(connection: Connection | null, code: string, message: string, ref?: string): void {
+  /**
+   * Backpressure from recipients to senders: `sender` is not read while `recipient` is over its
+   * high-water mark, so a fast publisher goes at the pace of its readers (TCP pushes back on it;
+   * a long-polling POST is answered later). A recipient whose queue stops shrinking for
+   * stalledReaderMs is stalled: it holds nobody back, and its own slow-consumer policy deals with it.
+   */
+  #holdUntilDrained(sender: Connection, recipient: Connection): void {
+    if (sender === recipient || this.#stalled.has(recipient)) return;
+    let senders = this.#awaitingDrain.get(recipient);
+    if (!senders) {
+      this.#awaitingDrain.set(recipient, (senders = new Set()));
+      // A reader that reads, however slowly, shrinks its queue between two looks; one that does not is stalled.
+      let lastBytes = recipient.queued.bytes;
+      const watch = setInterval(() => {
+        const bytes = recipient.queued.bytes;
+        if (bytes < lastBytes) return void (lastBytes = bytes);
+        clearInterval(watch);
+        this.#stalled.add(recipient);
+        this.#releaseWaitingOn(recipient);
+      }, this.#options.stalledReaderMs);
+      watch.unref?.();
+      recipient.drained().then(
+        () => {
+          clearInterval(watch);
+          this.#stalled.delete(recipient);
+          this.#releaseWaitingOn(recipient);
+        },
+        () => clearInterval(watch),
+      );
+    }
+    if (senders.has(sender)) return;
+    senders.add(sender);
+    this.#pauseReading(sender, recipient);
+  }
+
+  #releaseWaitingOn(recipient: Connection): void {
+    const senders = this.#awaitingDrain.get(recipient);
+    this.#awaitingDrain.delete(recipient);
+    for (const sender of senders ?? []) this.#resumeReading(sender, recipient);
+  }
+
+  #pauseReading(connection: Connection, reason: unknown): void {
+    const peer = this.#connections.get(connection);
+    if (!peer) return;
+    if (peer.pausedFor.size === 0) connection.pauseReading();
+    peer.pausedFor.add(reason);
+  }
+
+  #resumeReading(connection: Connection, reason: unknown): void {
+    const peer = this.#connections.get(connection);
+    if (!peer || !peer.pausedFor.delete(reason)) return;
+    if (peer.pausedFor.size === 0) connection.resumeReading();
+  }
+
+  /**
+   * Takes one command token. An empty bucket pauses reading until a tenth of the burst is back, so
+   * the sender is slowed, not refused: what it already sent in the same read still goes through.
+   * Only a sender that keeps coming anyway (a transport that cannot pause) runs a debt of `burst`,
+   * and past that its commands are refused.
+   */
+  #takeToken(connection: Connection): boolean {
+    const peer = this.#connections.get(connection);
+    if (!peer) return false;
+    const { perSecond, burst } = this.#options.rateLimit;
+    if (perSecond === Infinity) return true;
+    const now = Date.now();
+    peer.tokens = Math.min(burst, peer.tokens + ((now - peer.refilledAt) * perSecond) / 1000);
+    peer.refilledAt = now;
+    if (peer.tokens < -burst) return false;
+    peer.tokens--;
+    if (peer.tokens < 0 && !peer.pausedFor.has(RATE_LIMIT)) {
+      this.#pauseReading(connection, RATE_LIMIT);
+      const timer = setTimeout(() => this.#resumeReading(connection, RATE_LIMIT), Math.ceil(((burst / 10 - peer.tokens) / perSecond) * 1000));
+      timer.unref?.();
+    }
+    return true;
+  }
+
+  /** A command the router will not carry out: answered at once, with the command's id. */
+  #refuse(connection: Connection, error: RouteError, ref: string | undefined): void {
     this.#counters.errors++;
-    this.#write(connection, encodeEnvelope({ t: 'error', code, message, ...(ref === undefined ? {} : { ref }) }));
+    this.#write(connection, encodeEnvelope({ t: 'error', code: error.code, message: error.message, ...(ref === undefined ? {} : { ref }) }));
+  }
+
+  /**
+   * A frame that breaks the protocol (or over the rate limit): one error envelope per turn
+   * however many such frames came in it (the first one's, with a count of the rest), and past
+   * maxProtocolErrors (when `counts`) the connection closes with 1002.
+   */
+  #protocolError(connection: Connection, code: string, message: string, ref?: string, counts = true): void {
+    const peer = this.#connections.get(connection);
+    if (!peer) return;
+    this.#counters.errors++;
+    if (counts && ++peer.protocolErrors > this.#options.maxProtocolErrors) {
+      this.#sendPendingError(connection, peer);
+      connection.close(CloseCode.protocolError, `more than ${this.#options.maxProtocolErrors} protocol errors`);
+      return;
+    }
+    if (peer.pendingError) {
+      peer.pendingError.more++;
+      return;
+    }
+    peer.pendingError = { code, message, ref, more: 0 };
+    queueMicrotask(() => this.#sendPendingError(connection, peer));
+  }
+
+  #sendPendingError(connection: Connection, peer: Peer): void {
+    const pending = peer.pendingError;
+    if (!pending) return;
+    peer.pendingError = undefined;
+    const text = pending.more > 0 ? `${pending.message} (and ${pending.more} more refused frames)` : pending.message;
+    this.#write(connection, encodeEnvelope({ t: 'error', code: pending.code, message: text, ...(pending.ref === undefined ? {} : { ref: pending.ref }) }));
   }
 
   #forget(client: RoutedClient): void {
@@ -418,10 +685,20 @@ export class Router {
   }
 }
 
+/** A reason of its own for pausing a connection's reading: its token bucket is empty. */
+const RATE_LIMIT = Symbol('rate limit');
+
 /** ERR_FORBIDDEN when the authorize hook refuses `action`. */
-function refusal(authorize: RouterOptions['authorize'], client: RoutedClient, action: Action): { code: string; message: string } | undefined {
+function refusal(authorize: RouterOptions['authorize'], client: RoutedClient, action: Action): RouteError | undefined {
   if (!authorize || authorize(client, action)) return undefined;
-  return { code: 'ERR_FORBIDDEN', message: `not allowed: ${action.kind} ${'room' in action ? action.room : action.topic}` };
+  const { kind, ...what } = action;
+  return { code: 'ERR_FORBIDDEN', message: `not allowed: ${kind} ${JSON.stringify(what)}` };
+}
+
+/** Adds `key` to a bounded insertion-ordered set, forgetting the oldest past `limit`. */
+function remember(keys: Map<string, true>, key: string, limit: number): void {
+  keys.set(key, true);
+  if (keys.size > limit) keys.delete(keys.keys().next().value!);
 }
 
 /** The `message` a command's data becomes for its recipients (with an id where receipts are wanted). */

@@ -35,7 +35,7 @@ describe('server over TLS', () => {
     const info = (await (await fetch(`${server.urls.http}/info`)).json()) as { version: string; certificateSha256: string; transports: string[] };
     expect(info.version).toBe(packageJson.version);
     expect(info.certificateSha256).toBe(server.certificate!.sha256Hex);
-    expect(info.transports).toEqual(['websocket', 'long-polling', 'polling', 'webtransport']);
+    expect(info.transports).toEqual(['websocket', 'long-polling', 'polling', 'webrtc', 'webtransport']);
     expect(server.urls.webtransport).toBe(`${server.urls.https}/wt`);
     expect(server.urls.https).toBe(server.urls.http.replace('http:', 'https:'));
   });

@@ -46,7 +46,8 @@ export function staticFiles(root: string): (request: http.IncomingMessage, respo
       'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
     });
     if (request.method === 'HEAD') response.end();
-    else createReadStream(file).pipe(response);
+    // A file that vanished since stat() ends this response only (an unhandled 'error' would end the process).
+    else createReadStream(file).on('error', () => response.destroy()).pipe(response);
     return true;
   };
 }

@@ -37,6 +37,8 @@ export async function launchChromium(): Promise<Browser> {
       '--disable-component-update',
       '--disable-sync',
       '--no-proxy-server',
+      // WebRTC host candidates as real addresses (not mDNS names, which nothing resolves here).
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
     ],
   });
 }

@@ -2,7 +2,9 @@
  * A WebTransport test server on the engine: `/echo` echoes datagrams and every bidirectional
  * stream, and sends each incoming unidirectional stream back on a server-opened one; `/push` opens
  * a unidirectional and a bidirectional stream towards the client, then closes the session with
- * 4321 "server says bye". It records how each session ended.
+ * 4321 "server says bye"; `/cut` reads the client's bidirectional streams and, once 256 KiB have
+ * arrived, closes the session with 1008 "policy" while the client is still sending. It records
+ * how each session ended.
  */
 import { createCertificate, type CertificateBundle } from '../certs/index.ts';
 import { WebTransportServer, type WebTransportServerOptions } from '../transports/webtransport/engine/server.ts';
@@ -51,10 +53,25 @@ async function push(session: WebTransportSession): Promise<void> {
   session.close({ closeCode: 4321, reason: 'server says bye' });
 }
 
+/** Closes the session in the middle of the client's uploads. */
+async function cut(session: WebTransportSession): Promise<void> {
+  let received = 0;
+  const streams = session.incomingBidirectionalStreams.getReader();
+  for (let next = await streams.read(); !next.done; next = await streams.read()) {
+    const reader = next.value.readable.getReader();
+    void (async () => {
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+        received += chunk.value.length;
+        if (received >= 256 * 1024) session.close({ closeCode: 1008, reason: 'policy' });
+      }
+    })().catch(() => undefined); // the close ends the reads
+  }
+}
+
 /** `options` tune the engine (e.g. `retryAfterHandshakes: 0` for a Retry on every connection). */
 export async function startEchoWebTransportServer(options: Partial<WebTransportServerOptions> = {}): Promise<EchoWebTransportServer> {
   const certificate = await createCertificate();
-  const server = new WebTransportServer({ port: 0, certPem: certificate.certPem, keyPem: certificate.keyPem, ...options }).route('/echo').route('/push');
+  const server = new WebTransportServer({ port: 0, certPem: certificate.certPem, keyPem: certificate.keyPem, ...options }).route('/echo').route('/push').route('/cut');
   const closes: EchoWebTransportServer['closes'] = [];
   server.onSession((session) => {
     session.closed.then(
@@ -62,6 +79,7 @@ export async function startEchoWebTransportServer(options: Partial<WebTransportS
       (error: Error) => closes.push({ error: error.message }),
     );
     if (session.path === '/push') void push(session).catch(() => undefined);
+    else if (session.path === '/cut') void cut(session).catch(() => undefined);
     else {
       void echoDatagrams(session).catch(() => undefined);
       void echoStreams(session).catch(() => undefined);

@@ -307,6 +307,17 @@ export abstract class BaseConnection implements Connection {
     this.closeTransport(code, reason);
   }
 
+  pauseReading(): void {
+    this.setReadingPaused(true);
+  }
+
+  resumeReading(): void {
+    this.setReadingPaused(false);
+  }
+
+  /** Subclass: stop (or restart) reading from the peer; the default cannot, and ignores it. */
+  protected setReadingPaused(_paused: boolean): void {}
+
   /** Hands queued messages to the wire while it accepts them; call `onFlushed()` after writing. */
   protected abstract flush(): void;
 

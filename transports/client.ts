@@ -7,10 +7,14 @@
  */
 import { decodeEnvelope, encodeEnvelope, type ClientCommand, type DeliveryKind, type Envelope, type MulticastTarget, type Payload } from './codec/envelope.ts';
 import { Emitter } from './emitter.ts';
-import { ConnectError, ConnectionClosedError, SwitchyardError } from './errors.ts';
+import { messageSize } from './base-connection.ts';
+import { ConnectError, ConnectionClosedError, MessageTooLargeError, SwitchyardError } from './errors.ts';
 import { randomId } from './random-id.ts';
 import { DEFAULT_DEDUP_WINDOW, RecentIds } from './recent-ids.ts';
+import { isPeerSignal, PeerLinks, type PeerLinkOptions } from './webrtc/peer.ts';
 import type { ClientTransportFactory, ClientTransportOptions, CloseInfo, Connection, Lane, TransportName, TransportStats } from './transport.ts';
+
+export { PeerConnectError } from './webrtc/peer.ts';
 
 /** A message delivered to this client. */
 export interface Delivery {
@@ -50,6 +54,8 @@ export interface ClientEvents {
   state: (state: ClientState) => void;
   /** Earlier transports of the list failed; the client is now on `transport`. */
   fallback: (transport: TransportName, failed: FallbackAttempt[]) => void;
+  /** Another client opened a direct webrtc connection to this one (see `peer()`). */
+  peer: (connection: Connection, from: string) => void;
   /** A typed error from the server not tied to a pending call. */
   error: (error: ServerError) => void;
   close: (info: CloseInfo) => void;
@@ -81,6 +87,8 @@ export interface ClientOptions {
   maxAttempts?: number;
   /** Reconnect after an unexpected close. Default true. */
   reconnect?: boolean;
+  /** Peer-to-peer webrtc (`peer()`): which offers to answer, ICE servers, timeout (Node supplies wrtc). */
+  peers?: Omit<PeerLinkOptions, 'signal' | 'onPeer'>;
   /** Options passed to every transport (backpressure, laneFallback, TLS for Node...). */
   transportOptions?: Partial<ClientTransportOptions> & Record<string, unknown>;
 }
@@ -97,7 +105,8 @@ interface PendingAck {
 const MAX_RECONNECT_DELAY_MS = 5_000;
 
 export class SwitchyardClient {
-  readonly #options: Required<Omit<ClientOptions, 'token' | 'transportOptions'>> & Pick<ClientOptions, 'token' | 'transportOptions'>;
+  readonly #options: Required<Omit<ClientOptions, 'token' | 'transportOptions' | 'peers'>> & Pick<ClientOptions, 'token' | 'transportOptions'>;
+  readonly #peers: PeerLinks;
   readonly #events = new Emitter<ClientEvents>();
   readonly #pending = new Map<string, PendingAck>();
   readonly #pings = new Map<number, (rtt: number) => void>();
@@ -113,6 +122,8 @@ export class SwitchyardClient {
   #secret: string | undefined;
   #transport: TransportName | undefined;
   #heartbeatMs = 15_000;
+  /** The server's limit from its welcome: a larger command is refused here, before it costs a connection (1009). */
+  #maxMessageSize = Infinity;
   #lastHeard = 0;
   #watchdog: ReturnType<typeof setInterval> | undefined;
   #welcome: { resolve: () => void; reject: (error: Error) => void } | undefined;
@@ -129,6 +140,12 @@ export class SwitchyardClient {
       reconnect: true,
       ...options,
     };
+    this.#peers = new PeerLinks({
+      connectTimeoutMs: 10_000,
+      ...options.peers,
+      signal: (to, signal) => this.send(to, signal as unknown as Payload, { ack: true }).then(() => undefined),
+      onPeer: (connection, from) => this.#events.emit('peer', connection, from),
+    });
   }
 
   /** Client id assigned by the server (stable across resumed reconnects). */
@@ -184,6 +201,15 @@ export class SwitchyardClient {
   publish(topic: string, data: Payload, options?: SendOptions): Promise<string | undefined> {
     return this.#command({ t: 'publish', topic, data }, options);
   }
+  /**
+   * A direct webrtc connection to another client of this server (same contract and lanes as any
+   * Connection); the offer and answer go through the server, the messages do not. Rejects with
+   * PeerConnectError (`ERR_PEER_ICE_FAILED` names the ICE state when no direct path was found).
+   */
+  peer(clientId: string): Promise<Connection> {
+    return this.#peers.connect(clientId);
+  }
+
   /** Unicast to one client id. */
   send(to: string, data: Payload, options?: SendOptions): Promise<string | undefined> {
     return this.#command({ t: 'send', to, data }, options);
@@ -308,6 +334,10 @@ export class SwitchyardClient {
           this.#seen.add(key);
           if (envelope.receipt) this.#fire(encodeEnvelope({ t: 'ack', id: envelope.id, to: envelope.from }));
         }
+        if (envelope.kind === 'send' && isPeerSignal(envelope.data)) {
+          this.#peers.handle(envelope.from, envelope.data);
+          return;
+        }
         const { t: _t, receipt: _r, ...delivery } = envelope;
         this.#events.emit('message', { ...delivery, lane });
         return;
@@ -353,6 +383,7 @@ export class SwitchyardClient {
     this.#clientId = welcome.clientId;
     this.#secret = welcome.secret;
     this.#heartbeatMs = welcome.heartbeatMs;
+    this.#maxMessageSize = welcome.maxMessageSize;
     const waiter = this.#welcome;
     this.#welcome = undefined;
     if (!resumed) {
@@ -376,9 +407,14 @@ export class SwitchyardClient {
 
   #command(command: Exclude<ClientCommand, { t: 'hello' }>, options: SendOptions = {}): Promise<string | undefined> {
     const lane = options.lane ?? 'reliable';
-    if (!options.ack && !options.receipt) return this.#write(encodeEnvelope(command), lane).then(() => undefined);
+    if (!options.ack && !options.receipt) {
+      const frame = encodeEnvelope(command);
+      if (messageSize(frame) > this.#maxMessageSize) return Promise.reject(new MessageTooLargeError(messageSize(frame), this.#maxMessageSize));
+      return this.#write(frame, lane).then(() => undefined);
+    }
     const id = `${this.#idPrefix}.${this.#nextId++}`;
     const frame = encodeEnvelope({ ...command, id, ...(options.receipt ? { receipt: true } : {}) } as Envelope);
+    if (messageSize(frame) > this.#maxMessageSize) return Promise.reject(new MessageTooLargeError(messageSize(frame), this.#maxMessageSize));
     if (!options.ack) return this.#write(frame, lane).then(() => id);
     return new Promise<string>((resolve, reject) => {
       const pending: PendingAck = { frame, lane, attempt: 0, timer: undefined, resolve: () => resolve(id), reject };
@@ -397,7 +433,13 @@ export class SwitchyardClient {
       return;
     }
     pending.attempt++;
-    this.#write(pending.frame, pending.lane).catch(() => undefined); // the retry timer covers a failed write
+    this.#write(pending.frame, pending.lane).catch((error: unknown) => {
+      // A lost connection is what the retry timer is for; a refusal (size, lane) would fail every time.
+      if (error instanceof ConnectionClosedError || this.#pending.get(id) !== pending) return;
+      clearTimeout(pending.timer);
+      this.#pending.delete(id);
+      pending.reject(error as Error);
+    });
     const delay = this.#options.ackTimeoutMs * 2 ** (pending.attempt - 1);
     pending.timer = setTimeout(() => this.#transmit(id, pending), delay * (0.9 + Math.random() * 0.2));
   }

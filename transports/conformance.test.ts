@@ -8,9 +8,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type SwitchyardServer } from '../server/index.ts';
 import { collect, startEchoServer, waitFor, type EchoServer } from '../test-support/servers.ts';
 import type { Delivery, SwitchyardClient } from './client.ts';
-import { createClient, nodeConnectors } from './node-webtransport.ts';
+import type { NodeClientOptions } from './node-client.ts';
+import { webrtc } from './node-webrtc.ts';
+import { createClient as createWebTransportClient, nodeConnectors as webTransportConnectors } from './node-webtransport.ts';
 import type { Connection, TransportName } from './transport.ts';
 
+/** Every Node connector: the opt-in entries (webtransport, webrtc) included. */
+const nodeConnectors = { ...webTransportConnectors, webrtc };
+const createClient = (options: NodeClientOptions) => createWebTransportClient({ ...options, connectors: { webrtc, ...options.connectors } });
 const TRANSPORTS = Object.keys(nodeConnectors) as TransportName[];
 
 /**
@@ -23,6 +28,8 @@ const STACK_MEASURES: Record<TransportName, { rtt: boolean; losses: boolean }> =
   'long-polling': { rtt: true, losses: false },
   polling: { rtt: true, losses: false },
   webtransport: { rtt: true, losses: true },
+  // getStats(): the selected candidate pair's RTT; SCTP's losses and retransmissions are not reported.
+  webrtc: { rtt: true, losses: false },
 };
 
 /** Resolves false after `ms`: the deadline of a wait on an event that may not come (a lost datagram). */

@@ -1,5 +1,5 @@
 /**
- * The Transport contract: what every transport (websocket, long-polling, polling, webtransport)
+ * The Transport contract: what every transport (websocket, long-polling, polling, webtransport, webrtc)
  * offers, on the client and on the server, so the router and the client core never know which
  * wire they run on. Semantics are in PRODUCT.md §2; this file is the single source of truth for
  * names. Runs in Node and in the browser (no Node imports here: the HTTP server side of the
@@ -7,7 +7,7 @@
  */
 
 /** Registry names of the transports. */
-export type TransportName = 'websocket' | 'long-polling' | 'polling' | 'webtransport';
+export type TransportName = 'websocket' | 'long-polling' | 'polling' | 'webtransport' | 'webrtc';
 
 /** Lifecycle. Changed in one place per implementation; only moves forward. */
 export type ConnectionState = 'connecting' | 'open' | 'closing' | 'closed';
@@ -146,6 +146,12 @@ export interface Connection {
   readonly writable: boolean;
   /** Resolves when queued bytes are below the high-water mark (at once if already). Rejects if closed. */
   drained(): Promise<void>;
+  /**
+   * Stops taking messages from the peer until `resumeReading()`: the transport's own flow control
+   * (TCP, an unanswered POST) then slows the peer down. Transports that cannot do so ignore it.
+   */
+  pauseReading(): void;
+  resumeReading(): void;
   /** Starts the close handshake; idempotent. */
   close(code?: number, reason?: string): void;
   stats(): TransportStats;

@@ -1,6 +1,6 @@
 /** The head-of-line analysis on synthetic series whose answers are known by construction. */
 import { describe, expect, it } from 'vitest';
-import { afterWarmup, analyzeFlows, chanceShared, findStalls, maxArrivalGap, percentile, sharedStalls, stallThreshold, type FlowSeries, type StallEpisode } from './analysis.ts';
+import { afterWarmup, analyzeFlows, chanceShared, findStalls, maxArrivalGap, percentile, sharedStalls, stallsAfterLoss, stallThreshold, type FlowSeries, type StallEpisode } from './analysis.ts';
 
 /** A flow sending every 20 ms from `offset`, each message arriving after `latency(i)` ms (null: lost). */
 function flow(count: number, offset: number, latency: (i: number) => number | null): FlowSeries {
@@ -105,5 +105,21 @@ describe('head-of-line analysis', () => {
     expect(result.lossRate).toBe(0.04);
     expect(result.flows[1]!.series!.latencyMs.slice(0, 5)).toEqual([1, 1, 1, null, 1]);
     expect(result.flows[1]!.series!.sentAt.slice(0, 2)).toEqual([10, 30]);
+  });
+
+  it('counts the flows each drop held back: all on one ordered lane, one on channels, none on datagrams', () => {
+    const span = { start: 0, end: 2_000 };
+    // One ordered lane: the drop at 500 ms holds every flow's messages sent 500–560 ms until 600 ms.
+    const lane = headOfLine(4, 500, 600);
+    expect(stallsAfterLoss(lane, [500], 20, 20, span)).toMatchObject({ drops: 1, stalling: 1, flowsHeld: 4 });
+    // Channels: the same drop holds only flow 2 (its own stream).
+    const channels = Array.from({ length: 4 }, (_, f) => (f === 2 ? headOfLine(1, 500, 600)[0]! : flow(100, f * 5, () => 1)));
+    const held = stallsAfterLoss(channels, [500], 20, 20, span);
+    expect(held).toMatchObject({ drops: 1, stalling: 1, flowsHeld: 1 });
+    // By chance (evenly spread instants) the one stall is rarely hit.
+    expect(held.chanceStalling).toBeLessThan(0.1);
+    // Datagrams: the message is lost, nothing is late; drops outside the span are not counted.
+    const datagrams = Array.from({ length: 4 }, (_, f) => flow(100, f * 5, (i) => (f === 2 && i === 25 ? null : 1)));
+    expect(stallsAfterLoss(datagrams, [500, 5_000], 20, 20, span)).toEqual({ drops: 1, stalling: 0, flowsHeld: null, chanceStalling: 0 });
   });
 });

@@ -64,6 +64,53 @@ export interface SharedStalls {
   chanceFraction: number | null;
 }
 
+/**
+ * What the path's packet drops did: on one ordered lane (TCP, one QUIC stream) a lost packet holds
+ * back every flow until it is repaired; on channels only the flow whose data it carried; on
+ * datagrams none (the message is just lost). Drop times come from the path itself, so stalls
+ * with another cause (a CPU hiccup stalls every flow on any transport) mostly fall outside it.
+ */
+export interface LossStalls {
+  /** Packets the path dropped, both directions, while analysed messages were sent. */
+  drops: number;
+  /** Drops that a stall of at least one flow followed. */
+  stalling: number;
+  /** Mean number of flows stalled after a stalling drop (null: none stalled). */
+  flowsHeld: number | null;
+  /**
+   * The share of evenly spaced instants of the span that a stall followed, by the same rule: what
+   * drops unrelated to the stalls would give. `stalling / drops` well above it: losses cause stalls.
+   */
+  chanceStalling: number;
+}
+
+/**
+ * Which flows each drop held back: the flows with a message later than the threshold among those
+ * sent from one way + 20 ms before the drop (a server → client packet carries a message sent that
+ * much earlier) to one round trip after it (what waits behind the loss until it is repaired). On
+ * one ordered lane that is every flow; on channels the flow whose data was lost; on datagrams none.
+ */
+export function stallsAfterLoss(all: readonly FlowSeries[], dropsMs: readonly number[], thresholdMs: number, oneWayMs: number, span: { start: number; end: number }): LossStalls {
+  const late = all.map((series) => series.sentAt.flatMap((sentAt, i) => {
+    const receivedAt = series.receivedAt[i];
+    return receivedAt !== null && receivedAt !== undefined && receivedAt - sentAt > thresholdMs ? [sentAt] : [];
+  }));
+  const held = (at: number) => late.filter((sends) => sends.some((sentAt) => sentAt >= at - oneWayMs - 20 && sentAt <= at + 2 * oneWayMs + 10)).length;
+  const inSpan = dropsMs.filter((drop) => drop >= span.start && drop <= span.end);
+  let stalling = 0;
+  let flowsHeld = 0;
+  for (const drop of inSpan) {
+    const flows = held(drop);
+    if (flows === 0) continue;
+    stalling++;
+    flowsHeld += flows;
+  }
+  const INSTANTS = 200;
+  let chance = 0;
+  for (let i = 0; i < INSTANTS; i++) if (held(span.start + ((i + 0.5) / INSTANTS) * (span.end - span.start)) > 0) chance++;
+  return { drops: inSpan.length, stalling, flowsHeld: stalling ? round(flowsHeld / stalling) : null, chanceStalling: round(chance / INSTANTS) };
+}
+
 /** Drops the warm-up: messages sent before `warmupMs` are not analysed. */
 export function afterWarmup(series: FlowSeries, warmupMs: number): FlowSeries {
   const first = series.sentAt.findIndex((sentAt) => sentAt >= warmupMs);
@@ -189,8 +236,8 @@ export function summarizeMs(values: readonly number[]): LatencySummary {
 /** Everything per flow, plus the shared-stall figure, for one transport variant. */
 export function analyzeFlows(
   raw: readonly FlowSeries[],
-  options: { warmupMs: number; stallThresholdMs?: number | undefined; stallExtraMs: number },
-): { thresholdMs: number; flows: FlowAnalysis[]; stalls: SharedStalls; lossRate: number } {
+  options: { warmupMs: number; stallThresholdMs?: number | undefined; stallExtraMs: number; dropsMs?: readonly number[] | undefined; oneWayMs?: number },
+): { thresholdMs: number; flows: FlowAnalysis[]; stalls: SharedStalls; lossRate: number; afterLoss: LossStalls | null } {
   const all = raw.map((series) => afterWarmup(series, options.warmupMs));
   const thresholdMs = stallThreshold(all, { fixedMs: options.stallThresholdMs, extraMs: options.stallExtraMs });
   const episodes: StallEpisode[] = [];
@@ -222,7 +269,13 @@ export function analyzeFlows(
     span.start = Math.min(span.start, sentAt);
     span.end = Math.max(span.end, sentAt);
   }
-  return { thresholdMs: round(thresholdMs), flows, stalls: sharedStalls(episodes, span), lossRate: sent ? lost / sent : 0 };
+  return {
+    thresholdMs: round(thresholdMs),
+    flows,
+    stalls: sharedStalls(episodes, span),
+    lossRate: sent ? lost / sent : 0,
+    afterLoss: options.dropsMs ? stallsAfterLoss(all, options.dropsMs, thresholdMs, options.oneWayMs ?? 0, span) : null,
+  };
 }
 
 function round(value: number): number {

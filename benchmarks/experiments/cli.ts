@@ -14,9 +14,10 @@ import { ROOT } from './processes.ts';
 const HELP = `Usage: npm run experiment -- <hol|backpressure> [options]
 
 hol — head-of-line blocking: ${HOL_DEFAULTS.flows} flows of numbered messages at a fixed rate over one connection, across a lossy path
-  --loss N            packet loss each way, 0–10 %, whole percents on the kernel path (default ${HOL_DEFAULTS.lossPercent})
-  --rate-mbit N       rate limit each way (tc tbf; namespace path only)
-  --delay-ms N        one-way delay (UDP relay only: this kernel has no netem; default ${HOL_DEFAULTS.relayDelayMs} there)
+  --loss N            packet loss each way, 0–10 % (whole percents on the nftables path; default ${HOL_DEFAULTS.lossPercent})
+  --delay MS          one-way delay (TUN path and UDP relay; the nftables path cannot delay; default ${HOL_DEFAULTS.delayMs})
+  --rate-mbit N       rate limit each way (TUN path, or tc tbf on the nftables path; not the relay)
+  --seed N            seed of the TUN forwarder's loss dice (default ${HOL_DEFAULTS.seed})
   --transports LIST   variants: ${HOL_VARIANTS.join(', ')}
                       ('webtransport' = its three variants; default all)
   --duration MS       per variant, warm-up included (default ${HOL_DEFAULTS.durationMs})
@@ -39,7 +40,7 @@ backpressure — fast producer, slow consumer, per server slow-consumer policy (
   --max-queued B      server queue hard limit (default ${BACKPRESSURE_DEFAULTS.maxQueuedBytes})
 
 Both: --json FILE (default bench-results/experiment-<name>-<date>.json), --help
-Examples: npm run experiment -- hol --loss 2
+Examples: npm run experiment -- hol --loss 2 --delay 20
           npm run experiment -- hol --loss 5 --rate-mbit 2 --transports websocket,webtransport-channels
           npm run experiment -- backpressure --policies drop-oldest,disconnect --transports websocket`;
 
@@ -50,7 +51,8 @@ const { values: args, positionals } = parseArgs({
     json: { type: 'string' },
     loss: { type: 'string' },
     'rate-mbit': { type: 'string' },
-    'delay-ms': { type: 'string' },
+    delay: { type: 'string' },
+    seed: { type: 'string' },
     transports: { type: 'string' },
     policies: { type: 'string' },
     duration: { type: 'string' },
@@ -105,11 +107,12 @@ async function main(): Promise<void> {
   }
   if (experiment === 'hol') {
     const impairment = args.impairment;
-    if (impairment !== undefined && impairment !== 'auto' && impairment !== 'netns' && impairment !== 'relay') fail(`--impairment: auto, netns or relay, got '${impairment}'`);
+    if (impairment !== undefined && impairment !== 'auto' && impairment !== 'tun' && impairment !== 'netns' && impairment !== 'relay') fail(`--impairment: auto, tun, netns or relay, got '${impairment}'`);
     const result = await runHol({
       lossPercent: number('loss'),
       rateMbit: number('rate-mbit'),
-      delayMs: number('delay-ms'),
+      delayMs: number('delay'),
+      seed: number('seed'),
       variants: list<HolVariant>('transports', HOL_VARIANTS, (item) => (item === 'webtransport' ? HOL_VARIANTS.filter((v) => v.startsWith('webtransport')) : [item])),
       durationMs: number('duration'),
       warmupMs: number('warmup'),

@@ -34,6 +34,6 @@ describe('experiment tables', () => {
     const text = formatHol(result);
     expect(text).toContain('path: relay note');
     expect(text).toMatch(/websocket \(unimpaired\) #0\s+reliable\s+2\.0\s+40\.0\s+40\.0\s+1\s+28\s+37\s+0 %/);
-    expect(text).toMatch(/websocket\s+12\.5\s+4\s+75 %\s+25 %\s+0 %\s+0 \/ 0\s+—\s+—/);
+    expect(text).toMatch(/websocket\s+12\.5\s+4\s+75 %\s+25 %\s+—\s+—\s+0 %\s+0 \/ 0\s+—\s+—/);
   });
 });

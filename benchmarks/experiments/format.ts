@@ -38,13 +38,15 @@ export function formatHol(result: HolResult): string {
     ),
     '',
     table(
-      ['variant', 'threshold ms', 'stall episodes', 'shared', 'shared by chance', 'lost', 'packets dropped c→s / s→c', 'QUIC lost / retransmitted', 'local datagram drops'],
+      ['variant', 'threshold ms', 'stall episodes', 'shared', 'shared by chance', 'losses stalling (chance)', 'flows per loss', 'lost', 'packets dropped c→s / s→c', 'QUIC lost / retransmitted', 'local datagram drops'],
       result.variants.map((variant) => [
         variant.error ? `${variant.variant} (error: ${variant.error})` : variant.variant,
         variant.thresholdMs.toFixed(1),
         String(variant.stalls.episodes),
         percent(variant.stalls.sharedFraction),
         percent(variant.stalls.chanceFraction),
+        variant.afterLoss ? `${variant.afterLoss.stalling} / ${variant.afterLoss.drops} (${percent(variant.afterLoss.chanceStalling)})` : '—',
+        variant.afterLoss?.flowsHeld == null ? '—' : variant.afterLoss.flowsHeld.toFixed(1),
         percent(variant.lossRate),
         variant.packetsDropped ? `${variant.packetsDropped.clientToServer} / ${variant.packetsDropped.serverToClient}` : '—',
         variant.transportStats?.packetsLost == null ? '—' : `${variant.transportStats.packetsLost} / ${variant.transportStats.packetsRetransmitted ?? '—'}`,
@@ -54,6 +56,8 @@ export function formatHol(result: HolResult): string {
     '',
     'shared: stall episodes during which another flow was stalled too (one ordered lane: a loss holds every flow);',
     'shared by chance: the same with each flow\'s stalls moved in time, i.e. what independent stalls would give.',
+    'losses stalling: the path\'s drops followed by a late message (TUN path: it logs when it drops), against instants picked evenly (chance);',
+    'flows per loss: how many flows such a drop held back (one ordered lane: all of them; channels: the one whose data was lost).',
     'local datagram drops: datagrams the client\'s own WebTransport stack dropped (a full datagram queue), not the path.',
   ];
   return lines.join('\n');

@@ -37,6 +37,8 @@ export interface WorkerReply {
   variant: HolVariant;
   error?: string;
   flows: FlowSeries[];
+  /** process.hrtime (CLOCK_MONOTONIC) in ms at the series' time 0: places the path's drop times on the series' clock. */
+  monotonicT0Ms?: number;
   /** The client connection's counters at the end (QUIC loss and retransmits, local datagram drops). */
   stats: { packetsLost: number | null; packetsRetransmitted: number | null; rttMs: number | null; dropped: number } | null;
 }

@@ -35,6 +35,7 @@ async function run(command: WorkerCommand): Promise<WorkerReply> {
   const perFlow = Math.floor((command.ratePerFlow * command.durationMs) / 1000);
   const flows = Array.from({ length: command.flows }, () => ({ sentAt: [] as number[], receivedAt: new Array<number | null>(perFlow).fill(null) }));
   let t0 = 0;
+  let monotonicT0Ms = 0;
   let received = 0;
   client.on('message', (delivery: Delivery) => {
     if (delivery.kind !== 'send' || !(delivery.data instanceof Uint8Array)) return;
@@ -56,6 +57,7 @@ async function run(command: WorkerCommand): Promise<WorkerReply> {
     const interval = 1000 / command.ratePerFlow / command.flows;
     const total = perFlow * command.flows;
     t0 = performance.now();
+    monotonicT0Ms = Number(process.hrtime.bigint()) / 1e6;
     for (let m = 0; m < total; m++) {
       const due = m * interval;
       // Never early: the schedule (flows staggered, fixed rate) is kept from below.
@@ -77,6 +79,7 @@ async function run(command: WorkerCommand): Promise<WorkerReply> {
     return {
       variant: command.variant,
       flows,
+      monotonicT0Ms,
       stats: stats ? { packetsLost: stats.packetsLost, packetsRetransmitted: stats.packetsRetransmitted, rttMs: stats.rttMs, dropped: stats.dropped } : null,
     };
   } catch (error) {

@@ -2,59 +2,63 @@
  * The head-of-line blocking experiment (PRODUCT.md §8): `flows` independent flows of numbered
  * messages at a fixed rate share one connection, per transport variant, across a lossy path.
  *
- * Path: on Linux as root, a network namespace pair with nftables random drop in both directions
- * (and tc tbf for a rate limit), server and client each in their own namespace, TCP and UDP
- * impaired alike. Elsewhere, a userspace UDP relay impairs WebTransport only and the TCP
- * transports run unimpaired, which the result states.
+ * Path: on Linux as root, a network namespace pair joined by the TUN forwarder
+ * (../impairment/tun-path.ts): delay, loss and a rate limit on every IP packet, TCP and UDP alike.
+ * Fallbacks, each saying what it cannot impair: without gcc or /dev/net/tun, the namespace pair with
+ * nftables random drop (no delay: no netem on this kernel); without root, a userspace UDP relay
+ * that impairs WebTransport only (the TCP transports run unimpaired).
  *
  * `runHol()` is importable (the lab can call it): it returns a JSON-serialisable HolResult and
  * reports progress through `onProgress`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { canImpair, createImpairedPath } from '../impairment/netns.ts';
+import { canForward, createTunPath } from '../impairment/tun-path.ts';
 import { startUdpRelay, TCP_LIMITATION, type UdpRelay } from '../impairment/udp-relay.ts';
 import type { Lane, TransportName } from '../../transports/transport.ts';
-import { analyzeFlows, type FlowAnalysis, type SharedStalls } from './analysis.ts';
+import { analyzeFlows, type FlowAnalysis, type LossStalls, type SharedStalls } from './analysis.ts';
 import { HOL_VARIANTS, VARIANT_LAYOUT, type HolVariant, type WorkerCommand, type WorkerReply } from './hol-variants.ts';
-import { LineReader, ROOT, stopChild, tsArgs } from './processes.ts';
+import { LineReader, raisePriority, ROOT, stopChild, tsArgs } from './processes.ts';
 import type { ServerReady } from './server-process.ts';
 
 export { HOL_VARIANTS, type HolVariant } from './hol-variants.ts';
 
 /**
- * Defaults, chosen from runs on this machine (2 cores, no netem so the veth RTT is ~0.1 ms):
+ * Defaults, chosen from runs on this machine (2 cores):
  * - 4 flows × 50 msg/s, staggered 5 ms apart: one message on the wire every 5 ms, so each
  *   message is its own packet and a loss hits one flow's message; slow enough that long-polling
- *   keeps up, fast enough that a stall of tens of ms holds back messages of every flow;
+ *   keeps up, fast enough that a stall of one round trip holds back messages of every flow;
  * - 200 B messages: well inside one datagram (the unreliable lane never splits);
  * - 10 s with 1 s warm-up: at 2 % loss ~80 packets dropped per direction, enough stall episodes
  *   to compare "shared" with "shared by chance";
- * - stall threshold = median latency + 10 ms: a lost packet costs TCP tens of ms here (WebSocket
- *   p99 ~60 ms at 2 %), while a loaded 2-core box already shows 5–15 ms scheduling hiccups at 0 %
- *   loss (they stall every flow at once on any transport: compare with a --loss 0 run).
- * With ~0.1 ms RTT, repairs are fast: --rate-mbit adds tbf queueing, the UDP relay's --delay-ms
- * adds RTT for WebTransport only;
- * - relay delay 20 ms each way: a 40 ms RTT, where one QUIC stream visibly stalls every flow on
- *   each loss and channels stall only their own (measured: p99 155 vs 89 ms at 2 %).
+ * - 20 ms each way (40 ms RTT, a nearby server over the Internet): repairing a loss costs at
+ *   least one RTT, so a lost packet stalls what waits behind it visibly, far above scheduling noise;
+ * - stall threshold = median latency + 20 ms (half the default RTT): a repaired loss costs ≥ 40 ms,
+ *   while a loaded 2-core box shows 5–15 ms scheduling hiccups at 0 % loss (they stall every flow at
+ *   once on any transport: compare with a --loss 0 run);
+ * - seed 1: the forwarder's loss dice (the traffic's timing still varies a little run to run).
  */
 export const HOL_DEFAULTS = {
   lossPercent: 2,
+  delayMs: 20,
+  seed: 1,
   flows: 4,
   ratePerFlow: 50,
   messageSize: 200,
   durationMs: 10_000,
   warmupMs: 1_000,
-  stallExtraMs: 10,
-  relayDelayMs: 20,
+  stallExtraMs: 20,
 };
 
 export interface HolOptions {
   /** Packets dropped in each direction, 0–10 %. */
   lossPercent?: number;
-  /** Rate limit in Mbit/s (kernel path only: tc tbf). */
+  /** Rate limit in Mbit/s each way (TUN path; tc tbf on the nftables path; not on the relay). */
   rateMbit?: number;
-  /** One-way delay in ms (userspace relay only: this kernel has no netem). Default 20 on the relay. */
+  /** One-way delay in ms (TUN path and UDP relay; the nftables path cannot delay). Default 20. */
   delayMs?: number;
+  /** Seed of the TUN forwarder's loss dice. Default 1. */
+  seed?: number;
   variants?: readonly HolVariant[];
   flows?: number;
   /** Messages per second per flow. */
@@ -67,8 +71,8 @@ export interface HolOptions {
   /** Fixed stall threshold (ms); default: median latency + stallExtraMs. */
   stallThresholdMs?: number;
   stallExtraMs?: number;
-  /** 'auto': the kernel path when it can be built, else the UDP relay. */
-  impairment?: 'auto' | 'netns' | 'relay';
+  /** 'auto': the TUN path when it can be built, else the nftables path, else the UDP relay. */
+  impairment?: 'auto' | HolImpairment['kind'];
   /** Stops the run: the current variant is cut short, the path torn down, and runHol rejects with the signal's reason. */
   signal?: AbortSignal;
   onProgress?: (event: HolProgress) => void;
@@ -80,13 +84,16 @@ export type HolProgress =
   | { type: 'variant-done'; result: HolVariantResult; index: number; of: number };
 
 export interface HolImpairment {
-  kind: 'netns' | 'relay';
+  /** tun: delay, loss and rate on every packet; netns: loss (and rate) only, no delay; relay: UDP only. */
+  kind: 'tun' | 'netns' | 'relay';
   lossPercent: number;
   rateMbit: number | null;
   delayMs: number | null;
+  /** The TUN forwarder's seed (that path only). */
+  seed?: number;
   /** What this path does and does not impair. */
   note: string;
-  /** Why the namespace path could not be built, when 'auto' fell back to the relay. */
+  /** Why a better path could not be built, when 'auto' fell back. */
   unavailable?: string;
 }
 
@@ -105,6 +112,8 @@ export interface HolVariantResult {
   flows: HolFlowResult[];
   /** How often a stall of one flow coincided with a stall of another (the head-of-line effect). */
   stalls: SharedStalls;
+  /** How many flows each of the path's drops stalled (TUN path only: it logs when it drops; null elsewhere). */
+  afterLoss?: LossStalls | null;
   /** Messages never delivered / sent, all flows (0 expected on reliable lanes). */
   lossRate: number;
   /** The same for the datagram variant, null for the others. */
@@ -118,7 +127,7 @@ export interface HolVariantResult {
 export interface HolResult {
   experiment: 'head-of-line';
   startedAt: string;
-  settings: Required<Omit<HolOptions, 'onProgress' | 'signal' | 'rateMbit' | 'delayMs' | 'stallThresholdMs' | 'impairment'>> & { stallThresholdMs: number | null };
+  settings: Required<Omit<HolOptions, 'onProgress' | 'signal' | 'rateMbit' | 'delayMs' | 'seed' | 'stallThresholdMs' | 'impairment'>> & { stallThresholdMs: number | null };
   impairment: HolImpairment;
   variants: HolVariantResult[];
 }
@@ -129,6 +138,8 @@ interface Setup {
   base: Pick<WorkerCommand, 'url' | 'webTransportUrl' | 'certificateSha256'>;
   impaired: (transport: TransportName) => boolean;
   dropped: () => Promise<{ clientToServer: number; serverToClient: number }>;
+  /** Drop times since the last call (CLOCK_MONOTONIC ms), when the path logs them. */
+  takeDrops?: () => Promise<number[]>;
   worker: LineReader;
   close: () => Promise<void>;
 }
@@ -139,26 +150,36 @@ async function serverReady(server: ChildProcess): Promise<ServerReady> {
   return new LineReader(server).json<ServerReady>(STARTUP_MS, 'the server to listen');
 }
 
-async function kernelPath(lossPercent: number, rateMbit: number | undefined, transports: TransportName[]): Promise<Setup> {
-  const path = await createImpairedPath({ lossPercent, ...(rateMbit ? { rateMbit } : {}) });
+/** A path between a server and a client namespace: the TUN path or the nftables one. */
+interface NamespacePath {
+  spawn(side: 'server' | 'client', command: string, args: readonly string[], options: { cwd: string; stdio: ['pipe', 'pipe', 'inherit'] }): ChildProcess;
+  serverAddress: string;
+  dropped(): Promise<{ clientToServer: number; serverToClient: number }>;
+  takeDrops?: () => Promise<{ clientToServer: number[]; serverToClient: number[] }>;
+  destroy(): Promise<unknown>;
+}
+
+async function namespaceSetup(path: NamespacePath, impairment: HolImpairment, transports: TransportName[]): Promise<Setup> {
   const children: ChildProcess[] = [];
   try {
-    const server = path.spawn('server', process.execPath, tsArgs('server-process.ts', JSON.stringify({ host: path.serverAddress, transports })), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    const server = raisePriority(path.spawn('server', process.execPath, tsArgs('server-process.ts', JSON.stringify({ host: path.serverAddress, transports })), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] }));
     children.push(server);
     const ready = await serverReady(server);
-    const worker = path.spawn('client', process.execPath, tsArgs('hol-worker.ts'), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    const worker = raisePriority(path.spawn('client', process.execPath, tsArgs('hol-worker.ts'), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] }));
     children.push(worker);
     return {
-      impairment: {
-        kind: 'netns',
-        lossPercent,
-        rateMbit: rateMbit ?? null,
-        delayMs: null,
-        note: `network namespaces ${path.clientNamespace} → ${path.serverNamespace}, nftables random drop ${lossPercent} % each way${rateMbit ? `, tc tbf ${rateMbit} Mbit/s each way` : ''}; TCP and UDP impaired alike; no added delay (no netem on this kernel)`,
-      },
+      impairment,
       base: { url: ready.url },
       impaired: () => true,
       dropped: () => path.dropped(),
+      ...(path.takeDrops
+        ? {
+            takeDrops: async () => {
+              const drops = await path.takeDrops!();
+              return [...drops.clientToServer, ...drops.serverToClient].sort((a, b) => a - b);
+            },
+          }
+        : {}),
       worker: new LineReader(worker),
       close: async () => {
         await Promise.all(children.map((child) => stopChild(child)));
@@ -172,15 +193,40 @@ async function kernelPath(lossPercent: number, rateMbit: number | undefined, tra
   }
 }
 
+async function tunSetup(settings: { lossPercent: number; delayMs: number; seed: number }, rateMbit: number | undefined, transports: TransportName[]): Promise<Setup> {
+  const link = { delayMs: settings.delayMs, lossPercent: settings.lossPercent, ...(rateMbit ? { rateMbit } : {}) };
+  const path = await createTunPath({ clientToServer: link, serverToClient: link, seed: settings.seed });
+  return namespaceSetup(path, {
+    kind: 'tun',
+    lossPercent: settings.lossPercent,
+    rateMbit: rateMbit ?? null,
+    delayMs: settings.delayMs,
+    seed: settings.seed,
+    note: `network namespaces ${path.clientNamespace} → ${path.serverNamespace} joined by the TUN forwarder: ${settings.delayMs} ms delay, ${settings.lossPercent} % random loss${rateMbit ? `, ${rateMbit} Mbit/s` : ''} each way on every IP packet (seed ${settings.seed}); TCP and UDP impaired alike`,
+  }, transports);
+}
+
+async function kernelPath(lossPercent: number, rateMbit: number | undefined, transports: TransportName[], reason: string | null): Promise<Setup> {
+  const path = await createImpairedPath({ lossPercent, ...(rateMbit ? { rateMbit } : {}) });
+  return namespaceSetup(path, {
+    kind: 'netns',
+    lossPercent,
+    rateMbit: rateMbit ?? null,
+    delayMs: null,
+    ...(reason ? { unavailable: reason } : {}),
+    note: `${reason ? `TUN path unavailable (${reason}); ` : ''}network namespaces ${path.clientNamespace} → ${path.serverNamespace}, nftables random drop ${lossPercent} % each way${rateMbit ? `, tc tbf ${rateMbit} Mbit/s each way` : ''}; TCP and UDP impaired alike; cannot delay (no netem on this kernel), so losses are repaired within a fraction of a millisecond and head-of-line stalls hide in the noise`,
+  }, transports);
+}
+
 async function relayPath(lossPercent: number, delayMs: number | undefined, transports: TransportName[], reason: string | null): Promise<Setup> {
-  const server = spawn(process.execPath, tsArgs('server-process.ts', JSON.stringify({ host: '127.0.0.1', transports })), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const server = raisePriority(spawn(process.execPath, tsArgs('server-process.ts', JSON.stringify({ host: '127.0.0.1', transports })), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] }));
   const children: ChildProcess[] = [server];
   let relay: UdpRelay | undefined;
   try {
     const ready = await serverReady(server);
     const started = await startUdpRelay({ targetHost: '127.0.0.1', targetPort: ready.port, lossPercent, ...(delayMs ? { delayMs } : {}) });
     relay = started;
-    const worker = spawn(process.execPath, tsArgs('hol-worker.ts'), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    const worker = raisePriority(spawn(process.execPath, tsArgs('hol-worker.ts'), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] }));
     children.push(worker);
     return {
       impairment: {
@@ -210,6 +256,30 @@ async function relayPath(lossPercent: number, delayMs: number | undefined, trans
   }
 }
 
+/** The best path asked for and available: TUN, else nftables, else the UDP relay ('auto'). */
+async function choosePath(wanted: 'auto' | HolImpairment['kind'], settings: { lossPercent: number; delayMs: number; seed: number }, rateMbit: number | undefined, transports: TransportName[]): Promise<Setup> {
+  if (wanted === 'tun' || wanted === 'auto') {
+    const tun = await canForward();
+    if (tun.ok) return tunSetup(settings, rateMbit, transports);
+    if (wanted === 'tun') throw new Error(`cannot build the TUN path: ${tun.reason}`);
+    const nft = await canImpair();
+    if (nft.ok) return kernelPathChecked(settings.lossPercent, rateMbit, transports, tun.reason);
+    return relayPath(settings.lossPercent, settings.delayMs, transports, `${tun.reason}; ${nft.reason}`);
+  }
+  if (wanted === 'netns') {
+    const nft = await canImpair();
+    if (!nft.ok) throw new Error(`cannot build the kernel path: ${nft.reason}`);
+    return kernelPathChecked(settings.lossPercent, rateMbit, transports, null);
+  }
+  return relayPath(settings.lossPercent, settings.delayMs, transports, null);
+}
+
+async function kernelPathChecked(lossPercent: number, rateMbit: number | undefined, transports: TransportName[], reason: string | null): Promise<Setup> {
+  // nftables' `numgen random mod 100` drops whole percents.
+  if (!Number.isInteger(lossPercent)) throw new RangeError(`the nftables path drops whole percents, got ${lossPercent}`);
+  return kernelPath(lossPercent, rateMbit, transports, reason);
+}
+
 /** Runs the experiment over every requested variant in turn, on one path and one server. */
 export async function runHol(options: HolOptions = {}): Promise<HolResult> {
   const settings = {
@@ -222,17 +292,10 @@ export async function runHol(options: HolOptions = {}): Promise<HolResult> {
   const startedAt = new Date().toISOString();
   const transports = [...new Set(settings.variants.map((variant) => VARIANT_LAYOUT[variant].transport))];
   const wanted = options.impairment ?? 'auto';
-  const capability = await canImpair();
-  if (wanted === 'netns' && !capability.ok) throw new Error(`cannot build the kernel path: ${capability.reason}`);
-  const useKernel = wanted === 'netns' || (wanted === 'auto' && capability.ok);
-  // nftables' `numgen random mod 100` drops whole percents.
-  if (useKernel && !Number.isInteger(settings.lossPercent)) throw new RangeError(`the kernel path drops whole percents, got ${settings.lossPercent}`);
-  const setup = useKernel
-    ? await kernelPath(settings.lossPercent, options.rateMbit, transports)
-    : await relayPath(settings.lossPercent, options.delayMs ?? HOL_DEFAULTS.relayDelayMs, transports, capability.ok ? null : capability.reason);
+  const setup = await choosePath(wanted, settings, options.rateMbit, transports);
   // Say so when an option has no effect on the chosen path, rather than ignoring it silently.
-  if (useKernel && options.delayMs) setup.impairment.note += `; delay ${options.delayMs} ms NOT applied (no netem on this kernel)`;
-  if (!useKernel && options.rateMbit) setup.impairment.note += `; rate limit ${options.rateMbit} Mbit/s NOT applied (the relay does not shape)`;
+  if (setup.impairment.kind === 'netns' && settings.delayMs) setup.impairment.note += `; delay ${settings.delayMs} ms NOT applied`;
+  if (setup.impairment.kind === 'relay' && options.rateMbit) setup.impairment.note += `; rate limit ${options.rateMbit} Mbit/s NOT applied (the relay does not shape)`;
   const results: HolVariantResult[] = [];
   // An abort ends the wait for the worker's reply; `finally` then stops the processes and the path.
   const { signal } = options;
@@ -258,10 +321,13 @@ export async function runHol(options: HolOptions = {}): Promise<HolResult> {
         durationMs: settings.durationMs,
       };
       const before = await setup.dropped();
+      await setup.takeDrops?.();
       setup.worker.child.stdin!.write(`${JSON.stringify(command)}\n`);
       const reply = await Promise.race([setup.worker.json<WorkerReply>(settings.durationMs + STARTUP_MS, `the ${variant} run`), aborted]);
       const after = await setup.dropped();
-      const analysis = analyzeFlows(reply.flows, { warmupMs: settings.warmupMs, stallThresholdMs: options.stallThresholdMs, stallExtraMs: settings.stallExtraMs });
+      const drops = await setup.takeDrops?.();
+      const dropsMs = drops && reply.monotonicT0Ms ? drops.map((at) => at - reply.monotonicT0Ms!) : undefined;
+      const analysis = analyzeFlows(reply.flows, { warmupMs: settings.warmupMs, stallThresholdMs: options.stallThresholdMs, stallExtraMs: settings.stallExtraMs, dropsMs, oneWayMs: setup.impairment.delayMs ?? 0 });
       const result: HolVariantResult = {
         variant,
         transport: layout.transport,
@@ -270,6 +336,7 @@ export async function runHol(options: HolOptions = {}): Promise<HolResult> {
         thresholdMs: analysis.thresholdMs,
         flows: analysis.flows.map((flow) => ({ ...flow, lane: layout.lane(flow.flow) })),
         stalls: analysis.stalls,
+        afterLoss: analysis.afterLoss,
         lossRate: analysis.lossRate,
         datagramLossRate: variant === 'webtransport-unreliable' ? analysis.lossRate : null,
         packetsDropped: { clientToServer: after.clientToServer - before.clientToServer, serverToClient: after.serverToClient - before.serverToClient },

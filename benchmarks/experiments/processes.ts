@@ -3,6 +3,7 @@
  * as JSON lines.
  */
 import type { ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -69,4 +70,18 @@ export async function stopChild(child: ChildProcess, graceMs = 2_000): Promise<v
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
+}
+
+/**
+ * Raises a measuring process's CPU priority (root only; elsewhere a no-op): on a shared machine the
+ * experiment must show the network's effect, not other processes' load. Our processes are light
+ * (a few hundred messages a second), so they cannot starve the machine.
+ */
+export function raisePriority(child: ChildProcess): ChildProcess {
+  try {
+    if (child.pid !== undefined) os.setPriority(child.pid, -10);
+  } catch {
+    // Not permitted (not root): run at the normal priority.
+  }
+  return child;
 }

@@ -7,6 +7,7 @@
  *
  *   node --import tsx benchmarks/experiments/server-process.ts '{"host":"10.213.1.1"}'
  */
+import { labPlugin } from '../../lab-ui/server/plugin.ts';
 import { startServer, type SwitchyardServerOptions } from '../../server/index.ts';
 import type { CloseInfo, Connection } from '../../transports/transport.ts';
 
@@ -14,6 +15,8 @@ export interface ServerProcessOptions {
   host: string;
   transports?: SwitchyardServerOptions['transports'];
   backpressure?: SwitchyardServerOptions['backpressure'];
+  /** Serve the lab's pages too, to these page origins (the lab's live network: live-network.ts). */
+  lab?: { allowedOrigins: string[] };
 }
 
 export interface ServerReady {
@@ -44,10 +47,16 @@ const server = await startServer({
   host: options.host,
   port: 0,
   certificate: 'ephemeral',
+  // The live network's server serves the lab too; its page is opened from a loopback port forward
+  // (live-network.ts), so that origin may open WebTransport at this server's own address.
+  ...(options.lab ? { plugins: [labPlugin({ experiments: false })], allowedOrigins: options.lab.allowedOrigins } : {}),
   ...(options.transports ? { transports: options.transports } : {}),
   ...(options.backpressure ? { backpressure: options.backpressure } : {}),
   // Short long-poll holds so a consumer that stops polling is noticed within an experiment.
   longPolling: { holdMs: 5_000 },
+  // The experiment shows what each slow-consumer policy does to a consumer that falls behind, so the
+  // producer is not slowed down to the consumer's pace (the router's default).
+  router: { pacePublishers: false },
 });
 const ready: ServerReady = { port: server.port, url: server.urls.http, certificateSha256: server.certificate!.sha256Hex };
 process.stdout.write(`${JSON.stringify(ready)}\n`);

@@ -10,6 +10,8 @@
  * - `DELETE /lab/experiments/:id` stops a run.
  * - `GET /lab/experiments` says what a page may ask for (variants, transports, policies, defaults,
  *   limits) and which run is going.
+ * - `GET|POST|DELETE /lab/experiments/network`: the live impaired network (live-network.ts): a
+ *   second server with the lab behind the TUN forwarder; POST `{ profile }` starts (or replaces) it.
  *
  * One run at a time (they measure timing on a shared machine and the HOL one builds network
  * namespaces), each bounded by the option limits below, and stopped through its AbortSignal when
@@ -54,7 +56,7 @@ export interface ExperimentView {
 export interface ExperimentCatalog {
   running: string | null;
   limits: typeof EXPERIMENT_LIMITS;
-  hol: { variants: readonly HolVariant[]; defaults: { lossPercent: number; durationMs: number; relayDelayMs: number } };
+  hol: { variants: readonly HolVariant[]; defaults: { lossPercent: number; durationMs: number; delayMs: number } };
   backpressure: { transports: readonly BackpressureTransport[]; policies: readonly SlowConsumerPolicy[]; defaults: { durationMs: number; drainMs: number } };
 }
 
@@ -137,9 +139,9 @@ export function parseHolOptions(body: unknown, variants: readonly HolVariant[], 
   const input = asObject(body);
   onlyKnown(input, HOL_KEYS);
   const impairment = input.impairment ?? 'auto';
-  if (impairment !== 'auto' && impairment !== 'netns' && impairment !== 'relay') throw invalid(`impairment must be auto, netns or relay, got ${JSON.stringify(impairment)}`);
-  // nftables drops whole percents; only the relay takes fractions.
-  const lossPercent = readNumber(input, 'lossPercent', { min: 0, max: 10, integer: impairment !== 'relay' });
+  if (impairment !== 'auto' && impairment !== 'tun' && impairment !== 'netns' && impairment !== 'relay') throw invalid(`impairment must be auto, tun, netns or relay, got ${JSON.stringify(impairment)}`);
+  // nftables drops whole percents; the TUN forwarder and the relay take fractions.
+  const lossPercent = readNumber(input, 'lossPercent', { min: 0, max: 10, integer: impairment === 'netns' });
   const durationMs = readNumber(input, 'durationMs', { min: 1_000, max: EXPERIMENT_LIMITS.holDurationMs, integer: true }) ?? Math.min(defaults.durationMs, EXPERIMENT_LIMITS.holDurationMs);
   // A short run keeps most of its time for measuring: the default warm-up is at most a fifth of it.
   const warmupMs = readNumber(input, 'warmupMs', { min: 0, max: durationMs - 500, integer: true }) ?? Math.min(defaults.warmupMs, Math.round(durationMs / 5));
@@ -238,6 +240,26 @@ function readBody(request: http.IncomingMessage): Promise<{ value: unknown } | {
 }
 
 export function createExperimentsApi(): ExperimentsApi {
+  let networks: ReturnType<typeof import('../../benchmarks/experiments/live-network.ts').liveNetworks> | undefined;
+  /** The live impaired network's routes. */
+  async function network(request: http.IncomingMessage, response: http.ServerResponse, method: string): Promise<void> {
+    const { liveNetworks, NETWORK_PROFILES } = await import('../../benchmarks/experiments/live-network.ts');
+    networks ??= liveNetworks();
+    if (method === 'GET') return send(response, 200, await networks.status());
+    if (method === 'DELETE') return send(response, 200, await networks.stop());
+    if (method !== 'POST') return fail(response, 404, 'ERR_NO_EXPERIMENT', `no route for ${method} /lab/experiments/network`);
+    const body = await readBody(request);
+    if ('error' in body) return fail(response, body.status, body.error.code, body.error.message);
+    const profile = (body.value as { profile?: unknown } | null)?.profile;
+    if (typeof profile !== 'string' || !Object.hasOwn(NETWORK_PROFILES, profile)) return fail(response, 400, 'ERR_EXPERIMENT_OPTIONS', `profile must be one of ${Object.keys(NETWORK_PROFILES).join(', ')}`);
+    const status = await networks.status();
+    if (!status.available) return fail(response, 409, 'ERR_EXPERIMENT_FAILED', `no live network here: ${status.reason}`);
+    try {
+      return send(response, 200, await networks.start(profile as keyof typeof NETWORK_PROFILES));
+    } catch (error) {
+      return fail(response, 500, 'ERR_EXPERIMENT_FAILED', (error as Error).message);
+    }
+  }
   const runs = new Map<string, Run>();
   let current: Run | undefined;
   let nextId = 1;
@@ -306,7 +328,7 @@ export function createExperimentsApi(): ExperimentsApi {
     return {
       running: current?.view.id ?? null,
       limits: EXPERIMENT_LIMITS,
-      hol: { variants: hol.HOL_VARIANTS, defaults: { lossPercent: hol.HOL_DEFAULTS.lossPercent, durationMs: Math.min(hol.HOL_DEFAULTS.durationMs, EXPERIMENT_LIMITS.holDurationMs), relayDelayMs: hol.HOL_DEFAULTS.relayDelayMs } },
+      hol: { variants: hol.HOL_VARIANTS, defaults: { lossPercent: hol.HOL_DEFAULTS.lossPercent, durationMs: Math.min(hol.HOL_DEFAULTS.durationMs, EXPERIMENT_LIMITS.holDurationMs), delayMs: hol.HOL_DEFAULTS.delayMs } },
       backpressure: { transports: bp.BACKPRESSURE_TRANSPORTS, policies: bp.POLICIES, defaults: { durationMs: bp.BACKPRESSURE_DEFAULTS.durationMs, drainMs: bp.BACKPRESSURE_DEFAULTS.drainMs } },
     };
   }
@@ -332,6 +354,7 @@ export function createExperimentsApi(): ExperimentsApi {
           throw error;
         }
       }
+      if (parts.length === 1 && first === 'network') return network(request, response, method);
       const run = parts.length === 1 ? runs.get(first!) : undefined;
       if (!run) return fail(response, 404, 'ERR_NO_EXPERIMENT', `no experiment ${parts.join('/')} (the ${KEEP_FINISHED} newest finished runs are kept)`);
       if (method === 'GET') {
@@ -348,7 +371,7 @@ export function createExperimentsApi(): ExperimentsApi {
     async close() {
       closed = true;
       current?.abort.abort();
-      await current?.finished;
+      await Promise.all([current?.finished, networks?.close()]);
     },
   };
 }

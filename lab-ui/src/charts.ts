@@ -61,7 +61,8 @@ function axis({ title, log, min, max, bytes }: AxisOptions) {
     title: { display: true, text: title },
     ...(min === undefined ? {} : { min }),
     ...(max === undefined ? {} : { max }),
-    ticks: { maxTicksLimit: 8, ...(bytes ? { callback: formatBytesTick } : {}) },
+    // Unrotated labels, skipped where they would overlap (log axes label every 1–9 × 10ⁿ otherwise).
+    ticks: { maxTicksLimit: 8, autoSkip: true, autoSkipPadding: 10, maxRotation: 0, ...(bytes ? { callback: formatBytesTick } : {}) },
   };
 }
 

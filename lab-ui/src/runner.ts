@@ -48,6 +48,8 @@ export interface RunResult {
   /** Server-side wire bytes (both directions) per message hop, null where not counted. */
   wireBytesPerHop: number | null;
   durationMs: number;
+  /** Subscribers the run used, when fewer than asked for, and why (a limit of the browser, never message loss). */
+  subscribersLimited?: { asked: number; ran: number; why: string };
   error?: string;
 }
 
@@ -74,6 +76,15 @@ export async function openLoop(rate: number, durationMs: number, signal: AbortSi
   return sent;
 }
 
+/**
+ * Chromium opens at most 6 HTTP/1.1 connections per host, and every long-polling or polling client
+ * of this page holds one (its pending GET) and needs another now and then (a POST). More than 5
+ * clients on one page would queue behind each other for connections: deliveries wait for seconds
+ * and look lost. A fan-out on these transports runs with at most 4 subscribers (plus the publisher)
+ * and says so, rather than report the browser's queue as loss.
+ */
+export const HTTP1_MAX_SUBSCRIBERS = 4;
+
 export async function runVariant(v: Variant, config: RunConfig, onSample: (sample: Sample, arrivalS: number) => void, signal: AbortSignal): Promise<RunResult> {
   const result: RunResult = { variant: v.key, sent: 0, expected: 0, delivered: 0, lost: 0, refused: 0, misrouted: 0, samples: [], arrivals: [], wireBytesPerHop: null, durationMs: config.durationMs };
   const clients: SwitchyardClient[] = [];
@@ -86,7 +97,10 @@ export async function runVariant(v: Variant, config: RunConfig, onSample: (sampl
     const reach = new Map<number, number>();
     if (config.workload === 'echo') reach.set(0, 1);
     else {
-      const subscribers = await Promise.all(Array.from({ length: Math.max(1, config.subscribers) }, () => connectClient(v.transport)));
+      const http1 = v.transport === 'long-polling' || v.transport === 'polling';
+      const count = http1 ? Math.min(config.subscribers, HTTP1_MAX_SUBSCRIBERS) : config.subscribers;
+      if (count < config.subscribers) result.subscribersLimited = { asked: config.subscribers, ran: count, why: `Chromium opens at most 6 HTTP/1.1 connections per host and each ${v.transport} client holds one: ${count} subscribers + the publisher leave one free for sends` };
+      const subscribers = await Promise.all(Array.from({ length: Math.max(1, count) }, () => connectClient(v.transport)));
       clients.push(...subscribers);
       receivers.push(...subscribers);
       await Promise.all(

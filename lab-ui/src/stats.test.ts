@@ -43,6 +43,12 @@ describe('lab stats', () => {
       { x: 0.75, y: 4 },
       { x: 1, y: 0 },
     ]);
+    // A run of 0.6 s ends a quarter-second bucket early: its 1 delivery in 0.1 s is 10/s, not 4/s.
+    expect(rateSeries([0.01, 0.2, 0.3, 0.55], 250, 0.6)).toEqual([
+      { x: 0.25, y: 8 },
+      { x: 0.5, y: 4 },
+      { x: 0.6, y: 10 },
+    ]);
   });
 
   it('decimates evenly and formats latencies', () => {

@@ -107,13 +107,20 @@ export function cdf(values: readonly number[], maxPoints = 200): { x: number; y:
 
 /** Events per second in consecutive buckets of `bucketMs`, from times in seconds since the start. */
 export function rateSeries(timesS: readonly number[], bucketMs: number, untilS: number): { x: number; y: number }[] {
-  const buckets = Math.max(1, Math.ceil((untilS * 1000) / bucketMs));
+  const untilMs = untilS * 1000;
+  const buckets = Math.max(1, Math.ceil(untilMs / bucketMs));
   const counts = new Array<number>(buckets).fill(0);
   for (const t of timesS) {
     const index = Math.floor((t * 1000) / bucketMs);
     if (index >= 0 && index < buckets) counts[index]!++;
   }
-  return counts.map((count, i) => ({ x: ((i + 1) * bucketMs) / 1000, y: (count * 1000) / bucketMs }));
+  // The last bucket may be cut short by the end of the run: its rate is over the time it covers,
+  // not over a whole bucket (which would draw a collapse that never happened).
+  return counts.map((count, i) => {
+    const end = Math.min((i + 1) * bucketMs, untilMs);
+    const span = end - i * bucketMs;
+    return { x: end / 1000, y: span > 0 ? (count * 1000) / span : 0 };
+  });
 }
 
 /** Keeps at most `max` items, evenly spaced (charts stay responsive on long runs). */

@@ -13,6 +13,9 @@ import type { Message } from '../transport.ts';
 import { frameMessage, MessageDeframer } from './message-framing.ts';
 import { readVarint, varintLength, writeVarint } from './varint.ts';
 
+/** Most messages in one upstream batch unless the server announces otherwise. */
+export const DEFAULT_MAX_BATCH_MESSAGES = 1024;
+
 export interface Batch {
   firstSeq: number;
   messages: Message[];
@@ -43,11 +46,15 @@ function truncated(): ProtocolError {
   return new ProtocolError('ERR_BATCH_TRUNCATED', 'batch body ends before its records do');
 }
 
-/** Decodes a whole body. `maxMessageSize` bounds each message and the close reason. */
-export function decodeBatch(bytes: Uint8Array, maxMessageSize: number): Batch {
+/**
+ * Decodes a whole body. `maxMessageSize` bounds each message and the close reason; a count over
+ * `maxMessages` is refused (ERR_BATCH_TOO_MANY, close code 1009) before any message is read.
+ */
+export function decodeBatch(bytes: Uint8Array, maxMessageSize: number, maxMessages = Infinity): Batch {
   const first = readVarint(bytes, 0);
   const count = first && readVarint(bytes, first.next);
   if (!first || !count) throw truncated();
+  if (count.value > maxMessages) throw new ProtocolError('ERR_BATCH_TOO_MANY', `batch of ${count.value} messages exceeds the limit of ${maxMessages}`, { closeCode: 1009 });
   let offset = count.next;
   const messages: Message[] = [];
   for (let i = 0; i < count.value; i++) {

@@ -9,7 +9,7 @@
  * `rttMs` is smoothed from upstream POST round trips (and, for polling, from GETs answered at once).
  */
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, type QueuedMessage } from '../base-connection.ts';
-import { decodeBatch, encodeBatch } from '../codec/batch.ts';
+import { decodeBatch, DEFAULT_MAX_BATCH_MESSAGES, encodeBatch } from '../codec/batch.ts';
 import { ConnectError } from '../errors.ts';
 import type { ClientTransportOptions, Connection, TransportCapabilities, TransportName } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
@@ -54,6 +54,8 @@ class PollingClientConnection extends BaseConnection {
   #poll: AbortController | undefined;
   #pollTimer: ReturnType<typeof setTimeout> | undefined;
   #requestedClose: { code: number; reason: string } | undefined;
+  /** The server's cap on messages per POST (announced at open). */
+  #maxBatchMessages = DEFAULT_MAX_BATCH_MESSAGES;
 
   constructor(options: PollingClientOptions, mode: Mode) {
     super({ backpressure: options.backpressure, laneFallback: options.laneFallback, defaultPolicy: 'wait' });
@@ -76,8 +78,9 @@ class PollingClientConnection extends BaseConnection {
     try {
       const response = await this.#fetch(`${this.#base}/open`, { method: 'POST', signal: AbortSignal.timeout(timeoutMs) });
       if (!response.ok) throw new Error(`server answered ${response.status}`);
-      const session = (await response.json()) as { sid: string; holdMs: number; maxMessageSize: number };
+      const session = (await response.json()) as { sid: string; holdMs: number; maxMessageSize: number; maxBatchMessages?: number };
       this.#sid = session.sid;
+      this.#maxBatchMessages = session.maxBatchMessages ?? DEFAULT_MAX_BATCH_MESSAGES;
       this.#immediateGets = session.holdMs === 0;
       this.capabilities = { ...this.capabilities, maxMessageSize: session.maxMessageSize };
     } catch (error) {
@@ -164,7 +167,7 @@ class PollingClientConnection extends BaseConnection {
     // The server refuses bodies much over its maxMessageSize (413), so a batch stays under it.
     const cap = Math.min(MAX_POST_BYTES, this.capabilities.maxMessageSize);
     let encoded = 0;
-    while (this.outbound.length > 0 && (items.length === 0 || encoded + this.outbound.peek()!.size + FRAME_OVERHEAD <= cap)) {
+    while (this.outbound.length > 0 && items.length < this.#maxBatchMessages && (items.length === 0 || encoded + this.outbound.peek()!.size + FRAME_OVERHEAD <= cap)) {
       const item = this.outbound.shift()!;
       items.push(item);
       bytes += item.size;

@@ -4,7 +4,7 @@
  * implementation; `PollingTransportServer` in ../polling/server.ts only configures it.
  *
  * Endpoints under `path` (default `/lp`):
- *   POST {path}/open           → 200 JSON { sid, holdMs, pollTimeoutMs, maxMessageSize }
+ *   POST {path}/open           → 200 JSON { sid, holdMs, pollTimeoutMs, maxMessageSize, maxBatchMessages }
  *   GET  {path}/{sid}?ack=N    → 200 batch (codec/batch.ts) of messages from seq N on; N acknowledges
  *                                everything before it, so a response lost on the way is sent again.
  *                                A second GET replaces a held one, which is answered with an empty
@@ -13,7 +13,7 @@
  *   POST {path}/{sid}          ← batch of upstream messages → 204; seqs already seen are skipped (retries)
  *   POST {path}/{sid}/close    ← JSON { code, reason } → 204: the client's close
  * Errors are JSON `{ "error": { "code", "message" } }`: 400 bad body or ack, 404 unknown session,
- * 405 wrong method, 413 body or message over the limit (and the session closes with 1009).
+ * 405 wrong method, 413 body, message or message count over the limit (and the session closes with 1009).
  * A session with no request for `pollTimeoutMs` is closed (4009) and forgotten.
  * A session that closed cleanly is retired for a short grace period: a GET gets its last batch (with
  * the close record) again, so a lost final response loses neither messages nor the close; a retried
@@ -22,7 +22,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE } from '../base-connection.ts';
 import { utf8Length } from '../codec/utf8.ts';
-import { decodeBatch, encodeBatch } from '../codec/batch.ts';
+import { decodeBatch, DEFAULT_MAX_BATCH_MESSAGES, encodeBatch } from '../codec/batch.ts';
 import { ProtocolError } from '../errors.ts';
 import { randomId } from '../random-id.ts';
 import type { HttpTransportServer } from '../http-transport-server.ts';
@@ -35,7 +35,18 @@ export interface HttpPollingServerOptions extends ServerTransportOptions {
   holdMs?: number;
   /** A session without any request for this long is closed (ms). Default holdMs + 20 000. */
   pollTimeoutMs?: number;
+  /**
+   * Most messages one upstream POST may carry (announced at open). More: 413 ERR_BATCH_TOO_MANY and
+   * the session closes with 1009. Default 1024.
+   */
+  maxBatchMessages?: number;
 }
+
+/**
+ * An upstream batch is handed to the router this many messages at a time, the rest after other
+ * I/O had its turn: one POST never holds the event loop for long, whatever its messages cost.
+ */
+const MESSAGES_PER_TURN = 64;
 
 /** One response carries at most this many bytes of messages (at least one message). */
 const MAX_BATCH_BYTES = 1024 * 1024;
@@ -58,6 +69,10 @@ class PollingServerConnection extends BaseConnection {
   #held: { response: ServerResponse; timer: ReturnType<typeof setTimeout> | undefined } | undefined;
   #closing: { code: number; reason: string } | undefined;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Settles when every POST received so far is delivered. */
+  #receiving: Promise<void> = Promise.resolve();
+  /** While reading is paused: resolved on resume (the POST being delivered waits, unanswered). */
+  #readingResumed: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(
     readonly transport: TransportName,
@@ -122,16 +137,37 @@ class PollingServerConnection extends BaseConnection {
     this.onFlushed();
   }
 
-  /** A POST of upstream messages. */
-  receive(body: Uint8Array): void {
-    const batch = decodeBatch(body, this.server.maxMessageSize);
-    batch.messages.forEach((message, i) => {
-      const seq = batch.firstSeq + i;
-      if (seq < this.#expectedUpSeq) return; // a retry of something already delivered
-      if (seq > this.#expectedUpSeq) throw new ProtocolError('ERR_SEQUENCE_GAP', `expected upstream seq ${this.#expectedUpSeq}, got ${seq}`);
-      this.#expectedUpSeq++;
-      this.deliver(message);
+  /**
+   * A POST of upstream messages: delivered MESSAGES_PER_TURN at a time, yielding to other I/O in
+   * between; resolves once all are delivered (then the POST is answered). POSTs of one session are
+   * delivered in the order they arrived.
+   */
+  receive(body: Uint8Array): Promise<void> {
+    const batch = decodeBatch(body, this.server.maxMessageSize, this.server.maxBatchMessages);
+    const delivered = this.#receiving.then(async () => {
+      for (let i = 0; i < batch.messages.length && this.state === 'open'; i++) {
+        if (i > 0 && i % MESSAGES_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
+        while (this.#readingResumed) await this.#readingResumed.promise;
+        const seq = batch.firstSeq + i;
+        if (seq < this.#expectedUpSeq) continue; // a retry of something already delivered
+        if (seq > this.#expectedUpSeq) throw new ProtocolError('ERR_SEQUENCE_GAP', `expected upstream seq ${this.#expectedUpSeq}, got ${seq}`);
+        this.#expectedUpSeq++;
+        this.deliver(batch.messages[i]!);
+      }
     });
+    this.#receiving = delivered.catch(() => undefined);
+    return delivered;
+  }
+
+  protected override setReadingPaused(paused: boolean): void {
+    if (paused) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((settle) => (resolve = settle));
+      this.#readingResumed ??= { promise, resolve };
+    } else {
+      this.#readingResumed?.resolve();
+      this.#readingResumed = undefined;
+    }
   }
 
   /** Server shutdown: the client never came back for its close record. */
@@ -188,6 +224,7 @@ class PollingServerConnection extends BaseConnection {
   /** Ends the session; `lastBody` (a batch ending in the close record) is kept a while for retried GETs. */
   #finish(info: { code: number; reason: string; wasClean: boolean }, lastBody?: Uint8Array): void {
     clearTimeout(this.#idleTimer);
+    this.setReadingPaused(false);
     if (this.#held) {
       clearTimeout(this.#held.timer);
       this.#held.response.destroy();
@@ -205,6 +242,7 @@ export class HttpPollingServer implements HttpTransportServer {
   readonly holdMs: number;
   readonly pollTimeoutMs: number;
   readonly maxMessageSize: number;
+  readonly maxBatchMessages: number;
   readonly #sessions = new Map<string, PollingServerConnection>();
   /** Cleanly closed sessions: their last batch, until the grace period ends. */
   readonly #retired = new Map<string, { body: Uint8Array; timer: ReturnType<typeof setTimeout> }>();
@@ -220,6 +258,7 @@ export class HttpPollingServer implements HttpTransportServer {
     this.holdMs = options.holdMs ?? defaults.holdMs;
     this.pollTimeoutMs = options.pollTimeoutMs ?? this.holdMs + 20_000;
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.maxBatchMessages = options.maxBatchMessages ?? DEFAULT_MAX_BATCH_MESSAGES;
   }
 
   get connectionCount(): number {
@@ -231,9 +270,12 @@ export class HttpPollingServer implements HttpTransportServer {
   }
 
   handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
-    const url = new URL(request.url ?? '/', 'http://x');
-    if (url.pathname !== this.path && !url.pathname.startsWith(`${this.path}/`)) return false;
-    const [sid, action, extra] = url.pathname.slice(this.path.length + 1).split('/');
+    // Split by hand: `new URL` throws on request targets such as `//` or `http://[`.
+    const target = request.url ?? '/';
+    const queryAt = target.indexOf('?');
+    const pathname = queryAt < 0 ? target : target.slice(0, queryAt);
+    if (pathname !== this.path && !pathname.startsWith(`${this.path}/`)) return false;
+    const [sid, action, extra] = pathname.slice(this.path.length + 1).split('/');
     const requestBytes = requestHeadBytes(request);
 
     if (sid === 'open' && action === undefined) {
@@ -243,7 +285,7 @@ export class HttpPollingServer implements HttpTransportServer {
       const connection = new PollingServerConnection(this.name, randomId(16), this);
       this.#sessions.set(connection.sid, connection);
       connection.countIn(requestBytes);
-      const body = JSON.stringify({ sid: connection.sid, holdMs: this.holdMs, pollTimeoutMs: this.pollTimeoutMs, maxMessageSize: this.maxMessageSize });
+      const body = JSON.stringify({ sid: connection.sid, holdMs: this.holdMs, pollTimeoutMs: this.pollTimeoutMs, maxMessageSize: this.maxMessageSize, maxBatchMessages: this.maxBatchMessages });
       this.send(connection, response, 200, body, 'application/json');
       this.#handler?.(connection);
       return true;
@@ -262,7 +304,7 @@ export class HttpPollingServer implements HttpTransportServer {
     connection.touch();
     connection.countIn(requestBytes);
     if (action === undefined && request.method === 'GET') {
-      const ack = Number(url.searchParams.get('ack') ?? 0);
+      const ack = Number(new URLSearchParams(queryAt < 0 ? '' : target.slice(queryAt + 1)).get('ack') ?? 0);
       if (!Number.isSafeInteger(ack) || ack < 0) return this.#error(connection, response, 400, 'ERR_BAD_ACK', 'ack must be a non-negative integer'), true;
       try {
         connection.poll(ack, response);
@@ -287,17 +329,23 @@ export class HttpPollingServer implements HttpTransportServer {
         }
         connection.countIn(body.length);
         if (action === 'close') return this.#close(connection, response, body);
+        let delivered: Promise<void>;
         try {
-          connection.receive(body);
+          delivered = connection.receive(body);
         } catch (error) {
-          const { code, closeCode, message } = error as ProtocolError;
-          if (closeCode === CloseCode.messageTooBig) {
-            connection.close(closeCode, message);
-            return this.#error(connection, response, 413, code, message);
-          }
-          return this.#error(connection, response, 400, code ?? 'ERR_BAD_BODY', message);
+          delivered = Promise.reject(error);
         }
-        this.send(connection, response, 204, undefined, undefined);
+        delivered.then(
+          () => this.send(connection, response, 204, undefined, undefined),
+          (error: unknown) => {
+            const { code, closeCode, message } = error as ProtocolError;
+            if (closeCode === CloseCode.messageTooBig) {
+              connection.close(closeCode, message);
+              return this.#error(connection, response, 413, code, message);
+            }
+            return this.#error(connection, response, 400, code ?? 'ERR_BAD_BODY', message);
+          },
+        );
       },
       // The request broke off mid-body: nobody is left to answer.
       () => response.destroy(),
@@ -382,7 +430,7 @@ function responseHeadBytes(response: ServerResponse): number {
 }
 
 /** The whole body, or undefined once it is over `limit` (the rest is read and discarded). */
-function readBody(request: IncomingMessage, limit: number): Promise<Uint8Array | undefined> {
+export function readBody(request: IncomingMessage, limit: number): Promise<Uint8Array | undefined> {
   return new Promise((resolve, reject) => {
     if (Number(request.headers['content-length'] ?? 0) > limit) {
       request.resume();

@@ -130,6 +130,12 @@ class WebSocketServerConnection extends BaseConnection {
     this.onFlushed();
   }
 
+  /** Stops reading the socket: TCP flow control then holds the peer back. */
+  protected override setReadingPaused(paused: boolean): void {
+    if (paused) this.#ws.pause();
+    else this.#ws.resume();
+  }
+
   protected closeTransport(code: number, reason: string): void {
     // Once the peer (or ws) started closing, that close is the one reported.
     if (this.#ws.readyState === WebSocket.OPEN) {

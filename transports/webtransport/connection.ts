@@ -157,11 +157,7 @@ export class WebTransportConnection extends BaseConnection {
         void this.#openLane(name).then(() => this.requestFlush(), (error: unknown) => this.#fail(error));
         continue;
       }
-      while (lane.writer && lane.inFlight < WIRE_BUFFER_LIMIT) {
-        const item = this.outbound.shiftLane(name);
-        if (!item) break;
-        this.#write(lane, item);
-      }
+      if (lane.writer) this.#writeLane(lane, name);
     }
     this.onFlushed();
   }
@@ -178,13 +174,24 @@ export class WebTransportConnection extends BaseConnection {
     this.#session?.close({ closeCode: code, reason });
   }
 
-  #write(lane: LaneStream, item: QueuedMessage): void {
-    const frame = frameOnce(item.message);
-    lane.inFlight += frame.length;
-    this.countSent(item);
-    lane.writer!.write(frame).then(
+  /** Everything a lane may send now, framed into one buffer: one stream write per flush, not one per message. */
+  #writeLane(lane: LaneStream, name: Lane): void {
+    const frames: Uint8Array[] = [];
+    let bytes = 0;
+    while (lane.inFlight + bytes < WIRE_BUFFER_LIMIT) {
+      const item = this.outbound.shiftLane(name);
+      if (!item) break;
+      const frame = frameOnce(item.message);
+      frames.push(frame);
+      bytes += frame.length;
+      this.countSent(item);
+    }
+    if (frames.length === 0) return;
+    const batch = frames.length === 1 ? frames[0]! : concatFrames(frames, bytes);
+    lane.inFlight += bytes;
+    lane.writer!.write(batch).then(
       () => {
-        lane.inFlight -= frame.length;
+        lane.inFlight -= bytes;
         this.onFlushed();
         if (lane.inFlight < WIRE_BUFFER_LIMIT && this.outbound.length > 0) this.requestFlush();
       },
@@ -309,6 +316,16 @@ export class WebTransportConnection extends BaseConnection {
     // This side's own close is reported with the code it asked for.
     this.finishClose(this.#requestedClose && info.wasClean ? { ...this.#requestedClose, wasClean: true } : info);
   }
+}
+
+function concatFrames(frames: Uint8Array[], bytes: number): Uint8Array {
+  const batch = new Uint8Array(bytes);
+  let offset = 0;
+  for (const frame of frames) {
+    batch.set(frame, offset);
+    offset += frame.length;
+  }
+  return batch;
 }
 
 function parseLaneHeader(message: Message): Lane {

@@ -132,13 +132,19 @@ export function renderBackpressureExperiment(container: HTMLElement, result: Bac
     h('div', { class: 'table-wrap' }, table(['transport', 'policy', 'published', 'received', 'dropped', 'not queued', 'peak queue', 'latency p50', 'max', 'server closed', ''], rows, { 'data-testid': 'bp-experiment-table' })),
   );
   const label = (r: BackpressureResult['runs'][number]) => `${r.transport} · ${r.policy}`;
+  // Up to 3 transports × 4 policies on one chart: colour says the policy, the dash the transport,
+  // so no two lines look alike (the palette alone would repeat after 8).
+  const policies = [...new Set(result.runs.map((r) => r.policy))];
+  const transports = [...new Set(result.runs.map((r) => r.transport))];
+  const DASHES = [[], [6, 4], [2, 3]];
+  const style = (r: BackpressureResult['runs'][number]) => ({ borderDash: DASHES[transports.indexOf(r.transport) % DASHES.length]! });
   setData(
     xyChart('bp-exp-queue', queue.canvas, { x: { title: 'seconds' }, y: { title: 'queued', min: 0, bytes: true }, line: true }),
-    result.runs.map((r, i) => series(label(r), r.timeline.map((p): Point => ({ x: p.t / 1000, y: p.queuedBytes })), i)),
+    result.runs.map((r) => series(label(r), r.timeline.map((p): Point => ({ x: p.t / 1000, y: p.queuedBytes })), policies.indexOf(r.policy), style(r))),
   );
   setData(
     xyChart('bp-exp-drops', drops.canvas, { x: { title: 'seconds' }, y: { title: 'messages', min: 0 }, line: true }),
-    result.runs.map((r, i) => series(label(r), r.timeline.map((p): Point => ({ x: p.t / 1000, y: p.dropped + p.notQueued })), i)),
+    result.runs.map((r) => series(label(r), r.timeline.map((p): Point => ({ x: p.t / 1000, y: p.dropped + p.notQueued })), policies.indexOf(r.policy), style(r))),
   );
 }
 

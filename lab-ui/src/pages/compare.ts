@@ -4,6 +4,7 @@
  */
 import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
 import { labState, unavailable, VARIANTS, type ServerInfo } from '../lab.ts';
+import { currentNetwork, networkChooser, networkNote } from '../network.ts';
 import { runVariant, type RunConfig, type RunResult, type Sample, type Workload } from '../runner.ts';
 import { cdf, decimate, formatMs, histogram, logBinEdges, rateSeries, summarizeLatencies } from '../stats.ts';
 import { append, card, chartCard, field, formatNumber, h, note, numberInput, select, table } from '../ui.ts';
@@ -58,6 +59,8 @@ export function renderCompare(root: HTMLElement, server: ServerInfo): () => void
   append(
     root,
     h('div', { class: 'page-head' }, h('h2', {}, 'Compare transports'), h('p', { class: 'lead' }, 'Run one workload over each transport from this browser against the server, on real connections, and compare what arrives and when.')),
+    networkNote(),
+    networkChooser(),
     missing.length ? note('warn', `Not available here: ${missing.map((p) => `${p.v.label} (${p.element.title})`).join('; ')}.`) : null,
     card(
       'Experiment',
@@ -122,7 +125,26 @@ export function renderCompare(root: HTMLElement, server: ServerInfo): () => void
         r.wireBytesPerHop === null ? '—' : `${formatNumber(r.wireBytesPerHop, 1)} B`,
       ];
     });
-    summary.replaceChildren(table(['transport', 'sent', 'delivered', 'lost', 'p50', 'p99', 'max', 'deliveries/s', 'wire B per hop'], rows, { 'data-testid': 'summary-table' }));
+    const limited = state.results.flatMap((r) => (r.subscribersLimited ? [note('warn', h('strong', {}, `${VARIANTS.find((x) => x.key === r.variant)!.label}: ${r.subscribersLimited.ran} of ${r.subscribersLimited.asked} subscribers. `), `${r.subscribersLimited.why}. A browser limit, not message loss; the Node benchmarks (npm run bench) have no such limit.`)] : []));
+    summary.replaceChildren(table(['transport', 'sent', 'delivered', 'lost', 'p50', 'p99', 'max', 'deliveries/s', 'wire B per hop'], rows, { 'data-testid': 'summary-table' }), ...limited, ...(state.state === 'done' ? [takeaways()].filter((x): x is HTMLElement => x !== null) : []));
+  }
+
+  /** What the finished run shows, from its own figures. */
+  function takeaways(): HTMLElement | null {
+    const measured = state.results.filter((r) => !r.error && r.samples.length > 0).map((r) => ({ r, v: VARIANTS.find((x) => x.key === r.variant)!, stats: summarizeLatencies(r.samples.map((s) => s.latencyMs)) }));
+    if (measured.length === 0) return null;
+    const network = currentNetwork() ?? 'loopback';
+    const best = (key: 'p50' | 'p99') => measured.reduce((a, b) => (b.stats[key] < a.stats[key] ? b : a));
+    const reliable = measured.filter((m) => m.v.key !== 'wt-unreliable');
+    const lossy = measured.filter((m) => m.v.key !== 'wt-unreliable' && m.r.lost > 0);
+    const datagrams = measured.find((m) => m.v.key === 'wt-unreliable');
+    const lines = [
+      `Over ${network}: lowest median ${best('p50').v.label} (${formatMs(best('p50').stats.p50)}), lowest p99 ${best('p99').v.label} (${formatMs(best('p99').stats.p99)}).${measured.length > 1 && best('p99').stats.p99 * 1.2 > Math.max(...measured.map((m) => m.stats.p99)) ? ' The differences are within 20 %: inconclusive on this run.' : ''}`,
+      network === 'loopback' ? 'Loopback loses nothing: these are CPU and protocol costs. What loss does to each transport shows through a lossy network (chooser above) or on the Head-of-line page.' : `Every transport crossed the same ${network}; reliable lanes repaired every loss (${lossy.length ? `except ${lossy.map((m) => m.v.label).join(', ')}: see the lost column` : 'nothing lost'}), at the cost of their tail latency.`,
+      reliable.length ? `Ordered state updates → one reliable lane; of those measured, ${reliable.reduce((a, b) => (b.stats.p99 < a.stats.p99 ? b : a)).v.label} had the lowest p99 here. Independent feeds → WebTransport channels (the Head-of-line page shows why).` : '',
+      datagrams ? `Latest-value telemetry → datagrams: ${formatNumber(datagrams.r.lost)} of ${formatNumber(datagrams.r.expected)} lost here, none waited for another.` : '',
+    ].filter(Boolean);
+    return h('div', { class: 'card takeaways', id: 'compare-takeaways' }, h('h3', {}, 'What this run shows'), h('ul', {}, ...lines.map((line) => h('li', {}, line))));
   }
 
   run.addEventListener('click', async () => {
@@ -171,6 +193,7 @@ export function renderCompare(root: HTMLElement, server: ServerInfo): () => void
     bar.style.width = '100%';
     status.textContent = abort.signal.aborted ? 'Stopped.' : `Done: ${state.results.length} transport${state.results.length === 1 ? '' : 's'}.`;
     state.state = 'done';
+    renderSummary();
     run.disabled = false;
     stop.disabled = true;
   });

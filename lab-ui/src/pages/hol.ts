@@ -11,6 +11,7 @@ import type { HolResult } from '../../../benchmarks/experiments/hol.ts';
 import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
 import { connectClient, labState, unavailable, VARIANTS, type ServerInfo, type Variant } from '../lab.ts';
 import { openLoop } from '../runner.ts';
+import { currentNetwork, networkChooser, networkNote } from '../network.ts';
 import { serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
 import { decimate, formatMs, nowMs, readStamp, stampPayload, summarizeLatencies } from '../stats.ts';
 import { append, card, chartCard, field, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table } from '../ui.ts';
@@ -26,7 +27,9 @@ export interface FlowSeries {
 export interface HolRun {
   variant: string;
   label: string;
-  source: 'browser loopback' | 'experiment';
+  /** 'browser': run from this page, over `network` (loopback, or the live impaired network). */
+  source: 'browser' | 'experiment';
+  network?: string;
   flows: FlowSeries[];
   error?: string;
 }
@@ -44,7 +47,7 @@ interface HolConfig {
 /** Runs the four flows (and flow 1's bulk messages) over one connection of `v`, echoed by the server. */
 async function runHolLive(v: Variant, config: HolConfig, signal: AbortSignal): Promise<HolRun> {
   const flows: FlowSeries[] = [...Array.from({ length: FLOWS }, (_, i) => ({ name: `flow ${i + 1}`, points: [], sent: 0 })), { name: `flow 1 bulk (${Math.round(config.bulkBytes / 1024)} KiB)`, points: [], sent: 0 }];
-  const run: HolRun = { variant: v.key, label: v.label, source: 'browser loopback', flows };
+  const run: HolRun = { variant: v.key, label: v.label, source: 'browser', network: currentNetwork() ?? 'loopback', flows };
   let client;
   try {
     client = await connectClient(v.transport);
@@ -79,7 +82,7 @@ async function runHolLive(v: Variant, config: HolConfig, signal: AbortSignal): P
 
 /** Draws one run: a per-flow delivery timeline and a per-flow latency table. */
 export function renderHolRun(container: HTMLElement, run: HolRun): void {
-  const chart = chartCard(run.label, `${run.source}: each dot is one message, at its send time`);
+  const chart = chartCard(run.label, `${run.source === 'browser' ? `this browser over ${run.network}` : 'experiment'}: each dot is one message, at its send time`);
   chart.canvas.parentElement!.classList.add('short');
   const rows = run.flows.map((flow, i) => {
     const stats = summarizeLatencies(flow.points.map((p) => p.latencyMs));
@@ -95,6 +98,94 @@ export function renderHolRun(container: HTMLElement, run: HolRun): void {
   );
 }
 
+/**
+ * Shared stalls of a run, as the experiment counts them (benchmarks/experiments/analysis.ts): a
+ * stall is a run of one flow's messages later than the median + 20 ms; it is shared when another
+ * flow was stalled at the same time. The bulk flow is left out (it is the cause, not a victim).
+ */
+export function runStalls(run: HolRun): { episodes: number; shared: number; sharedFraction: number | null } {
+  const flows = run.flows.slice(0, FLOWS);
+  const all = flows.flatMap((f) => f.points.map((p) => p.latencyMs)).sort((a, b) => a - b);
+  const threshold = (all[Math.floor(all.length / 2)] ?? 0) + 20;
+  const episodes: { flow: number; start: number; end: number }[] = [];
+  flows.forEach((flow, i) => {
+    let current: { flow: number; start: number; end: number } | undefined;
+    for (const p of [...flow.points].sort((a, b) => a.t - b.t)) {
+      if (p.latencyMs <= threshold) {
+        current = undefined;
+        continue;
+      }
+      const start = p.t * 1000 + threshold;
+      const end = p.t * 1000 + p.latencyMs;
+      if (current) current.end = Math.max(current.end, end);
+      else episodes.push((current = { flow: i, start, end }));
+    }
+  });
+  const shared = episodes.filter((e) => episodes.some((o) => o.flow !== e.flow && o.start <= e.end && e.start <= o.end)).length;
+  return { episodes: episodes.length, shared, sharedFraction: episodes.length ? shared / episodes.length : null };
+}
+
+const percent = (x: number | null) => (x === null ? '—' : `${Math.round(x * 100)} %`);
+
+/** What to choose for what, drawn from the runs measured on this page. */
+export function liveTakeaways(runs: readonly HolRun[]): HTMLElement {
+  const by = (key: string) => runs.find((r) => r.variant === key && !r.error);
+  const network = runs[0]?.network ?? 'loopback';
+  const lines: (string | HTMLElement)[] = [];
+  const one = by('websocket') ?? by('wt-reliable');
+  const channels = by('wt-channels');
+  const datagrams = by('wt-unreliable');
+  if (network === 'loopback') {
+    lines.push(`On loopback nothing is lost, so these runs cannot show head-of-line blocking after a packet loss: inconclusive about loss. What they do show is blocking behind flow 1’s large message${channels && one ? `: shared stalls ${percent(runStalls(one).sharedFraction)} on ${one.label}, ${percent(runStalls(channels).sharedFraction)} on channels` : ''}. Channels help exactly when one flow’s data is held up (a loss, a big message): reopen this page through a lossy network to see it.`);
+  } else if (one && channels) {
+    const [a, b] = [runStalls(one), runStalls(channels)];
+    const clear = a.sharedFraction !== null && b.sharedFraction !== null && a.episodes >= 5 && b.sharedFraction < a.sharedFraction - 0.15;
+    lines.push(
+      clear
+        ? `On ${network}, ${one.label} stalled its flows together (${percent(a.sharedFraction)} of ${a.episodes} stalls shared) and channels mostly one at a time (${percent(b.sharedFraction)} of ${b.episodes}): independent feeds → WebTransport channels.`
+        : `On ${network}, ${one.label} shared ${percent(a.sharedFraction)} of ${a.episodes} stalls and channels ${percent(b.sharedFraction)} of ${b.episodes}: inconclusive this time (too few losses, or this machine’s scheduling hiccups stalled every flow at once). Run longer, or open the recorded experiment.`,
+    );
+  } else lines.push(`Run ${one ? 'WebTransport · channels' : 'WebSocket or WebTransport · reliable'} too to compare one ordered lane with channels.`);
+  if (one) lines.push(`Ordered state updates (each depends on the one before) → one reliable lane: ${one.label} delivered ${one.flows.reduce((n, f) => n + f.points.length, 0)} of ${one.flows.reduce((n, f) => n + f.sent, 0)} messages, in order; a loss delays what follows, it never reorders.`);
+  if (datagrams) {
+    const sent = datagrams.flows.reduce((n, f) => n + f.sent, 0);
+    const lost = sent - datagrams.flows.reduce((n, f) => n + f.points.length, 0);
+    const stalls = runStalls(datagrams);
+    lines.push(`Latest-value telemetry (a newer value replaces a lost one) → datagrams: ${lost} of ${sent} lost (${percent(sent ? lost / sent : null)}), ${stalls.episodes} stall${stalls.episodes === 1 ? '' : 's'}; nothing waits for a lost message.`);
+  }
+  return h('div', { class: 'card takeaways', id: 'hol-takeaways' }, h('h3', {}, 'What this run shows'), h('ul', {}, ...lines.map((line) => h('li', {}, line))));
+}
+
+/** What to choose for what, drawn from an experiment's result (flows held per loss, shared stalls, datagram loss). */
+export function experimentTakeaways(result: HolResult): HTMLElement {
+  const by = (name: string) => result.variants.find((v) => v.variant === name && !v.error);
+  const path = result.impairment;
+  const lines: string[] = [];
+  const lane = by('websocket') ?? by('webtransport-reliable');
+  const channels = by('webtransport-channels');
+  const datagrams = by('webtransport-unreliable');
+  const held = (v: typeof lane) => v?.afterLoss?.flowsHeld ?? null;
+  if (path.kind === 'relay') lines.push('Only WebTransport crossed the lossy path here (UDP relay): WebSocket and long-polling cannot be compared with it in this result.');
+  if (lane && channels) {
+    const [a, b] = [held(lane), held(channels)];
+    if (a !== null && b !== null)
+      lines.push(
+        b < a - 1
+          ? `Each loss stalled ${a.toFixed(1)} of ${lane.flows.length} flows on ${lane.variant} and ${b.toFixed(1)} on channels: independent feeds → WebTransport channels.`
+          : `Each loss stalled ${a.toFixed(1)} flows on ${lane.variant} and ${b.toFixed(1)} on channels: inconclusive (the machine’s own scheduling stalls may have hidden the difference; compare with a --loss 0 run).`,
+      );
+    else
+      lines.push(
+        (channels.stalls.sharedFraction ?? 1) < (lane.stalls.sharedFraction ?? 0) - 0.15
+          ? `Shared stalls ${percent(lane.stalls.sharedFraction)} on ${lane.variant}, ${percent(channels.stalls.sharedFraction)} on channels: independent feeds → WebTransport channels.`
+          : `Shared stalls ${percent(lane.stalls.sharedFraction)} on ${lane.variant}, ${percent(channels.stalls.sharedFraction)} on channels: inconclusive${path.delayMs ? '' : ' (this path adds no delay, so losses are repaired too fast to stand out)'}.`,
+      );
+  }
+  if (lane) lines.push(`Ordered state updates → one reliable lane: ${lane.variant} lost ${percent(lane.lossRate)} and kept order; a loss delays what follows (p99 ${formatMs(Math.max(...lane.flows.map((f) => f.latency.p99 / 1000)))}).`);
+  if (datagrams) lines.push(`Latest-value telemetry → datagrams: ${percent(datagrams.lossRate)} lost at ${path.lossPercent} % loss each way, ${datagrams.afterLoss ? `${datagrams.afterLoss.stalling} of ${datagrams.afterLoss.drops} losses followed by a stall (chance alone: ${percent(datagrams.afterLoss.chanceStalling)})` : `${datagrams.stalls.episodes} stalls`}.`);
+  return h('div', { class: 'card takeaways', id: 'hol-experiment-takeaways' }, h('h3', {}, 'What this result shows'), h('ul', {}, ...lines.map((line) => h('li', {}, line))));
+}
+
 /** Checks that a file is a head-of-line result of `npm run experiment -- hol`. */
 export function parseHolResult(text: string): HolResult {
   const value = parseJson(text) as Partial<HolResult>;
@@ -108,12 +199,13 @@ export function parseHolResult(text: string): HolResult {
  */
 export function renderHolExperiment(container: HTMLElement, result: HolResult): void {
   const path = result.impairment;
-  const about = note('info', h('strong', {}, `Experiment of ${result.startedAt}: `), `${path.kind === 'netns' ? 'network namespaces + nftables' : 'userspace UDP relay'}, ${path.lossPercent} % loss each way${path.rateMbit ? `, ${path.rateMbit} Mbit/s` : ''}${path.delayMs ? `, ${path.delayMs} ms delay` : ''}. ${path.note}`);
+  const kind = { tun: 'TUN forwarder between namespaces', netns: 'network namespaces + nftables (no delay)', relay: 'userspace UDP relay (WebTransport only)' }[path.kind];
+  const about = note('info', h('strong', {}, `Experiment of ${result.startedAt}: `), `${kind}, ${path.lossPercent} % loss each way${path.rateMbit ? `, ${path.rateMbit} Mbit/s` : ''}${path.delayMs ? `, ${path.delayMs} ms delay each way` : ''}. ${path.note}`);
   // The path's description spans the grid; the variants' charts fill it two by two.
   about.style.gridColumn = '1 / -1';
   container.append(about);
   for (const [i, v] of result.variants.entries()) {
-    const chart = chartCard(v.variant, `${v.impaired ? 'over the lossy path' : 'not impaired on this path'} · stall above ${formatNumber(v.thresholdMs, 1)} ms · shared stalls ${v.stalls.sharedFraction === null ? '—' : `${Math.round(v.stalls.sharedFraction * 100)} %`} (chance ${v.stalls.chanceFraction === null ? '—' : `${Math.round(v.stalls.chanceFraction * 100)} %`})`);
+    const chart = chartCard(v.variant, `${v.impaired ? 'over the lossy path' : 'not impaired on this path'} · stall above ${formatNumber(v.thresholdMs, 1)} ms · shared stalls ${percent(v.stalls.sharedFraction)} (chance ${percent(v.stalls.chanceFraction)})${v.afterLoss?.flowsHeld != null ? ` · flows stalled per loss ${v.afterLoss.flowsHeld.toFixed(1)}` : ''}`);
     chart.canvas.parentElement!.classList.add('short');
     const ms = (us: number) => us / 1000;
     const rows = v.flows.map((f) => [`flow ${f.flow + 1}`, f.lane, formatNumber(f.delivered), f.lost ? h('span', { class: 'warn-text' }, formatNumber(f.lost)) : '0', formatMs(ms(f.latency.p50)), formatMs(ms(f.latency.p99)), formatMs(ms(f.latency.max)), formatNumber(f.stalls), formatMs(f.maxGapMs)]);
@@ -127,6 +219,9 @@ export function renderHolExperiment(container: HTMLElement, result: HolResult): 
     // The runner keeps each message's send time and latency: the same per-flow timeline as a run here.
     if (v.flows.every((f) => f.series)) renderHolRun(container, experimentTimeline(v));
   }
+  const takeaways = experimentTakeaways(result);
+  takeaways.style.gridColumn = '1 / -1';
+  container.append(takeaways);
 }
 
 /** A variant's per-flow series as a timeline run (lost messages have no point). */
@@ -145,9 +240,18 @@ function serverRunControls(catalog: ExperimentCatalog): { element: HTMLElement; 
   const picks = variants.map((v) => h('input', { type: 'checkbox', name: 'srv-variant', value: v, checked: true }));
   const loss = numberInput(defaults.lossPercent, { name: 'srv-loss', min: 0, max: 10, step: 1 });
   const rateMbit = numberInput(0, { name: 'srv-rate-mbit', min: 0, max: 1000, step: 0.5 });
-  // Empty: the relay's own default (an explicit delay on the namespace path is reported as not applied).
-  const delay = h('input', { type: 'number', name: 'srv-delay', min: 0, max: 500, placeholder: `${defaults.relayDelayMs} (default)` });
-  const path = select([{ value: 'auto', label: 'auto (namespaces when root)' }, { value: 'netns', label: 'network namespaces' }, { value: 'relay', label: 'UDP relay (WebTransport only)' }] as const, 'auto', { name: 'srv-impairment' });
+  // Empty: the runner's default (the nftables path cannot delay and says so).
+  const delay = h('input', { type: 'number', name: 'srv-delay', min: 0, max: 500, placeholder: `${defaults.delayMs} (default)` });
+  const path = select(
+    [
+      { value: 'auto', label: 'auto (TUN forwarder when root)' },
+      { value: 'tun', label: 'TUN forwarder (delay + loss, TCP and UDP)' },
+      { value: 'netns', label: 'namespaces + nftables (loss only, no delay)' },
+      { value: 'relay', label: 'UDP relay (WebTransport only)' },
+    ] as const,
+    'auto',
+    { name: 'srv-impairment' },
+  );
   const duration = numberInput(Math.min(5, defaults.durationMs / 1000), { name: 'srv-duration', min: 1, max: catalog.limits.holDurationMs / 1000, step: 1 });
   const element = h(
     'div',
@@ -156,9 +260,9 @@ function serverRunControls(catalog: ExperimentCatalog): { element: HTMLElement; 
     h(
       'div',
       { class: 'form-grid' },
-      field('Packet loss', loss, '% each way (whole percents on the namespace path)'),
-      field('Rate limit', rateMbit, 'Mbit/s each way, tc tbf (0: none; namespaces only)'),
-      field('Relay delay', delay, 'ms each way (UDP relay only: no netem here)'),
+      field('Packet loss', loss, '% each way'),
+      field('Rate limit', rateMbit, 'Mbit/s each way (0: none; not on the relay)'),
+      field('Delay', delay, 'ms each way (not on the nftables path)'),
       field('Path', path),
       field('Duration', duration, `seconds per variant (≤ ${catalog.limits.holDurationMs / 1000})`),
     ),
@@ -177,25 +281,26 @@ function serverRunControls(catalog: ExperimentCatalog): { element: HTMLElement; 
 }
 
 function describeHolEvent(event: ExperimentEvent): string | null {
-  if (event.type === 'path') return `Path ready: ${event.impairment.kind === 'netns' ? 'network namespaces' : 'UDP relay'}, ${event.impairment.lossPercent} % loss each way.`;
+  if (event.type === 'path') return `Path ready: ${{ tun: 'TUN forwarder', netns: 'network namespaces (loss only)', relay: 'UDP relay' }[event.impairment.kind]}, ${event.impairment.lossPercent} % loss${event.impairment.delayMs ? ` + ${event.impairment.delayMs} ms` : ''} each way.`;
   if (event.type === 'variant-start') return `Running ${event.variant} (${event.index + 1}/${event.of})…`;
   if (event.type === 'variant-done') return `${event.variant} done (${event.index + 1}/${event.of}).`;
   return null;
 }
 
 export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
-  const state = { state: 'idle' as 'idle' | 'running' | 'done', runs: [] as HolRun[], experiment: 0, server: undefined as unknown };
+  const state = { state: 'idle' as 'idle' | 'running' | 'done', runs: [] as HolRun[], stalls: {} as Record<string, ReturnType<typeof runStalls>>, experiment: 0, server: undefined as unknown };
   labState.hol = state;
   let abort: AbortController | undefined;
   const picks = VARIANTS.map((v) => {
     const why = unavailable(v, server);
-    const input = h('input', { type: 'checkbox', value: v.key, checked: !why, disabled: !!why });
+    const input = h('input', { type: 'checkbox', name: 'variant', value: v.key, checked: !why, disabled: !!why });
     return { v, input, element: h('label', { class: `chip${why ? ' chip-off' : ''}`, title: why ?? v.about }, input, h('span', {}, v.label)) };
   });
   const rate = numberInput(50, { name: 'rate', min: 1, max: 500 });
-  const bulk = numberInput(512, { name: 'bulk', min: 0, max: 1900 });
+  // Through a lossy network the flows' own losses are the lesson: no bulk message by default there.
+  const bulk = numberInput(currentNetwork() ? 0 : 512, { name: 'bulk', min: 0, max: 1900 });
   const every = numberInput(400, { name: 'every', min: 100, max: 5000 });
-  const duration = numberInput(2, { name: 'duration', min: 0.3, max: 30, step: 0.1 });
+  const duration = numberInput(currentNetwork() ? 5 : 2, { name: 'duration', min: 0.3, max: 30, step: 0.1 });
   const run = h('button', { class: 'primary', id: 'run' }, 'Run');
   const status = h('span', { class: 'muted' }, 'Four flows of 64 B messages on one connection; flow 1 also sends a large message periodically.');
   const results = h('div', { class: 'grid-2', id: 'hol-results' });
@@ -223,29 +328,28 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
   append(
     root,
     h('div', { class: 'page-head' }, h('h2', {}, 'Head-of-line blocking'), h('p', { class: 'lead' }, 'Independent flows sharing one connection. Does a delay on one flow hold up the others?')),
+    networkNote(),
     note(
       'info',
       h('strong', {}, 'What this page can show. '),
-      'Measured here, from this browser over loopback, with no packet loss: blocking behind a large message. On an ordered lane (a TCP connection, or one QUIC stream) every flow waits for it; on WebTransport channels only flow 1’s channel does; datagrams never wait. ',
-      'Blocking caused by ',
-      h('em', {}, 'packet loss'),
-      ' needs real loss on the path: ',
+      'From this browser, over the network chosen below: on loopback, blocking behind a large message (on one ordered lane every flow waits for it; on WebTransport channels only flow 1’s channel does; datagrams never wait). Through a lossy network, blocking after a lost packet too: one TCP connection or one QUIC stream holds every flow until the loss is repaired, channels only the flow whose data was lost. ',
       h('strong', {}, 'Run on the server'),
-      ' below (network namespaces + nftables random drop when the server runs as root, else a UDP relay), or run ',
-      h('code', {}, 'npm run experiment -- hol'),
-      ' and open its JSON there.',
+      ' runs the same experiment between two namespaces (',
+      h('code', {}, 'npm run experiment -- hol --loss 2 --delay 20'),
+      ' writes the JSON that opens there).',
     ),
     card(
       'Experiment',
       undefined,
       h('div', { class: 'chips' }, ...picks.map((p) => p.element)),
+      networkChooser(),
       h('div', { class: 'form-grid' }, field('Rate per flow', rate, 'messages/s'), field('Bulk message', bulk, 'KiB, on flow 1 (0: none)'), field('Bulk every', every, 'ms'), field('Duration', duration, 'seconds per transport')),
       h('div', { class: 'actions' }, run, status),
     ),
     results,
     card(
       'Under packet loss',
-      'run on the server (real loss on a namespace path or a UDP relay), or open the JSON of npm run experiment -- hol',
+      'run on the server (delay and loss on every packet between two namespaces, or a labelled fallback), or open the JSON of npm run experiment -- hol',
       panel.element,
       h('div', { class: 'actions' }, jsonFileButton('Open experiment JSON', 'hol-file', (text) => showExperiment(parseHolResult(text)))),
       experiment,
@@ -272,6 +376,10 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
       state.runs.push(result);
       renderHolRun(results, result);
     }
+    state.stalls = Object.fromEntries(state.runs.map((r) => [r.variant, runStalls(r)]));
+    const takeaways = liveTakeaways(state.runs);
+    takeaways.style.gridColumn = '1 / -1';
+    results.append(takeaways);
     status.textContent = `Done: ${state.runs.length} run${state.runs.length === 1 ? '' : 's'}.`;
     state.state = 'done';
     run.disabled = false;

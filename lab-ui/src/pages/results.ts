@@ -109,6 +109,12 @@ function renderReport(container: HTMLElement, report: BenchReport, name: string)
     xyChart('results-fanout', charts.fanout.canvas, { x: { title: 'subscribers', log: true }, y: { title: 'deliveries/s' }, line: true }),
     fanTargets.map((t) => series(t, fan.filter((c) => label(c) === t).map((c): Point => ({ x: c.params.subscribers ?? 1, y: c.result!.msgsPerSec ?? 0 })).sort((a, b) => a.x - b.x), targets.indexOf(t), { pointRadius: 3 })),
   );
+  // An empty chart says why: no fan-out cells in the report (a preset without them), or why each failed.
+  if (fan.length === 0) {
+    const cells = report.cells.filter((c) => c.workload === 'fanout');
+    const reasons = [...new Set(cells.map((c) => `${c.status}: ${c.reason ?? 'no result'}`))];
+    charts.fanout.element.append(note('info', cells.length === 0 ? 'This report has no fan-out cells: its run left the fan-out workload out (--workloads without fanout).' : `No fan-out cell has a result (${cells.length} cells: ${reasons.join('; ')}).`));
+  }
   bars('results-wire', charts.wire.canvas, ok('wire-bytes'), 'bytes', (r) => r.wireBytesPerMessage);
   bars('results-setup', charts.setup.canvas, ok('setup'), 'ms', (r) => r.setupMs);
   labState.results = { loaded: name, cells: report.cells.length, echoP50: smallEchoes.map((c) => [label(c), formatMs((c.result!.latency?.p50 ?? 0) / 1000)]) };

@@ -5,7 +5,9 @@
  */
 import { createHash } from 'node:crypto';
 import { H3Connection } from './h3-connection.ts';
-import { QuicEndpoint, quicConfig } from './quic.ts';
+import { H3ErrorCode } from '../h3/errors.ts';
+import { Setting } from '../h3/frames.ts';
+import { QuicEndpoint, quicConfig, udpPayloadFor } from './quic.ts';
 import type { BidirectionalStream, WebTransportSessionLike } from '../connection.ts';
 import type { WebTransportCloseInfo, WebTransportSession } from './session.ts';
 
@@ -109,7 +111,7 @@ export class WebTransport implements WebTransportSessionLike {
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const address = host === 'localhost' ? '127.0.0.1' : host;
     const port = Number(url.port || 443);
-    const endpoint = new QuicEndpoint('client', quicConfig('client', { idleTimeoutMs: options.idleTimeoutMs ?? 10_000 }), address.includes(':') ? 'udp6' : 'udp4');
+    const endpoint = new QuicEndpoint('client', quicConfig('client', { idleTimeoutMs: options.idleTimeoutMs ?? 10_000, maxUdpPayload: udpPayloadFor(address) }), address.includes(':') ? 'udp6' : 'udp4');
     await endpoint.bind(0, address.includes(':') ? '::' : '0.0.0.0');
     await endpoint.connectSocket({ host: address, port });
     const quic = endpoint.connect({ host: address, port }, host);
@@ -130,6 +132,7 @@ export class WebTransport implements WebTransportSessionLike {
           void endpoint.close();
         },
       });
+      quic.handler = h3;
       connection = h3;
     });
     quic.start();
@@ -140,15 +143,15 @@ export class WebTransport implements WebTransportSessionLike {
     }
     await established;
     const settings = await connection.peerSettings();
-    if (settings.get(0x2b603742) !== 1 && !((settings.get(0xc671706a) ?? 0) >= 1)) {
-      quic.close(true, 0x10b, 'server does not offer WebTransport');
+    if (settings.get(Setting.ENABLE_WEBTRANSPORT_DRAFT02) !== 1 && !((settings.get(Setting.WEBTRANSPORT_MAX_SESSIONS_DRAFT07) ?? 0) >= 1)) {
+      quic.close(true, H3ErrorCode.REQUEST_REJECTED, 'server does not offer WebTransport');
       throw new Error('server does not offer WebTransport');
     }
     const session = connection.connect(url.host, url.pathname + url.search, options.origin);
     // When the session ends, the QUIC connection has nothing left to carry.
     session.closed.then(
-      () => setTimeout(() => quic.close(true, 0x100, ''), 20),
-      () => quic.close(true, 0x100, ''),
+      () => setTimeout(() => quic.close(true, H3ErrorCode.NO_ERROR, ''), 20),
+      () => quic.close(true, H3ErrorCode.NO_ERROR, ''),
     );
     return session;
   }

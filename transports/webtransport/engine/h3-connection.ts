@@ -3,7 +3,12 @@
  * SETTINGS, the extended CONNECT that opens a session (a request hook accepts or rejects it on
  * the server), WebTransport stream headers (0x41 bidi / 0x54 uni + session id), quarter-stream-id
  * datagrams, capsules on the CONNECT stream (close, drain), GOAWAY. Protocol parsing is done by
- * the pure codecs in ../h3; this file keeps per-stream state and routes bytes.
+ * the pure codecs in ../h3; this file keeps per-stream state and routes bytes. It is sans-IO: bytes
+ * come in and go out through a `StreamIO` (a QUIC connection, or an in-memory one in tests).
+ *
+ * A peer stream keeps its state until its read side has ended (FIN or reset). A stream we stop
+ * caring about before that (a refused request, a released WebTransport stream) becomes `discard`:
+ * its late bytes are dropped, never taken for a new stream.
  */
 import { readVarint, readVarintType } from '../../codec/varint.ts';
 import { CapsuleReader, CapsuleType, decodeCloseSession, encodeCapsule } from '../h3/capsules.ts';
@@ -11,8 +16,8 @@ import { ProtocolError } from '../../errors.ts';
 import { H3Error, H3ErrorCode, http3ToWebTransportCode } from '../h3/errors.ts';
 import { decodeSettings, encodeFrame, encodeFrameHeader, encodeGoaway, encodeSettings, FrameReader, FrameType, Setting, StreamType, WEBTRANSPORT_BIDI_SIGNAL } from '../h3/frames.ts';
 import { checkEncoderStream, decodeFieldSection, encodeFieldSection } from '../h3/qpack.ts';
-import type { QuicConnection, QuicConnectionHandler } from './quic.ts';
-import { IncomingStream, WebTransportSession, WebTransportStreamError, type SessionHost } from './session.ts';
+import type { ConnectionCloseInfo, StreamIO, StreamIOHandler } from './stream-io.ts';
+import { IncomingStream, WebTransportError, WebTransportSession, type SessionHost } from './session.ts';
 
 /** What a server learns of a CONNECT before deciding. */
 export interface ConnectRequest {
@@ -27,14 +32,18 @@ export interface H3ConnectionHooks {
   request?(request: ConnectRequest): { status: number };
   /** Server: a session was accepted. */
   session?(session: WebTransportSession): void;
-  /** The connection is gone. */
-  closed?(): void;
+  /** The connection is gone; `info` says why when it was not a clean close. */
+  closed?(info: ConnectionCloseInfo | null): void;
   /** Client: checks the server's certificate once the handshake is done; a string rejects it. */
   verifyPeer?(): string | null;
   /** The handshake completed (after verifyPeer accepted it). */
   established?(): void;
 }
 
+/** QUIC CRYPTO_ERROR for TLS alert bad_certificate (42): 0x100 + the alert (RFC 9001 §4.8). */
+const QUIC_CRYPTO_BAD_CERTIFICATE = 0x100 + 42;
+
+/** What we send in SETTINGS: no QPACK dynamic table, extended CONNECT, datagrams, WebTransport draft-02 and -07. */
 const SETTINGS: [number, number][] = [
   [Setting.QPACK_MAX_TABLE_CAPACITY, 0],
   [Setting.QPACK_BLOCKED_STREAMS, 0],
@@ -49,6 +58,7 @@ type StreamState =
   | { kind: 'pending'; bytes: Uint8Array }
   | { kind: 'control'; frames: FrameReader; settingsSeen: boolean }
   | { kind: 'qpack-encoder'; bytes: Uint8Array }
+  /** Bytes we no longer want (unknown uni types, refused or released streams): dropped until the stream ends. */
   | { kind: 'discard' }
   /** A request stream: the server reads the CONNECT; the client reads the response. */
   | { kind: 'request'; frames: FrameReader }
@@ -56,28 +66,30 @@ type StreamState =
   | { kind: 'session'; frames: FrameReader; capsules: CapsuleReader; session: WebTransportSession }
   | { kind: 'wt'; stream: IncomingStream };
 
-export class H3Connection implements QuicConnectionHandler, SessionHost {
+export class H3Connection implements StreamIOHandler, SessionHost {
   readonly sessions = new Map<number, WebTransportSession>();
   readonly #streams = new Map<number, StreamState>();
   readonly #writeWaiters = new Map<number, () => void>();
   readonly #writers = new Map<number, WritableStreamDefaultController>();
+  /** Each session's WebTransport streams, so its end can reset them (draft-ietf-webtrans-http3 §4.6). */
+  readonly #sessionStreams = new Map<number, Set<number>>();
   #nextBidi: number;
   #nextUni: number;
   #peerSettings: Map<number, number> | undefined;
   #settingsWaiters: (() => void)[] = [];
   #established = false;
+  #controlStream = -1;
   #goaway = false;
   /** Client: the session waiting for the response on its CONNECT stream. */
   #pendingConnect = new Map<number, WebTransportSession>();
 
   constructor(
-    readonly quic: QuicConnection,
+    readonly io: StreamIO,
     readonly role: 'client' | 'server',
     readonly hooks: H3ConnectionHooks = {},
   ) {
     this.#nextBidi = role === 'client' ? 0 : 1;
     this.#nextUni = role === 'client' ? 2 : 3;
-    quic.handler = this;
   }
 
   /** Streams with state here (readers and writers), for leak checks. */
@@ -107,7 +119,7 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
       ['sec-webtransport-http3-draft02', '1'],
       ...(origin === undefined ? [] : [['origin', origin] as const]),
     ]);
-    this.quic.write(id, encodeFrame(FrameType.HEADERS, fields));
+    this.io.write(id, encodeFrame(FrameType.HEADERS, fields));
     return session;
   }
 
@@ -115,7 +127,7 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
   goaway(): void {
     if (this.#goaway || !this.#established) return;
     this.#goaway = true;
-    this.quic.write(this.role === 'client' ? 2 : 3, encodeFrame(FrameType.GOAWAY, encodeGoaway(this.#nextBidi)));
+    this.io.write(this.#controlStream, encodeFrame(FrameType.GOAWAY, encodeGoaway(this.#nextBidi)));
     const drain = encodeCapsule(CapsuleType.DRAIN_WEBTRANSPORT_SESSION, new Uint8Array(0));
     for (const id of this.sessions.keys()) this.#sendData(id, drain);
   }
@@ -129,55 +141,83 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     return id;
   }
 
-  registerStream(streamId: number, stream: IncomingStream): void {
+  registerStream(sessionId: number, streamId: number, stream: IncomingStream): void {
     this.#streams.set(streamId, { kind: 'wt', stream });
+    this.#track(sessionId, streamId);
   }
 
+  /**
+   * The session no longer reads this stream. Until the peer's FIN or reset arrives its bytes are
+   * dropped: taken for a new stream they would be a malformed request and end the connection.
+   */
   releaseStream(streamId: number): void {
-    if (this.#streams.get(streamId)?.kind === 'wt') this.#streams.delete(streamId);
+    if (this.#streams.get(streamId)?.kind === 'wt') this.#streams.set(streamId, { kind: 'discard' });
   }
 
-  registerWriter(streamId: number, controller: WritableStreamDefaultController): void {
+  registerWriter(sessionId: number, streamId: number, controller: WritableStreamDefaultController): void {
     this.#writers.set(streamId, controller);
+    this.#track(sessionId, streamId);
   }
 
   releaseWriter(streamId: number): void {
     this.#writers.delete(streamId);
   }
 
+  /**
+   * A session ended: every stream of it still open is reset (RESET_STREAM) and no longer read
+   * (STOP_SENDING), with WT_SESSION_GONE, as draft-ietf-webtrans-http3 requires.
+   */
+  abandonStreams(sessionId: number, error: Error): void {
+    const streams = this.#sessionStreams.get(sessionId);
+    this.#sessionStreams.delete(sessionId);
+    for (const streamId of streams ?? []) {
+      const writer = this.#writers.get(streamId);
+      if (writer) {
+        this.#writers.delete(streamId);
+        writer.error(error);
+        this.io.shutdown(streamId, 'write', H3ErrorCode.WT_SESSION_GONE);
+        this.writable(streamId); // release a write waiting for room that will never come
+      }
+      if (this.#streams.get(streamId)?.kind === 'discard' || this.#streams.get(streamId)?.kind === 'wt') {
+        this.#streams.set(streamId, { kind: 'discard' });
+        this.io.shutdown(streamId, 'read', H3ErrorCode.WT_SESSION_GONE);
+      }
+    }
+  }
+
   stopSending(streamId: number, code: number): void {
     const writer = this.#writers.get(streamId);
     this.#writers.delete(streamId);
-    writer?.error(new WebTransportStreamError('stream stopped by the peer', http3ToWebTransportCode(code)));
+    writer?.error(new WebTransportError('stream', 'stream stopped by the peer', http3ToWebTransportCode(code)));
     this.writable(streamId); // release a write waiting for room that will never come
   }
 
   sendCapsuleAndFinish(sessionId: number, capsule: Uint8Array | null): void {
     if (capsule) this.#sendData(sessionId, capsule);
-    this.quic.write(sessionId, new Uint8Array(0), true);
+    this.io.write(sessionId, new Uint8Array(0), true);
   }
 
   forgetSession(sessionId: number): void {
     this.sessions.delete(sessionId);
     this.#pendingConnect.delete(sessionId);
-    // The CONNECT stream's state stays until it finishes; drop it if already done.
+    // The CONNECT stream is read until it ends; what still comes on it is dropped.
     const state = this.#streams.get(sessionId);
-    if (state?.kind === 'session' || state?.kind === 'request') this.#streams.delete(sessionId);
+    if (state?.kind === 'session' || state?.kind === 'request') this.#streams.set(sessionId, { kind: 'discard' });
   }
 
-  // ——— QuicConnectionHandler ———
+  // ——— StreamIOHandler ———
 
   established(): void {
     const refusal = this.hooks.verifyPeer?.();
     if (refusal) {
-      this.quic.close(false, 0x100 + 42, refusal); // TLS bad_certificate (42) as a QUIC crypto error
+      this.io.close(false, QUIC_CRYPTO_BAD_CERTIFICATE, refusal);
       return;
     }
     this.#established = true;
-    const control = this.openStream('uni');
-    this.quic.write(control, Uint8Array.of(StreamType.CONTROL, ...encodeFrame(FrameType.SETTINGS, encodeSettings(SETTINGS))));
-    this.quic.write(this.openStream('uni'), Uint8Array.of(StreamType.QPACK_ENCODER));
-    this.quic.write(this.openStream('uni'), Uint8Array.of(StreamType.QPACK_DECODER));
+    this.#controlStream = this.openStream('uni');
+    this.io.write(this.#controlStream, Uint8Array.of(StreamType.CONTROL, ...encodeFrame(FrameType.SETTINGS, encodeSettings(SETTINGS))));
+    this.io.write(this.openStream('uni'), Uint8Array.of(StreamType.QPACK_ENCODER));
+    this.io.write(this.openStream('uni'), Uint8Array.of(StreamType.QPACK_DECODER));
     this.hooks.established?.();
   }
 
@@ -194,21 +234,38 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     this.sessions.get(quarter.value * 4)?.receiveDatagram(payload.subarray(quarter.next));
   }
 
-  closed(): void {
-    const error = new Error('QUIC connection closed');
-    for (const session of [...this.sessions.values()]) session.abort(error);
+  closed(info: ConnectionCloseInfo | null): void {
+    const error = new WebTransportError('session', info ? `connection closed (${info.local ? 'local' : 'peer'} error 0x${info.code.toString(16)}${info.reason ? `: ${info.reason}` : ''})` : 'connection closed', null);
     this.#streams.clear();
     this.#writers.clear();
+    this.#sessionStreams.clear();
+    for (const session of [...this.sessions.values()]) session.abort(error);
     for (const waiter of this.#writeWaiters.values()) waiter();
     this.#writeWaiters.clear();
-    this.hooks.closed?.();
+    this.hooks.closed?.(info);
   }
 
-  readable(streamId: number): void {
+  streamData(streamId: number, bytes: Uint8Array, fin: boolean): void {
+    this.#guard(() => this.#streamData(streamId, bytes, fin));
+  }
+
+  streamReset(streamId: number, code: number): void {
+    this.#guard(() => {
+      const state = this.#streams.get(streamId);
+      if (state?.kind === 'wt') {
+        this.#streams.delete(streamId);
+        state.stream.fail(new WebTransportError('stream', 'stream reset by the peer', http3ToWebTransportCode(code)));
+        return;
+      }
+      this.#streamEnded(streamId, true);
+    });
+  }
+
+  /** Whatever a peer sends ends at most its own connection, never the process. */
+  #guard(handle: () => void): void {
     try {
-      this.#readable(streamId);
+      handle();
     } catch (error) {
-      // Whatever a peer sends ends at most its own connection, never the process.
       if (error instanceof H3Error) this.#connectionError(error);
       else if (error instanceof ProtocolError) this.#connectionError(new H3Error(H3ErrorCode.GENERAL_PROTOCOL_ERROR, error.code, error.message, { cause: error }));
       else {
@@ -218,37 +275,22 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     }
   }
 
-  #readable(streamId: number): void {
+  #streamData(streamId: number, bytes: Uint8Array, fin: boolean): void {
     let state = this.#streams.get(streamId);
     if (!state) {
-      if (this.#isLocal(streamId)) {
-        // Our own stream that we do not read (control, QPACK, a finished one): drain it quietly.
-        this.#drain(streamId);
-        return;
-      }
+      // Our own stream that we do not read (control, QPACK): nothing to do with its bytes.
+      if (this.#isLocal(streamId)) return;
       state = { kind: 'pending', bytes: new Uint8Array(0) };
       this.#streams.set(streamId, state);
     }
     if (state.kind === 'wt') {
-      state.stream.readAvailable();
+      if (fin) this.#streams.delete(streamId);
+      state.stream.push(bytes, fin);
       return;
     }
-    for (;;) {
-      const result = this.quic.read(streamId);
-      if (!result) return;
-      if ('reset' in result) {
-        this.#streamEnded(streamId, true);
-        return;
-      }
-      this.#consume(streamId, result.bytes, result.fin);
-      if (result.fin) return;
-      const now = this.#streams.get(streamId);
-      if (now?.kind === 'wt') {
-        // The header just made this a WebTransport stream: its reader takes over.
-        now.stream.readAvailable();
-        return;
-      }
-    }
+    this.#consume(streamId, bytes, fin);
+    // The read side ended: nothing more can come, whatever the stream's state became.
+    if (fin) this.#streams.delete(streamId);
   }
 
   #consume(streamId: number, bytes: Uint8Array, fin: boolean): void {
@@ -310,7 +352,7 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
           for (let capsule = state.capsules.next(); capsule; capsule = state.capsules.next()) {
             if (capsule.type === CapsuleType.CLOSE_WEBTRANSPORT_SESSION) {
               const { code, reason } = decodeCloseSession(capsule.payload);
-              this.quic.write(streamId, new Uint8Array(0), true);
+              this.io.write(streamId, new Uint8Array(0), true);
               state.session.terminate({ closeCode: code, reason });
             } else if (capsule.type === CapsuleType.DRAIN_WEBTRANSPORT_SESSION) state.session.drain();
           }
@@ -330,12 +372,12 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     if (bidi && type.value !== WEBTRANSPORT_BIDI_SIGNAL) {
       if (this.role === 'client') throw new H3Error(H3ErrorCode.STREAM_CREATION_ERROR, 'ERR_H3_SERVER_BIDI', 'server opened a non-WebTransport bidirectional stream');
       this.#streams.set(streamId, { kind: 'request', frames: new FrameReader() });
-      this.#consume(streamId, bytes, false);
+      this.#consume(streamId, bytes, fin);
       return true;
     }
     if (!bidi && type.value === StreamType.CONTROL) {
       this.#streams.set(streamId, { kind: 'control', frames: new FrameReader(), settingsSeen: false });
-      this.#consume(streamId, bytes.subarray(type.next), false);
+      this.#consume(streamId, bytes.subarray(type.next), fin);
       return true;
     }
     if (!bidi && type.value === StreamType.QPACK_ENCODER) {
@@ -349,9 +391,9 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
       const session = this.sessions.get(sessionId.value);
       if (!session || session.state !== 'connected') {
         // A stream naming no live session: refuse it, keep the connection.
-        this.#streams.delete(streamId);
-        this.quic.shutdown(streamId, 'read', H3ErrorCode.ID_ERROR);
-        if (bidi) this.quic.shutdown(streamId, 'write', H3ErrorCode.ID_ERROR);
+        this.#streams.set(streamId, { kind: 'discard' });
+        this.io.shutdown(streamId, 'read', H3ErrorCode.ID_ERROR);
+        if (bidi) this.io.shutdown(streamId, 'write', H3ErrorCode.ID_ERROR);
         return true;
       }
       const leftover = bytes.slice(sessionId.next);
@@ -383,7 +425,7 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     session.path = header(':path')!;
     this.sessions.set(streamId, session);
     this.#streams.set(streamId, { kind: 'session', frames: new FrameReader(), capsules: new CapsuleReader(), session });
-    this.quic.write(streamId, encodeFrame(FrameType.HEADERS, encodeFieldSection([[':status', String(decision.status)], ['sec-webtransport-http3-draft', 'draft02']])));
+    this.io.write(streamId, encodeFrame(FrameType.HEADERS, encodeFieldSection([[':status', String(decision.status)], ['sec-webtransport-http3-draft', 'draft02']])));
     session.accept();
     this.hooks.session?.(session);
   }
@@ -394,8 +436,8 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     this.#pendingConnect.delete(streamId);
     const status = decodeFieldSection(fieldSection).find(([name]) => name === ':status')?.[1];
     if (status === undefined || !/^2\d\d$/.test(status)) {
-      session.reject(new Error(`WebTransport CONNECT refused with status ${status ?? '(none)'}`));
-      this.#streams.delete(streamId);
+      session.reject(new WebTransportError('session', `WebTransport CONNECT refused with status ${status ?? '(none)'}`, null));
+      this.#streams.set(streamId, { kind: 'discard' });
       return;
     }
     this.#streams.set(streamId, { kind: 'session', frames: new FrameReader(), capsules: new CapsuleReader(), session });
@@ -403,8 +445,8 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
   }
 
   #respond(streamId: number, status: number): void {
-    this.#streams.delete(streamId);
-    this.quic.write(streamId, encodeFrame(FrameType.HEADERS, encodeFieldSection([[':status', String(status)]])), true);
+    this.#streams.set(streamId, { kind: 'discard' });
+    this.io.write(streamId, encodeFrame(FrameType.HEADERS, encodeFieldSection([[':status', String(status)]])), true);
   }
 
   #streamEnded(streamId: number, reset: boolean): void {
@@ -412,21 +454,23 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
     this.#streams.delete(streamId);
     if (state?.kind === 'session') {
       // The CONNECT stream ended without a close capsule: the session is over (code 0).
-      this.quic.write(streamId, new Uint8Array(0), true);
+      this.io.write(streamId, new Uint8Array(0), true);
       state.session.terminate({ closeCode: 0, reason: reset ? 'CONNECT stream reset' : '' });
     } else if (state?.kind === 'request') {
-      this.#pendingConnect.get(streamId)?.reject(new Error('CONNECT stream ended without a response'));
+      this.#pendingConnect.get(streamId)?.reject(new WebTransportError('session', 'CONNECT stream ended without a response', null));
     } else if (state?.kind === 'control') {
       this.#connectionError(new H3Error(H3ErrorCode.CLOSED_CRITICAL_STREAM, 'ERR_H3_CONTROL_CLOSED', 'the control stream was closed'));
     }
   }
 
   #sendData(streamId: number, payload: Uint8Array): void {
-    this.quic.write(streamId, concat(encodeFrameHeader(FrameType.DATA, payload.length), payload));
+    this.io.write(streamId, concat(encodeFrameHeader(FrameType.DATA, payload.length), payload));
   }
 
-  #drain(streamId: number): void {
-    for (let result = this.quic.read(streamId); result && !('reset' in result) && !result.fin; result = this.quic.read(streamId));
+  #track(sessionId: number, streamId: number): void {
+    let streams = this.#sessionStreams.get(sessionId);
+    if (!streams) this.#sessionStreams.set(sessionId, (streams = new Set()));
+    streams.add(streamId);
   }
 
   #isLocal(streamId: number): boolean {
@@ -434,7 +478,7 @@ export class H3Connection implements QuicConnectionHandler, SessionHost {
   }
 
   #connectionError(error: H3Error): void {
-    this.quic.close(true, error.h3Code, error.message);
+    this.io.close(true, error.h3Code, error.message);
   }
 }
 

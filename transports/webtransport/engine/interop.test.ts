@@ -57,6 +57,22 @@ async function exercise({ port, hash }: { port: number; hash: number[] }) {
   echo.close({ closeCode: 7, reason: 'bye' });
   const clientClose = await echo.closed;
 
+  // The server closes this session while three streams are still uploading: the close code must
+  // arrive, and the bytes still in flight must not break the connection.
+  const cutting = new WebTransport(`https://127.0.0.1:${port}/cut`, options);
+  await cutting.ready;
+  const filler = new Uint8Array(16 * 1024).fill(0x02); // 0x02: an HTTP/2 frame type, were it parsed as a request
+  for (let i = 0; i < 3; i++) {
+    const writer = (await cutting.createBidirectionalStream()).writable.getWriter();
+    void (async () => {
+      for (;;) await writer.write(filler);
+    })().catch(() => undefined); // the server resets the stream
+  }
+  const cutClose = await cutting.closed.then(
+    (info) => ({ closeCode: info.closeCode, reason: info.reason }),
+    (error: Error) => ({ error: String(error.message ?? error) }),
+  );
+
   const pushed = new WebTransport(`https://127.0.0.1:${port}/push`, options);
   await pushed.ready;
   const serverUni = text.decode(await readAll((await pushed.incomingUnidirectionalStreams.getReader().read()).value!));
@@ -71,7 +87,7 @@ async function exercise({ port, hash }: { port: number; hash: number[] }) {
   const missing = new WebTransport(`https://127.0.0.1:${port}/nowhere`, options);
   await missing.ready.catch((error: Error) => (refused = String(error.message ?? error)));
 
-  return { datagram, bidiEcho, bigSent, bigEchoed, bigLength: received.length, uniBack, clientClose, serverUni, serverBidiText, serverClose: { closeCode: serverClose.closeCode, reason: serverClose.reason }, refused };
+  return { datagram, bidiEcho, bigSent, bigEchoed, bigLength: received.length, uniBack, clientClose, serverUni, serverBidiText, serverClose: { closeCode: serverClose.closeCode, reason: serverClose.reason }, cutClose, refused };
 }
 
 function expectSession(result: Awaited<ReturnType<typeof exercise>>, server: EchoWebTransportServer): void {
@@ -86,6 +102,9 @@ function expectSession(result: Awaited<ReturnType<typeof exercise>>, server: Ech
   expect(result.serverClose).toEqual({ closeCode: 4321, reason: 'server says bye' });
   expect(result.refused).not.toBe('');
   expect(server.closes).toContainEqual({ closeCode: 7, reason: 'bye' });
+  expect(result.cutClose).toEqual({ closeCode: 1008, reason: 'policy' });
+  // Bytes that arrived after the close were dropped, not parsed as a request (H3 error 0x105–0x107).
+  expect(server.server.connectionErrors).toBe(0);
 }
 
 // Default admission (one round trip), and a stateless Retry before every connection.

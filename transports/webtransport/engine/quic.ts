@@ -2,43 +2,36 @@
  * The QUIC layer under our HTTP/3: quiche connections (from @matrixai/quic's native binding,
  * sans-IO) driven from a `node:dgram` socket. `QuicEndpoint` owns the socket, routes datagrams
  * to connections by destination connection id, and accepts new ones (server) or opens one
- * (client); `QuicConnection` drives one quiche connection: recv → events → send drain → one
- * timer from `timeout()`. Stream writes that quiche does not accept at once (flow control) wait in
- * a per-stream queue until the stream is writable again. Reads are pulled by the layer above, so
- * a reader that stops reading stops the peer through QUIC flow control.
+ * (client); `QuicConnection` drives one quiche connection and implements `StreamIO` for HTTP/3.
+ *
+ * Work is batched per event-loop turn: every datagram of a turn goes straight into quiche; one
+ * setImmediate then hands each touched connection's stream bytes and datagrams to the layer above;
+ * one more setImmediate, queued behind it in the same check phase (so after the application's
+ * microtasks have answered), drains each connection's packets once. ACKs then ride with the
+ * answers, and an idle connection costs no native calls. Stream writes that quiche does not accept
+ * at once (flow control) wait in a per-stream queue until the stream is writable again; a stream
+ * the layer above pauses stays unread, so QUIC flow control stops the peer.
  */
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { quiche, type Config, type Connection as QuicheConnection, type Header, type Host } from '@matrixai/quic/native/index.js';
 import { PeerUnreachableError } from '../../errors.ts';
 import { AmplificationBudget, RetryTokens, resetTokenBigint, statelessResetPacket, statelessResetToken, type QuicServerKeys } from './address-validation.ts';
-
-/** What the layer above hears from a connection. */
-export interface QuicConnectionHandler {
-  /** The handshake completed. */
-  established(): void;
-  /** A stream has bytes (or its end, or a reset) to read: call `read(id)` when ready for them. */
-  readable(streamId: number): void;
-  /** A stream's write queue emptied (quiche took everything). */
-  writable(streamId: number): void;
-  /** The peer sent STOP_SENDING for a stream we write: `code` is its HTTP/3 error code. */
-  stopSending(streamId: number, code: number): void;
-  datagram(payload: Uint8Array): void;
-  /** The connection is gone; `error` says why when it was not a clean close. */
-  closed(info: { local: boolean; code: number; reason: string; isApp: boolean } | null): void;
-}
+import type { StreamIO, StreamIOHandler, StreamIOStats } from './stream-io.ts';
 
 export interface QuicOptions {
   certPem?: string;
   keyPem?: string;
   /** Connection idle timeout (ms). Default 30 000. */
   idleTimeoutMs?: number;
-  /** Per-stream receive window (bytes). Default 1 MiB. */
+  /** Per-stream receive window to start with (bytes). Default 1 MiB; quiche grows it up to 8 MiB for a reader that keeps up. */
   streamWindow?: number;
   /** Connection receive window (bytes). Default 16 MiB. */
   connectionWindow?: number;
   /** Datagram queue lengths. Default 1024. */
   datagramQueue?: number;
+  /** Largest UDP payload sent and received. Default DEFAULT_UDP_PAYLOAD. */
+  maxUdpPayload?: number;
 }
 
 /**
@@ -70,7 +63,25 @@ export interface AdmissionCounters {
   amplificationLimited: number;
 }
 
-const MAX_UDP_PAYLOAD = 1350;
+/**
+ * UDP payload towards the network: fits a 1400-byte path with room for tunnels (the size Chromium
+ * and quiche's examples use). quiche never sends more than the peer's max_udp_payload_size.
+ */
+export const DEFAULT_UDP_PAYLOAD = 1350;
+/**
+ * UDP payload on loopback, whose MTU is 64 KiB: one packet (one sendmsg, one AEAD seal) carries
+ * what takes ~12 packets of 1350 B. Peers that read smaller datagrams advertise a smaller
+ * max_udp_payload_size, and quiche keeps to it.
+ */
+export const LOOPBACK_UDP_PAYLOAD = 16 * 1024;
+const DEFAULT_STREAM_WINDOW = 1024 * 1024;
+const MAX_STREAM_WINDOW = 8 * 1024 * 1024;
+const DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024;
+/** Concurrent streams a peer may open, each way (an HTTP/3 peer needs at least 3 unidirectional). */
+const MAX_PEER_STREAMS = 256;
+const DEFAULT_DATAGRAM_QUEUE = 1024;
+/** Kernel socket buffers: room for bursts of a whole turn's packets. */
+const SOCKET_BUFFER = 4 * 1024 * 1024;
 /**
  * Our connection ids: 128 random bits. Not 20 bytes: quiche 0.18 encodes its transport parameters
  * into 128 bytes, and after a Retry three connection ids plus the stateless reset token must fit
@@ -78,6 +89,13 @@ const MAX_UDP_PAYLOAD = 1350;
  */
 const CID_LENGTH = 16;
 const READ_CHUNK = 64 * 1024;
+/** Outgoing packets are carved from slabs: one allocation per many packets instead of one each. */
+const SLAB_SIZE = 1024 * 1024;
+
+/** The UDP payload size a path to `host` allows. */
+export function udpPayloadFor(host: string): number {
+  return host.startsWith('127.') || host === '::1' || host.startsWith('::ffff:127.') ? LOOPBACK_UDP_PAYLOAD : DEFAULT_UDP_PAYLOAD;
+}
 
 export function quicConfig(role: 'client' | 'server', options: QuicOptions): Config {
   const encoder = new TextEncoder();
@@ -88,43 +106,63 @@ export function quicConfig(role: 'client' | 'server', options: QuicOptions): Con
         quiche.Config.withBoringSslCtx(false, true, null, null, null, null);
   config.setApplicationProtos(['h3']);
   config.setMaxIdleTimeout(options.idleTimeoutMs ?? 30_000);
-  config.setMaxRecvUdpPayloadSize(MAX_UDP_PAYLOAD);
-  config.setMaxSendUdpPayloadSize(MAX_UDP_PAYLOAD);
+  config.setMaxRecvUdpPayloadSize(options.maxUdpPayload ?? DEFAULT_UDP_PAYLOAD);
+  config.setMaxSendUdpPayloadSize(options.maxUdpPayload ?? DEFAULT_UDP_PAYLOAD);
   // quiche defaults every flow-control limit to 0: set them all.
-  const streamWindow = options.streamWindow ?? 1024 * 1024;
-  config.setInitialMaxData(options.connectionWindow ?? 16 * 1024 * 1024);
+  const streamWindow = options.streamWindow ?? DEFAULT_STREAM_WINDOW;
+  const connectionWindow = options.connectionWindow ?? DEFAULT_CONNECTION_WINDOW;
+  config.setInitialMaxData(connectionWindow);
   config.setInitialMaxStreamDataBidiLocal(streamWindow);
   config.setInitialMaxStreamDataBidiRemote(streamWindow);
   config.setInitialMaxStreamDataUni(streamWindow);
-  config.setInitialMaxStreamsBidi(256);
-  config.setInitialMaxStreamsUni(256);
-  config.setMaxStreamWindow(streamWindow);
-  config.setMaxConnectionWindow(options.connectionWindow ?? 16 * 1024 * 1024);
-  config.enableDgram(true, options.datagramQueue ?? 1024, options.datagramQueue ?? 1024);
+  config.setInitialMaxStreamsBidi(MAX_PEER_STREAMS);
+  config.setInitialMaxStreamsUni(MAX_PEER_STREAMS);
+  // Auto-tuning lets a fast reader's window grow, so a 1 MiB message need not wait for credit each
+  // round trip; the connection window still bounds what one connection can make us hold.
+  config.setMaxStreamWindow(Math.max(streamWindow, MAX_STREAM_WINDOW));
+  config.setMaxConnectionWindow(connectionWindow);
+  config.enableDgram(true, options.datagramQueue ?? DEFAULT_DATAGRAM_QUEUE, options.datagramQueue ?? DEFAULT_DATAGRAM_QUEUE);
   return config;
 }
 
+const STREAM_RESET = /StreamReset\((\d{1,16})\)/;
+const STREAM_STOPPED = /(?:StreamStopped|StopSending)\((\d{1,16})\)/;
+
 /**
- * Parses the code out of quiche's errors: `StreamReset(n)` from a read, `StreamStopped(n)` from a
- * write after the peer's STOP_SENDING (seen with this binding; some builds say `StopSending(n)`).
+ * The peer's error code in quiche's errors: `StreamReset(n)` from a read, `StreamStopped(n)` from
+ * a write after the peer's STOP_SENDING. The binding gives these codes only inside the message
+ * (no code property; @matrixai/quic's own streams parse it the same way).
  */
 export function quicheErrorCode(error: unknown, kind: 'StreamReset' | 'StopSending'): number | null {
-  const names = kind === 'StopSending' ? 'StreamStopped|StopSending' : kind;
-  const match = new RegExp(`(?:${names})\\((\\d+)\\)`).exec(String((error as Error)?.message ?? error));
+  const match = (kind === 'StreamReset' ? STREAM_RESET : STREAM_STOPPED).exec(String((error as Error)?.message ?? error));
   return match ? Number(match[1]) : null;
 }
 
-export class QuicConnection {
-  handler: QuicConnectionHandler | undefined;
+interface WriteQueue {
+  chunks: Uint8Array[];
+  bytes: number;
+  fin: boolean;
+}
+
+export class QuicConnection implements StreamIO {
+  handler: StreamIOHandler | undefined;
   readonly #conn: QuicheConnection;
   readonly #endpoint: QuicEndpoint;
   readonly #peer: Host;
-  readonly #queues = new Map<number, { chunks: Uint8Array[]; fin: boolean }>();
+  readonly #queues = new Map<number, WriteQueue>();
+  readonly #paused = new Set<number>();
+  /** Streams that delivered bytes and have not ended: polled with the cheap streamReadable(). */
+  readonly #reading = new Set<number>();
   readonly #readBuffer = new Uint8Array(READ_CHUNK);
+  #recvInfo: { from: Host; to: Host } | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #flushScheduled = false;
-  #ioScheduled = false;
+  #timerDeadline = 0;
+  /** Touched this turn (packets arrived or a paused stream resumed): the endpoint will process it. */
+  active = false;
+  /** In the endpoint's flush set for this turn. */
+  flushPending = false;
   #established = false;
+  #closing = false;
   #closed = false;
   /** Server only, until the handshake completes: the 3x budget of an unvalidated address. */
   #budget: AmplificationBudget | null;
@@ -150,86 +188,60 @@ export class QuicConnection {
     return this.#peer;
   }
 
-  /**
-   * One UDP datagram from the peer. Events and the send drain run once per event-loop turn
-   * (setImmediate), not once per packet: a burst of packets costs one pass over the streams.
-   */
-  receive(packet: Uint8Array, from: Host): void {
+  /** One UDP datagram from the peer: into quiche now; events and sends later in this turn. */
+  receive(packet: Uint8Array, host: string, port: number): void {
     if (this.#budget) this.#budget.received += packet.length;
+    // The usual sender is the known peer: its recv info is built once, not per packet.
+    const info = host === this.#peer.host && port === this.#peer.port ? (this.#recvInfo ??= { from: this.#peer, to: this.#endpoint.local }) : { from: { host, port }, to: this.#endpoint.local };
     try {
-      this.#conn.recv(packet, { from, to: this.#endpoint.local });
+      this.#conn.recv(packet, info);
     } catch {
       // A packet quiche rejects (garbage, wrong keys) is dropped; the connection lives on.
     }
-    if (this.#ioScheduled) return;
-    this.#ioScheduled = true;
-    setImmediate(() => {
-      this.#ioScheduled = false;
-      if (!this.#closed) this.#afterIo();
-    });
-  }
-
-  /**
-   * Reads what a stream has, up to `max` bytes. Returns null when nothing is there, `fin` at its
-   * end; a reset arrives as `{ reset: code }`.
-   */
-  read(streamId: number, max = READ_CHUNK): { bytes: Uint8Array; fin: boolean } | { reset: number } | null {
-    const buffer = max >= READ_CHUNK ? this.#readBuffer : this.#readBuffer.subarray(0, max);
-    let result: [number, boolean] | null;
-    try {
-      result = this.#conn.streamRecv(streamId, buffer);
-    } catch (error) {
-      const reset = quicheErrorCode(error, 'StreamReset');
-      if (reset !== null) return { reset };
-      // InvalidStreamState after the end was read, or an unknown stream: nothing more to read.
-      return { bytes: new Uint8Array(0), fin: true };
-    } finally {
-      this.scheduleFlush(); // reading may open flow-control credit: tell the peer
-    }
-    if (!result) return null;
-    return { bytes: buffer.slice(0, result[0]), fin: result[1] };
+    this.#endpoint.activate(this);
   }
 
   /** Queues bytes on a stream; what quiche does not accept now waits for credit. */
   write(streamId: number, bytes: Uint8Array, fin = false): void {
     if (this.#closed) return;
-    let queue = this.#queues.get(streamId);
+    const queue = this.#queues.get(streamId);
     if (queue) {
       queue.chunks.push(bytes);
+      queue.bytes += bytes.length;
       queue.fin ||= fin;
     } else {
-      queue = { chunks: [bytes], fin };
-      this.#queues.set(streamId, queue);
+      this.#queues.set(streamId, { chunks: [bytes], bytes: bytes.length, fin });
       this.#drainQueue(streamId);
     }
-    this.scheduleFlush();
+    this.#endpoint.requestFlush(this);
   }
 
-  /** Bytes queued on a stream and not yet taken by quiche. */
   queued(streamId: number): number {
-    let bytes = 0;
-    for (const chunk of this.#queues.get(streamId)?.chunks ?? []) bytes += chunk.length;
-    return bytes;
+    return this.#queues.get(streamId)?.bytes ?? 0;
   }
 
-  /** Bytes quiche would take on this stream right now. */
-  capacity(streamId: number): number {
-    try {
-      return this.#conn.streamCapacity(streamId);
-    } catch {
-      return 0;
+  setReading(streamId: number, reading: boolean): void {
+    if (!reading) {
+      this.#paused.add(streamId);
+      return;
     }
+    // What arrived while paused is read in this turn's pass over readable streams.
+    if (this.#paused.delete(streamId) && !this.#closed) this.#endpoint.activate(this);
   }
 
   /** RESET_STREAM (write side) and/or STOP_SENDING (read side) with an HTTP/3 error code. */
   shutdown(streamId: number, direction: 'read' | 'write', code: number): void {
     if (direction === 'write') this.#queues.delete(streamId);
+    else {
+      this.#paused.delete(streamId);
+      this.#reading.delete(streamId);
+    }
     try {
       this.#conn.streamShutdown(streamId, direction === 'read' ? quiche.Shutdown.Read : quiche.Shutdown.Write, code);
     } catch {
       // Already finished or unknown: nothing to shut.
     }
-    this.scheduleFlush();
+    this.#endpoint.requestFlush(this);
   }
 
   /** Sends a datagram; a full send queue drops it (counted): datagrams never wait. */
@@ -244,7 +256,7 @@ export class QuicConnection {
       this.datagramsDropped++;
       return false;
     }
-    this.scheduleFlush();
+    this.#endpoint.requestFlush(this);
     return true;
   }
 
@@ -256,29 +268,38 @@ export class QuicConnection {
     }
   }
 
+  /**
+   * quiche's counters. The binding gives the smoothed RTT in whole milliseconds (0 on loopback).
+   */
+  stats(): StreamIOStats {
+    const stats = this.#conn.stats();
+    const path = this.#conn.pathStats()[0];
+    return {
+      smoothedRttMs: path ? path.rtt : null,
+      cwnd: path ? path.cwnd : null,
+      packetsSent: stats.sent,
+      packetsLost: stats.lost,
+      packetsRetransmitted: stats.retrans,
+      bytesSent: stats.sentBytes,
+      bytesReceived: stats.recvBytes,
+      datagramsDropped: this.datagramsDropped,
+    };
+  }
+
   close(isApp: boolean, code: number, reason: string): void {
     if (this.#closed) return;
+    this.#closing = true;
     try {
       this.#conn.close(isApp, code, new TextEncoder().encode(reason));
     } catch {
       // Already closing.
     }
-    this.#flush();
-  }
-
-  /** Coalesces sends of one tick into one drain of quiche's packets. */
-  scheduleFlush(): void {
-    if (this.#flushScheduled || this.#closed) return;
-    this.#flushScheduled = true;
-    queueMicrotask(() => {
-      this.#flushScheduled = false;
-      this.#flush();
-    });
+    this.flush();
   }
 
   /** Starts the client handshake or answers the first packet. */
   start(): void {
-    this.#flush();
+    this.flush();
   }
 
   /**
@@ -290,7 +311,7 @@ export class QuicConnection {
     const sent = this.#conn.stats().sent;
     if (sent === this.#sentAtLastKeepAlive) {
       this.#conn.sendAckEliciting();
-      this.#flush();
+      this.flush();
     }
     this.#sentAtLastKeepAlive = this.#conn.stats().sent;
   }
@@ -302,75 +323,129 @@ export class QuicConnection {
     this.#finish();
   }
 
-  #afterIo(): void {
-    if (!this.#established && this.#conn.isEstablished()) {
+  /** The endpoint's per-turn pass: handshake, stream bytes, datagrams, writable streams. */
+  process(): void {
+    this.active = false;
+    if (this.#closed) return;
+    const conn = this.#conn;
+    if (!this.#established) {
+      if (!conn.isEstablished()) return this.#checkClosed();
       this.#established = true;
       // A completed handshake proves the peer receives at its address (RFC 9000 §8.1).
       this.#budget = null;
       this.#endpoint.handshakeDone(this);
       this.handler?.established();
     }
-    if (this.#established) {
-      for (const id of this.#conn.readable()) this.handler?.readable(id);
-      for (let datagram = this.#conn.dgramRecvVec(); datagram; datagram = this.#conn.dgramRecvVec()) this.handler?.datagram(datagram);
-      for (const id of this.#conn.writable()) this.#drainQueue(id);
+    // The binding's readable()/writable() iterators cost ~100x a streamReadable() call (napi
+    // generator objects): poll the streams we know, and ask the iterator only when quiche still
+    // says something is readable (a new stream, a reset, a paused stream's bytes).
+    for (const id of this.#reading) if (!this.#paused.has(id) && conn.streamReadable(id)) this.#read(id);
+    for (let datagram = conn.dgramRecvVec(); datagram; datagram = conn.dgramRecvVec()) this.handler?.datagram(datagram);
+    if (conn.isReadable()) for (const id of conn.readable()) this.#read(id);
+    // Credit arrives with packets: retry what waits (a stream without credit just takes nothing).
+    for (const id of this.#queues.keys()) this.#drainQueue(id);
+    this.#checkClosed();
+  }
+
+  /** Drains quiche's packets to the socket and re-arms the timer. */
+  flush(): void {
+    this.flushPending = false;
+    if (this.#closed) return;
+    const conn = this.#conn;
+    const endpoint = this.#endpoint;
+    const budget = this.#budget;
+    for (;;) {
+      if (budget && !this.#withinBudget()) break;
+      let sent: ReturnType<QuicheConnection['send']>;
+      try {
+        sent = conn.send(endpoint.packetBuffer());
+      } catch {
+        break;
+      }
+      if (sent === null) break;
+      if (budget) budget.sent += sent[0];
+      endpoint.transmit(endpoint.claim(sent[0]), sent[1].to);
     }
-    this.#flush();
+    this.#armTimer();
+    if (this.#closing) this.#checkClosed();
+  }
+
+  /** Hands a readable stream's bytes up, chunk by chunk, until it is drained, ended or paused. */
+  #read(streamId: number): void {
+    const buffer = this.#readBuffer;
+    while (!this.#paused.has(streamId) && !this.#closed) {
+      let result: [number, boolean] | null;
+      try {
+        result = this.#conn.streamRecv(streamId, buffer);
+      } catch (error) {
+        this.#reading.delete(streamId);
+        const reset = quicheErrorCode(error, 'StreamReset');
+        if (reset !== null) this.handler?.streamReset(streamId, reset);
+        // Otherwise InvalidStreamState: its end was read already, nothing more comes.
+        return;
+      }
+      if (result === null) return;
+      const [length, fin] = result;
+      if (fin) this.#reading.delete(streamId);
+      else this.#reading.add(streamId);
+      // Reading opens flow-control credit: this turn's flush tells the peer.
+      this.#endpoint.requestFlush(this);
+      this.handler?.streamData(streamId, buffer.slice(0, length), fin);
+      // A short read took all there was: skip the call that would say so.
+      if (fin || length < buffer.length) return;
+    }
   }
 
   #drainQueue(streamId: number): void {
     const queue = this.#queues.get(streamId);
     if (!queue) return;
-    while (queue.chunks.length > 0) {
-      const chunk = queue.chunks[0]!;
-      const last = queue.chunks.length === 1;
+    const chunks = queue.chunks;
+    let taken = 0;
+    while (taken < chunks.length) {
+      const chunk = chunks[taken]!;
+      const last = taken === chunks.length - 1;
       let written: number | null;
       try {
         written = this.#conn.streamSend(streamId, chunk, last && queue.fin);
       } catch (error) {
-        // STOP_SENDING from the peer (or a reset stream): drop what waits; the layer above hears it on read.
+        // STOP_SENDING from the peer (or a reset stream): drop what waits.
         this.#queues.delete(streamId);
         const stopped = quicheErrorCode(error, 'StopSending');
         if (stopped !== null) this.handler?.stopSending(streamId, stopped);
         return;
       }
-      if (written === null) return; // no credit now
+      if (written === null) break; // no credit now
+      queue.bytes -= written;
       if (written < chunk.length) {
-        queue.chunks[0] = chunk.subarray(written);
-        return;
+        chunks[taken] = chunk.subarray(written);
+        break;
       }
-      queue.chunks.shift();
+      taken++;
     }
-    if (queue.fin && queue.chunks.length === 0) {
-      // An empty FIN (no data left to carry it).
-      if (queue.chunks.length === 0 && queue.fin) {
-        try {
-          this.#conn.streamSend(streamId, new Uint8Array(0), true);
-        } catch {
-          // Finished already.
-        }
-      }
+    if (taken < chunks.length) {
+      if (taken > 0) chunks.splice(0, taken);
+      return;
     }
     this.#queues.delete(streamId);
     this.handler?.writable(streamId);
   }
 
-  #flush(): void {
-    for (;;) {
-      if (!this.#withinBudget()) break;
-      const packet = this.#endpoint.packetBuffer();
-      let sent: ReturnType<QuicheConnection['send']>;
-      try {
-        sent = this.#conn.send(packet);
-      } catch {
-        break;
-      }
-      if (!sent) break;
-      if (this.#budget) this.#budget.sent += sent[0];
-      this.#endpoint.transmit(this.#endpoint.claim(sent[0]), sent[1].to);
+  /**
+   * One timer per connection, moved only when quiche's next deadline comes earlier than the armed
+   * one: a timer that fires early finds the deadline later and re-arms once.
+   */
+  #armTimer(): void {
+    const ms = this.#conn.timeout();
+    if (ms === null) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      return;
     }
-    this.#armTimer();
-    if (this.#conn.isClosed() && !this.#closed) this.#finish();
+    const deadline = performance.now() + ms;
+    if (this.#timer !== undefined && this.#timerDeadline <= deadline) return;
+    clearTimeout(this.#timer);
+    this.#timerDeadline = deadline;
+    this.#timer = setTimeout(this.#onTimer, ms);
   }
 
   /**
@@ -384,20 +459,31 @@ export class QuicConnection {
     return false;
   }
 
-  #armTimer(): void {
-    clearTimeout(this.#timer);
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    if (this.#closed) return;
     const ms = this.#conn.timeout();
-    if (ms === null || this.#closed) return;
-    this.#timer = setTimeout(() => {
-      this.#conn.onTimeout();
-      this.#afterIo();
-    }, ms);
+    if (ms !== null && ms > 0) {
+      this.#timerDeadline = performance.now() + ms;
+      this.#timer = setTimeout(this.#onTimer, ms);
+      return;
+    }
+    this.#conn.onTimeout();
+    this.process();
+    this.flush();
+    this.#checkClosed();
+  };
+
+  #checkClosed(): void {
+    if (!this.#closed && this.#conn.isClosed()) this.#finish();
   }
 
   #finish(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#queues.clear();
+    this.#paused.clear();
+    this.#reading.clear();
     const peerError = this.#conn.peerError();
     const localError = this.#conn.localError();
     const error = peerError ?? localError;
@@ -408,11 +494,17 @@ export class QuicConnection {
   }
 }
 
+interface Route {
+  id: Uint8Array;
+  connection: QuicConnection;
+}
+
 /** A UDP socket with its QUIC connections. */
 export class QuicEndpoint {
   readonly #socket: dgram.Socket;
-  readonly #connections = new Map<string, QuicConnection>();
-  readonly #ids = new Map<QuicConnection, string[]>();
+  /** Connection-id routes, bucketed by a hash of the id's bytes (no string key per packet). */
+  readonly #routes = new Map<number, Route[]>();
+  readonly #ids = new Map<QuicConnection, Uint8Array[]>();
   /** Server: connections whose handshake is in progress, with their handshake deadline. */
   readonly #handshakes = new Map<QuicConnection, ReturnType<typeof setTimeout>>();
   readonly #admission: AdmissionOptions | undefined;
@@ -423,21 +515,26 @@ export class QuicEndpoint {
   #local: Host = { host: '127.0.0.1', port: 0 };
   /** Server only: called for each new connection. */
   onAccept: ((connection: QuicConnection) => void) | undefined;
-  /** Outgoing packets are carved from slabs: one allocation per ~48 packets instead of one each. */
-  #slab = new Uint8Array(64 * 1024);
+  #slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
   #slabOffset = 0;
+  #active: QuicConnection[] = [];
+  #flushes: QuicConnection[] = [];
+  /** Packets and bytes through the socket (one sendmsg / recvmsg each). */
+  readonly counters = { packetsSent: 0, packetsReceived: 0, bytesSent: 0, bytesReceived: 0 };
 
   constructor(
     readonly role: 'client' | 'server',
     readonly config: Config,
     type: 'udp4' | 'udp6' = 'udp4',
+    /** Server: the configuration for peers on loopback (larger UDP payload); `config` otherwise. */
+    readonly loopbackConfig: Config = config,
     admission?: AdmissionOptions,
   ) {
     if (role === 'server' && !admission) throw new TypeError('a server endpoint needs its admission options (keys and handshake bounds)');
     this.#admission = admission;
     this.#retryTokens = admission && new RetryTokens(admission.keys.retry);
-    this.#socket = dgram.createSocket({ type, recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
-    this.#socket.on('message', (packet, remote) => this.#receive(packet, { host: remote.address, port: remote.port }));
+    this.#socket = dgram.createSocket({ type, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER });
+    this.#socket.on('message', (packet, remote) => this.#receive(packet, remote.address, remote.port));
     this.#socket.on('error', (error) => this.#socketError(error));
   }
 
@@ -450,14 +547,16 @@ export class QuicEndpoint {
     return this.#local;
   }
 
-  /** Live connections (server: the routing map's distinct connections). */
+  /** Live connections. */
   get connectionCount(): number {
     return this.#ids.size;
   }
 
   /** Entries in the connection-id routing map (two per connection on the server). */
   get routeCount(): number {
-    return this.#connections.size;
+    let routes = 0;
+    for (const bucket of this.#routes.values()) routes += bucket.length;
+    return routes;
   }
 
   bind(port: number, host: string): Promise<Host> {
@@ -492,17 +591,17 @@ export class QuicEndpoint {
     const scid = randomBytes(CID_LENGTH);
     const conn = quiche.Connection.connect(serverName, scid, this.#local, remote, this.config);
     const connection = new QuicConnection(conn, this, remote);
-    this.#route(connection, [hex(scid)]);
+    this.#route(connection, [scid]);
     return connection;
   }
 
   /** Room for the next packet (quiche writes into it). */
   packetBuffer(): Uint8Array {
-    if (this.#slabOffset + MAX_UDP_PAYLOAD > this.#slab.length) {
-      this.#slab = new Uint8Array(64 * 1024); // the old slab stays alive until its packets are sent
+    if (this.#slabOffset + LOOPBACK_UDP_PAYLOAD > this.#slab.length) {
+      this.#slab = Buffer.allocUnsafeSlow(SLAB_SIZE); // the old slab stays alive until its packets are sent
       this.#slabOffset = 0;
     }
-    return this.#slab.subarray(this.#slabOffset, this.#slabOffset + MAX_UDP_PAYLOAD);
+    return this.#slab.subarray(this.#slabOffset, this.#slabOffset + LOOPBACK_UDP_PAYLOAD);
   }
 
   /** Keeps the first `length` bytes of the last packetBuffer() as a packet to send. */
@@ -513,12 +612,36 @@ export class QuicEndpoint {
   }
 
   transmit(packet: Uint8Array, to: Host): void {
+    this.counters.packetsSent++;
+    this.counters.bytesSent += packet.length;
     if (this.#connected) this.#socket.send(packet);
     else this.#socket.send(packet, to.port, to.host);
   }
 
+  /** A connection has input to hand up this turn (and, after that, packets to send). */
+  activate(connection: QuicConnection): void {
+    if (connection.active) return;
+    connection.active = true;
+    if (this.#active.length === 0) setImmediate(this.#processActive);
+    this.#active.push(connection);
+    this.requestFlush(connection);
+  }
+
+  /** A connection has packets to send: drained once, at the end of this turn. */
+  requestFlush(connection: QuicConnection): void {
+    if (connection.flushPending) return;
+    connection.flushPending = true;
+    if (this.#flushes.length === 0) setImmediate(this.#flushAll);
+    this.#flushes.push(connection);
+  }
+
   forget(connection: QuicConnection): void {
-    for (const id of this.#ids.get(connection) ?? []) this.#connections.delete(id);
+    for (const id of this.#ids.get(connection) ?? []) {
+      const key = routeKey(id, 0, id.length);
+      const bucket = this.#routes.get(key)?.filter((route) => route.connection !== connection);
+      if (bucket && bucket.length > 0) this.#routes.set(key, bucket);
+      else this.#routes.delete(key);
+    }
     this.#ids.delete(connection);
     this.handshakeDone(connection);
   }
@@ -535,27 +658,65 @@ export class QuicEndpoint {
     return new Promise((resolve) => this.#socket.close(() => resolve()));
   }
 
-  #route(connection: QuicConnection, ids: string[]): void {
-    for (const id of ids) this.#connections.set(id, connection);
+  readonly #processActive = (): void => {
+    const active = this.#active;
+    this.#active = [];
+    for (const connection of active) connection.process();
+  };
+
+  readonly #flushAll = (): void => {
+    const flushes = this.#flushes;
+    this.#flushes = [];
+    for (const connection of flushes) connection.flush();
+  };
+
+  #route(connection: QuicConnection, ids: Uint8Array[]): void {
+    for (const id of ids) {
+      const key = routeKey(id, 0, id.length);
+      const bucket = this.#routes.get(key);
+      const route = { id: Uint8Array.from(id), connection };
+      if (bucket) bucket.push(route);
+      else this.#routes.set(key, [route]);
+    }
     this.#ids.set(connection, ids);
   }
 
-  #receive(packet: Buffer, from: Host): void {
+  /** The connection a packet's destination connection id names, read without parsing the header. */
+  #lookup(packet: Uint8Array): QuicConnection | undefined {
+    let offset = 1;
+    let length = CID_LENGTH;
+    if (packet.length > 0 && packet[0]! & 0x80) {
+      // Long header: version (4 bytes), then the DCID's length and bytes.
+      if (packet.length < 6) return undefined;
+      length = packet[5]!;
+      offset = 6;
+    }
+    if (offset + length > packet.length) return undefined;
+    const bucket = this.#routes.get(routeKey(packet, offset, length));
+    if (!bucket) return undefined;
+    for (const route of bucket) if (sameBytes(route.id, packet, offset, length)) return route.connection;
+    return undefined;
+  }
+
+  #receive(packet: Buffer, host: string, port: number): void {
+    this.counters.packetsReceived++;
+    this.counters.bytesReceived += packet.length;
+    const existing = this.#lookup(packet);
+    if (existing) {
+      existing.receive(packet, host, port);
+      return;
+    }
+    const from: Host = { host, port };
     let header;
     try {
       header = quiche.Header.fromSlice(packet, CID_LENGTH);
     } catch {
       return; // not QUIC: ignore
     }
-    const existing = this.#connections.get(hex(header.dcid));
-    if (existing) {
-      existing.receive(packet, from);
-      return;
-    }
     if (this.role === 'client') {
       // Before the server's first packet our only route is the scid we chose; packets carry it as dcid.
-      const only = this.#connections.values().next().value;
-      only?.receive(packet, from);
+      const only = this.#ids.keys().next().value;
+      only?.receive(packet, host, port);
       return;
     }
     if (header.ty === quiche.Type.Short) {
@@ -596,13 +757,14 @@ export class QuicEndpoint {
     let conn: QuicheConnection;
     try {
       // quiche copies the token into this connection's transport parameters at accept.
-      this.config.setStatelessResetToken(resetTokenBigint(statelessResetToken(admission.keys.reset, scid)));
-      conn = quiche.Connection.accept(scid, originalDcid, this.#local, from, this.config);
+      const config = udpPayloadFor(from.host) === LOOPBACK_UDP_PAYLOAD ? this.loopbackConfig : this.config;
+      config.setStatelessResetToken(resetTokenBigint(statelessResetToken(admission.keys.reset, scid)));
+      conn = quiche.Connection.accept(scid, originalDcid, this.#local, from, config);
     } catch {
       return;
     }
     const connection = new QuicConnection(conn, this, from, originalDcid ? null : new AmplificationBudget());
-    this.#route(connection, originalDcid ? [hex(scid)] : [hex(scid), hex(header.dcid)]);
+    this.#route(connection, originalDcid ? [scid] : [scid, header.dcid]);
     const deadline = setTimeout(() => {
       this.admissionCounters.handshakeTimeouts++;
       connection.close(false, 0x0, 'handshake timeout');
@@ -611,13 +773,13 @@ export class QuicEndpoint {
     deadline.unref();
     this.#handshakes.set(connection, deadline);
     this.onAccept?.(connection);
-    connection.receive(packet, from);
+    connection.receive(packet, from.host, from.port);
   }
 
   #sendRetry(header: Header, from: Host): void {
     const retryScid = randomBytes(CID_LENGTH);
     const token = this.#retryTokens!.mint(from, header.dcid, retryScid);
-    const out = new Uint8Array(MAX_UDP_PAYLOAD);
+    const out = new Uint8Array(DEFAULT_UDP_PAYLOAD);
     let length: number;
     try {
       length = quiche.retry(header.scid, header.dcid, retryScid, token, header.version, out);
@@ -649,6 +811,16 @@ export class QuicEndpoint {
   }
 }
 
-function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString('hex');
+/** A hash of up to the first 8 bytes of a connection id (ids are random: this spreads them). */
+function routeKey(bytes: Uint8Array, offset: number, length: number): number {
+  let key = length;
+  const end = offset + Math.min(length, 8);
+  for (let i = offset; i < end; i++) key = (Math.imul(key, 31) + bytes[i]!) | 0;
+  return key;
+}
+
+function sameBytes(id: Uint8Array, packet: Uint8Array, offset: number, length: number): boolean {
+  if (id.length !== length) return false;
+  for (let i = 0; i < length; i++) if (id[i] !== packet[offset + i]) return false;
+  return true;
 }

@@ -5,8 +5,9 @@
  * then closes every connection and the socket.
  */
 import { H3Connection, type ConnectRequest } from './h3-connection.ts';
+import { H3ErrorCode } from '../h3/errors.ts';
 import { deriveServerKeys } from './address-validation.ts';
-import { QuicEndpoint, quicConfig, type AdmissionCounters } from './quic.ts';
+import { LOOPBACK_UDP_PAYLOAD, QuicEndpoint, quicConfig, type AdmissionCounters } from './quic.ts';
 import type { WebTransportSession } from './session.ts';
 
 export interface WebTransportServerOptions {
@@ -51,10 +52,12 @@ export class WebTransportServer {
   readonly #connections = new Set<H3Connection>();
   readonly #paths = new Set<string>();
   #requestHook: ((request: ConnectRequest) => { status: number }) | undefined;
+  #connectionErrors = 0;
   #sessionHandler: ((session: WebTransportSession) => void) | undefined;
 
   constructor(readonly options: WebTransportServerOptions) {
-    this.#endpoint = new QuicEndpoint('server', quicConfig('server', options), options.host?.includes(':') ? 'udp6' : 'udp4', {
+    const type = options.host?.includes(':') ? 'udp6' : 'udp4';
+    this.#endpoint = new QuicEndpoint('server', quicConfig('server', options), type, quicConfig('server', { ...options, maxUdpPayload: LOOPBACK_UDP_PAYLOAD }), {
       keys: deriveServerKeys(options.statelessSecret ?? options.keyPem),
       retryAfterHandshakes: options.retryAfterHandshakes ?? 16,
       maxHandshakes: options.maxHandshakes ?? 512,
@@ -64,8 +67,12 @@ export class WebTransportServer {
       const h3 = new H3Connection(quic, 'server', {
         request: (request) => this.#decide(request),
         session: (session) => this.#sessionHandler?.(session),
-        closed: () => this.#connections.delete(h3),
+        closed: (info) => {
+          this.#connections.delete(h3);
+          if (info?.local && info.code !== H3ErrorCode.NO_ERROR) this.#connectionErrors++;
+        },
       });
+      quic.handler = h3;
       this.#connections.add(h3);
     };
   }
@@ -92,6 +99,16 @@ export class WebTransportServer {
     return { port: local.port };
   }
 
+  /** Connections this server closed with an error (a peer broke HTTP/3 or QUIC). */
+  get connectionErrors(): number {
+    return this.#connectionErrors;
+  }
+
+  /** Packets and bytes through the UDP socket. */
+  get socketCounters(): QuicEndpoint['counters'] {
+    return this.#endpoint.counters;
+  }
+
   /** Sizes of the internal maps (for leak checks and the lab) and the admission counters. */
   stats(): WebTransportServerStats {
     let sessions = 0;
@@ -107,7 +124,7 @@ export class WebTransportServer {
     for (const connection of this.#connections) connection.goaway();
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline && [...this.#connections].some((c) => c.sessions.size > 0)) await new Promise((resolve) => setTimeout(resolve, 20));
-    for (const connection of this.#connections) connection.quic.close(true, 0x100, 'server shutting down');
+    for (const connection of this.#connections) connection.io.close(true, H3ErrorCode.NO_ERROR, 'server shutting down');
     await new Promise((resolve) => setTimeout(resolve, 20));
     await this.#endpoint.close();
   }

@@ -1,30 +1,44 @@
 /**
  * A WebTransport session with the W3C API shape (`ready`, `closed`, `datagrams`, create/incoming
  * streams, `close`), so Node code reads like browser code. It is the same class on the server and
- * in our Node client; the HTTP/3 connection (`h3-connection.ts`) feeds it and carries its writes.
+ * in our Node client; the HTTP/3 connection (`h3-connection.ts`) feeds it and carries its writes
+ * through a `StreamIO`.
  *
- * Backpressure: a stream's readable side reads from QUIC only while its queue has room (QUIC flow
- * control then stops the peer); a writable side's write resolves once the QUIC stream's queue is
- * below the high-water mark. The datagram receive queue is bounded and drops (counted) when full.
+ * Backpressure: a stream's readable side pauses the stream's delivery once its queue is full (QUIC
+ * flow control then stops the peer) and resumes it when read; a writable side's write resolves
+ * once the stream's queue is below the high-water mark. The datagram receive queue is bounded and
+ * drops (counted) when full. When a session ends, its streams are reset (see H3Connection).
  */
 import type { BidirectionalStream, SessionStats, WebTransportSessionLike } from '../connection.ts';
 import { encodeVarint } from '../../codec/varint.ts';
 import { encodeCloseSession } from '../h3/capsules.ts';
-import { http3ToWebTransportCode, webTransportCodeToHttp3 } from '../h3/errors.ts';
-import type { QuicConnection } from './quic.ts';
+import { webTransportCodeToHttp3 } from '../h3/errors.ts';
+import { StreamType, WEBTRANSPORT_BIDI_SIGNAL } from '../h3/frames.ts';
+import type { StreamIO } from './stream-io.ts';
 
 /** Queued bytes per stream above which writes wait. */
 const STREAM_HIGH_WATER = 256 * 1024;
+/** Bytes a stream's reader may have unread before the stream pauses (and QUIC flow control holds the peer). */
+const READ_QUEUE = 256 * 1024;
+/** Bytes a writer buffers before write() waits (the W3C writable side's own queue). */
+const WRITE_QUEUE = 64 * 1024;
+/** Datagrams a reader may have unread before further ones are dropped (counted). */
 const DATAGRAM_QUEUE = 256;
+/** QUIC's minimum datagram payload, when the connection does not say. */
+const MIN_DATAGRAM_PAYLOAD = 1200;
 
 export interface WebTransportCloseInfo {
   closeCode: number;
   reason: string;
 }
 
-/** Error of a stream reset or stopped by the peer, like the W3C WebTransportError. */
-export class WebTransportStreamError extends Error {
+/**
+ * Like the W3C WebTransportError: `source` says whether a stream or the whole session failed;
+ * `streamErrorCode` is the peer's application code of a reset or STOP_SENDING, when it sent one.
+ */
+export class WebTransportError extends Error {
   constructor(
+    readonly source: 'stream' | 'session',
     message: string,
     readonly streamErrorCode: number | null,
   ) {
@@ -35,13 +49,15 @@ export class WebTransportStreamError extends Error {
 
 /** What the session needs from its HTTP/3 connection. */
 export interface SessionHost {
-  readonly quic: QuicConnection;
+  readonly io: StreamIO;
   openStream(kind: 'bidi' | 'uni'): number;
-  registerStream(streamId: number, stream: IncomingStream): void;
+  registerStream(sessionId: number, streamId: number, stream: IncomingStream): void;
   releaseStream(streamId: number): void;
-  /** Lets the connection fail a stream's writer when the peer sends STOP_SENDING. */
-  registerWriter(streamId: number, controller: WritableStreamDefaultController): void;
+  /** Lets the connection fail a stream's writer when the peer sends STOP_SENDING or the session ends. */
+  registerWriter(sessionId: number, streamId: number, controller: WritableStreamDefaultController): void;
   releaseWriter(streamId: number): void;
+  /** The session ended: reset its open streams and stop reading them. */
+  abandonStreams(sessionId: number, error: Error): void;
   sendCapsuleAndFinish(sessionId: number, capsule: Uint8Array | null): void;
   forgetSession(sessionId: number): void;
 }
@@ -51,10 +67,10 @@ export class IncomingStream {
   readonly readable: ReadableStream<Uint8Array>;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #done = false;
-  #reading = false;
+  #paused = false;
 
   constructor(
-    readonly quic: QuicConnection,
+    readonly io: StreamIO,
     readonly streamId: number,
     leftover: Uint8Array | undefined,
     ended: boolean,
@@ -65,51 +81,42 @@ export class IncomingStream {
         start: (controller) => {
           this.#controller = controller;
           if (leftover && leftover.length > 0) controller.enqueue(leftover);
-          // The FIN came with the stream header: QUIC will not report this stream again.
+          // The FIN came with the stream header: nothing more will arrive.
           if (ended) {
             this.#done = true;
             controller.close();
             queueMicrotask(() => this.onEnd());
           }
         },
-        pull: () => this.readAvailable(),
+        pull: () => {
+          if (!this.#paused) return;
+          this.#paused = false;
+          io.setReading(streamId, true);
+        },
         cancel: (reason) => {
+          if (this.#done) return;
           this.#done = true;
-          quic.shutdown(streamId, 'read', webTransportCodeToHttp3(codeOf(reason)));
+          io.shutdown(streamId, 'read', webTransportCodeToHttp3(codeOf(reason)));
           this.onEnd();
         },
       },
-      { highWaterMark: 256 * 1024, size: (chunk) => chunk.byteLength },
+      { highWaterMark: READ_QUEUE, size: (chunk) => chunk.byteLength },
     );
   }
 
-  /** Reads from QUIC while the reader's queue has room; otherwise leaves the bytes to flow control. */
-  readAvailable(): void {
-    // enqueue() can call pull() synchronously: the outer loop is already reading.
-    if (this.#reading) return;
-    this.#reading = true;
-    try {
-      this.#readLoop();
-    } finally {
-      this.#reading = false;
+  /** Bytes from the peer; a full queue pauses the stream until the reader catches up. */
+  push(bytes: Uint8Array, fin: boolean): void {
+    if (this.#done) return;
+    if (bytes.length > 0) this.#controller.enqueue(bytes);
+    if (fin) {
+      this.#done = true;
+      this.#controller.close();
+      this.onEnd();
+      return;
     }
-  }
-
-  #readLoop(): void {
-    while (!this.#done && (this.#controller.desiredSize ?? 0) > 0) {
-      const result = this.quic.read(this.streamId);
-      if (!result) return;
-      if ('reset' in result) {
-        this.fail(new WebTransportStreamError('stream reset by the peer', http3ToWebTransportCode(result.reset)));
-        return;
-      }
-      if (result.bytes.length > 0) this.#controller.enqueue(result.bytes);
-      if (result.fin) {
-        this.#done = true;
-        this.#controller.close();
-        this.onEnd();
-        return;
-      }
+    if (!this.#paused && (this.#controller.desiredSize ?? 0) <= 0) {
+      this.#paused = true;
+      this.io.setReading(this.streamId, false);
     }
   }
 
@@ -122,14 +129,14 @@ export class IncomingStream {
 }
 
 /** The sending half of a WebTransport stream. */
-function outgoingStream(host: SessionHost, streamId: number, waiters: Map<number, () => void>, header: Uint8Array | null): WritableStream<Uint8Array> {
-  const quic = host.quic;
+function outgoingStream(host: SessionHost, sessionId: number, streamId: number, waiters: Map<number, () => void>, header: Uint8Array | null): WritableStream<Uint8Array> {
+  const quic = host.io;
   if (header) quic.write(streamId, header);
   return new WritableStream<Uint8Array>(
     {
-      start: (controller) => host.registerWriter(streamId, controller),
+      start: (controller) => host.registerWriter(sessionId, streamId, controller),
       write: (chunk) => {
-        if (quic.isClosed) throw new WebTransportStreamError('connection closed', null);
+        if (quic.isClosed) throw new WebTransportError('session', 'connection closed', null);
         quic.write(streamId, chunk);
         if (quic.queued(streamId) < STREAM_HIGH_WATER) return undefined;
         return new Promise<void>((resolve) => waiters.set(streamId, resolve));
@@ -143,7 +150,7 @@ function outgoingStream(host: SessionHost, streamId: number, waiters: Map<number
         quic.shutdown(streamId, 'write', webTransportCodeToHttp3(codeOf(reason)));
       },
     },
-    new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }),
+    new ByteLengthQueuingStrategy({ highWaterMark: WRITE_QUEUE }),
   );
 }
 
@@ -166,7 +173,7 @@ export class WebTransportSession implements WebTransportSessionLike {
   datagramsDropped = 0;
 
   readonly #host: SessionHost;
-  readonly #quic: QuicConnection;
+  readonly #quic: StreamIO;
   readonly #prefix: Uint8Array;
   readonly #streams = new Set<IncomingStream>();
   readonly #writeWaiters: Map<number, () => void>;
@@ -186,7 +193,7 @@ export class WebTransportSession implements WebTransportSessionLike {
     writeWaiters: Map<number, () => void>,
   ) {
     this.#host = host;
-    this.#quic = host.quic;
+    this.#quic = host.io;
     this.#writeWaiters = writeWaiters;
     this.#prefix = encodeVarint(sessionId / 4);
     this.ready = new Promise((resolve, reject) => {
@@ -214,7 +221,7 @@ export class WebTransportSession implements WebTransportSessionLike {
         },
       }),
       get maxDatagramSize() {
-        return Math.max(0, (quic.maxDatagramPayload() ?? 1200) - prefix.length);
+        return Math.max(0, (quic.maxDatagramPayload() ?? MIN_DATAGRAM_PAYLOAD) - prefix.length);
       },
     };
     this.incomingBidirectionalStreams = new ReadableStream({ start: (c) => void (this.#bidiController = c) });
@@ -228,7 +235,7 @@ export class WebTransportSession implements WebTransportSessionLike {
   async createBidirectionalStream(): Promise<BidirectionalStream> {
     this.#assertConnected();
     const id = this.#host.openStream('bidi');
-    const writable = outgoingStream(this.#host, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(0x41), ...encodeVarint(this.sessionId)));
+    const writable = outgoingStream(this.#host, this.sessionId, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(WEBTRANSPORT_BIDI_SIGNAL), ...encodeVarint(this.sessionId)));
     const incoming = this.#track(id, undefined, false);
     return { readable: incoming.readable, writable };
   }
@@ -236,7 +243,7 @@ export class WebTransportSession implements WebTransportSessionLike {
   async createUnidirectionalStream(): Promise<WritableStream<Uint8Array>> {
     this.#assertConnected();
     const id = this.#host.openStream('uni');
-    return outgoingStream(this.#host, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(0x54), ...encodeVarint(this.sessionId)));
+    return outgoingStream(this.#host, this.sessionId, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(StreamType.WEBTRANSPORT_UNI), ...encodeVarint(this.sessionId)));
   }
 
   /** Closes the session with a CLOSE_WEBTRANSPORT_SESSION capsule, then FIN on the CONNECT stream. */
@@ -248,23 +255,13 @@ export class WebTransportSession implements WebTransportSessionLike {
   }
 
   /**
-   * QUIC statistics from quiche. The binding gives the smoothed RTT in whole milliseconds (0 on
-   * loopback) and no minimum RTT, so `minRttMs` is always null.
+   * The connection's statistics (QUIC's, from quiche: smoothed RTT in whole milliseconds, 0 on
+   * loopback; no minimum RTT, so `minRttMs` is always null). Undefined without a transport that counts.
    */
-  getStats(): SessionStats & { minRttMs: null; cwnd: number | null; packetsSent: number } {
-    const stats = this.#quic.quiche.stats();
-    const path = this.#quic.quiche.pathStats()[0];
-    return {
-      smoothedRttMs: path ? path.rtt : null,
-      minRttMs: null,
-      cwnd: path ? path.cwnd : null,
-      packetsSent: stats.sent,
-      packetsLost: stats.lost,
-      packetsRetransmitted: stats.retrans,
-      bytesSent: stats.sentBytes,
-      bytesReceived: stats.recvBytes,
-      datagramsDropped: this.datagramsDropped + this.#quic.datagramsDropped,
-    };
+  getStats(): (SessionStats & { minRttMs: null; cwnd: number | null; packetsSent: number }) | undefined {
+    const stats = this.#quic.stats();
+    if (!stats) return undefined;
+    return { ...stats, minRttMs: null, datagramsDropped: this.datagramsDropped + stats.datagramsDropped };
   }
 
   // ——— fed by the HTTP/3 connection ———
@@ -293,7 +290,7 @@ export class WebTransportSession implements WebTransportSessionLike {
 
   incomingBidi(streamId: number, leftover: Uint8Array, ended: boolean): void {
     const incoming = this.#track(streamId, leftover, ended);
-    const writable = outgoingStream(this.#host, streamId, this.#writeWaiters, null);
+    const writable = outgoingStream(this.#host, this.sessionId, streamId, this.#writeWaiters, null);
     this.#bidiController.enqueue({ readable: incoming.readable, writable });
   }
 
@@ -310,8 +307,8 @@ export class WebTransportSession implements WebTransportSessionLike {
     if (this.#state === 'closed') return;
     const wasConnecting = this.#state === 'connecting';
     this.#state = 'closed';
-    if (wasConnecting) this.#rejectReady(new Error(`session closed before it was ready: ${info.closeCode} ${info.reason}`));
-    this.#finishStreams(new WebTransportStreamError('session closed', null));
+    if (wasConnecting) this.#rejectReady(new WebTransportError('session', `session closed before it was ready: ${info.closeCode} ${info.reason}`, null));
+    this.#finishStreams(new WebTransportError('session', 'session closed', null));
     this.#resolveClosed(info);
     this.#host.forgetSession(this.sessionId);
   }
@@ -327,6 +324,7 @@ export class WebTransportSession implements WebTransportSessionLike {
   }
 
   #finishStreams(error: Error): void {
+    this.#host.abandonStreams(this.sessionId, error);
     for (const stream of this.#streams) stream.fail(error);
     this.#streams.clear();
     for (const controller of [this.#datagramController, this.#bidiController, this.#uniController] as ReadableStreamDefaultController<unknown>[]) {
@@ -344,11 +342,11 @@ export class WebTransportSession implements WebTransportSessionLike {
       this.#host.releaseStream(streamId);
     });
     this.#streams.add(stream);
-    this.#host.registerStream(streamId, stream);
+    this.#host.registerStream(this.sessionId, streamId, stream);
     return stream;
   }
 
   #assertConnected(): void {
-    if (this.#state !== 'connected') throw new Error(`session is ${this.#state}`);
+    if (this.#state !== 'connected') throw new WebTransportError('session', `session is ${this.#state}`, null);
   }
 }
