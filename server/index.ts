@@ -20,7 +20,7 @@ import type { HttpTransportServer } from '../transports/http-transport-server.ts
 import type { BackpressureOptions, TransportName } from '../transports/transport.ts';
 import packageJson from '../package.json' with { type: 'json' };
 import type { ConnectRequest } from '../transports/webtransport/engine/h3-connection.ts';
-import type { WebTransportTransportServer } from '../transports/webtransport/server.ts';
+import type { WebTransportQuicOptions, WebTransportTransportServer } from '../transports/webtransport/server.ts';
 import { DualHttpServer, type TcpTimeouts } from './http-server.ts';
 import { decide, hostName, originGuard, type OriginPolicy, type OriginPolicyOptions } from './origins.ts';
 import { Router, type RouterEvents, type RouterOptions } from './router.ts';
@@ -74,6 +74,11 @@ export interface SwitchyardOptions extends OriginPolicyOptions {
   publicHost?: string;
   /** Extra routes (the lab is one). None by default. */
   plugins?: readonly ServerPlugin[];
+  /**
+   * WebTransport's QUIC admission: Retry threshold, handshake bounds, stateless reset secret
+   * (default derived from the certificate's key: give one when the certificate is ephemeral).
+   */
+  webtransport?: WebTransportQuicOptions;
 }
 
 export interface SwitchyardServerOptions extends SwitchyardOptions {
@@ -254,7 +259,7 @@ async function createCore(options: SwitchyardOptions & { certificate?: Certifica
     async listenQuic(host, port) {
       const entry = SERVER_TRANSPORTS.webtransport;
       if (!wanted.has('webtransport') || !certificate || entry.kind !== 'quic') return;
-      const server = await entry.create({ ...setup, host, port, certificate });
+      const server = await entry.create({ ...setup, host, port, certificate, quic: options.webtransport });
       // The session path, and the same Origin/Host policy as the HTTP transports.
       server.engine.onRequest((connect) => {
         const status = !decide(connect.origin, connect.authority, policy).ok ? 403 : connect.path.split('?')[0] === server.path ? 200 : 404;

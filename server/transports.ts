@@ -11,7 +11,7 @@ import type { HttpTransportServer } from '../transports/http-transport-server.ts
 import type { ServerTransportOptions, TransportName } from '../transports/transport.ts';
 import { WebRtcTransportServer, type WebRtcServerOptions } from '../transports/webrtc/server.ts';
 import { WebSocketTransportServer } from '../transports/websocket/server.ts';
-import type { WebTransportTransportServer } from '../transports/webtransport/server.ts';
+import type { WebTransportQuicOptions, WebTransportTransportServer } from '../transports/webtransport/server.ts';
 
 export interface TransportSetup {
   common: ServerTransportOptions;
@@ -23,6 +23,7 @@ export interface QuicSetup extends TransportSetup {
   host: string;
   port: number;
   certificate: CertificateBundle;
+  quic?: WebTransportQuicOptions | undefined;
 }
 
 export type TransportEntry =
@@ -37,9 +38,9 @@ export const SERVER_TRANSPORTS: Record<TransportName, TransportEntry> = {
   webrtc: { kind: 'http', create: ({ common, webrtc }) => new WebRtcTransportServer({ ...common, ...webrtc }) },
   webtransport: {
     kind: 'quic',
-    create: async ({ common, host, port, certificate }) => {
+    create: async ({ common, host, port, certificate, quic }) => {
       const { WebTransportTransportServer } = await import('../transports/webtransport/server.ts');
-      return new WebTransportTransportServer({ ...common, host, port, certPem: certificate.certPem, keyPem: certificate.keyPem });
+      return new WebTransportTransportServer({ ...common, host, port, certPem: certificate.certPem, keyPem: certificate.keyPem, quic });
     },
   },
 };

@@ -7,7 +7,7 @@
  * how each session ended.
  */
 import { createCertificate, type CertificateBundle } from '../certs/index.ts';
-import { WebTransportServer } from '../transports/webtransport/engine/server.ts';
+import { WebTransportServer, type WebTransportServerOptions } from '../transports/webtransport/engine/server.ts';
 import type { WebTransportCloseInfo, WebTransportSession } from '../transports/webtransport/engine/session.ts';
 
 export interface EchoWebTransportServer {
@@ -68,9 +68,10 @@ async function cut(session: WebTransportSession): Promise<void> {
   }
 }
 
-export async function startEchoWebTransportServer(): Promise<EchoWebTransportServer> {
+/** `options` tune the engine (e.g. `retryAfterHandshakes: 0` for a Retry on every connection). */
+export async function startEchoWebTransportServer(options: Partial<WebTransportServerOptions> = {}): Promise<EchoWebTransportServer> {
   const certificate = await createCertificate();
-  const server = new WebTransportServer({ port: 0, certPem: certificate.certPem, keyPem: certificate.keyPem }).route('/echo').route('/push').route('/cut');
+  const server = new WebTransportServer({ port: 0, certPem: certificate.certPem, keyPem: certificate.keyPem, ...options }).route('/echo').route('/push').route('/cut');
   const closes: EchoWebTransportServer['closes'] = [];
   server.onSession((session) => {
     session.closed.then(

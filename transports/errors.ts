@@ -50,3 +50,10 @@ export class ConnectError extends SwitchyardError {
     super('ERR_CONNECT', message, options);
   }
 }
+
+/** The peer's address answered that nothing listens there (ICMP port unreachable). */
+export class PeerUnreachableError extends SwitchyardError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('ERR_PEER_UNREACHABLE', message, options);
+  }
+}

@@ -175,7 +175,11 @@ export type ClientTransportFactory = (options: ClientTransportOptions) => Connec
 /** Server-side transport: accepts connections and hands them over as uniform Connections. */
 export interface TransportServer {
   readonly name: TransportName;
-  /** Registers the handler for new connections (called after the connection is open). */
+  /**
+   * Registers the handler for new connections, called once the connection is open — except
+   * WebTransport's, handed over at session start, still 'connecting' until the client's reliable
+   * stream arrives (see webtransport/server.ts).
+   */
   onConnection(handler: (connection: Connection) => void): void;
   /** Number of live connections of this transport. */
   readonly connectionCount: number;

@@ -16,6 +16,7 @@ import { launchChromium } from '../../test-support/chromium.ts';
 import { waitFor } from '../../test-support/servers.ts';
 import type { Delivery } from '../client.ts';
 import { createClient } from '../node-webtransport.ts';
+import { connectWebTransportNode } from './node.ts';
 
 let server: SwitchyardServer;
 let browser: Browser;
@@ -46,7 +47,8 @@ beforeAll(async () => {
   });
   await writeFile(path.join(labDir, 'client.js'), bundle.outputFiles[0]!.text);
   await writeFile(path.join(labDir, 'index.html'), '<!doctype html><script type="module">import * as switchyard from "./client.js"; window.switchyard = switchyard; window.ready = true;</script>');
-  server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [{ handleRequest: staticFiles(labDir) }] });
+  // Every WebTransport connection first completes a stateless Retry: Chromium must follow it.
+  server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [{ handleRequest: staticFiles(labDir) }], webtransport: { retryAfterHandshakes: 0 } });
   browser = await launchChromium();
   page = await browser.newPage();
   await page.goto(`${server.urls.http}/`);
@@ -83,6 +85,7 @@ describe('browser client (Chromium)', () => {
       return { transport: client.transport, id: client.id };
     });
     expect(pageState.transport).toBe('webtransport');
+    expect(server.webtransport!.engine.stats().retriesSent).toBeGreaterThanOrEqual(2); // the Node client's and the page's
 
     // The WebSocket client gets everything, each on its one reliable lane (documented downgrade).
     await waitFor(() => wsInbox.filter((d) => d.from === pageState.id).length === 4, 10_000, 'the page to reach the WebSocket client');
@@ -138,4 +141,24 @@ describe('browser client (Chromium)', () => {
     expect(result.fallback?.failed[0]?.transport).toBe('webtransport');
     expect(result.fallback?.failed[0]?.reason).toMatch(/\w/);
   }, 30_000);
+});
+
+describe('Node client', () => {
+  it('falls back to WebSocket from a closed UDP port within milliseconds (ICMP), not at the 5 s connect timeout', async () => {
+    const port = await closedUdpPort();
+    const client = createClient({
+      url: server.urls.http,
+      transports: ['webtransport', 'websocket'],
+      connectors: { webtransport: (options) => connectWebTransportNode({ ...options, webTransportUrl: `https://127.0.0.1:${port}/wt` }) },
+    });
+    let failed: { transport: string; reason: string }[] = [];
+    client.on('fallback', (_transport, reasons) => (failed = reasons));
+    const start = performance.now();
+    await client.connect();
+    const ms = performance.now() - start;
+    expect(client.transport).toBe('websocket');
+    expect(failed[0]?.reason).toMatch(/unreachable/);
+    expect(ms).toBeLessThan(1_500);
+    client.close();
+  });
 });

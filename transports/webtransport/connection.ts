@@ -287,6 +287,12 @@ export class WebTransportConnection extends BaseConnection {
         const { value, done } = await reader.read();
         if (done) return;
         if (value.length === 0 || value[0]! > DATAGRAM_BINARY) continue; // not ours: ignore, datagrams may be lost anyway
+        // Before the reliable stream opens the session is no connection yet (no hello can be
+        // decided): what arrives now is dropped, as a datagram may be.
+        if (this.state !== 'open') {
+          this.counters.dropped++;
+          continue;
+        }
         const payload = value.subarray(1);
         if (value[0] === DATAGRAM_BINARY) this.deliver(payload.slice(), 'unreliable');
         else {

@@ -1,12 +1,17 @@
 /**
  * The `webtransport` transport, server side: the HTTP/3 engine on a UDP port, accepting sessions
- * at `path` (default `/wt`) and handing each over as a uniform Connection once the client opened
- * its reliable stream.
+ * at `path` (default `/wt`) and handing each over as a uniform Connection as soon as the session
+ * is established. It is still 'connecting' until the client opens its reliable stream (sends
+ * queue meanwhile); handing it over already then lets the router's hello timeout and connection
+ * limit bound a session that never opens that stream and keeps QUIC alive with datagrams.
  */
 import type { Connection, ServerTransportOptions, TransportServer } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 import { WebTransportConnection } from './connection.ts';
-import { WebTransportServer } from './engine/server.ts';
+import { WebTransportServer, type WebTransportServerOptions as EngineOptions } from './engine/server.ts';
+
+/** The engine's QUIC admission settings (Retry, handshake bounds, stateless reset secret). */
+export type WebTransportQuicOptions = Pick<EngineOptions, 'retryAfterHandshakes' | 'maxHandshakes' | 'handshakeTimeoutMs' | 'statelessSecret' | 'idleTimeoutMs'>;
 
 export interface WebTransportServerOptions extends ServerTransportOptions {
   host?: string;
@@ -15,6 +20,7 @@ export interface WebTransportServerOptions extends ServerTransportOptions {
   certPem: string;
   keyPem: string;
   path?: string;
+  quic?: WebTransportQuicOptions;
 }
 
 export class WebTransportTransportServer implements TransportServer {
@@ -26,7 +32,7 @@ export class WebTransportTransportServer implements TransportServer {
 
   constructor(readonly options: WebTransportServerOptions) {
     this.path = options.path ?? '/wt';
-    this.engine = new WebTransportServer({ host: options.host, port: options.port, certPem: options.certPem, keyPem: options.keyPem }).route(this.path);
+    this.engine = new WebTransportServer({ ...options.quic, host: options.host, port: options.port, certPem: options.certPem, keyPem: options.keyPem }).route(this.path);
     this.engine.onSession((session) => {
       const connection = new WebTransportConnection(session, {
         role: 'server',
@@ -36,7 +42,7 @@ export class WebTransportTransportServer implements TransportServer {
       });
       this.#connections.add(connection);
       void connection.closed.then(() => this.#connections.delete(connection));
-      connection.on('open', () => this.#handler?.(connection));
+      this.#handler?.(connection);
     });
   }
 

@@ -17,6 +17,12 @@ export interface WebTransportOptions {
   origin?: string;
   /** QUIC idle timeout, which also bounds the handshake (ms). Default 10 000. */
   idleTimeoutMs?: number;
+  /**
+   * Sends a QUIC PING after this long without sending (ms; 0: never). Default 1 000: a client
+   * that only receives still learns within about this long that the server is gone (ICMP port
+   * unreachable) or restarted (stateless reset), not only at the idle timeout.
+   */
+  keepAliveMs?: number;
 }
 
 function bytesOf(source: BufferSource): Uint8Array {
@@ -107,6 +113,7 @@ export class WebTransport implements WebTransportSessionLike {
     const port = Number(url.port || 443);
     const endpoint = new QuicEndpoint('client', quicConfig('client', { idleTimeoutMs: options.idleTimeoutMs ?? 10_000, maxUdpPayload: udpPayloadFor(address) }), address.includes(':') ? 'udp6' : 'udp4');
     await endpoint.bind(0, address.includes(':') ? '::' : '0.0.0.0');
+    await endpoint.connectSocket({ host: address, port });
     const quic = endpoint.connect({ host: address, port }, host);
     const wanted = (options.serverCertificateHashes ?? []).filter((h) => h.algorithm === 'sha-256').map((h) => Buffer.from(bytesOf(h.value)).toString('hex'));
     let refusal: string | null = null;
@@ -121,7 +128,7 @@ export class WebTransport implements WebTransportSessionLike {
         },
         established: () => resolve(),
         closed: () => {
-          reject(new Error(refusal ?? 'QUIC connection closed before the session opened (no server, or handshake failed)'));
+          reject(quic.failure ?? new Error(refusal ?? 'QUIC connection closed before the session opened (no server, or handshake failed)'));
           void endpoint.close();
         },
       });
@@ -129,6 +136,11 @@ export class WebTransport implements WebTransportSessionLike {
       connection = h3;
     });
     quic.start();
+    const keepAliveMs = options.keepAliveMs ?? 1_000;
+    if (keepAliveMs > 0) {
+      const keepAlive = setInterval(() => (quic.isClosed ? clearInterval(keepAlive) : quic.keepAlive()), keepAliveMs);
+      keepAlive.unref();
+    }
     await established;
     const settings = await connection.peerSettings();
     if (settings.get(Setting.ENABLE_WEBTRANSPORT_DRAFT02) !== 1 && !((settings.get(Setting.WEBTRANSPORT_MAX_SESSIONS_DRAFT07) ?? 0) >= 1)) {

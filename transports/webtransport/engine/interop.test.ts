@@ -107,10 +107,14 @@ function expectSession(result: Awaited<ReturnType<typeof exercise>>, server: Ech
   expect(server.server.connectionErrors).toBe(0);
 }
 
-describe('WebTransport engine interop', () => {
+// Default admission (one round trip), and a stateless Retry before every connection.
+describe.each([
+  { admission: 'default admission', retryAfterHandshakes: undefined },
+  { admission: 'Retry on every connection', retryAfterHandshakes: 0 },
+])('WebTransport engine interop ($admission)', ({ retryAfterHandshakes }) => {
   let server: EchoWebTransportServer;
   beforeAll(async () => {
-    server = await startEchoWebTransportServer();
+    server = await startEchoWebTransportServer({ retryAfterHandshakes });
   });
   afterAll(() => server.close());
 
@@ -121,6 +125,7 @@ describe('WebTransport engine interop', () => {
       const result = await page.evaluate(exercise, { port: server.port, hash: Array.from(server.certificate.sha256) });
       await close();
       expectSession(result, server);
+      expect(server.server.stats().retriesSent > 0).toBe(retryAfterHandshakes === 0);
     } finally {
       await browser.close();
     }
@@ -132,6 +137,7 @@ describe('WebTransport engine interop', () => {
     try {
       const result = await exercise({ port: server.port, hash: Array.from(server.certificate.sha256) });
       expectSession(result, server);
+      expect(server.server.stats().retriesSent > 0).toBe(retryAfterHandshakes === 0);
     } finally {
       delete global.WebTransport;
     }

@@ -14,7 +14,9 @@
  */
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { quiche, type Config, type Connection as QuicheConnection, type Host } from '@matrixai/quic/native/index.js';
+import { quiche, type Config, type Connection as QuicheConnection, type Header, type Host } from '@matrixai/quic/native/index.js';
+import { PeerUnreachableError } from '../../errors.ts';
+import { AmplificationBudget, RetryTokens, resetTokenBigint, statelessResetPacket, statelessResetToken, type QuicServerKeys } from './address-validation.ts';
 import type { StreamIO, StreamIOHandler, StreamIOStats } from './stream-io.ts';
 
 export interface QuicOptions {
@@ -30,6 +32,35 @@ export interface QuicOptions {
   datagramQueue?: number;
   /** Largest UDP payload sent and received. Default DEFAULT_UDP_PAYLOAD. */
   maxUdpPayload?: number;
+}
+
+/**
+ * How a server admits new connections (RFC 9000 §8): the keys for Retry tokens and stateless
+ * resets, and the bounds on handshakes in progress.
+ */
+export interface AdmissionOptions {
+  keys: QuicServerKeys;
+  /**
+   * Handshakes in progress at which a new client must first prove its address with a Retry round
+   * trip (0: always). Below it a client connects in one round trip less, within the 3x budget.
+   */
+  retryAfterHandshakes: number;
+  /** Handshakes in progress beyond which new Initials are dropped (counted), not allocated. */
+  maxHandshakes: number;
+  /** A handshake not complete after this long is closed (ms). */
+  handshakeTimeoutMs: number;
+}
+
+/** What the endpoint refused or answered statelessly, for tests and the lab. */
+export interface AdmissionCounters {
+  retriesSent: number;
+  invalidTokens: number;
+  /** Initials dropped because maxHandshakes handshakes were in progress. */
+  initialsDropped: number;
+  handshakeTimeouts: number;
+  statelessResetsSent: number;
+  /** Times a connection held its packets back to stay within 3x of an unvalidated address. */
+  amplificationLimited: number;
 }
 
 /**
@@ -51,7 +82,12 @@ const MAX_PEER_STREAMS = 256;
 const DEFAULT_DATAGRAM_QUEUE = 1024;
 /** Kernel socket buffers: room for bursts of a whole turn's packets. */
 const SOCKET_BUFFER = 4 * 1024 * 1024;
-const CID_LENGTH = 20;
+/**
+ * Our connection ids: 128 random bits. Not 20 bytes: quiche 0.18 encodes its transport parameters
+ * into 128 bytes, and after a Retry three connection ids plus the stateless reset token must fit
+ * (with 20-byte ids accept() fails with BufferTooShort).
+ */
+const CID_LENGTH = 16;
 const READ_CHUNK = 64 * 1024;
 /** Outgoing packets are carved from slabs: one allocation per many packets instead of one each. */
 const SLAB_SIZE = 1024 * 1024;
@@ -128,12 +164,18 @@ export class QuicConnection implements StreamIO {
   #established = false;
   #closing = false;
   #closed = false;
+  /** Server only, until the handshake completes: the 3x budget of an unvalidated address. */
+  #budget: AmplificationBudget | null;
   datagramsDropped = 0;
+  /** Why the connection ended without a QUIC close (e.g. the peer's port became unreachable). */
+  failure: Error | undefined;
+  #sentAtLastKeepAlive = -1;
 
-  constructor(conn: QuicheConnection, endpoint: QuicEndpoint, peer: Host) {
+  constructor(conn: QuicheConnection, endpoint: QuicEndpoint, peer: Host, budget: AmplificationBudget | null = null) {
     this.#conn = conn;
     this.#endpoint = endpoint;
     this.#peer = peer;
+    this.#budget = budget;
   }
 
   get quiche(): QuicheConnection {
@@ -148,6 +190,7 @@ export class QuicConnection implements StreamIO {
 
   /** One UDP datagram from the peer: into quiche now; events and sends later in this turn. */
   receive(packet: Uint8Array, host: string, port: number): void {
+    if (this.#budget) this.#budget.received += packet.length;
     // The usual sender is the known peer: its recv info is built once, not per packet.
     const info = host === this.#peer.host && port === this.#peer.port ? (this.#recvInfo ??= { from: this.#peer, to: this.#endpoint.local }) : { from: { host, port }, to: this.#endpoint.local };
     try {
@@ -259,6 +302,27 @@ export class QuicConnection implements StreamIO {
     this.flush();
   }
 
+  /**
+   * Sends a PING unless a packet went out since the last call: a keep-alive that makes a dead
+   * peer answer (ICMP unreachable, stateless reset) even when this side only receives.
+   */
+  keepAlive(): void {
+    if (this.#closed) return;
+    const sent = this.#conn.stats().sent;
+    if (sent === this.#sentAtLastKeepAlive) {
+      this.#conn.sendAckEliciting();
+      this.flush();
+    }
+    this.#sentAtLastKeepAlive = this.#conn.stats().sent;
+  }
+
+  /** Ends the connection at once, without a QUIC close (the peer can no longer be reached). */
+  abort(error: Error): void {
+    if (this.#closed) return;
+    this.failure = error;
+    this.#finish();
+  }
+
   /** The endpoint's per-turn pass: handshake, stream bytes, datagrams, writable streams. */
   process(): void {
     this.active = false;
@@ -267,6 +331,9 @@ export class QuicConnection implements StreamIO {
     if (!this.#established) {
       if (!conn.isEstablished()) return this.#checkClosed();
       this.#established = true;
+      // A completed handshake proves the peer receives at its address (RFC 9000 §8.1).
+      this.#budget = null;
+      this.#endpoint.handshakeDone(this);
       this.handler?.established();
     }
     // The binding's readable()/writable() iterators cost ~100x a streamReadable() call (napi
@@ -286,7 +353,9 @@ export class QuicConnection implements StreamIO {
     if (this.#closed) return;
     const conn = this.#conn;
     const endpoint = this.#endpoint;
+    const budget = this.#budget;
     for (;;) {
+      if (budget && !this.#withinBudget()) break;
       let sent: ReturnType<QuicheConnection['send']>;
       try {
         sent = conn.send(endpoint.packetBuffer());
@@ -294,6 +363,7 @@ export class QuicConnection implements StreamIO {
         break;
       }
       if (sent === null) break;
+      if (budget) budget.sent += sent[0];
       endpoint.transmit(endpoint.claim(sent[0]), sent[1].to);
     }
     this.#armTimer();
@@ -378,6 +448,17 @@ export class QuicConnection implements StreamIO {
     this.#timer = setTimeout(this.#onTimer, ms);
   }
 
+  /**
+   * Whether quiche's next packet (at most its current max UDP payload: 1200 bytes until the
+   * handshake completes) may go out now. Held-back packets are not lost: quiche sends them once
+   * the peer's next bytes raise the budget or the handshake completes.
+   */
+  #withinBudget(): boolean {
+    if (!this.#budget || this.#budget.allows(this.#conn.maxSendUdpPayloadSize())) return true;
+    this.#endpoint.admissionCounters.amplificationLimited++;
+    return false;
+  }
+
   readonly #onTimer = (): void => {
     this.#timer = undefined;
     if (this.#closed) return;
@@ -424,6 +505,13 @@ export class QuicEndpoint {
   /** Connection-id routes, bucketed by a hash of the id's bytes (no string key per packet). */
   readonly #routes = new Map<number, Route[]>();
   readonly #ids = new Map<QuicConnection, Uint8Array[]>();
+  /** Server: connections whose handshake is in progress, with their handshake deadline. */
+  readonly #handshakes = new Map<QuicConnection, ReturnType<typeof setTimeout>>();
+  readonly #admission: AdmissionOptions | undefined;
+  readonly #retryTokens: RetryTokens | undefined;
+  readonly admissionCounters: AdmissionCounters = { retriesSent: 0, invalidTokens: 0, initialsDropped: 0, handshakeTimeouts: 0, statelessResetsSent: 0, amplificationLimited: 0 };
+  /** Client: the socket is connect()ed to the server, so ICMP errors reach us. */
+  #connected = false;
   #local: Host = { host: '127.0.0.1', port: 0 };
   /** Server only: called for each new connection. */
   onAccept: ((connection: QuicConnection) => void) | undefined;
@@ -440,10 +528,19 @@ export class QuicEndpoint {
     type: 'udp4' | 'udp6' = 'udp4',
     /** Server: the configuration for peers on loopback (larger UDP payload); `config` otherwise. */
     readonly loopbackConfig: Config = config,
+    admission?: AdmissionOptions,
   ) {
+    if (role === 'server' && !admission) throw new TypeError('a server endpoint needs its admission options (keys and handshake bounds)');
+    this.#admission = admission;
+    this.#retryTokens = admission && new RetryTokens(admission.keys.retry);
     this.#socket = dgram.createSocket({ type, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER });
     this.#socket.on('message', (packet, remote) => this.#receive(packet, remote.address, remote.port));
-    this.#socket.on('error', () => undefined); // ICMP errors and the like: QUIC recovers or times out
+    this.#socket.on('error', (error) => this.#socketError(error));
+  }
+
+  /** Server: handshakes in progress. */
+  get handshakeCount(): number {
+    return this.#handshakes.size;
   }
 
   get local(): Host {
@@ -470,6 +567,21 @@ export class QuicEndpoint {
         const address = this.#socket.address();
         this.#local = { host: address.address, port: address.port };
         resolve(this.#local);
+      });
+    });
+  }
+
+  /**
+   * Client: connect()s the socket to the server, so that an ICMP port unreachable comes back as
+   * ECONNREFUSED and the handshake fails in milliseconds instead of timing out (as in Chromium).
+   */
+  connectSocket(remote: Host): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#socket.once('error', reject);
+      this.#socket.connect(remote.port, remote.host, () => {
+        this.#socket.off('error', reject);
+        this.#connected = true;
+        resolve();
       });
     });
   }
@@ -502,7 +614,8 @@ export class QuicEndpoint {
   transmit(packet: Uint8Array, to: Host): void {
     this.counters.packetsSent++;
     this.counters.bytesSent += packet.length;
-    this.#socket.send(packet, to.port, to.host);
+    if (this.#connected) this.#socket.send(packet);
+    else this.#socket.send(packet, to.port, to.host);
   }
 
   /** A connection has input to hand up this turn (and, after that, packets to send). */
@@ -530,9 +643,18 @@ export class QuicEndpoint {
       else this.#routes.delete(key);
     }
     this.#ids.delete(connection);
+    this.handshakeDone(connection);
+  }
+
+  /** A connection left the handshake phase (established or gone): its slot is free. */
+  handshakeDone(connection: QuicConnection): void {
+    clearTimeout(this.#handshakes.get(connection));
+    this.#handshakes.delete(connection);
   }
 
   close(): Promise<void> {
+    for (const timer of this.#handshakes.values()) clearTimeout(timer);
+    this.#handshakes.clear();
     return new Promise((resolve) => this.#socket.close(() => resolve()));
   }
 
@@ -597,19 +719,95 @@ export class QuicEndpoint {
       only?.receive(packet, host, port);
       return;
     }
+    if (header.ty === quiche.Type.Short) {
+      this.#sendStatelessReset(packet, header.dcid, from);
+      return;
+    }
     // A new connection only for a full-size Initial (anti-amplification) of a version we speak.
     if (header.ty !== quiche.Type.Initial || packet.length < 1200 || !quiche.versionIsSupported(header.version)) return;
-    const scid = randomBytes(CID_LENGTH);
+    this.#admit(packet, header, from);
+  }
+
+  /**
+   * A new client's Initial: with a valid Retry token its address is proven; without one it gets a
+   * stateless Retry once `retryAfterHandshakes` handshakes are in progress. Past `maxHandshakes`
+   * the Initial is dropped: nothing is allocated for it.
+   */
+  #admit(packet: Buffer, header: Header, from: Host): void {
+    const admission = this.#admission!;
+    let originalDcid: Uint8Array | null = null;
+    if (header.token && header.token.length > 0) {
+      // Our only tokens come from Retry, and a client takes one Retry per connection: a bad token
+      // (forged, expired, another address) cannot be fixed by a second Retry, so it is dropped.
+      originalDcid = this.#retryTokens!.validate(header.token, from, header.dcid);
+      if (!originalDcid) {
+        this.admissionCounters.invalidTokens++;
+        return;
+      }
+    } else if (this.#handshakes.size >= admission.retryAfterHandshakes) {
+      this.#sendRetry(header, from);
+      return;
+    }
+    if (this.#handshakes.size >= admission.maxHandshakes) {
+      this.admissionCounters.initialsDropped++;
+      return;
+    }
+    // After a Retry the client already uses the id we chose in it (bound into the token).
+    const scid = originalDcid ? header.dcid : randomBytes(CID_LENGTH);
     let conn: QuicheConnection;
     try {
-      conn = quiche.Connection.accept(scid, null, this.#local, from, udpPayloadFor(from.host) === LOOPBACK_UDP_PAYLOAD ? this.loopbackConfig : this.config);
+      // quiche copies the token into this connection's transport parameters at accept.
+      const config = udpPayloadFor(from.host) === LOOPBACK_UDP_PAYLOAD ? this.loopbackConfig : this.config;
+      config.setStatelessResetToken(resetTokenBigint(statelessResetToken(admission.keys.reset, scid)));
+      conn = quiche.Connection.accept(scid, originalDcid, this.#local, from, config);
     } catch {
       return;
     }
-    const connection = new QuicConnection(conn, this, from);
-    this.#route(connection, [scid, header.dcid]);
+    const connection = new QuicConnection(conn, this, from, originalDcid ? null : new AmplificationBudget());
+    this.#route(connection, originalDcid ? [scid] : [scid, header.dcid]);
+    const deadline = setTimeout(() => {
+      this.admissionCounters.handshakeTimeouts++;
+      connection.close(false, 0x0, 'handshake timeout');
+      connection.abort(new Error('handshake timeout'));
+    }, admission.handshakeTimeoutMs);
+    deadline.unref();
+    this.#handshakes.set(connection, deadline);
     this.onAccept?.(connection);
-    connection.receive(packet, host, port);
+    connection.receive(packet, from.host, from.port);
+  }
+
+  #sendRetry(header: Header, from: Host): void {
+    const retryScid = randomBytes(CID_LENGTH);
+    const token = this.#retryTokens!.mint(from, header.dcid, retryScid);
+    const out = new Uint8Array(DEFAULT_UDP_PAYLOAD);
+    let length: number;
+    try {
+      length = quiche.retry(header.scid, header.dcid, retryScid, token, header.version, out);
+    } catch {
+      return;
+    }
+    this.admissionCounters.retriesSent++;
+    this.transmit(out.subarray(0, length), from);
+  }
+
+  /**
+   * A short-header packet for a connection we do not know (say, from before a restart): answer
+   * with a stateless reset so its sender learns at once that the connection is gone.
+   */
+  #sendStatelessReset(packet: Buffer, dcid: Uint8Array, from: Host): void {
+    if (!this.#admission) return;
+    const reset = statelessResetPacket(this.#admission.keys.reset, dcid, packet.length);
+    if (!reset) return;
+    this.admissionCounters.statelessResetsSent++;
+    this.transmit(reset, from);
+  }
+
+  #socketError(error: Error): void {
+    // ICMP port unreachable on the client's connect()ed socket: nobody listens there (any more).
+    if ((error as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || this.role !== 'client') return;
+    const remote = this.#socket.remoteAddress();
+    const failure = new PeerUnreachableError(`nothing listens on UDP ${remote.address}:${remote.port} (ICMP port unreachable)`, { cause: error });
+    for (const connection of [...this.#ids.keys()]) connection.abort(failure);
   }
 }
 

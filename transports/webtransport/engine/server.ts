@@ -6,7 +6,8 @@
  */
 import { H3Connection, type ConnectRequest } from './h3-connection.ts';
 import { H3ErrorCode } from '../h3/errors.ts';
-import { LOOPBACK_UDP_PAYLOAD, QuicEndpoint, quicConfig } from './quic.ts';
+import { deriveServerKeys } from './address-validation.ts';
+import { LOOPBACK_UDP_PAYLOAD, QuicEndpoint, quicConfig, type AdmissionCounters } from './quic.ts';
 import type { WebTransportSession } from './session.ts';
 
 export interface WebTransportServerOptions {
@@ -19,6 +20,31 @@ export interface WebTransportServerOptions {
   idleTimeoutMs?: number;
   /** Per-stream receive window (bytes). */
   streamWindow?: number;
+  /**
+   * Handshakes in progress at which new clients must first complete a Retry round trip (RFC 9000
+   * §8.1.2); 0: always. Default 16: a quiet server answers in one round trip, a flooded one keeps
+   * at most this many unvalidated connections (about 95 KB each).
+   */
+  retryAfterHandshakes?: number;
+  /** Handshakes in progress beyond which new Initials are dropped (counted). Default 512. */
+  maxHandshakes?: number;
+  /** A handshake not complete after this long is closed (ms). Default 10 000. */
+  handshakeTimeoutMs?: number;
+  /**
+   * Static secret for Retry tokens and stateless reset tokens. Default: derived from `keyPem`, so
+   * a server restarted with the same certificate (kept under certs/generated) resets the
+   * connections of its previous run, and accepts the Retry tokens it issued.
+   */
+  statelessSecret?: string | Uint8Array;
+}
+
+export interface WebTransportServerStats extends AdmissionCounters {
+  connections: number;
+  /** Connections whose handshake is in progress. */
+  handshakes: number;
+  routes: number;
+  sessions: number;
+  streams: number;
 }
 
 export class WebTransportServer {
@@ -31,7 +57,12 @@ export class WebTransportServer {
 
   constructor(readonly options: WebTransportServerOptions) {
     const type = options.host?.includes(':') ? 'udp6' : 'udp4';
-    this.#endpoint = new QuicEndpoint('server', quicConfig('server', options), type, quicConfig('server', { ...options, maxUdpPayload: LOOPBACK_UDP_PAYLOAD }));
+    this.#endpoint = new QuicEndpoint('server', quicConfig('server', options), type, quicConfig('server', { ...options, maxUdpPayload: LOOPBACK_UDP_PAYLOAD }), {
+      keys: deriveServerKeys(options.statelessSecret ?? options.keyPem),
+      retryAfterHandshakes: options.retryAfterHandshakes ?? 16,
+      maxHandshakes: options.maxHandshakes ?? 512,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
+    });
     this.#endpoint.onAccept = (quic) => {
       const h3 = new H3Connection(quic, 'server', {
         request: (request) => this.#decide(request),
@@ -78,15 +109,15 @@ export class WebTransportServer {
     return this.#endpoint.counters;
   }
 
-  /** Sizes of the internal maps (for leak checks and the lab). */
-  stats(): { connections: number; routes: number; sessions: number; streams: number } {
+  /** Sizes of the internal maps (for leak checks and the lab) and the admission counters. */
+  stats(): WebTransportServerStats {
     let sessions = 0;
     let streams = 0;
     for (const connection of this.#connections) {
       sessions += connection.sessions.size;
       streams += connection.streamCount;
     }
-    return { connections: this.#endpoint.connectionCount, routes: this.#endpoint.routeCount, sessions, streams };
+    return { connections: this.#endpoint.connectionCount, handshakes: this.#endpoint.handshakeCount, routes: this.#endpoint.routeCount, sessions, streams, ...this.#endpoint.admissionCounters };
   }
 
   async close(graceMs = 1_000): Promise<void> {
