@@ -1,6 +1,6 @@
 /**
  * A fast publisher, paused subscribers and one healthy reader in its own process (issue 11 item 7):
- * the server slows the publisher (it stops reading a WebSocket, answers a long-polling POST later) while a reader that keeps up is
+ * the server slows the publisher (it stops reading a WebSocket or its WebTransport streams, answers a long-polling POST later) while a reader that keeps up is
  * over its high-water mark, so the healthy reader receives everything, in order, under the
  * `disconnect` and `wait` policies, while the paused subscribers are left to their policy.
  * Before, the healthy reader was cut with 4008 or lost messages. Real sockets, two processes.
@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { createClient } from '../transports/node-client.ts';
+import { createClient } from '../transports/node-webtransport.ts';
 import type { SlowConsumerPolicy, TransportName } from '../transports/transport.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { startServer, type SwitchyardServer } from './index.ts';
@@ -26,14 +26,14 @@ describe.each([
   ['disconnect', 'websocket'],
   ['wait', 'websocket'],
   ['disconnect', 'long-polling'],
+  ['disconnect', 'webtransport'],
 ] as [SlowConsumerPolicy, TransportName][])('backpressure under %s, publisher on %s', (policy, publisherTransport) => {
   let server: SwitchyardServer;
   beforeAll(async () => {
     server = await startServer({
       port: 0,
-      
-      certificate: 'none',
-      transports: ['websocket', 'long-polling'],
+      certificate: publisherTransport === 'webtransport' ? 'ephemeral' : 'none',
+      transports: ['websocket', 'long-polling', ...(publisherTransport === 'webtransport' ? (['webtransport'] as const) : [])],
       backpressure: { highWaterMark: 64 * 1024, maxQueuedBytes: 1024 * 1024, policy },
       // Only backpressure slows the publisher here.
       router: { rateLimit: { perSecond: 1e9, burst: 1e9 } },

@@ -85,6 +85,8 @@ export class WebTransportConnection extends BaseConnection {
   #datagramWriter: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #datagramsInFlight = 0;
   #requestedClose: { code: number; reason: string } | undefined;
+  /** While reading is paused: settles when it resumes (or the connection closes). */
+  #readingResumed: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(session: WebTransportSessionLike | Promise<WebTransportSessionLike>, options: WebTransportConnectionOptions) {
     super({ backpressure: options.backpressure, laneFallback: options.laneFallback, defaultPolicy: options.role === 'server' ? 'disconnect' : 'wait' });
@@ -160,6 +162,23 @@ export class WebTransportConnection extends BaseConnection {
       if (lane.writer) this.#writeLane(lane, name);
     }
     this.onFlushed();
+  }
+
+  /**
+   * Paused, the stream readers stop pulling: bytes wait in the stream's buffer, then QUIC stream and
+   * connection credit run out, and the peer's writes wait (the publisher is slowed, nothing lost).
+   * Datagrams are not flow-controlled: their reader pauses too, and what overflows is dropped.
+   */
+  protected override setReadingPaused(paused: boolean): void {
+    if (paused && !this.#readingResumed) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.#readingResumed = { promise, resolve };
+      void this.closed.then(() => this.setReadingPaused(false));
+    } else if (!paused && this.#readingResumed) {
+      this.#readingResumed.resolve();
+      this.#readingResumed = undefined;
+    }
   }
 
   protected override sinkBufferedBytes(): number {
@@ -263,6 +282,8 @@ export class WebTransportConnection extends BaseConnection {
         const { value, done } = await reader.read();
         if (done) return;
         for (const message of deframer.push(value)) {
+          // Checked per message: one chunk can carry thousands, more than a recipient's queue holds.
+          if (this.#readingResumed) await this.#readingResumed.promise;
           if (lane === undefined) {
             lane = parseLaneHeader(message);
             if (writable && !this.#lanes.has(lane)) this.#lanes.set(lane, { writer: writable.getWriter(), opening: undefined, inFlight: 0 });
@@ -284,6 +305,7 @@ export class WebTransportConnection extends BaseConnection {
     const reader = this.#session!.datagrams.readable.getReader();
     try {
       for (;;) {
+        if (this.#readingResumed) await this.#readingResumed.promise;
         const { value, done } = await reader.read();
         if (done) return;
         if (value.length === 0 || value[0]! > DATAGRAM_BINARY) continue; // not ours: ignore, datagrams may be lost anyway
