@@ -5,8 +5,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { createClient } from '../transports/node-client.ts';
-import type { Delivery } from '../transports/client.ts';
+import { bystanderWorks } from '../test-support/bystander.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { startServer, type SwitchyardServer } from './index.ts';
 
@@ -32,20 +31,6 @@ async function rawClient(): Promise<{ socket: WebSocket; frames: unknown[]; clos
   return { socket, frames, closed };
 }
 
-/** A healthy client on another transport that must keep working throughout. */
-async function bystanderWorks(): Promise<void> {
-  const a = createClient({ url: server.urls.http, transports: 'long-polling' });
-  const b = createClient({ url: server.urls.http, transports: 'websocket' });
-  const inbox: Delivery[] = [];
-  b.on('message', (d) => inbox.push(d));
-  await Promise.all([a.connect(), b.connect()]);
-  await a.send(b.id!, 'still here', { ack: true });
-  await waitFor(() => inbox.length === 1);
-  expect(inbox[0]!.data).toBe('still here');
-  a.close();
-  b.close();
-}
-
 describe('bad input gets a typed error, and everyone else keeps working', () => {
   it.each([
     ['invalid JSON', '{"v":1,"t":', 'ERR_ENVELOPE_INVALID_JSON'],
@@ -64,7 +49,7 @@ describe('bad input gets a typed error, and everyone else keeps working', () => 
     await waitFor(() => frames.length > 2);
     expect(frames[2]).toEqual({ v: 1, t: 'pong', ts: 1 });
     socket.close();
-    await bystanderWorks();
+    await bystanderWorks(server.urls.http);
   });
 
   it('a command before hello is refused with ERR_NO_HELLO, and silence closes with a reason', async () => {
@@ -83,7 +68,7 @@ describe('bad input gets a typed error, and everyone else keeps working', () => 
     const { socket, closed } = await rawClient();
     socket.send(JSON.stringify({ v: 1, t: 'broadcast', data: 'x'.repeat(70 * 1024) }));
     expect((await closed).code).toBe(1009);
-    await bystanderWorks();
+    await bystanderWorks(server.urls.http);
   });
 
   it('malformed HTTP gets a 400 on that socket only', async () => {
@@ -94,7 +79,7 @@ describe('bad input gets a typed error, and everyone else keeps working', () => 
     });
     expect(reply.startsWith('HTTP/1.1 400')).toBe(true);
     socket.destroy();
-    await bystanderWorks();
+    await bystanderWorks(server.urls.http);
   });
 
   it('a client that vanishes mid-frame does not disturb the server', async () => {
@@ -104,6 +89,6 @@ describe('bad input gets a typed error, and everyone else keeps working', () => 
     raw.write(Buffer.from([0x82, 0xfe, 0x03, 0xe8, 1, 2, 3, 4, 9, 9, 9]));
     raw.destroy();
     await waitFor(() => server.router.stats().connections === 0, 5_000, 'server to drop the connection');
-    await bystanderWorks();
+    await bystanderWorks(server.urls.http);
   });
 });

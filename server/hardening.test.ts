@@ -8,9 +8,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type { Delivery } from '../transports/client.ts';
-import { createClient } from '../transports/node-client.ts';
 import type { HttpTransportServer } from '../transports/http-transport-server.ts';
+import { bystanderWorks } from '../test-support/bystander.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { DualHttpServer } from './http-server.ts';
 import { startServer, type SwitchyardServer } from './index.ts';
@@ -38,20 +37,6 @@ async function rawRequest(port: number, secure: boolean, request: string): Promi
   });
 }
 
-/** A healthy pair of clients (long-polling → WebSocket) exchanges an acknowledged message. */
-async function bystanderWorks(server: SwitchyardServer): Promise<void> {
-  const a = createClient({ url: server.urls.http, transports: 'long-polling' });
-  const b = createClient({ url: server.urls.http, transports: 'websocket' });
-  const inbox: Delivery[] = [];
-  b.on('message', (d) => inbox.push(d));
-  await Promise.all([a.connect(), b.connect()]);
-  await a.send(b.id!, 'still here', { ack: true });
-  await waitFor(() => inbox.length === 1);
-  expect(inbox[0]!.data).toBe('still here');
-  a.close();
-  b.close();
-}
-
 describe('one request cannot take the server down', () => {
   let server: SwitchyardServer;
   beforeAll(async () => {
@@ -66,7 +51,7 @@ describe('one request cannot take the server down', () => {
       const upgrade = await rawRequest(server.port, secure, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
       expect(upgrade, `upgrade ${target}`).toMatch(/^HTTP\/1\.1 (400|404) /);
     }
-    await bystanderWorks(server);
+    await bystanderWorks(server.urls.http);
   }, 60_000);
 });
 
@@ -201,12 +186,12 @@ describe('deadlines on the TCP port', () => {
       else if (i % 3 === 1) socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02]));
       return closed;
     });
-    await bystanderWorks(server);
+    await bystanderWorks(server.urls.http);
     await Promise.all(closes);
     const allClosedMs = Date.now() - started;
     // The longest chain is first byte → TLS handshake: both deadlines plus Node's check interval and load.
     console.log(`${count} stalled connections: connected in ${connectedMs} ms, all closed by the server ${allClosedMs} ms after the first connect`);
     expect(allClosedMs).toBeLessThan(connectedMs + timeouts.firstByteTimeoutMs + timeouts.tlsHandshakeTimeoutMs + timeouts.headersTimeoutMs + 5_000);
-    await bystanderWorks(server);
+    await bystanderWorks(server.urls.http);
   }, 60_000);
 });
