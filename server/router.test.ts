@@ -128,8 +128,6 @@ describe('hello and welcome', () => {
     expect(router.rooms.size).toBe(0);
   });
 
-  it.todo('queues a command pipelined behind hello (issue 11/17: harden branch changes today\'s ERR_NO_HELLO to queueing)');
-
   it('answers a second hello with ERR_ALREADY_HELLO and keeps the session', async () => {
     start();
     const peer = await join();
