@@ -6,6 +6,7 @@
 import { ProtocolError } from '../errors.ts';
 import type { Message } from '../transport.ts';
 import { readVarint, varintLength, writeVarint } from './varint.ts';
+import { concatBytes } from './bytes.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -39,7 +40,7 @@ export class MessageDeframer {
     this.#chunks.push(chunk);
     this.#length += chunk.length;
     if (this.#length < this.#needed) return [];
-    const bytes = this.#chunks.length === 1 ? chunk : concat(this.#chunks, this.#length);
+    const bytes = this.#chunks.length === 1 ? chunk : concatBytes(this.#chunks, this.#length);
     const messages: Message[] = [];
     let offset = 0;
     this.#needed = 0;
@@ -72,12 +73,3 @@ export class MessageDeframer {
   }
 }
 
-function concat(chunks: readonly Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}

@@ -15,6 +15,7 @@
  *   cap a connection at a few thousand messages a second.
  * The `unreliable` channel carries messages as they are (never split: larger ones are refused).
  */
+import { concatBytes } from '../codec/bytes.ts';
 import { ProtocolError } from '../errors.ts';
 import { frameMessage, MessageDeframer } from '../codec/message-framing.ts';
 import type { Message } from '../transport.ts';
@@ -121,22 +122,12 @@ export class ChunkAssembler {
     this.#parts.push(payload.slice());
     this.#length += payload.length;
     if (kind === CHUNK_MORE) return undefined;
-    const whole = join(this.#parts, this.#length);
+    // One part needs no copy.
+    const whole = this.#parts.length === 1 ? this.#parts[0]! : concatBytes(this.#parts, this.#length);
     this.#parts = [];
     this.#length = 0;
     return { kind: 'messages', messages: [kind === CHUNK_LAST_TEXT ? decodeText(whole) : whole] };
   }
-}
-
-function join(parts: Uint8Array[], length: number): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const whole = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    whole.set(part, offset);
-    offset += part.length;
-  }
-  return whole;
 }
 
 function decodeText(bytes: Uint8Array): string {

@@ -11,6 +11,7 @@
  * - `unreliable` messages are datagrams: one byte (0 text, 1 binary) and the payload. A message
  *   larger than the session's datagram limit is refused with MessageTooLargeError, never split.
  */
+import { concatBytes } from '../codec/bytes.ts';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, WIRE_BUFFER_LIMIT, type QueuedMessage } from '../base-connection.ts';
 import { frameMessage, MessageDeframer } from '../codec/message-framing.ts';
 import { onceThisTick } from '../codec/per-tick.ts';
@@ -206,7 +207,7 @@ export class WebTransportConnection extends BaseConnection {
       this.countSent(item);
     }
     if (frames.length === 0) return;
-    const batch = frames.length === 1 ? frames[0]! : concatFrames(frames, bytes);
+    const batch = frames.length === 1 ? frames[0]! : concatBytes(frames, bytes);
     lane.inFlight += bytes;
     lane.writer!.write(batch).then(
       () => {
@@ -338,16 +339,6 @@ export class WebTransportConnection extends BaseConnection {
     // This side's own close is reported with the code it asked for.
     this.finishClose(this.#requestedClose && info.wasClean ? { ...this.#requestedClose, wasClean: true } : info);
   }
-}
-
-function concatFrames(frames: Uint8Array[], bytes: number): Uint8Array {
-  const batch = new Uint8Array(bytes);
-  let offset = 0;
-  for (const frame of frames) {
-    batch.set(frame, offset);
-    offset += frame.length;
-  }
-  return batch;
 }
 
 function parseLaneHeader(message: Message): Lane {
