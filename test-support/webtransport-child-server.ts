@@ -4,15 +4,10 @@
  * `{ port, certPem, keyPem }`; it serves `/t` (datagram echo) and prints `{ "port": n }` once bound.
  */
 import { WebTransportServer } from '../transports/webtransport/engine/server.ts';
+import { echoDatagrams } from './webtransport-echo.ts';
 
 const { port, certPem, keyPem } = JSON.parse(process.argv[2]!) as { port: number; certPem: string; keyPem: string };
 const server = new WebTransportServer({ port, certPem, keyPem }).route('/t');
-server.onSession((session) => {
-  const reader = session.datagrams.readable.getReader();
-  const writer = session.datagrams.writable.getWriter();
-  void (async () => {
-    for (let next = await reader.read(); !next.done; next = await reader.read()) await writer.write(next.value);
-  })().catch(() => undefined);
-});
+server.onSession((session) => void echoDatagrams(session).catch(() => undefined));
 const bound = await server.listen();
 process.stdout.write(`${JSON.stringify({ port: bound.port })}\n`);

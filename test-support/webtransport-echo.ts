@@ -19,7 +19,8 @@ export interface EchoWebTransportServer {
   close(): Promise<void>;
 }
 
-async function echoDatagrams(session: WebTransportSession): Promise<void> {
+/** Sends every datagram of the session back. */
+export async function echoDatagrams(session: WebTransportSession): Promise<void> {
   const reader = session.datagrams.readable.getReader();
   const writer = session.datagrams.writable.getWriter();
   for (let next = await reader.read(); !next.done; next = await reader.read()) await writer.write(next.value);

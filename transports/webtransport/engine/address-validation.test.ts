@@ -16,6 +16,7 @@ import { RetryTokens, deriveServerKeys } from './address-validation.ts';
 import { WebTransport } from './client.ts';
 import { quicConfig } from './quic.ts';
 import { WebTransportServer, type WebTransportServerOptions } from './server.ts';
+import { echoDatagrams } from '../../../test-support/webtransport-echo.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 let server: WebTransportServer | undefined;
@@ -24,13 +25,7 @@ let certificate: CertificateBundle | undefined;
 async function serve(options: Partial<WebTransportServerOptions> = {}): Promise<{ server: WebTransportServer; port: number }> {
   certificate ??= await createCertificate();
   server = new WebTransportServer({ port: 0, certPem: certificate.certPem, keyPem: certificate.keyPem, ...options }).route('/t');
-  server.onSession((session) => {
-    const reader = session.datagrams.readable.getReader();
-    const writer = session.datagrams.writable.getWriter();
-    void (async () => {
-      for (let next = await reader.read(); !next.done; next = await reader.read()) await writer.write(next.value);
-    })().catch(() => undefined);
-  });
+  server.onSession((session) => void echoDatagrams(session).catch(() => undefined));
   const { port } = await server.listen();
   return { server, port };
 }
