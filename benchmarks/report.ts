@@ -158,8 +158,9 @@ const COLUMNS: Record<Workload, { title: string; columns: Column[] }> = {
     columns: [['subscribers', (_m, c) => num(c.params.subscribers)], ['rate/s', (m) => num(m.targetRate)], ['achieved/s', (m) => num(m.achievedRate)], ['deliveries/s', (m) => num(m.msgsPerSec)], ['p50 µs', (m) => num(m.p50)], ['p99 µs', (m) => num(m.p99)], ['lost', (m) => num(m.lost)], ['deliveries per server CPU-s', (m) => num(m.deliveriesPerCpuSecond)], ['note', openLoopNote]],
   },
   'fanout-max': {
-    title: 'fanout-max: publishes one at a time, 32 in flight, 64 B',
-    columns: [['subscribers', (_m, c) => num(c.params.subscribers)], ['deliveries/s', (m) => num(m.msgsPerSec)], ['server µs/delivery', (m) => num(m.serverCpuMicrosPerMsg, 3)], ['deliveries per server CPU-s', (m) => num(m.deliveriesPerCpuSecond)], ['p99 µs', (m) => num(m.p99)], spread],
+    title: 'fanout-max: publishes one at a time, 32 in flight',
+    // Reports from before fanout-max had a size parameter ran it at 64 B.
+    columns: [['size', (_m, c) => size(c.params.size ?? 64)], ['subscribers', (_m, c) => num(c.params.subscribers)], ['deliveries/s', (m) => num(m.msgsPerSec)], ['server µs/delivery', (m) => num(m.serverCpuMicrosPerMsg, 3)], ['deliveries per server CPU-s', (m) => num(m.deliveriesPerCpuSecond)], ['p99 µs', (m) => num(m.p99)], spread],
   },
   pubsub: { title: 'pubsub: 100 topics, 50 clients following 10 each, open loop', columns: [['rate/s', (m) => num(m.targetRate)], ['achieved/s', (m) => num(m.achievedRate)], ['deliveries/s', (m) => num(m.msgsPerSec)], ['p99 µs', (m) => num(m.p99)], ['lost', (m) => num(m.lost)], ['misrouted', (m) => num(m.misrouted)], ['note', openLoopNote]] },
   acked: { title: 'acked: publish with receipt, one at a time', columns: [['p50 µs', (m) => num(m.p50)], ['p99 µs', (m) => num(m.p99)], ['msg/s', (m) => num(m.msgsPerSec)]] },

@@ -21,6 +21,11 @@ const WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fano
 const SERVER_KINDS: readonly ServerKind[] = ['switchyard', 'ws', 'ws-tuned', 'socketio'];
 /** --quick's workloads unless --workloads names others: the headline cells and the cheap ones. */
 const QUICK_WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fanout-max', 'setup', 'wire-bytes'];
+/**
+ * Largest fanout-max payload: 1000 subscribers × 32 publishes in flight × 1 MiB would be 32 GB
+ * queued, which measures memory, not the fan-out.
+ */
+const FANOUT_MAX_LARGEST = 64 * 1024;
 /** Echo throughput run per row before the measured rounds (--quick: a fifth of it). */
 const WARM_UP_MS = 500;
 
@@ -34,7 +39,8 @@ Options:
   --quick               short cells, one run each, fewer cells (about 2 minutes on a quiet 2-core machine)
   --targets a,b         rows to run (default: all): ${TARGETS.map((t) => t.name).join(', ')}
   --workloads a,b       workloads (default: all; --quick ${QUICK_WORKLOADS.join(',')}): ${WORKLOADS.join(', ')}
-  --sizes 64,1048576    echo sizes in bytes (default 64,1024,65536,1048576; --quick 64)
+  --sizes 64,1048576    echo sizes in bytes (default 64,1024,65536,1048576; --quick 64); fanout-max runs
+                        the given sizes up to ${FANOUT_MAX_LARGEST / 1024} KiB (without --sizes: 64 B only)
   --duration ms         length of a cell's run (default 3000; --quick 200)
   --runs n              runs per cell; tables quote each figure's median (default 3; --quick 1)
   --pin g:s             pin the load generator to CPUs g and the server to CPUs s with taskset, e.g. 0:1
@@ -50,6 +56,8 @@ export interface BenchOptions {
   targets: readonly Target[];
   workloads: ReadonlySet<Workload>;
   sizes: number[];
+  /** fanout-max payload sizes: the --sizes given, up to FANOUT_MAX_LARGEST; 64 B when none were given. */
+  fanoutSizes: number[];
   durationMs: number;
   runs: number;
   /** CPU lists for taskset, or null to leave scheduling to the kernel. */
@@ -110,6 +118,7 @@ export function parseOptions(argv: string[]): (BenchOptions & { out: string; mar
     targets: TARGETS.filter((t) => names.includes(t.name)),
     workloads: new Set(workloads as Workload[]),
     sizes,
+    fanoutSizes: values.sizes === undefined ? [64] : sizes,
     durationMs: number('duration', values.duration, quick ? 200 : 3_000, 50),
     runs: number('runs', values.runs, quick ? 1 : 3, 1),
     pin,
@@ -138,7 +147,7 @@ function quickSkipsThousand(target: Target): string | undefined {
 const DATAGRAM_LANE = 'webtransport+tls:unreliable';
 
 function plan(options: BenchOptions): Plan[] {
-  const { targets, workloads, quick, sizes, durationMs } = options;
+  const { targets, workloads, quick, sizes, fanoutSizes, durationMs } = options;
   const plans: Plan[] = [];
   const datagramRate = workloads.has('throughput') && targets.some((t) => t.name === DATAGRAM_LANE);
   for (const target of targets) {
@@ -160,11 +169,14 @@ function plan(options: BenchOptions): Plan[] {
       }
     }
     if (workloads.has('fanout-max')) {
-      for (const subscribers of [10, 1000]) {
-        const skip = quick && subscribers === 1000 ? quickSkipsThousand(target) : undefined;
-        // At least 750 ms, like throughput: a 1000-subscriber window needs time to reach steady state.
-        const ms = Math.max(durationMs, 750);
-        plans.push({ target, workload: 'fanout-max', params: { subscribers, window: 32 }, ...(skip ? { skip } : { run: (e, p) => fanOutMaxRate(target, e, p, subscribers, ms, 32) }) });
+      for (const size of fanoutSizes) {
+        for (const subscribers of [10, 1000]) {
+          const tooLarge = size > FANOUT_MAX_LARGEST ? `fanout-max runs payloads up to ${FANOUT_MAX_LARGEST / 1024} KiB: ${subscribers} subscribers × 32 in flight × ${size} B would measure memory, not the fan-out` : undefined;
+          const skip = tooLarge ?? (quick && subscribers === 1000 ? quickSkipsThousand(target) : undefined);
+          // At least 750 ms, like throughput: a 1000-subscriber window needs time to reach steady state.
+          const ms = Math.max(durationMs, 750);
+          plans.push({ target, workload: 'fanout-max', params: { size, subscribers, window: 32 }, ...(skip ? { skip } : { run: (e, p) => fanOutMaxRate(target, e, p, subscribers, size, ms, 32) }) });
+        }
       }
     }
     const connections = quick ? 10 : 20;
@@ -338,8 +350,8 @@ export function goals(cells: Cell[], targets: readonly Target[]): Goal[] {
   for (const tls of ['', '+tls']) {
     add(13, `websocket${tls} / ws-tuned${tls} echo throughput (64 B, 32 in flight)`, '≥ 0.9', { target: `websocket${tls}`, workload: 'throughput', figure: 'msgsPerSec' }, { target: `ws-tuned${tls}`, workload: 'throughput', figure: 'msgsPerSec' });
     add(13, `ws-tuned${tls} / websocket${tls} server CPU per message (≥ 0.9: ours costs at most 1.11x)`, '≥ 0.9', { target: `ws-tuned${tls}`, workload: 'throughput', figure: 'serverCpuMicrosPerMsg' }, { target: `websocket${tls}`, workload: 'throughput', figure: 'serverCpuMicrosPerMsg' });
-    add(13, `websocket${tls} fan-out to 1000, publishes one at a time: deliveries per server CPU-second`, '≥ 1000000', { target: `websocket${tls}`, workload: 'fanout-max', params: { subscribers: 1000 }, figure: 'deliveriesPerCpuSecond' });
-    add(13, `websocket${tls} / ws-tuned${tls} fan-out to 1000: deliveries per server CPU-second`, '≥ 1', { target: `websocket${tls}`, workload: 'fanout-max', params: { subscribers: 1000 }, figure: 'deliveriesPerCpuSecond' }, { target: `ws-tuned${tls}`, workload: 'fanout-max', params: { subscribers: 1000 }, figure: 'deliveriesPerCpuSecond' });
+    add(13, `websocket${tls} fan-out to 1000, publishes one at a time: deliveries per server CPU-second`, '≥ 1000000', { target: `websocket${tls}`, workload: 'fanout-max', params: { size: 64, subscribers: 1000 }, figure: 'deliveriesPerCpuSecond' });
+    add(13, `websocket${tls} / ws-tuned${tls} fan-out to 1000: deliveries per server CPU-second`, '≥ 1', { target: `websocket${tls}`, workload: 'fanout-max', params: { size: 64, subscribers: 1000 }, figure: 'deliveriesPerCpuSecond' }, { target: `ws-tuned${tls}`, workload: 'fanout-max', params: { size: 64, subscribers: 1000 }, figure: 'deliveriesPerCpuSecond' });
     // Against the faster of Socket.IO's keep-alive rows (binary or string payloads), whichever ran.
     const socketIoPolling = [`socket.io-polling-keepalive${tls}`, `socket.io-polling-keepalive-text${tls}`]
       .map((target) => ({ target, workload: 'echo' as const, params: { size: 64 }, figure: 'p50' }))

@@ -307,9 +307,9 @@ async function connectMany(target: Target, endpoint: Endpoint, count: number): P
   return clients;
 }
 
-/** A 64-byte fan-out payload: bytes 8–15 carry its send time, 16–19 its sequence number. */
-function stampedPayload(sentAt: number, sequence: number): Uint8Array {
-  const payload = new Uint8Array(64);
+/** A fan-out payload of `size` bytes (at least 20): bytes 8–15 carry its send time, 16–19 its sequence number. */
+function stampedPayload(sentAt: number, sequence: number, size = 64): Uint8Array {
+  const payload = new Uint8Array(Math.max(size, 20));
   view(payload).setFloat64(8, sentAt);
   view(payload).setUint32(16, sequence);
   return payload;
@@ -409,7 +409,7 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
 }
 
 /**
- * Closed loop at maximum rate, publishes sent one at a time: the publisher keeps `window`
+ * Closed loop at maximum rate, publishes of `size` bytes sent one at a time: the publisher keeps `window`
  * publishes in flight and sends the next, on its own, each time one has reached every subscriber
  * (the same 32 in flight as the throughput workload; no bursts, so a server only batches what
  * arrives while it is busy). Reports deliveries/s, server CPU per delivery (the fan-out cost, free
@@ -417,7 +417,7 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
  * The CPU window opens and closes with nothing in flight, so the CPU it counts is exactly the
  * work for the deliveries it counts.
  */
-export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: ServerProbe, subscribers: number, durationMs: number, window: number): Promise<CellResult> {
+export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: ServerProbe, subscribers: number, size: number, durationMs: number, window: number): Promise<CellResult> {
   const topic = `fan-max-${subscribers}`;
   const histogram = createHistogram();
   const clients: BenchClient[] = [];
@@ -433,7 +433,7 @@ export async function fanOutMaxRate(target: Target, endpoint: Endpoint, probe: S
   let drained: (() => void) | undefined;
   const publishOne = () => {
     missing.set(sequence, subscribers);
-    publisher!.publish(topic, stampedPayload(performance.now(), sequence++));
+    publisher!.publish(topic, stampedPayload(performance.now(), sequence++, size));
   };
   /** Stops publishing and resolves once nothing is in flight; LostMessagesError if deliveries stop. */
   const drain = async () => {
