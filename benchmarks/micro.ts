@@ -1,36 +1,16 @@
 /**
  * `npm run bench:micro`: tinybench micro-benchmarks of the pure pieces on the hot path — envelope
  * encode/decode (JSON and binary), varints, stream message framing — and the router's in-memory
- * fan-out (one publish to 1 000 subscribers whose connections only count what they get).
+ * fan-out (one publish to 1 000 subscribers whose connections frame it as the WebSocket server
+ * does and count it). Then one 1 MiB publish to the same 1 000: how many copies of its payload the
+ * frames written hold (distinct buffers of at least 1 MiB), and the ArrayBuffer memory it added.
  */
 import { Bench } from 'tinybench';
 import { Router } from '../server/router.ts';
-import { BaseConnection } from '../transports/base-connection.ts';
 import { decodeEnvelope, encodeEnvelope, type Envelope } from '../transports/codec/envelope.ts';
 import { frameMessage, MessageDeframer } from '../transports/codec/message-framing.ts';
 import { encodeVarint, readVarint } from '../transports/codec/varint.ts';
-import type { Message, TransportCapabilities } from '../transports/transport.ts';
-
-/** A connection whose wire is a counter: measures the router and queue, not a socket. */
-class CountingConnection extends BaseConnection {
-  readonly transport = 'websocket' as const;
-  readonly capabilities: TransportCapabilities = { unreliable: false, independentChannels: false, serverPush: true, binary: true, maxMessageSize: 1 << 21, maxUnreliableSize: 0 };
-  delivered = 0;
-  constructor() {
-    super({ defaultPolicy: 'disconnect' });
-    this.markOpen();
-  }
-  protected flush(): void {
-    while (this.outbound.shift()) this.delivered++;
-  }
-  protected closeTransport(code: number, reason: string): void {
-    this.finishClose({ code, reason, wasClean: true });
-  }
-  /** Feeds a frame in as if it arrived from the peer. */
-  receive(message: Message): void {
-    this.deliver(message);
-  }
-}
+import { FramingConnection } from '../test-support/framing-connection.ts';
 
 const json: Envelope = { t: 'publish', topic: 'prices', data: { symbol: 'EURUSD', bid: 1.0842, ask: 1.0844, ts: 1732406400000 }, id: 'k3Zf.17' };
 const binary: Envelope = { t: 'publish', topic: 'moves', data: new Uint8Array(64).fill(7), id: 'k3Zf.18' };
@@ -39,8 +19,8 @@ const binaryFrame = encodeEnvelope(binary);
 const framed = frameMessage(new Uint8Array(1024));
 
 const router = new Router({ heartbeatMs: 3_600_000 });
-const publisher = new CountingConnection();
-const subscribers = Array.from({ length: 1000 }, () => new CountingConnection());
+const publisher = new FramingConnection();
+const subscribers = Array.from({ length: 1000 }, () => new FramingConnection());
 for (const connection of [publisher, ...subscribers]) {
   router.attach(connection);
   connection.receive(encodeEnvelope({ t: 'hello' }));
@@ -76,4 +56,18 @@ console.table(rows);
 const fanTask = bench.tasks.find((task) => task.name.startsWith('router fan-out'));
 const perSecond = ((fanTask?.result as { throughput?: { mean: number } } | undefined)?.throughput?.mean ?? 0) * 1000;
 console.log(`router fan-out: ${Math.round(perSecond).toLocaleString('en-US')} deliveries/s in memory (1 publish → 1000 queues)`);
+
+// One 1 MiB publish to the 1000, every frame kept as a socket would hold it until written.
+for (const connection of subscribers) connection.keep = true;
+const big = encodeEnvelope({ t: 'publish', topic: 'fan', data: new Uint8Array(1 << 20).fill(1) });
+const arrayBuffersBefore = process.memoryUsage().arrayBuffers;
+publisher.receive(big);
+await new Promise((resolve) => setImmediate(resolve));
+const arrayBuffersAdded = process.memoryUsage().arrayBuffers - arrayBuffersBefore;
+const frames = subscribers.flatMap((connection) => connection.written);
+const payloadBuffers = new Set(frames.flat().filter((part) => part.length >= 1 << 20).map((part) => part.buffer));
+console.log(
+  `1 MiB fan-out to ${subscribers.length} in-memory connections: ${frames.length} frames written, ${payloadBuffers.size} distinct payload buffer(s) among them, ` +
+    `${(arrayBuffersAdded / 2 ** 20).toFixed(1)} MiB of ArrayBuffer memory added (per-recipient copies would be ${subscribers.length} buffers, ~${subscribers.length} MiB)`,
+);
 router.close();

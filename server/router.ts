@@ -2,8 +2,9 @@
  * The message router: client ids, rooms, topics; broadcast, unicast, multicast, publish/subscribe;
  * server receipts and recipient receipts; de-duplication of retried ids; heartbeats with a liveness
  * timeout; session resume after a reconnect. It sees only `Connection`s, so clients on every
- * transport talk to each other. A fan-out message is encoded once and the same string or bytes go
- * to every recipient's queue.
+ * transport talk to each other. A fan-out message is encoded once into one PreparedMessage, and
+ * that same object goes to every recipient's queue: each transport reads its size and bytes from it
+ * and frames it once for all (transports/prepared-message.ts).
  *
  * Deliveries never go back to their sender, except a `send` or an id-list multicast that names the
  * sender itself (so a client can measure its own round trip through the router).
@@ -15,10 +16,10 @@
  * in this process's memory: a delivery too large for the recipients' transports is refused, never
  * acknowledged and then dropped.
  */
-import { messageSize } from '../transports/base-connection.ts';
 import { decodeEnvelope, encodeEnvelope, EnvelopeError, type ClientCommand, type DeliveryKind, type Envelope, type Payload, type ServerEvent } from '../transports/codec/envelope.ts';
 import { utf8Length } from '../transports/codec/utf8.ts';
 import { Emitter } from '../transports/emitter.ts';
+import { PreparedMessage } from '../transports/prepared-message.ts';
 import { randomId } from '../transports/random-id.ts';
 import { DEFAULT_DEDUP_WINDOW, RecentIds } from '../transports/recent-ids.ts';
 import { CloseCode, type CloseInfo, type Connection, type Lane, type Message } from '../transports/transport.ts';
@@ -503,19 +504,18 @@ export class Router {
    * delivery would be larger than the transports accept.
    */
   #relay(sender: RoutedClient, recipients: Iterable<RoutedClient>, event: Extract<ServerEvent, { t: 'message' }>, exclude: RoutedClient | undefined, lane: Lane): RouteError | undefined {
-    const frame = encodeEnvelope(event);
-    const size = messageSize(frame);
-    if (size > this.#options.maxMessageSize) return { code: 'ERR_MESSAGE_TOO_LARGE', message: `the delivery would be ${size} bytes, over the limit of ${this.#options.maxMessageSize}` };
-    this.#fanOut(recipients, event, exclude, lane, frame, sender);
+    const prepared = new PreparedMessage(encodeEnvelope(event));
+    if (prepared.size > this.#options.maxMessageSize) return { code: 'ERR_MESSAGE_TOO_LARGE', message: `the delivery would be ${prepared.size} bytes, over the limit of ${this.#options.maxMessageSize}` };
+    this.#fanOut(recipients, event, exclude, lane, prepared, sender);
     return undefined;
   }
 
   /**
-   * Encodes once and queues the same frame, on the sender's lane, on every recipient except
-   * `exclude`; returns the deliveries queued. Recipients left above their high-water mark hold
-   * `sender`'s reading until they drain.
+   * Encodes once and queues the same prepared message, on the sender's lane, on every recipient
+   * except `exclude`; returns the deliveries queued. Recipients left above their high-water mark
+   * hold `sender`'s reading until they drain.
    */
-  #fanOut(recipients: Iterable<RoutedClient>, event: Extract<ServerEvent, { t: 'message' }>, exclude: RoutedClient | undefined, lane: Lane = 'reliable', frame = encodeEnvelope(event), sender?: RoutedClient): number {
+  #fanOut(recipients: Iterable<RoutedClient>, event: Extract<ServerEvent, { t: 'message' }>, exclude: RoutedClient | undefined, lane: Lane = 'reliable', frame = new PreparedMessage(encodeEnvelope(event)), sender?: RoutedClient): number {
     const receipt = event.receipt && event.id !== undefined ? `${event.from}\u0000${event.id}` : undefined;
     const from = this.#options.pacePublishers ? (sender?.connection ?? undefined) : undefined;
     let delivered = 0;
@@ -535,7 +535,7 @@ export class Router {
     this.#write(client.connection, encodeEnvelope(event));
   }
 
-  #write(connection: Connection | null, frame: Message, lane: Lane = 'reliable'): boolean {
+  #write(connection: Connection | null, frame: Message | PreparedMessage, lane: Lane = 'reliable'): boolean {
     if (!connection || connection.state !== 'open') return false;
     try {
       const outcome = connection.send(frame, lane);

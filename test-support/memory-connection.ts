@@ -70,7 +70,7 @@ export class MemoryConnection extends BaseConnection {
     if (this.#stalled) return;
     for (let item = this.outbound.shift(); item; item = this.outbound.shift()) {
       this.countSent(item);
-      this.#peer?.arrive(item.message, item.lane);
+      this.#peer?.arrive(item.prepared.message, item.lane);
     }
     this.onFlushed();
   }

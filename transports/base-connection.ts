@@ -7,6 +7,7 @@
  */
 import { utf8Length } from './codec/utf8.ts';
 import { Emitter } from './emitter.ts';
+import { prepare, type PreparedMessage } from './prepared-message.ts';
 import { ConnectionClosedError, LaneUnsupportedError, MessageTooLargeError } from './errors.ts';
 import type {
   BackpressureOptions,
@@ -34,12 +35,10 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 2 * 1024 * 1024;
  */
 export const WIRE_BUFFER_LIMIT = 256 * 1024;
 
-/** One queued outbound message. */
+/** One queued outbound message: the prepared message (shared with its other recipients) and its lane. */
 export interface QueuedMessage {
-  readonly message: Message;
+  readonly prepared: PreparedMessage;
   readonly lane: Lane;
-  /** Payload size in bytes (UTF-8 for text). */
-  readonly size: number;
 }
 
 export function messageSize(message: Message): number {
@@ -100,15 +99,15 @@ export class OutboundQueue {
     return waiting;
   }
 
-  push(message: Message, lane: Lane, size: number): void {
+  push(prepared: PreparedMessage, lane: Lane): void {
     let fifo = this.#lanes.get(lane);
     if (!fifo) {
       this.#lanes.set(lane, (fifo = new Fifo()));
       this.#single ??= fifo;
     }
-    fifo.push({ message, lane, size, order: this.#pushed++ });
+    fifo.push({ prepared, lane, order: this.#pushed++ });
     this.#length++;
-    this.bytes += size;
+    this.bytes += prepared.size;
   }
 
   peek(): QueuedMessage | undefined {
@@ -145,7 +144,7 @@ export class OutboundQueue {
     const item = fifo?.shift();
     if (!item) return undefined;
     this.#length--;
-    this.bytes -= item.size;
+    this.bytes -= item.prepared.size;
     return item;
   }
 }
@@ -164,11 +163,7 @@ export interface BaseConnectionOptions {
   flushTiming?: 'microtask' | 'after-io';
 }
 
-/**
- * Flushes waiting for the end of this turn's I/O, run together in one setImmediate: one callback
- * for any number of connections, and a tick-scoped encode cache (codec/per-tick.ts) stays valid
- * across all of them.
- */
+/** Flushes waiting for the end of this turn's I/O, run together in one setImmediate: one callback for any number of connections. */
 const flushesAfterIo = new Set<() => void>();
 function runFlushesAfterIo(): void {
   const due = [...flushesAfterIo];
@@ -260,10 +255,11 @@ export abstract class BaseConnection implements Connection {
     return { ...this.counters };
   }
 
-  send(message: Message, lane: Lane = 'reliable'): SendOutcome {
+  send(message: Message | PreparedMessage, lane: Lane = 'reliable'): SendOutcome {
     if (this.#state === 'closing' || this.#state === 'closed') throw new ConnectionClosedError(this.#state);
     const effectiveLane = this.#resolveLane(lane);
-    const size = messageSize(message);
+    const prepared = prepare(message);
+    const size = prepared.size;
     const limit = effectiveLane === 'unreliable' ? this.capabilities.maxUnreliableSize : this.capabilities.maxMessageSize;
     if (size > limit) throw new MessageTooLargeError(size, limit, effectiveLane === 'unreliable' ? 'unreliable message' : 'message');
 
@@ -289,7 +285,7 @@ export abstract class BaseConnection implements Connection {
           return 'disconnected';
       }
     }
-    this.outbound.push(message, effectiveLane, size);
+    this.outbound.push(prepared, effectiveLane);
     if (!this.#aboveHighWater && !this.writable) this.#aboveHighWater = true;
     this.#scheduleFlush();
     return 'queued';
@@ -350,7 +346,7 @@ export abstract class BaseConnection implements Connection {
   /** Subclass: count one message handed to the wire. */
   protected countSent(item: QueuedMessage): void {
     this.counters.messagesOut++;
-    this.counters.bytesOut += item.size;
+    this.counters.bytesOut += item.prepared.size;
   }
 
   /** Subclass: call after the wire accepted data or its buffer shrank, to release drain waiters. */

@@ -5,6 +5,7 @@
  * names. Runs in Node and in the browser (no Node imports here: the HTTP server side of the
  * contract is in http-transport-server.ts).
  */
+import type { PreparedMessage } from './prepared-message.ts';
 
 /** Registry names of the transports. */
 export type TransportName = 'websocket' | 'long-polling' | 'polling' | 'webtransport' | 'webrtc';
@@ -137,9 +138,11 @@ export interface Connection {
   readonly closed: Promise<CloseInfo>;
   /**
    * Queues one message. Throws synchronously on misuse (closed connection, unsupported lane
-   * without fallback, message over maxMessageSize); the outcome says what the queue did.
+   * without fallback, message over maxMessageSize); the outcome says what the queue did. A
+   * PreparedMessage (the router's fan-out) is shared, never copied: every recipient reads its
+   * size, bytes and framing from the one object.
    */
-  send(message: Message, lane?: Lane): SendOutcome;
+  send(message: Message | PreparedMessage, lane?: Lane): SendOutcome;
   /** Bytes and messages queued in this connection and not yet handed to the OS / QUIC stack. */
   readonly queued: { readonly bytes: number; readonly messages: number };
   /** False while queued bytes are at or above the high-water mark. */

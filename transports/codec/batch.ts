@@ -10,6 +10,7 @@
  */
 import { ProtocolError } from '../errors.ts';
 import type { Message } from '../transport.ts';
+import { concatBytes } from './bytes.ts';
 import { frameMessage, MessageDeframer } from './message-framing.ts';
 import { readVarint, varintLength, writeVarint } from './varint.ts';
 
@@ -23,23 +24,29 @@ export interface Batch {
 }
 
 export function encodeBatch(batch: Batch): Uint8Array<ArrayBuffer> {
-  const frames = batch.messages.map(frameMessage);
-  const closeFrames = batch.close ? [frameMessage(batch.close.reason)] : [];
-  let size = varintLength(batch.firstSeq) + varintLength(frames.length);
-  for (const frame of frames) size += frame.length;
-  if (batch.close) size += varintLength(batch.close.code) + closeFrames[0]!.length;
-  const out = new Uint8Array(size);
-  let offset = writeVarint(out, 0, batch.firstSeq);
-  offset = writeVarint(out, offset, frames.length);
-  for (const frame of frames) {
-    out.set(frame, offset);
-    offset += frame.length;
+  const parts = batchParts(batch.firstSeq, batch.messages.map((message) => [frameMessage(message)]), batch.close);
+  let length = 0;
+  for (const part of parts) length += part.length;
+  return concatBytes(parts, length);
+}
+
+/**
+ * A batch as the parts of its body, in order: the head, each message's frame (given as its parts),
+ * the close record. The frames are passed through, not copied: a server builds each message's
+ * frame once (`framePreparedParts`) and sends the same one in every response that carries it,
+ * resends included.
+ */
+export function batchParts(firstSeq: number, frames: readonly (readonly Uint8Array[])[], close?: { code: number; reason: string }): Uint8Array[] {
+  const head = new Uint8Array(varintLength(firstSeq) + varintLength(frames.length));
+  writeVarint(head, writeVarint(head, 0, firstSeq), frames.length);
+  const parts: Uint8Array[] = [head];
+  for (const frame of frames) parts.push(...frame);
+  if (close) {
+    const code = new Uint8Array(varintLength(close.code));
+    writeVarint(code, 0, close.code);
+    parts.push(code, frameMessage(close.reason));
   }
-  if (batch.close) {
-    offset = writeVarint(out, offset, batch.close.code);
-    out.set(closeFrames[0]!, offset);
-  }
-  return out;
+  return parts;
 }
 
 function truncated(): ProtocolError {

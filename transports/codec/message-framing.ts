@@ -4,17 +4,40 @@
  * builds one frame; `MessageDeframer` takes chunks split anywhere and returns whole messages.
  */
 import { ProtocolError } from '../errors.ts';
+import type { PreparedMessage } from '../prepared-message.ts';
 import type { Message } from '../transport.ts';
 import { readVarint, varintLength, writeVarint } from './varint.ts';
-import { concatBytes } from './bytes.ts';
+import { COPY_BELOW, concatBytes } from './bytes.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** One message as a frame: header and payload in a single array. */
 export function frameMessage(message: Message): Uint8Array {
-  const payload = typeof message === 'string' ? encoder.encode(message) : message;
-  const header = payload.length * 2 + (typeof message === 'string' ? 0 : 1);
+  return frameBytes(typeof message === 'string' ? encoder.encode(message) : message, typeof message !== 'string');
+}
+
+/** A prepared message's frame, built once for all its recipients (a Framing of prepared-message.ts). */
+export function framePrepared(prepared: PreparedMessage): Uint8Array {
+  return frameBytes(prepared.bytes, !prepared.text);
+}
+
+/**
+ * A prepared message's frame as parts, built once for all its recipients: a small message as one
+ * array, a large one as its header and its own payload bytes (never copied), for writers that can
+ * write several arrays at once.
+ */
+export function framePreparedParts(prepared: PreparedMessage): readonly Uint8Array[] {
+  const payload = prepared.bytes;
+  if (payload.length < COPY_BELOW) return [framePrepared(prepared)];
+  const value = payload.length * 2 + (prepared.text ? 0 : 1);
+  const header = new Uint8Array(varintLength(value));
+  writeVarint(header, 0, value);
+  return [header, payload];
+}
+
+function frameBytes(payload: Uint8Array, binary: boolean): Uint8Array {
+  const header = payload.length * 2 + (binary ? 1 : 0);
   const frame = new Uint8Array(varintLength(header) + payload.length);
   frame.set(payload, writeVarint(frame, 0, header));
   return frame;

@@ -167,16 +167,16 @@ class PollingClientConnection extends BaseConnection {
     // The server refuses bodies much over its maxMessageSize (413), so a batch stays under it.
     const cap = Math.min(MAX_POST_BYTES, this.capabilities.maxMessageSize);
     let encoded = 0;
-    while (this.outbound.length > 0 && items.length < this.#maxBatchMessages && (items.length === 0 || encoded + this.outbound.peek()!.size + FRAME_OVERHEAD <= cap)) {
+    while (this.outbound.length > 0 && items.length < this.#maxBatchMessages && (items.length === 0 || encoded + this.outbound.peek()!.prepared.size + FRAME_OVERHEAD <= cap)) {
       const item = this.outbound.shift()!;
       items.push(item);
-      bytes += item.size;
-      encoded += item.size + FRAME_OVERHEAD;
+      bytes += item.prepared.size;
+      encoded += item.prepared.size + FRAME_OVERHEAD;
     }
     this.#posting = items;
     this.#postingBytes = bytes;
     const firstSeq = this.#nextUpSeq;
-    const body = encodeBatch({ firstSeq, messages: items.map((item) => item.message) });
+    const body = encodeBatch({ firstSeq, messages: items.map((item) => item.prepared.message) });
     const started = Date.now();
     try {
       await this.#request(`${this.#base}/${this.#sid}`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });

@@ -22,11 +22,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE } from '../base-connection.ts';
 import { utf8Length } from '../codec/utf8.ts';
-import { decodeBatch, DEFAULT_MAX_BATCH_MESSAGES, encodeBatch } from '../codec/batch.ts';
+import { batchParts, decodeBatch, DEFAULT_MAX_BATCH_MESSAGES } from '../codec/batch.ts';
+import { coalesce } from '../codec/bytes.ts';
+import { framePreparedParts } from '../codec/message-framing.ts';
+import type { PreparedMessage } from '../prepared-message.ts';
 import { ProtocolError } from '../errors.ts';
 import { randomId } from '../random-id.ts';
 import type { HttpTransportServer } from '../http-transport-server.ts';
-import type { Connection, Message, ServerTransportOptions, TransportCapabilities, TransportName } from '../transport.ts';
+import type { Connection, ServerTransportOptions, TransportCapabilities, TransportName } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 
 export interface HttpPollingServerOptions extends ServerTransportOptions {
@@ -53,10 +56,10 @@ const MAX_BATCH_BYTES = 1024 * 1024;
 /** How long a cleanly closed session's last batch is kept for a client retrying its GET (ms, at most pollTimeoutMs). */
 const RETIRED_GRACE_MS = 5_000;
 
+/** A message sent and not yet acknowledged: its frame is its PreparedMessage's, built once (resends reuse it). */
 interface SentMessage {
   seq: number;
-  message: Message;
-  size: number;
+  prepared: PreparedMessage;
 }
 
 class PollingServerConnection extends BaseConnection {
@@ -116,13 +119,13 @@ class PollingServerConnection extends BaseConnection {
   /** A GET: acknowledge, then answer now (something to send, or short polling) or hold. */
   poll(ack: number, response: ServerResponse): void {
     if (ack > this.#nextSeq) throw new ProtocolError('ERR_BAD_ACK', `ack ${ack} is beyond the last message sent (${this.#nextSeq})`);
-    while (this.#unacked.length > 0 && this.#unacked[0]!.seq < ack) this.#unackedBytes -= this.#unacked.shift()!.size;
+    while (this.#unacked.length > 0 && this.#unacked[0]!.seq < ack) this.#unackedBytes -= this.#unacked.shift()!.prepared.size;
     if (this.#held) {
       // A newer GET replaces the held one; everything goes to the newer one.
       const replaced = this.#held;
       this.#held = undefined;
       clearTimeout(replaced.timer);
-      this.server.send(this, replaced.response, 200, encodeBatch({ firstSeq: this.#nextSeq, messages: [] }), 'application/octet-stream');
+      this.server.send(this, replaced.response, 200, batchParts(this.#nextSeq, []), 'application/octet-stream');
     }
     const timer = this.server.holdMs > 0 ? setTimeout(() => this.#answerHeld(), this.server.holdMs) : undefined;
     this.#held = { response, timer };
@@ -177,7 +180,7 @@ class PollingServerConnection extends BaseConnection {
 
   clientClosed(code: number, reason: string): void {
     if (this.#held) this.#answerHeld();
-    this.#finish({ code, reason, wasClean: true }, encodeBatch({ firstSeq: this.#nextSeq, messages: [], close: { code, reason } }));
+    this.#finish({ code, reason, wasClean: true }, batchParts(this.#nextSeq, [], { code, reason }));
   }
 
   protected flush(): void {
@@ -208,21 +211,22 @@ class PollingServerConnection extends BaseConnection {
     let bytes = this.#unackedBytes;
     while (this.outbound.length > 0 && (bytes < MAX_BATCH_BYTES || this.#unacked.length === 0)) {
       const item = this.outbound.shift()!;
-      this.#unacked.push({ seq: this.#nextSeq++, message: item.message, size: item.size });
-      this.#unackedBytes += item.size;
-      bytes += item.size;
+      this.#unacked.push({ seq: this.#nextSeq++, prepared: item.prepared });
+      this.#unackedBytes += item.prepared.size;
+      bytes += item.prepared.size;
       this.countSent(item);
     }
     const firstSeq = this.#unacked[0]?.seq ?? this.#nextSeq;
     const closing = this.outbound.length === 0 ? this.#closing : undefined;
-    const body = encodeBatch({ firstSeq, messages: this.#unacked.map((m) => m.message), ...(closing ? { close: closing } : {}) });
+    // Each message's frame is built once, for every recipient and every resend.
+    const body = batchParts(firstSeq, this.#unacked.map((m) => m.prepared.framed(framePreparedParts)), closing);
     this.server.send(this, held.response, 200, body, 'application/octet-stream');
     if (closing) this.#finish({ ...closing, wasClean: true }, body);
     this.onFlushed();
   }
 
   /** Ends the session; `lastBody` (a batch ending in the close record) is kept a while for retried GETs. */
-  #finish(info: { code: number; reason: string; wasClean: boolean }, lastBody?: Uint8Array): void {
+  #finish(info: { code: number; reason: string; wasClean: boolean }, lastBody?: readonly Uint8Array[]): void {
     clearTimeout(this.#idleTimer);
     this.setReadingPaused(false);
     if (this.#held) {
@@ -245,7 +249,7 @@ export class HttpPollingServer implements HttpTransportServer {
   readonly maxBatchMessages: number;
   readonly #sessions = new Map<string, PollingServerConnection>();
   /** Cleanly closed sessions: their last batch, until the grace period ends. */
-  readonly #retired = new Map<string, { body: Uint8Array; timer: ReturnType<typeof setTimeout> }>();
+  readonly #retired = new Map<string, { body: readonly Uint8Array[]; timer: ReturnType<typeof setTimeout> }>();
   #handler: ((connection: Connection) => void) | undefined;
   #closed = false;
 
@@ -353,20 +357,33 @@ export class HttpPollingServer implements HttpTransportServer {
     return true;
   }
 
-  /** Writes a response and counts its bytes (status line, headers, body) on the session. */
-  send(connection: PollingServerConnection | undefined, response: ServerResponse, status: number, body: Uint8Array | string | undefined, type: string | undefined): void {
+  /**
+   * Writes a response and counts its bytes (status line, headers, body) on the session. A body of
+   * parts is written as they are (small ones copied together): large message frames are shared
+   * with the other responses that carry them, never copied.
+   */
+  send(connection: PollingServerConnection | undefined, response: ServerResponse, status: number, body: readonly Uint8Array[] | string | undefined, type: string | undefined): void {
     if (response.writableEnded || response.destroyed) return;
     const headers: Record<string, string | number> = { 'cache-control': 'no-store' };
     if (type) headers['content-type'] = type;
-    if (body !== undefined) headers['content-length'] = typeof body === 'string' ? utf8Length(body) : body.length;
+    let bodyBytes = 0;
+    if (typeof body === 'string') bodyBytes = utf8Length(body);
+    else if (body) for (const part of body) bodyBytes += part.length;
+    if (body !== undefined) headers['content-length'] = bodyBytes;
     response.writeHead(status, headers);
-    response.end(body);
-    const bodyBytes = body === undefined ? 0 : typeof body === 'string' ? utf8Length(body) : body.length;
+    if (body === undefined || typeof body === 'string') response.end(body);
+    else {
+      const chunks = coalesce(body);
+      response.cork();
+      for (let i = 0; i < chunks.length - 1; i++) response.write(chunks[i]);
+      response.end(chunks[chunks.length - 1]);
+      response.uncork();
+    }
     connection?.countOut(responseHeadBytes(response) + bodyBytes);
   }
 
   /** Drops a closed session; with `lastBody` it stays retired for the grace period. */
-  forget(sid: string, lastBody?: Uint8Array): void {
+  forget(sid: string, lastBody?: readonly Uint8Array[]): void {
     this.#sessions.delete(sid);
     if (!lastBody || this.#closed) return;
     const timer = setTimeout(() => this.#retired.delete(sid), Math.min(RETIRED_GRACE_MS, this.pollTimeoutMs));
@@ -387,7 +404,7 @@ export class HttpPollingServer implements HttpTransportServer {
   }
 
   /** A request to a retired session: its last batch again, or 204 for anything posted. */
-  #answerRetired(body: Uint8Array, request: IncomingMessage, response: ServerResponse, action: string | undefined): void {
+  #answerRetired(body: readonly Uint8Array[], request: IncomingMessage, response: ServerResponse, action: string | undefined): void {
     if (request.method === 'GET' && action === undefined) return this.send(undefined, response, 200, body, 'application/octet-stream');
     request.resume();
     if (request.method !== 'POST' || (action !== undefined && action !== 'close')) return this.#error(undefined, response, 405, 'ERR_METHOD', `${request.method} is not allowed here`);

@@ -299,17 +299,17 @@ export class WebRtcConnection extends BaseConnection {
       const item = this.outbound.shiftLane(lane);
       if (!item) break;
       // A frame's header is at most 8 bytes; BATCH_BYTES stays far under any SCTP limit.
-      if (batchBytes + item.size + 8 > BATCH_BYTES) {
+      if (batchBytes + item.prepared.size + 8 > BATCH_BYTES) {
         if (!this.#sendBatch(channel, batch)) return false;
         batch = [];
         batchBytes = 0;
       }
-      if (item.size + 8 > BATCH_BYTES) {
+      if (item.prepared.size + 8 > BATCH_BYTES) {
         if (!this.#sendReliable(channel, item)) return false;
         continue;
       }
       batch.push(item);
-      batchBytes += item.size + 8;
+      batchBytes += item.prepared.size + 8;
     }
     return this.#sendBatch(channel, batch);
   }
@@ -317,7 +317,7 @@ export class WebRtcConnection extends BaseConnection {
   #sendBatch(channel: RTCDataChannel, batch: readonly QueuedMessage[]): boolean {
     if (batch.length <= 1) return batch.length === 0 || this.#sendReliable(channel, batch[0]!);
     try {
-      sendOn(channel, batchFrame(batch.map((item) => item.message)));
+      sendOn(channel, batchFrame(batch.map((item) => item.prepared.message)));
     } catch (error) {
       this.#end({ code: CloseCode.abnormal, reason: `webrtc send failed: ${errorText(error)}`, wasClean: false });
       return false;
@@ -328,7 +328,7 @@ export class WebRtcConnection extends BaseConnection {
 
   #sendReliable(channel: RTCDataChannel, item: QueuedMessage): boolean {
     try {
-      for (const wire of chunkMessage(item.message, item.size, this.#maxWireMessage)) sendOn(channel, wire);
+      for (const wire of chunkMessage(item.prepared.message, item.prepared.size, this.#maxWireMessage)) sendOn(channel, wire);
     } catch (error) {
       this.#end({ code: CloseCode.abnormal, reason: `webrtc send failed: ${errorText(error)}`, wasClean: false });
       return false;
@@ -343,7 +343,7 @@ export class WebRtcConnection extends BaseConnection {
       this.counters.dropped++;
       return;
     }
-    const message = item.message;
+    const message = item.prepared.message;
     // A view into a larger buffer is copied: not every stack honours a view's offset.
     const wire = typeof message === 'string' || (message.byteOffset === 0 && message.byteLength === message.buffer.byteLength) ? message : message.slice();
     try {

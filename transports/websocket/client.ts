@@ -175,9 +175,9 @@ class WebSocketClientConnection extends BaseConnection {
 
   #write(): void {
     const item = this.outbound.shift()!;
-    this.#socket.send(item.message);
+    this.#socket.send(item.prepared.message);
     this.countSent(item);
-    this.counters.wireBytesOut! += wireSize(item.size, true);
+    this.counters.wireBytesOut! += wireSize(item.prepared.size, true);
   }
 
   /** Re-checks bufferedAmount while messages wait or the queue sits above its high-water mark. */

@@ -1,8 +1,10 @@
 /**
  * RFC 6455 §5.2 frame layout, as pure functions over bytes (browser-safe). `ws` parses what
- * arrives; the server writes its own data frames, so a batch of frames is built straight into the
- * one buffer that leaves in one write.
+ * arrives; the server writes its own data frames: each message's frame is built once, for all its
+ * recipients, from its prepared message.
  */
+import { COPY_BELOW } from '../codec/bytes.ts';
+import type { PreparedMessage } from '../prepared-message.ts';
 
 export const Opcode = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const;
 
@@ -37,4 +39,23 @@ export function writeServerFrameHeader(out: Uint8Array, offset: number, opcode: 
   view.setUint32(0, Math.floor(length / 2 ** 32));
   view.setUint32(4, length >>> 0);
   return offset + 10;
+}
+
+/**
+ * A prepared message's server frame, built once and written to every recipient: a small message
+ * as one array (header and payload), a large one as its header and its payload, the payload
+ * being the message's own bytes (never copied, as `ws` writes `[header, payload]`).
+ */
+export function serverFrame(prepared: PreparedMessage): readonly Uint8Array[] {
+  const payload = prepared.bytes;
+  const opcode = prepared.text ? Opcode.text : Opcode.binary;
+  const headerSize = frameHeaderSize(payload.length, false);
+  if (payload.length >= COPY_BELOW) {
+    const header = new Uint8Array(headerSize);
+    writeServerFrameHeader(header, 0, opcode, payload.length);
+    return [header, payload];
+  }
+  const frame = new Uint8Array(headerSize + payload.length);
+  frame.set(payload, writeServerFrameHeader(frame, 0, opcode, payload.length));
+  return [frame];
 }

@@ -2,7 +2,8 @@
  * The `websocket` transport, server side: `ws` in noServer mode on the shared HTTP(S) server.
  * `ws` does the handshake, parses what arrives and sends control frames; this file maps its
  * socket onto BaseConnection (lifecycle, the bounded queue, counters) and writes data frames
- * itself: each message framed once per tick for all its recipients, at most two writes per flush.
+ * itself: each message framed once for all its recipients (its PreparedMessage keeps the frame),
+ * at most two writes per flush, a large payload written as it is rather than copied.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -12,9 +13,9 @@ import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, WIRE_BUFFER_LIMIT } from '../
 import type { HttpTransportServer } from '../http-transport-server.ts';
 import type { CloseInfo, Connection, ServerTransportOptions, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
-import { onceThisTick } from '../codec/per-tick.ts';
 import { closeReasonForWire, DEFAULT_WEBSOCKET_PATH, MESSAGES_PER_WRITE } from './client.ts';
-import { frameHeaderSize, Opcode, writeServerFrameHeader } from './frame.ts';
+import { coalesce } from '../codec/bytes.ts';
+import { serverFrame } from './frame.ts';
 
 export interface WebSocketServerOptions extends ServerTransportOptions {
   /** Path of the upgrade endpoint. Default `/ws`. */
@@ -38,9 +39,6 @@ const RECEIVER_CLOSE_REASONS: Record<number, string> = {
 function isSendableCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
 }
-
-/** A fan-out's text is encoded to UTF-8 once, not once per recipient. */
-const utf8Once = onceThisTick((text: string) => Buffer.from(text, 'utf8'));
 
 /**
  * A `ws` socket that names the cause when ws itself closes the connection (a frame over
@@ -158,35 +156,32 @@ class WebSocketServerConnection extends BaseConnection {
   }
 
   /**
-   * Writes up to `most` queued messages as one buffer of frames, until `room` bytes are used (at
-   * least one message), and returns the bytes written. A text message is encoded to UTF-8 once per
-   * tick however many connections send it. The write carries a callback that runs once Node's buffer took it:
-   * that resumes the flush and releases drain waiters whether or not the socket ever reported
-   * 'drain' (it only does above its own 16 KiB high-water mark).
+   * Writes up to `most` queued messages, until `room` bytes are used (at least one message), in
+   * one write (a writev when a large payload rides along) and returns the bytes written. Each
+   * frame comes from the message's PreparedMessage, built once however many connections send it:
+   * a single message is written as that shared frame, several small ones are copied into one
+   * buffer, a large payload is never copied. The write carries a callback that runs once Node's
+   * buffer took it: that resumes the flush and releases drain waiters whether or not the socket
+   * ever reported 'drain' (it only does above its own 16 KiB high-water mark).
    */
   #writeFrames(room: number, most: number): number {
-    const payloads: Uint8Array[] = [];
-    const opcodes: number[] = [];
+    const parts: Uint8Array[] = [];
     let bytes = 0;
-    while (this.outbound.length > 0 && bytes < room && payloads.length < most) {
+    for (let count = 0; this.outbound.length > 0 && bytes < room && count < most; count++) {
       const item = this.outbound.shift()!;
-      const text = typeof item.message === 'string';
-      const payload = text ? utf8Once(item.message as string) : (item.message as Uint8Array);
-      payloads.push(payload);
-      opcodes.push(text ? Opcode.text : Opcode.binary);
-      bytes += frameHeaderSize(payload.byteLength, false) + payload.byteLength;
+      for (const part of item.prepared.framed(serverFrame)) {
+        parts.push(part);
+        bytes += part.length;
+      }
       this.countSent(item);
     }
-    if (payloads.length === 0) return 0;
-    const out = Buffer.allocUnsafe(bytes);
-    let offset = 0;
-    for (let i = 0; i < payloads.length; i++) {
-      const payload = payloads[i]!;
-      offset = writeServerFrameHeader(out, offset, opcodes[i]!, payload.byteLength);
-      out.set(payload, offset);
-      offset += payload.byteLength;
-    }
-    this.#socket.write(out, this.#afterBatch);
+    if (parts.length === 0) return 0;
+    const chunks = coalesce(parts);
+    const last = chunks.length - 1;
+    if (last > 0) this.#socket.cork();
+    for (let i = 0; i < last; i++) this.#socket.write(chunks[i]!);
+    this.#socket.write(chunks[last]!, this.#afterBatch);
+    if (last > 0) this.#socket.uncork();
     return bytes;
   }
 

@@ -13,9 +13,9 @@
  */
 import { concatBytes } from '../codec/bytes.ts';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, WIRE_BUFFER_LIMIT, type QueuedMessage } from '../base-connection.ts';
-import { frameMessage, MessageDeframer } from '../codec/message-framing.ts';
-import { onceThisTick } from '../codec/per-tick.ts';
+import { frameMessage, framePrepared, MessageDeframer } from '../codec/message-framing.ts';
 import { ProtocolError } from '../errors.ts';
+import type { PreparedMessage } from '../prepared-message.ts';
 import type { BackpressureOptions, Lane, Message, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 
@@ -57,10 +57,7 @@ const DEFAULT_MAX_DATAGRAM = 1100;
 const MAX_DATAGRAMS_IN_FLIGHT = 256;
 const DATAGRAM_TEXT = 0;
 const DATAGRAM_BINARY = 1;
-const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
-/** A fan-out's message is framed once, not once per recipient. */
-const frameOnce = onceThisTick(frameMessage);
 
 interface LaneStream {
   writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
@@ -201,7 +198,8 @@ export class WebTransportConnection extends BaseConnection {
     while (lane.inFlight + bytes < WIRE_BUFFER_LIMIT) {
       const item = this.outbound.shiftLane(name);
       if (!item) break;
-      const frame = frameOnce(item.message);
+      // Framed once per message, however many connections send it.
+      const frame = item.prepared.framed(framePrepared);
       frames.push(frame);
       bytes += frame.length;
       this.countSent(item);
@@ -228,10 +226,7 @@ export class WebTransportConnection extends BaseConnection {
       this.counters.dropped++;
       return;
     }
-    const payload = typeof item.message === 'string' ? encoder.encode(item.message) : item.message;
-    const datagram = new Uint8Array(payload.length + 1);
-    datagram[0] = typeof item.message === 'string' ? DATAGRAM_TEXT : DATAGRAM_BINARY;
-    datagram.set(payload, 1);
+    const datagram = item.prepared.framed(datagramOf);
     this.countSent(item);
     this.#datagramsInFlight++;
     writer.write(datagram).then(this.#datagramSettled, this.#datagramSettled);
@@ -339,6 +334,14 @@ export class WebTransportConnection extends BaseConnection {
     // This side's own close is reported with the code it asked for.
     this.finishClose(this.#requestedClose && info.wasClean ? { ...this.#requestedClose, wasClean: true } : info);
   }
+}
+
+/** A prepared message as one datagram (a type byte, then its bytes), built once for all its recipients. */
+function datagramOf(prepared: PreparedMessage): Uint8Array {
+  const datagram = new Uint8Array(prepared.size + 1);
+  datagram[0] = prepared.text ? DATAGRAM_TEXT : DATAGRAM_BINARY;
+  datagram.set(prepared.bytes, 1);
+  return datagram;
 }
 
 function parseLaneHeader(message: Message): Lane {
