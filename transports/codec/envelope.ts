@@ -201,6 +201,7 @@ class BinaryCursor {
     const length = this.varint();
     if (this.offset + length > this.bytes.length) throw truncated();
     const slice = this.bytes.subarray(this.offset, (this.offset += length));
+    if (length <= SHORT_ASCII && isAscii(slice)) return String.fromCharCode.apply(null, slice as unknown as number[]);
     try {
       return textDecoder.decode(slice);
     } catch (cause) {
@@ -211,6 +212,17 @@ class BinaryCursor {
   rest(): Uint8Array {
     return this.bytes.subarray(this.offset);
   }
+}
+
+/**
+ * Fields up to this long that are ASCII (ids, topics, rooms: the usual case) are made with
+ * String.fromCharCode: cheaper than a TextDecoder call, which costs more than decoding a short string.
+ */
+const SHORT_ASCII = 64;
+
+function isAscii(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! > 0x7f) return false;
+  return true;
 }
 
 function truncated(): EnvelopeError {

@@ -14,8 +14,9 @@ import type { HttpTransportServer } from '../http-transport-server.ts';
 import type { CloseInfo, Connection, ServerTransportOptions, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 import { closeReasonForWire, DEFAULT_WEBSOCKET_PATH, MESSAGES_PER_WRITE } from './client.ts';
-import { coalesce } from '../codec/bytes.ts';
-import { serverFrame } from './frame.ts';
+import { COPY_BELOW } from '../codec/bytes.ts';
+import type { PreparedMessage } from '../prepared-message.ts';
+import { frameHeaderSize, Opcode, serverFrame, writeServerFrameHeader } from './frame.ts';
 
 export interface WebSocketServerOptions extends ServerTransportOptions {
   /** Path of the upgrade endpoint. Default `/ws`. */
@@ -157,32 +158,58 @@ class WebSocketServerConnection extends BaseConnection {
 
   /**
    * Writes up to `most` queued messages, until `room` bytes are used (at least one message), in
-   * one write (a writev when a large payload rides along) and returns the bytes written. Each
-   * frame comes from the message's PreparedMessage, built once however many connections send it:
-   * a single message is written as that shared frame, several small ones are copied into one
-   * buffer, a large payload is never copied. The write carries a callback that runs once Node's
-   * buffer took it: that resumes the flush and releases drain waiters whether or not the socket
-   * ever reported 'drain' (it only does above its own 16 KiB high-water mark).
+   * one write (a writev when a large payload rides along) and returns the bytes written. A message
+   * alone goes out as its PreparedMessage's frame, built once however many connections send it;
+   * several are framed into one buffer, small payloads copied in, a large one (COPY_BELOW or more)
+   * written as it is: a payload is never copied per recipient unless it is small. The write
+   * carries a callback that runs once Node's buffer took it: that resumes the flush and releases
+   * drain waiters whether or not the socket ever reported 'drain' (it only does above its own
+   * 16 KiB high-water mark).
    */
   #writeFrames(room: number, most: number): number {
-    const parts: Uint8Array[] = [];
+    const items: PreparedMessage[] = [];
     let bytes = 0;
-    for (let count = 0; this.outbound.length > 0 && bytes < room && count < most; count++) {
+    let copied = 0;
+    while (this.outbound.length > 0 && bytes < room && items.length < most) {
       const item = this.outbound.shift()!;
-      for (const part of item.prepared.framed(serverFrame)) {
-        parts.push(part);
-        bytes += part.length;
-      }
+      const { size } = item.prepared;
+      const header = frameHeaderSize(size, false);
+      items.push(item.prepared);
+      bytes += header + size;
+      copied += size < COPY_BELOW ? header + size : header;
       this.countSent(item);
     }
-    if (parts.length === 0) return 0;
-    const chunks = coalesce(parts);
+    if (items.length === 0) return 0;
+    if (items.length === 1) this.#write(items[0]!.framed(serverFrame));
+    else {
+      const out = Buffer.allocUnsafe(copied);
+      const chunks: Uint8Array[] = [];
+      let offset = 0;
+      let start = 0;
+      for (const prepared of items) {
+        const payload = prepared.bytes;
+        offset = writeServerFrameHeader(out, offset, prepared.text ? Opcode.text : Opcode.binary, payload.length);
+        if (payload.length < COPY_BELOW) {
+          out.set(payload, offset);
+          offset += payload.length;
+        } else {
+          chunks.push(out.subarray(start, offset), payload);
+          start = offset;
+        }
+      }
+      if (start < offset) chunks.push(out.subarray(start, offset));
+      this.#write(chunks);
+    }
+    return bytes;
+  }
+
+  /** One write of `chunks` (corked into a writev when there are several), with the flush's callback. */
+  #write(chunks: readonly Uint8Array[]): void {
     const last = chunks.length - 1;
     if (last > 0) this.#socket.cork();
     for (let i = 0; i < last; i++) this.#socket.write(chunks[i]!);
     this.#socket.write(chunks[last]!, this.#afterBatch);
     if (last > 0) this.#socket.uncork();
-    return bytes;
   }
 
   #onClose(code: number, reason: string): void {
