@@ -3,14 +3,15 @@
  * folder (never a stale build), served by startServer, and every page is driven like a reader
  * would: a short Compare run over every transport, the HOL and Backpressure runs, Learn's
  * handshakes, frame inspector and wire bytes, and a bench report opened on Results. Charts are
- * read through `window.__lab.charts()`; screenshots go to test-output/lab/.
+ * read through `window.__lab.charts()`; screenshots go to test-output/lab/. Each case opens its own
+ * page and fails on any error thrown in it.
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { build } from 'vite';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BackpressureResult } from '../benchmarks/experiments/backpressure.ts';
 import type { HolResult } from '../benchmarks/experiments/hol.ts';
 import type { BenchReport, Cell } from '../benchmarks/report.ts';
@@ -19,13 +20,20 @@ import { labPlugin } from './server/plugin.ts';
 import { launchChromium } from '../test-support/chromium.ts';
 
 const SHOTS = path.resolve(import.meta.dirname, '../test-output/lab');
-const VARIANT_LABELS = ['WebSocket', 'Long-polling', 'Polling', 'WebTransport · reliable', 'WebTransport · channels', 'WebTransport · unreliable'];
+const VARIANT_LABELS = ['WebSocket', 'Long-polling', 'Polling', 'WebTransport · reliable', 'WebTransport · channels', 'WebTransport · unreliable', 'WebRTC · reliable', 'WebRTC · channels', 'WebRTC · unreliable'];
 
 let server: SwitchyardServer;
 let browser: Browser;
 let page: Page;
 let dist: string;
-const pageErrors: string[] = [];
+/** Errors thrown in the pages of the running case (each case checks its own, in afterEach). */
+let pageErrors: string[] = [];
+
+/** Collects a page's uncaught errors into the running case's list. */
+function watchErrors(target: Page): Page {
+  target.on('pageerror', (error) => pageErrors.push(`${target.url()}: ${error.message}`));
+  return target;
+}
 
 type ChartView = { id: string; datasets: { label: string; points: number }[] };
 const charts = () => page.evaluate(() => (window as unknown as { __lab: { charts: () => ChartView[] } }).__lab.charts());
@@ -47,9 +55,18 @@ beforeAll(async () => {
   await mkdir(SHOTS, { recursive: true });
   server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [labPlugin({ staticDir: dist })] });
   browser = await launchChromium();
-  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.on('pageerror', (error) => pageErrors.push(error.message));
 }, 60_000);
+
+// Every case starts on a fresh page and ends by checking that none of its pages threw.
+beforeEach(async () => {
+  pageErrors = [];
+  page = watchErrors(await browser.newPage({ viewport: { width: 1400, height: 900 } }));
+});
+
+afterEach(async () => {
+  await page.close();
+  expect(pageErrors).toEqual([]);
+});
 
 afterAll(async () => {
   await browser?.close();
@@ -76,7 +93,7 @@ describe('lab (Chromium)', () => {
   });
 
   it('fits a 390 px phone screen: no page scrolls sideways (wide tables scroll inside their own box)', async () => {
-    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    const phone = watchErrors(await browser.newPage({ viewport: { width: 390, height: 844 } }));
     try {
       for (const route of ['compare', 'hol', 'backpressure', 'learn', 'results']) {
         await phone.goto(`${server.urls.http}/#/${route}`);
@@ -102,7 +119,7 @@ describe('lab (Chromium)', () => {
       for (const dataset of view.datasets) expect(dataset.points, `${view.id} ${dataset.label}`).toBeGreaterThan(0);
     }
     const rows = await page.locator('[data-testid=summary-table] tbody tr').allInnerTexts();
-    expect(rows).toHaveLength(6);
+    expect(rows).toHaveLength(VARIANT_LABELS.length);
     rows.forEach((row, i) => expect(row).toContain(VARIANT_LABELS[i]));
     const results = await labState<{ results: { variant: string; delivered: number; error?: string; wireBytesPerHop: number | null }[] }>('compare');
     for (const result of results.results) {
@@ -138,7 +155,7 @@ describe('lab (Chromium)', () => {
     await page.click('#run');
     await page.waitForFunction(() => (window as unknown as { __lab: { hol: { state: string } } }).__lab.hol.state === 'done', undefined, { timeout: 40_000 });
     const views = (await charts()).filter((c) => c.id.startsWith('hol-'));
-    expect(views).toHaveLength(6);
+    expect(views).toHaveLength(VARIANT_LABELS.length);
     for (const view of views) {
       expect(view.datasets).toHaveLength(5);
       for (const dataset of view.datasets) expect(dataset.points, `${view.id} ${dataset.label}`).toBeGreaterThan(0);
@@ -318,7 +335,7 @@ describe('lab (Chromium)', () => {
     await page.click('#measure-wire');
     await page.waitForFunction(() => (window as unknown as { __lab: { learn: { wireState: string } } }).__lab.learn.wireState === 'done', undefined, { timeout: 30_000 });
     const wire = (await labState<{ wire: { transport: string; perMessage: number | null }[] }>('learn')).wire;
-    expect(wire.map((w) => w.transport)).toEqual(VARIANT_LABELS.filter((l) => l !== 'WebTransport · channels'));
+    expect(wire.map((w) => w.transport)).toEqual(VARIANT_LABELS.filter((l) => !l.endsWith('· channels')));
     for (const row of wire) expect(row.perMessage, JSON.stringify(row)).toBeGreaterThan(64);
     expect((await charts()).find((c) => c.id === 'learn-wire')!.datasets[0]!.points).toBe(5);
     await page.locator('#wire-table').scrollIntoViewIfNeeded();
@@ -328,12 +345,12 @@ describe('lab (Chromium)', () => {
   it('degrades clearly in a browser without WebTransport: its variants are disabled and named', async () => {
     const context = await browser.newContext();
     await context.addInitScript(() => delete (globalThis as { WebTransport?: unknown }).WebTransport);
-    const bare = await context.newPage();
+    const bare = watchErrors(await context.newPage());
     await bare.goto(`${server.urls.http}/#/compare`);
     await bare.waitForSelector('.note-warn');
     expect(await bare.locator('.note-warn').innerText()).toMatch(/WebTransport · reliable \(this browser has no WebTransport API\)/);
     expect(await bare.locator('.chip input:disabled').count()).toBe(3);
-    expect(await bare.locator('.chip input:checked').count()).toBe(3);
+    expect(await bare.locator('.chip input:checked').count()).toBe(6);
     await bare.screenshot({ path: path.join(SHOTS, 'compare-no-webtransport.png') });
     await context.close();
   });
@@ -351,7 +368,6 @@ describe('lab (Chromium)', () => {
     }
     expect(await page.locator('[data-testid=cells-table] tbody tr').count()).toBe(benchFixture().cells.length);
     await shot('results');
-    expect(pageErrors).toEqual([]);
   });
 });
 

@@ -19,6 +19,7 @@ import net from 'node:net';
 import type { Router } from '../../server/router.ts';
 import { createClient } from '../../transports/node-client.ts';
 import type { TransportName } from '../../transports/transport.ts';
+import { WebRtcConnection } from '../../transports/webrtc/connection.ts';
 import type { ConnectRequest } from '../../transports/webtransport/engine/h3-connection.ts';
 import { applyMask, frameHeaderSize, Opcode, readFrameHeader, writeFrameHeader } from '../../transports/websocket/frame.ts';
 import { createExperimentsApi } from './experiments-api.ts';
@@ -515,7 +516,9 @@ export function createLabApi(options: LabApiOptions): LabApi {
     if (parts[1] === 'clients' && parts[2] && method === 'GET') {
       const connection = options.router.clients.get(decodeURIComponent(parts[2]))?.connection;
       if (!connection) return send(response, 404, { error: { code: 'ERR_UNKNOWN_CLIENT', message: 'no connected client with that id' } });
-      return send(response, 200, { transport: connection.transport, state: connection.state, queued: connection.queued, writable: connection.writable, stats: connection.stats(), at: Date.now() });
+      // WebRTC's counters come from an asynchronous getStats(): wait for a sample of now, so a page's before/after snapshots differ.
+      const stats = connection instanceof WebRtcConnection ? await connection.currentStats() : connection.stats();
+      return send(response, 200, { transport: connection.transport, state: connection.state, queued: connection.queued, writable: connection.writable, stats, at: Date.now() });
     }
     if (parts[1] === 'webtransport' && parts[2] === 'connects' && method === 'GET') {
       const tag = url.searchParams.get('tag');

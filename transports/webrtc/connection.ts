@@ -110,7 +110,13 @@ export class WebRtcConnection extends BaseConnection {
   }
 
   override stats(): TransportStats {
-    if (this.state === 'open' && Date.now() - this.#statsAt > STATS_MAX_AGE_MS) this.#refreshStats();
+    if (this.state === 'open' && Date.now() - this.#statsAt > STATS_MAX_AGE_MS) void this.#refreshStats();
+    return { ...super.stats(), ...this.#sample };
+  }
+
+  /** stats() from a getStats() sample taken now (wire bytes and RTT current to the call, e.g. before and after a measurement). */
+  async currentStats(): Promise<TransportStats> {
+    if (this.state === 'open') await this.#refreshStats();
     return { ...super.stats(), ...this.#sample };
   }
 
@@ -384,11 +390,11 @@ export class WebRtcConnection extends BaseConnection {
     return false;
   }
 
-  #refreshStats(): void {
+  #refreshStats(): Promise<void> {
     const peer = this.#peer;
-    if (!peer) return;
+    if (!peer) return Promise.resolve();
     this.#statsAt = Date.now();
-    peer.getStats().then(
+    return peer.getStats().then(
       (report) => {
         let pairId: string | undefined;
         report.forEach((entry: { type: string; selectedCandidatePairId?: string; bytesSent?: number; bytesReceived?: number }) => {

@@ -9,12 +9,12 @@
  */
 import type { HolResult } from '../../../benchmarks/experiments/hol.ts';
 import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
-import { connectClient, labState, unavailable, VARIANTS, type ServerInfo, type Variant } from '../lab.ts';
+import { connectClient, labState, unavailable, variant, VARIANTS, type LaneKind, type ServerInfo, type Variant } from '../lab.ts';
 import { openLoop } from '../runner.ts';
 import { currentNetwork, networkChooser, networkNote } from '../network.ts';
 import { serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
 import { decimate, formatMs, nowMs, readStamp, stampPayload, summarizeLatencies } from '../stats.ts';
-import { append, card, chartCard, field, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table } from '../ui.ts';
+import { append, card, chartCard, field, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table, takeawaysCard } from '../ui.ts';
 
 /** One flow's deliveries: send time (s since start) and latency. */
 export interface FlowSeries {
@@ -58,7 +58,7 @@ async function runHolLive(v: Variant, config: HolConfig, signal: AbortSignal): P
       if (stamp) flows[stamp.flow]?.points.push({ t: (stamp.sentAtMs - start) / 1000, latencyMs: nowMs() - stamp.sentAtMs });
     });
     // Bulk messages ride flow 1's lane; a datagram cannot carry them, so on that variant they go reliably.
-    const bulkLane = v.key === 'wt-unreliable' ? 'reliable' : v.lane(0, 0);
+    const bulkLane = v.kind === 'unreliable' ? 'reliable' : v.lane(0, 0);
     let nextBulk = start + config.bulkEveryMs / 2;
     await openLoop(config.ratePerFlow * FLOWS, config.durationMs, signal, (seq) => {
       const flow = seq % FLOWS;
@@ -129,61 +129,76 @@ const percent = (x: number | null) => (x === null ? '—' : `${Math.round(x * 10
 
 /** What to choose for what, drawn from the runs measured on this page. */
 export function liveTakeaways(runs: readonly HolRun[]): HTMLElement {
-  const by = (key: string) => runs.find((r) => r.variant === key && !r.error);
+  const measured = runs.filter((r) => !r.error).map((r) => ({ r, v: variant(r.variant) }));
   const network = runs[0]?.network ?? 'loopback';
-  const lines: (string | HTMLElement)[] = [];
-  const one = by('websocket') ?? by('wt-reliable');
-  const channels = by('wt-channels');
-  const datagrams = by('wt-unreliable');
+  const lines: string[] = [];
+  // One ordered lane to compare channels with: WebSocket first (one TCP connection), else any.
+  const oneLane = measured.filter((m) => m.v.kind === 'one-lane');
+  const one = oneLane.find((m) => m.v.key === 'websocket') ?? oneLane[0];
+  const channels = measured.filter((m) => m.v.kind === 'channels');
+  const delivered = (r: HolRun) => r.flows.reduce((n, f) => n + f.points.length, 0);
+  const sent = (r: HolRun) => r.flows.reduce((n, f) => n + f.sent, 0);
   if (network === 'loopback') {
-    lines.push(`On loopback nothing is lost, so these runs cannot show head-of-line blocking after a packet loss: inconclusive about loss. What they do show is blocking behind flow 1’s large message${channels && one ? `: shared stalls ${percent(runStalls(one).sharedFraction)} on ${one.label}, ${percent(runStalls(channels).sharedFraction)} on channels` : ''}. Channels help exactly when one flow’s data is held up (a loss, a big message): reopen this page through a lossy network to see it.`);
-  } else if (one && channels) {
-    const [a, b] = [runStalls(one), runStalls(channels)];
-    const clear = a.sharedFraction !== null && b.sharedFraction !== null && a.episodes >= 5 && b.sharedFraction < a.sharedFraction - 0.15;
-    lines.push(
-      clear
-        ? `On ${network}, ${one.label} stalled its flows together (${percent(a.sharedFraction)} of ${a.episodes} stalls shared) and channels mostly one at a time (${percent(b.sharedFraction)} of ${b.episodes}): independent feeds → WebTransport channels.`
-        : `On ${network}, ${one.label} shared ${percent(a.sharedFraction)} of ${a.episodes} stalls and channels ${percent(b.sharedFraction)} of ${b.episodes}: inconclusive this time (too few losses, or this machine’s scheduling hiccups stalled every flow at once). Run longer, or open the recorded experiment.`,
-    );
-  } else lines.push(`Run ${one ? 'WebTransport · channels' : 'WebSocket or WebTransport · reliable'} too to compare one ordered lane with channels.`);
-  if (one) lines.push(`Ordered state updates (each depends on the one before) → one reliable lane: ${one.label} delivered ${one.flows.reduce((n, f) => n + f.points.length, 0)} of ${one.flows.reduce((n, f) => n + f.sent, 0)} messages, in order; a loss delays what follows, it never reorders.`);
-  if (datagrams) {
-    const sent = datagrams.flows.reduce((n, f) => n + f.sent, 0);
-    const lost = sent - datagrams.flows.reduce((n, f) => n + f.points.length, 0);
-    const stalls = runStalls(datagrams);
-    lines.push(`Latest-value telemetry (a newer value replaces a lost one) → datagrams: ${lost} of ${sent} lost (${percent(sent ? lost / sent : null)}), ${stalls.episodes} stall${stalls.episodes === 1 ? '' : 's'}; nothing waits for a lost message.`);
+    const shares = [...oneLane, ...channels].map((m) => `${percent(runStalls(m.r).sharedFraction)} on ${m.v.label}`);
+    lines.push(`On loopback nothing is lost, so these runs cannot show head-of-line blocking after a packet loss: inconclusive about loss. What they do show is blocking behind flow 1’s large message${shares.length ? ` (shared stalls: ${shares.join(', ')})` : ''}. Channels help exactly when one flow’s data is held up (a loss, a big message): reopen this page through a lossy network to see it.`);
+  } else if (one && channels.length) {
+    const a = runStalls(one.r);
+    for (const c of channels) {
+      const b = runStalls(c.r);
+      const clear = a.sharedFraction !== null && b.sharedFraction !== null && a.episodes >= 5 && b.sharedFraction < a.sharedFraction - 0.15;
+      lines.push(
+        clear
+          ? `On ${network}, ${one.v.label} stalled its flows together (${percent(a.sharedFraction)} of ${a.episodes} stalls shared) and ${c.v.label} mostly one at a time (${percent(b.sharedFraction)} of ${b.episodes}): independent feeds → channels.`
+          : `On ${network}, ${one.v.label} shared ${percent(a.sharedFraction)} of ${a.episodes} stalls and ${c.v.label} ${percent(b.sharedFraction)} of ${b.episodes}: inconclusive this time (too few losses, or this machine’s scheduling hiccups stalled every flow at once). Run longer, or open the recorded experiment.`,
+      );
+    }
+  } else lines.push(`Run ${one ? 'a channels variant (WebTransport or WebRTC)' : 'WebSocket or a reliable lane'} too to compare one ordered lane with channels.`);
+  if (one) lines.push(`Ordered state updates (each depends on the one before) → one reliable lane: ${one.v.label} delivered ${delivered(one.r)} of ${sent(one.r)} messages, in order; a loss delays what follows, it never reorders.`);
+  for (const d of measured.filter((m) => m.v.kind === 'unreliable')) {
+    const lost = sent(d.r) - delivered(d.r);
+    const stalls = runStalls(d.r);
+    lines.push(`Latest-value telemetry (a newer value replaces a lost one) → ${d.v.label}: ${lost} of ${sent(d.r)} lost (${percent(sent(d.r) ? lost / sent(d.r) : null)}), ${stalls.episodes} stall${stalls.episodes === 1 ? '' : 's'}; nothing waits for a lost message.`);
   }
-  return h('div', { class: 'card takeaways', id: 'hol-takeaways' }, h('h3', {}, 'What this run shows'), h('ul', {}, ...lines.map((line) => h('li', {}, line))));
+  return takeawaysCard('hol-takeaways', 'What this run shows', lines);
+}
+
+/** How an experiment variant carries its flows, from its name (`…-channels`, `…-unreliable`, else one lane). */
+export function experimentLaneKind(variantName: string): LaneKind {
+  return variantName.endsWith('channels') ? 'channels' : variantName.endsWith('unreliable') ? 'unreliable' : 'one-lane';
 }
 
 /** What to choose for what, drawn from an experiment's result (flows held per loss, shared stalls, datagram loss). */
 export function experimentTakeaways(result: HolResult): HTMLElement {
-  const by = (name: string) => result.variants.find((v) => v.variant === name && !v.error);
   const path = result.impairment;
+  const variants = result.variants.filter((v) => !v.error && v.impaired);
   const lines: string[] = [];
-  const lane = by('websocket') ?? by('webtransport-reliable');
-  const channels = by('webtransport-channels');
-  const datagrams = by('webtransport-unreliable');
-  const held = (v: typeof lane) => v?.afterLoss?.flowsHeld ?? null;
+  // The one-lane baseline: WebSocket (one TCP connection) when it crossed the lossy path, else another.
+  const oneLane = variants.filter((v) => experimentLaneKind(v.variant) === 'one-lane');
+  const lane = oneLane.find((v) => v.variant === 'websocket') ?? oneLane[0];
+  const held = (v: HolResult['variants'][number]) => v.afterLoss?.flowsHeld ?? null;
   if (path.kind === 'relay') lines.push('Only WebTransport crossed the lossy path here (UDP relay): WebSocket and long-polling cannot be compared with it in this result.');
-  if (lane && channels) {
+  if (path.lossPercent === 0) lines.push('This run had no loss: any stall here is the machine’s own scheduling, and nothing can be concluded about head-of-line blocking after a loss (inconclusive by design; it is the baseline for a lossy run).');
+  for (const channels of variants.filter((v) => experimentLaneKind(v.variant) === 'channels')) {
+    if (!lane || path.lossPercent === 0) break;
     const [a, b] = [held(lane), held(channels)];
     if (a !== null && b !== null)
       lines.push(
         b < a - 1
-          ? `Each loss stalled ${a.toFixed(1)} of ${lane.flows.length} flows on ${lane.variant} and ${b.toFixed(1)} on channels: independent feeds → WebTransport channels.`
-          : `Each loss stalled ${a.toFixed(1)} flows on ${lane.variant} and ${b.toFixed(1)} on channels: inconclusive (the machine’s own scheduling stalls may have hidden the difference; compare with a --loss 0 run).`,
+          ? `Each loss stalled ${a.toFixed(1)} of ${lane.flows.length} flows on ${lane.variant} and ${b.toFixed(1)} on ${channels.variant}: independent feeds → channels.`
+          : `Each loss stalled ${a.toFixed(1)} flows on ${lane.variant} and ${b.toFixed(1)} on ${channels.variant}: inconclusive (the machine’s own scheduling stalls may have hidden the difference; compare with a --loss 0 run).`,
       );
     else
       lines.push(
         (channels.stalls.sharedFraction ?? 1) < (lane.stalls.sharedFraction ?? 0) - 0.15
-          ? `Shared stalls ${percent(lane.stalls.sharedFraction)} on ${lane.variant}, ${percent(channels.stalls.sharedFraction)} on channels: independent feeds → WebTransport channels.`
-          : `Shared stalls ${percent(lane.stalls.sharedFraction)} on ${lane.variant}, ${percent(channels.stalls.sharedFraction)} on channels: inconclusive${path.delayMs ? '' : ' (this path adds no delay, so losses are repaired too fast to stand out)'}.`,
+          ? `Shared stalls ${percent(lane.stalls.sharedFraction)} on ${lane.variant}, ${percent(channels.stalls.sharedFraction)} on ${channels.variant}: independent feeds → channels.`
+          : `Shared stalls ${percent(lane.stalls.sharedFraction)} on ${lane.variant}, ${percent(channels.stalls.sharedFraction)} on ${channels.variant}: inconclusive${path.delayMs ? '' : ' (this path adds no delay, so losses are repaired too fast to stand out)'}.`,
       );
   }
   if (lane) lines.push(`Ordered state updates → one reliable lane: ${lane.variant} lost ${percent(lane.lossRate)} and kept order; a loss delays what follows (p99 ${formatMs(Math.max(...lane.flows.map((f) => f.latency.p99 / 1000)))}).`);
-  if (datagrams) lines.push(`Latest-value telemetry → datagrams: ${percent(datagrams.lossRate)} lost at ${path.lossPercent} % loss each way, ${datagrams.afterLoss ? `${datagrams.afterLoss.stalling} of ${datagrams.afterLoss.drops} losses followed by a stall (chance alone: ${percent(datagrams.afterLoss.chanceStalling)})` : `${datagrams.stalls.episodes} stalls`}.`);
-  return h('div', { class: 'card takeaways', id: 'hol-experiment-takeaways' }, h('h3', {}, 'What this result shows'), h('ul', {}, ...lines.map((line) => h('li', {}, line))));
+  for (const datagrams of variants.filter((v) => experimentLaneKind(v.variant) === 'unreliable'))
+    lines.push(`Latest-value telemetry → ${datagrams.variant}: ${percent(datagrams.lossRate)} lost at ${path.lossPercent} % loss each way, ${datagrams.afterLoss ? `${datagrams.afterLoss.stalling} of ${datagrams.afterLoss.drops} losses followed by a stall (chance alone: ${percent(datagrams.afterLoss.chanceStalling)})` : `${datagrams.stalls.episodes} stalls`}.`);
+  if (lines.length === 0) lines.push('No variant of this result crossed the lossy path without an error: nothing to conclude (inconclusive).');
+  return takeawaysCard('hol-experiment-takeaways', 'What this result shows', lines);
 }
 
 /** Checks that a file is a head-of-line result of `npm run experiment -- hol`. */

@@ -231,7 +231,7 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
     const size = Math.min(65_536, Math.max(1, Number(wireSize.value)));
     const count = 20;
     const rows: { label: string; perHop: number | null; error?: string }[] = [];
-    const wanted = VARIANTS.filter((v) => v.key !== 'wt-channels');
+    const wanted = VARIANTS.filter((v) => v.kind !== 'channels');
     for (const v of wanted) {
       const why = unavailable(v, server);
       if (why) {
