@@ -82,7 +82,7 @@ describe('lab (Chromium)', () => {
     for (const [route, heading] of [
       ['hol', 'Head-of-line blocking'],
       ['backpressure', 'Backpressure'],
-      ['learn', 'Learn: four ways to carry a message'],
+      ['learn', 'Learn: five ways to carry a message'],
       ['results', 'Benchmark results'],
       ['compare', 'Compare transports'],
     ]) {
@@ -304,7 +304,7 @@ describe('lab (Chromium)', () => {
     await shot('backpressure-server');
   }, 40_000);
 
-  it('Learn: handshakes of all four transports, every WebSocket opcode, wire bytes per transport', async () => {
+  it('Learn: handshakes of all five transports, every WebSocket opcode, wire bytes per transport', async () => {
     await open('learn');
     await page.waitForSelector('#handshake .http-msg');
     const handshake = await page.locator('#handshake').innerText();
@@ -331,6 +331,18 @@ describe('lab (Chromium)', () => {
       await expect.poll(() => page.locator('#handshake').innerText(), { timeout: 10_000 }).toMatch(expected);
     }
     await shot('learn-webtransport');
+
+    // WebRTC: the offer and answer of a connection this page made, with their candidates and the pair ICE chose.
+    await page.click('[data-tab="webrtc"]');
+    await expect.poll(() => page.locator('#handshake').innerText(), { timeout: 15_000 }).toMatch(/POST \/rtc · content-type: application\/sdp[\s\S]*v=0[\s\S]*a=candidate:[\s\S]*201 · Location: \/rtc\/\S+[\s\S]*a=candidate:/);
+    const signalling = (await labState<{ signalling: { offerCandidates: number; answerCandidates: number; status: number; selectedPair: string | null; channels: string[] } }>('learn')).signalling;
+    expect(signalling.status).toBe(201);
+    expect(signalling.offerCandidates).toBeGreaterThan(0);
+    expect(signalling.answerCandidates).toBeGreaterThan(0);
+    expect(signalling.selectedPair).toMatch(/udp .* ⇄ .* udp/);
+    expect(signalling.channels).toContain('reliable');
+    expect(await page.locator('[data-testid=rtc-candidates] tbody tr').count()).toBe(signalling.offerCandidates + signalling.answerCandidates);
+    await shot('learn-webrtc');
 
     await page.click('#measure-wire');
     await page.waitForFunction(() => (window as unknown as { __lab: { learn: { wireState: string } } }).__lab.learn.wireState === 'done', undefined, { timeout: 30_000 });

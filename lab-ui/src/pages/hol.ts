@@ -8,8 +8,9 @@
  * drawn by renderHolExperiment (per-flow percentiles and shared stalls).
  */
 import type { HolResult } from '../../../benchmarks/experiments/hol.ts';
+import type { NetworkStatus } from '../../../benchmarks/experiments/live-network.ts';
 import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
-import { connectClient, labState, unavailable, variant, VARIANTS, type LaneKind, type ServerInfo, type Variant } from '../lab.ts';
+import { connectClient, labJson, labState, unavailable, variant, VARIANTS, type LaneKind, type ServerInfo, type Variant } from '../lab.ts';
 import { openLoop } from '../runner.ts';
 import { currentNetwork, networkChooser, networkNote } from '../network.ts';
 import { serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
@@ -35,6 +36,13 @@ export interface HolRun {
 }
 
 const FLOWS = 4;
+
+/**
+ * A head-of-line result recorded on a Linux machine as root, shipped with the lab for where the
+ * live impaired path cannot run. Made by RECORDED_HOL_COMMAND; re-record with the same command.
+ */
+const RECORDED_HOL_URL = new URL('../recorded/hol-loss2-delay20.json', import.meta.url);
+export const RECORDED_HOL_COMMAND = 'npm run experiment -- hol --loss 2 --delay 20 --json lab-ui/src/recorded/hol-loss2-delay20.json';
 const BULK_FLOW = FLOWS; // flow index the bulk messages carry
 
 interface HolConfig {
@@ -81,7 +89,7 @@ async function runHolLive(v: Variant, config: HolConfig, signal: AbortSignal): P
 }
 
 /** Draws one run: a per-flow delivery timeline and a per-flow latency table. */
-export function renderHolRun(container: HTMLElement, run: HolRun): void {
+export function renderHolRun(container: HTMLElement, run: HolRun, chartId = `hol-${run.variant}`): void {
   const chart = chartCard(run.label, `${run.source === 'browser' ? `this browser over ${run.network}` : 'experiment'}: each dot is one message, at its send time`);
   chart.canvas.parentElement!.classList.add('short');
   const rows = run.flows.map((flow, i) => {
@@ -91,7 +99,7 @@ export function renderHolRun(container: HTMLElement, run: HolRun): void {
   });
   append(chart.element, run.error ? note('error', run.error) : null, h('div', { class: 'table-wrap' }, table(['flow', 'delivered', 'lost', 'p50', 'p99', 'max'], rows)));
   container.append(chart.element);
-  const xy = xyChart(`hol-${run.variant}`, chart.canvas, { x: { title: 'send time (s)' }, y: { title: 'latency (ms)', log: true } });
+  const xy = xyChart(chartId, chart.canvas, { x: { title: 'send time (s)' }, y: { title: 'latency (ms)', log: true } });
   setData(
     xy,
     run.flows.map((flow, i) => series(flow.name, decimate(flow.points, 2_000).map((p): Point => ({ x: p.t, y: Math.max(p.latencyMs, 0.001) })), i, i === BULK_FLOW ? { pointRadius: 4, pointStyle: 'rectRot' } : {})),
@@ -168,7 +176,7 @@ export function experimentLaneKind(variantName: string): LaneKind {
 }
 
 /** What to choose for what, drawn from an experiment's result (flows held per loss, shared stalls, datagram loss). */
-export function experimentTakeaways(result: HolResult): HTMLElement {
+export function experimentTakeaways(result: HolResult, id = 'hol-experiment-takeaways'): HTMLElement {
   const path = result.impairment;
   const variants = result.variants.filter((v) => !v.error && v.impaired);
   const lines: string[] = [];
@@ -198,7 +206,7 @@ export function experimentTakeaways(result: HolResult): HTMLElement {
   for (const datagrams of variants.filter((v) => experimentLaneKind(v.variant) === 'unreliable'))
     lines.push(`Latest-value telemetry → ${datagrams.variant}: ${percent(datagrams.lossRate)} lost at ${path.lossPercent} % loss each way, ${datagrams.afterLoss ? `${datagrams.afterLoss.stalling} of ${datagrams.afterLoss.drops} losses followed by a stall (chance alone: ${percent(datagrams.afterLoss.chanceStalling)})` : `${datagrams.stalls.episodes} stalls`}.`);
   if (lines.length === 0) lines.push('No variant of this result crossed the lossy path without an error: nothing to conclude (inconclusive).');
-  return takeawaysCard('hol-experiment-takeaways', 'What this result shows', lines);
+  return takeawaysCard(id, 'What this result shows', lines);
 }
 
 /** Checks that a file is a head-of-line result of `npm run experiment -- hol`. */
@@ -212,7 +220,7 @@ export function parseHolResult(text: string): HolResult {
  * Draws an experiment run under real loss: per variant, each flow's latency percentiles and how
  * often one flow's stall coincided with another's (against what chance alone would give).
  */
-export function renderHolExperiment(container: HTMLElement, result: HolResult): void {
+export function renderHolExperiment(container: HTMLElement, result: HolResult, prefix = 'hol'): void {
   const path = result.impairment;
   const kind = { tun: 'TUN forwarder between namespaces', netns: 'network namespaces + nftables (no delay)', relay: 'userspace UDP relay (WebTransport only)' }[path.kind];
   const about = note('info', h('strong', {}, `Experiment of ${result.startedAt}: `), `${kind}, ${path.lossPercent} % loss each way${path.rateMbit ? `, ${path.rateMbit} Mbit/s` : ''}${path.delayMs ? `, ${path.delayMs} ms delay each way` : ''}. ${path.note}`);
@@ -227,14 +235,14 @@ export function renderHolExperiment(container: HTMLElement, result: HolResult): 
     append(chart.element, v.error ? note('error', v.error) : null, h('div', { class: 'table-wrap' }, table(['flow', 'lane', 'delivered', 'lost', 'p50', 'p99', 'max', 'stalls', 'longest gap'], rows)));
     container.append(chart.element);
     setData(
-      barChart(`hol-exp-${i}`, chart.canvas, { x: 'flow', y: { title: 'latency (ms)', log: true } }),
+      barChart(`${prefix}-exp-${i}`, chart.canvas, { x: 'flow', y: { title: 'latency (ms)', log: true } }),
       [series('p50', v.flows.map((f) => ms(f.latency.p50)), 0), series('p99', v.flows.map((f) => ms(f.latency.p99)), 1), series('max', v.flows.map((f) => ms(f.latency.max)), 3)],
       v.flows.map((f) => `flow ${f.flow + 1}`),
     );
     // The runner keeps each message's send time and latency: the same per-flow timeline as a run here.
-    if (v.flows.every((f) => f.series)) renderHolRun(container, experimentTimeline(v));
+    if (v.flows.every((f) => f.series)) renderHolRun(container, experimentTimeline(v), `${prefix}-timeline-${v.variant}`);
   }
-  const takeaways = experimentTakeaways(result);
+  const takeaways = experimentTakeaways(result, `${prefix}-experiment-takeaways`);
   takeaways.style.gridColumn = '1 / -1';
   container.append(takeaways);
 }
@@ -303,7 +311,7 @@ function describeHolEvent(event: ExperimentEvent): string | null {
 }
 
 export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
-  const state = { state: 'idle' as 'idle' | 'running' | 'done', runs: [] as HolRun[], stalls: {} as Record<string, ReturnType<typeof runStalls>>, experiment: 0, server: undefined as unknown };
+  const state = { state: 'idle' as 'idle' | 'running' | 'done', runs: [] as HolRun[], stalls: {} as Record<string, ReturnType<typeof runStalls>>, experiment: 0, server: undefined as unknown, recorded: { shown: false, liveUnavailable: null as string | null } };
   labState.hol = state;
   let abort: AbortController | undefined;
   const picks = VARIANTS.map((v) => {
@@ -326,6 +334,38 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
     renderHolExperiment(experiment, result);
     state.experiment = result.variants.length;
   };
+  // The recorded result: shown at once where the live impaired path cannot run, on request elsewhere.
+  const recorded = h('div', { class: 'grid-2', id: 'hol-recorded' });
+  const recordedWhy = h('div');
+  const showRecorded = h('button', { class: 'ghost', id: 'hol-show-recorded' }, 'Show the recorded result');
+  const loadRecorded = async () => {
+    showRecorded.disabled = true;
+    try {
+      const response = await fetch(RECORDED_HOL_URL);
+      if (!response.ok) throw new Error(`the recorded result did not load: ${response.status}`);
+      recorded.replaceChildren();
+      renderHolExperiment(recorded, parseHolResult(await response.text()), 'recorded');
+      state.recorded.shown = true;
+      showRecorded.hidden = true;
+    } catch (error) {
+      recorded.replaceChildren(note('error', (error as Error).message));
+      showRecorded.disabled = false;
+    }
+  };
+  showRecorded.addEventListener('click', () => void loadRecorded());
+  if (!currentNetwork())
+    labJson<NetworkStatus>('/lab/experiments/network').then(
+      (offer) => {
+        if (!offer.available) unavailableHere(offer.reason ?? 'unknown reason');
+      },
+      (error: unknown) => unavailableHere((error as Error).message),
+    );
+  function unavailableHere(reason: string): void {
+    state.recorded.liveUnavailable = reason;
+    recordedWhy.replaceChildren(note('warn', h('strong', {}, 'The live impaired network cannot run here: '), `${reason}. It needs the server to run as root on Linux (network namespaces and a TUN forwarder). Below is a result recorded where it could, over the same path (2 % loss and 20 ms delay each way, TCP and QUIC alike).`));
+    void loadRecorded();
+  }
+
   const panel = serverRunPanel<HolResult>({
     kind: 'hol',
     label: 'Run on the server (real packet loss)',
@@ -362,6 +402,14 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
       h('div', { class: 'actions' }, run, status),
     ),
     results,
+    card(
+      'Recorded under packet loss',
+      'a result of the head-of-line experiment shipped with the lab, for machines where the impaired path cannot run',
+      recordedWhy,
+      note('info', 'Recorded with ', h('code', {}, RECORDED_HOL_COMMAND), ' as root on a shared 2-core Linux machine; its own scheduling stalls show as stalls on every variant, datagrams included. Re-run the command to record it again.'),
+      h('div', { class: 'actions' }, showRecorded),
+      recorded,
+    ),
     card(
       'Under packet loss',
       'run on the server (delay and loss on every packet between two namespaces, or a labelled fallback), or open the JSON of npm run experiment -- hol',
