@@ -172,7 +172,30 @@ describe('lab (Chromium)', () => {
       ['max', 2],
     ]);
     await shot('hol');
+
+    // The recorded experiment shipped with the lab, with takeaways drawn from it.
+    await page.click('#hol-show-recorded');
+    await page.waitForSelector('#recorded-experiment-takeaways');
+    const recorded = (await charts()).filter((c) => c.id.startsWith('recorded-exp-'));
+    expect(recorded.length).toBeGreaterThanOrEqual(5);
+    expect(await page.locator('#hol-recorded').innerText()).toMatch(/TUN forwarder between namespaces, 2 % loss each way, 20 ms delay each way/);
+    expect(await page.locator('#recorded-experiment-takeaways').innerText()).toMatch(/(Each loss stalled|Shared stalls)[\s\S]*Ordered state updates → one reliable lane[\s\S]*Latest-value telemetry/);
   }, 60_000);
+
+  it('Head-of-line where the live impaired path cannot run: says why and shows the recorded result at once', async () => {
+    // The server's answer as a non-root or non-Linux server gives it (the real one here is root on Linux).
+    await page.route('**/lab/experiments/network', (route) => route.fulfill({ json: { available: false, reason: 'not root (network namespaces need CAP_NET_ADMIN)', profiles: [{ id: 'lossy', label: '2 % loss + 40 ms RTT' }], active: null } }));
+    await open('hol');
+    await page.waitForSelector('#recorded-experiment-takeaways');
+    expect(await page.locator('#hol-recorded').locator('xpath=..').innerText()).toMatch(/The live impaired network cannot run here: not root \(network namespaces need CAP_NET_ADMIN\)[\s\S]*npm run experiment -- hol --loss 2 --delay 20/);
+    expect((await labState<{ recorded: { shown: boolean; liveUnavailable: string } }>('hol')).recorded).toEqual({ shown: true, liveUnavailable: 'not root (network namespaces need CAP_NET_ADMIN)' });
+    expect(await page.locator('#network-status').innerText()).toMatch(/no impaired network here: not root/);
+    // At a desktop width every column of the per-variant tables fits (none cut behind a scroll).
+    const cut = await page.locator('#hol-recorded .table-wrap').evaluateAll((boxes) => boxes.filter((box) => box.scrollWidth > box.clientWidth + 1).map((box) => `${box.clientWidth} < ${box.scrollWidth}: ${[...box.querySelectorAll('th')].map((th) => `${th.textContent} ${Math.round(th.getBoundingClientRect().width)}`).join(', ')}`));
+    expect(cut).toEqual([]);
+    await page.locator('#hol-recorded').scrollIntoViewIfNeeded();
+    await shot('hol-recorded');
+  }, 30_000);
 
   it('Head-of-line through the live impaired network (2 % loss + 40 ms RTT): WebSocket flows stall together, channels mostly alone', async (context) => {
     const offer = (await (await fetch(`${server.urls.http}/lab/experiments/network`)).json()) as { available: boolean; reason: string | null };
@@ -224,10 +247,30 @@ describe('lab (Chromium)', () => {
     expect(views['bp-latency']![0]!.points).toBeGreaterThan(0);
     expect(views['bp-rate']!.map((d) => d.points > 0)).toEqual([true, true]);
     expect(await page.locator('[data-testid=bp-table] tbody tr').count()).toBe(1);
+    // Takeaways from this run's figures: the producer outran the consumer, so a backlog formed somewhere.
+    expect(await page.locator('#bp-takeaways').innerText()).toMatch(/consumer that takes about 1,000: the backlog peaked in/);
     await page.setInputFiles('#bp-file', { name: 'experiment-backpressure.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(backpressureFixture())) });
     await page.waitForSelector('[data-testid=bp-experiment-table]');
     expect((await charts()).find((c) => c.id === 'bp-exp-queue')!.datasets[0]!.points).toBe(3);
+    expect(await page.locator('#bp-experiment-takeaways').innerText()).toMatch(/drop-oldest: websocket: 900 of 3,000 received, peak queue 256\.0 KiB[\s\S]*latest-value telemetry/);
     await shot('backpressure');
+  }, 45_000);
+
+  it('Backpressure over WebRTC: the consumer runs on the page and the run ends with its takeaways', async () => {
+    await open('backpressure');
+    await page.selectOption('[name=transport]', 'rtc-reliable');
+    await setValue('[name=rate]', '2000');
+    await setValue('[name=cost]', '1');
+    await setValue('[name=duration]', '1');
+    await page.click('#run');
+    await page.waitForFunction(() => (window as unknown as { __lab: { backpressure: { state: string } } }).__lab.backpressure.state === 'done', undefined, { timeout: 30_000 });
+    const run = (await labState<{ run: { sent: number; consumerOnPage: boolean; deliveries: unknown[]; error?: string } }>('backpressure')).run;
+    expect(run.error).toBeUndefined();
+    expect(run.consumerOnPage).toBe(true);
+    expect(run.deliveries.length).toBeGreaterThan(100);
+    expect(await page.locator('#bp-summary').innerText()).toMatch(/WebRTC’s consumer ran on this page/);
+    expect(await page.locator('#bp-takeaways').innerText()).toMatch(/What this run shows[\s\S]*(backlog peaked in|kept up)/);
+    await shot('backpressure-webrtc');
   }, 45_000);
 
   it('Head-of-line: a short run on the server under real loss is charted like an opened JSON file', async () => {
@@ -349,7 +392,8 @@ describe('lab (Chromium)', () => {
     const wire = (await labState<{ wire: { transport: string; perMessage: number | null }[] }>('learn')).wire;
     expect(wire.map((w) => w.transport)).toEqual(VARIANT_LABELS.filter((l) => !l.endsWith('· channels')));
     for (const row of wire) expect(row.perMessage, JSON.stringify(row)).toBeGreaterThan(64);
-    expect((await charts()).find((c) => c.id === 'learn-wire')!.datasets[0]!.points).toBe(5);
+    expect((await charts()).find((c) => c.id === 'learn-wire')!.datasets[0]!.points).toBe(wire.length);
+    expect(await page.locator('#learn-takeaways').innerText()).toMatch(/At 64 B per message, .+ cost least .+ and .+ most/);
     await page.locator('#wire-table').scrollIntoViewIfNeeded();
     await shot('learn');
   }, 60_000);
@@ -379,6 +423,8 @@ describe('lab (Chromium)', () => {
       for (const dataset of views[id]!) expect(dataset.points, `${id} ${dataset.label}`).toBeGreaterThan(0);
     }
     expect(await page.locator('[data-testid=cells-table] tbody tr').count()).toBe(benchFixture().cells.length);
+    // Takeaways from the report's cells: websocket leads echo by far; throughput and setup leads are clear too.
+    expect(await page.locator('#results-takeaways').innerText()).toMatch(/Lowest echo p99 at 64 B: websocket \(144 µs\), then webtransport \(TLS\) \(1\.21 ms\)\. For interactive[\s\S]*Fan-out to 100 subscribers: .*inconclusive/);
     await shot('results');
   });
 });

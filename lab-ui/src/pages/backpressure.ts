@@ -199,8 +199,8 @@ export function liveTakeaways(r: BackpressureRun, config: { rate: number; costMs
     ] as const;
     const [where, bytes] = places.reduce((a, b) => (b[1] > a[1] ? b : a));
     lines.push(`The producer sent ${formatNumber(sentRate)} msg/s to a consumer that takes about ${formatNumber(capacity)}: the backlog peaked in ${where} (${formatBytes(bytes)}), and delivery latency went from ${formatMs(early)} (first tenth) to ${formatMs(late)} (last tenth). A queue turns a rate mismatch into delay.`);
-    if (r.consumerOnPage && peakServer < 64 * 1024 && peakElsewhere > peakServer)
-      lines.push(`Over WebRTC the server’s queue stayed at ${formatBytes(peakServer)} while ${formatBytes(peakElsewhere)} piled up past it: a data channel has no receive-side flow control, so a slow page never pushed back on the server. Bound the backlog in the application (acknowledgements, or latest-value messages).`);
+    if (r.consumerOnPage)
+      lines.push(`Caveat: WebRTC’s consumer shared this page’s thread with the producer and the sampler, so while it burned CPU the producer’s client could not hand its queue to the data channel either. The backlog shows where the busy page left it (server queue peak ${formatBytes(peakServer)}, sender client ${formatBytes(peakSender)}), not only where the network would: inconclusive about where a slow WebRTC reader pushes back.`);
   }
   if (r.closed) lines.push(`The server cut the consumer off (${r.closed.code} ${r.closed.reason}): its queue limit held, and the reader must reconnect and resync. Right for ordered state updates, where a gap is worse than a reconnect.`);
   else if (dropped > 0) lines.push(`The server dropped ${formatNumber(dropped)} messages to keep its queue bounded: right for latest-value telemetry (a newer value replaces a dropped one), wrong for ordered state updates.`);
@@ -341,11 +341,11 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
     summary.replaceChildren(
       r.error ? note('error', r.error) : '',
       r.closed ? note('warn', `The server closed the consumer: ${r.closed.code} ${r.closed.reason}`) : '',
-      table(
+      h('div', { class: 'table-wrap' }, table(
         ['transport', 'sent', 'delivered', 'dropped (server)', 'not delivered', 'peak server queue', 'peak elsewhere', 'latency p50', 'p99', 'max'],
         [[r.transport, formatNumber(r.sent), formatNumber(r.deliveries.length), formatNumber(dropped), formatNumber(Math.max(0, r.sent - r.deliveries.length)), formatBytes(peak), formatBytes(Math.max(0, ...r.queue.map((s) => s.elsewhereBytes))), formatMs(latency.p50), formatMs(latency.p99), formatMs(latency.max)]],
         { 'data-testid': 'bp-table' },
-      ),
+      )),
       r.consumerOnPage ? note('info', 'WebRTC’s consumer ran on this page (workers have no RTCPeerConnection), so the page was busy while it consumed and the charts updated between messages.') : '',
       liveTakeaways(r, config),
     );

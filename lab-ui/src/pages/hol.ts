@@ -95,9 +95,9 @@ export function renderHolRun(container: HTMLElement, run: HolRun, chartId = `hol
   const rows = run.flows.map((flow, i) => {
     const stats = summarizeLatencies(flow.points.map((p) => p.latencyMs));
     const lost = flow.sent - flow.points.length;
-    return [h('span', { class: 'swatch-label' }, h('i', { class: 'swatch', style: `background: var(--c${i})` }), flow.name), formatNumber(flow.points.length), lost > 0 ? h('span', { class: 'warn-text' }, formatNumber(lost)) : '0', formatMs(stats.p50), formatMs(stats.p99), formatMs(stats.max)];
+    return [h('span', { class: 'swatch-label' }, h('i', { class: 'swatch', style: `background: var(--c${i})` }), flow.name), formatNumber(flow.points.length), lost > 0 ? h('span', { class: 'warn-text' }, formatNumber(lost)) : '0', msCell(stats.p50), msCell(stats.p99), msCell(stats.max)];
   });
-  append(chart.element, run.error ? note('error', run.error) : null, h('div', { class: 'table-wrap' }, table(['flow', 'delivered', 'lost', 'p50', 'p99', 'max'], rows)));
+  append(chart.element, run.error ? note('error', run.error) : null, h('div', { class: 'table-wrap' }, table(['flow', 'delivered', 'lost', 'p50 ms', 'p99 ms', 'max ms'], rows)));
   container.append(chart.element);
   const xy = xyChart(chartId, chart.canvas, { x: { title: 'send time (s)' }, y: { title: 'latency (ms)', log: true } });
   setData(
@@ -132,6 +132,9 @@ export function runStalls(run: HolRun): { episodes: number; shared: number; shar
   const shared = episodes.filter((e) => episodes.some((o) => o.flow !== e.flow && o.start <= e.end && e.start <= o.end)).length;
   return { episodes: episodes.length, shared, sharedFraction: episodes.length ? shared / episodes.length : null };
 }
+
+/** A latency in a table whose header says "ms". */
+const msCell = (ms: number) => formatNumber(ms, ms < 10 ? 2 : 1);
 
 const percent = (x: number | null) => (x === null ? '—' : `${Math.round(x * 100)} %`);
 
@@ -231,8 +234,9 @@ export function renderHolExperiment(container: HTMLElement, result: HolResult, p
     const chart = chartCard(v.variant, `${v.impaired ? 'over the lossy path' : 'not impaired on this path'} · stall above ${formatNumber(v.thresholdMs, 1)} ms · shared stalls ${percent(v.stalls.sharedFraction)} (chance ${percent(v.stalls.chanceFraction)})${v.afterLoss?.flowsHeld != null ? ` · flows stalled per loss ${v.afterLoss.flowsHeld.toFixed(1)}` : ''}`);
     chart.canvas.parentElement!.classList.add('short');
     const ms = (us: number) => us / 1000;
-    const rows = v.flows.map((f) => [`flow ${f.flow + 1}`, f.lane, formatNumber(f.delivered), f.lost ? h('span', { class: 'warn-text' }, formatNumber(f.lost)) : '0', formatMs(ms(f.latency.p50)), formatMs(ms(f.latency.p99)), formatMs(ms(f.latency.max)), formatNumber(f.stalls), formatMs(f.maxGapMs)]);
-    append(chart.element, v.error ? note('error', v.error) : null, h('div', { class: 'table-wrap' }, table(['flow', 'lane', 'delivered', 'lost', 'p50', 'p99', 'max', 'stalls', 'longest gap'], rows)));
+    const rows = v.flows.map((f) => [h('span', { title: f.lane }, `flow ${f.flow + 1}`), formatNumber(f.delivered), f.lost ? h('span', { class: 'warn-text' }, formatNumber(f.lost)) : '0', msCell(ms(f.latency.p50)), msCell(ms(f.latency.p99)), msCell(ms(f.latency.max)), formatNumber(f.stalls), msCell(f.maxGapMs)]);
+    const lanes = [...new Set(v.flows.map((f) => f.lane))];
+    append(chart.element, v.error ? note('error', v.error) : null, h('p', { class: 'muted' }, `${lanes.length === 1 ? 'lane' : 'lanes'}: ${lanes.join(', ')}`), h('div', { class: 'table-wrap' }, table(['flow', 'delivered', 'lost', 'p50 ms', 'p99 ms', 'max ms', 'stalls', 'longest gap ms'], rows)));
     container.append(chart.element);
     setData(
       barChart(`${prefix}-exp-${i}`, chart.canvas, { x: 'flow', y: { title: 'latency (ms)', log: true } }),

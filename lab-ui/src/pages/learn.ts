@@ -19,7 +19,7 @@ import type { WebRtcConnection } from '../../../transports/webrtc/connection.ts'
 import { barChart, series, setData } from '../charts.ts';
 import { connectClient, labJson, labState, serverView, unavailable, variant, VARIANTS, type ServerInfo } from '../lab.ts';
 import { formatMs, nowMs, stampPayload, wireBytesPerHop } from '../stats.ts';
-import { append, card, formatNumber, h, note, numberInput, sleep, table } from '../ui.ts';
+import { append, card, formatNumber, h, note, numberInput, sleep, table, takeawaysCard } from '../ui.ts';
 
 const TRANSPORT_CARDS = [
   { transport: 'polling', title: 'Polling', text: 'The client asks “anything for me?” every 100 ms with a GET. Simple, works everywhere, pays a request per interval and up to one interval of delay.' },
@@ -74,6 +74,24 @@ export function sdpCandidates(sdp: string): [string, string, string, string][] {
       const [, , protocol = '', , address = '', port = '', , type = ''] = line.slice('a=candidate:'.length).split(' ');
       return [protocol.toLowerCase(), address, port, type];
     });
+}
+
+/** What the wire-bytes measurement shows: the cheapest and dearest framing at this payload size, and what that means. */
+export function wireBytesTakeaways(rows: readonly { label: string; perHop: number | null; error?: string }[], payload: number): HTMLElement {
+  const measured = rows.filter((r): r is { label: string; perHop: number; error?: string } => r.perHop !== null && r.perHop > 0);
+  const lines: string[] = [];
+  if (measured.length < 2) lines.push('Fewer than two transports were measured: nothing to compare (inconclusive).');
+  else {
+    const sorted = [...measured].sort((a, b) => a.perHop - b.perHop);
+    const [least, most] = [sorted[0]!, sorted.at(-1)!];
+    const overhead = (r: { perHop: number }) => `${formatNumber(Math.max(0, r.perHop - payload), 1)} B over the payload`;
+    lines.push(`At ${formatNumber(payload)} B per message, ${least.label} cost least (${formatNumber(least.perHop, 1)} B per hop, ${overhead(least)}) and ${most.label} most (${formatNumber(most.perHop, 1)} B, ${overhead(most)}).`);
+    if (most.perHop < payload * 1.1) lines.push('Every transport stayed within 10 % of the payload: at this size framing hardly matters (inconclusive between them); the choice rests on latency and lanes.');
+    else lines.push(`For many small messages (chat, telemetry), framing and per-request headers dominate: ${most.label} spends ${formatNumber(most.perHop / least.perHop, 1)}× the bytes of ${least.label}. Try a larger payload to see the gap close.`);
+  }
+  const lost = rows.filter((r) => r.error);
+  if (lost.length) lines.push(`Not counted cleanly: ${lost.map((r) => `${r.label} (${r.error})`).join('; ')}.`);
+  return takeawaysCard('learn-takeaways', 'What this measurement shows', lines);
 }
 
 export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
@@ -301,6 +319,7 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
   const wireCanvas = h('canvas');
   const wireBox = h('div', { class: 'chart-box', hidden: true }, wireCanvas);
   const wireTable = h('div', { class: 'table-wrap', id: 'wire-table' });
+  const wireTakeaways = h('div');
   async function measureWire(): Promise<void> {
     state.wireState = 'running';
     wireRun.disabled = true;
@@ -352,6 +371,7 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
         { 'data-testid': 'wire-table' },
       ),
     );
+    wireTakeaways.replaceChildren(wireBytesTakeaways(rows, payload));
     state.wireState = 'done';
     wireRun.disabled = false;
   }
@@ -368,7 +388,7 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
       buttons,
       frameBody,
     ),
-    card('Bytes on the wire per message', `20 messages to itself per transport, payload vs everything else per message hop (client → server or server → client). Measured by the server’s counters of that connection before and after (WebSocket: socket bytes; long-polling and polling: HTTP requests and responses, empty polls included; WebTransport: QUIC packets with TLS, as quiche counts them; WebRTC: DTLS records carrying SCTP, as the server’s getStats() counts them).`, h('div', { class: 'actions' }, h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Payload bytes'), wireSize), wireRun), wireBox, wireTable),
+    card('Bytes on the wire per message', `20 messages to itself per transport, payload vs everything else per message hop (client → server or server → client). Measured by the server’s counters of that connection before and after (WebSocket: socket bytes; long-polling and polling: HTTP requests and responses, empty polls included; WebTransport: QUIC packets with TLS, as quiche counts them; WebRTC: DTLS records carrying SCTP, as the server’s getStats() counts them).`, h('div', { class: 'actions' }, h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Payload bytes'), wireSize), wireRun), wireBox, wireTable, wireTakeaways),
   );
   showTab('websocket');
   openWebSocketSession().catch((error: unknown) => (frameStatus.textContent = `WebSocket through the tap failed: ${(error as Error).message}`));
