@@ -197,7 +197,7 @@ describe('lab (Chromium)', () => {
     await shot('hol-recorded');
   }, 30_000);
 
-  it('Head-of-line through the live impaired network (2 % loss + 40 ms RTT): WebSocket flows stall together, channels mostly alone', async (context) => {
+  it('Head-of-line through the live impaired network (2 % loss + 40 ms RTT): WebSocket flows stall together, WebTransport and WebRTC channels mostly alone', async (context) => {
     const offer = (await (await fetch(`${server.urls.http}/lab/experiments/network`)).json()) as { available: boolean; reason: string | null };
     if (!offer.available) return context.skip(`no live impaired network here: ${offer.reason}`);
     try {
@@ -208,7 +208,7 @@ describe('lab (Chromium)', () => {
       await page.waitForFunction(() => (window as unknown as { __lab?: { page?: string } }).__lab?.page === 'hol');
       expect(new URL(page.url()).origin).not.toBe(new URL(server.urls.http).origin);
       expect(await page.locator('main .note').first().innerText()).toMatch(/Network: 2 % loss \+ 40 ms RTT/);
-      for (const box of await page.locator('[name=variant]').all()) if (!['websocket', 'wt-channels'].includes(await box.inputValue())) await box.uncheck();
+      for (const box of await page.locator('[name=variant]').all()) if (!['websocket', 'wt-channels', 'rtc-channels'].includes(await box.inputValue())) await box.uncheck();
       await setValue('[name=duration]', '5');
       await page.click('#run');
       await page.waitForFunction(() => (window as unknown as { __lab: { hol: { state: string } } }).__lab.hol.state === 'done', undefined, { timeout: 60_000 });
@@ -216,11 +216,13 @@ describe('lab (Chromium)', () => {
       expect(runs.map((r) => [r.variant, r.error, r.network])).toEqual([
         ['websocket', undefined, '2 % loss + 40 ms RTT'],
         ['wt-channels', undefined, '2 % loss + 40 ms RTT'],
+        ['rtc-channels', undefined, '2 % loss + 40 ms RTT'],
       ]);
       // As the experiment asserts: losses stall every flow of the one TCP connection together, a channel's only its own.
       expect(stalls.websocket!.episodes).toBeGreaterThan(3);
       expect(stalls.websocket!.sharedFraction!).toBeGreaterThan(0.8);
       expect(stalls['wt-channels']!.sharedFraction ?? 0).toBeLessThan(stalls.websocket!.sharedFraction!);
+      expect(stalls['rtc-channels']!.sharedFraction ?? 0).toBeLessThan(stalls.websocket!.sharedFraction!);
       expect(await page.locator('#hol-takeaways').innerText()).toMatch(/What this run shows/);
       await shot('hol-live-network');
     } finally {

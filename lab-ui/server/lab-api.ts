@@ -370,6 +370,8 @@ export interface LabApiOptions {
   port: () => number;
   /** Whether `/lab/experiments` may start experiments on this machine (they build namespaces as root). */
   experiments: boolean;
+  /** Folder of the built lab the plugin serves (the live network's server serves the same). */
+  staticDir?: string | undefined;
 }
 
 export interface LabApi {
@@ -432,7 +434,7 @@ export function createLabApi(options: LabApiOptions): LabApi {
   const taps = new Map<string, { tap: WireTap; timer: ReturnType<typeof setTimeout> }>();
   const connects: ConnectRecord[] = [];
   let nextTap = 1;
-  const experiments = createExperimentsApi();
+  const experiments = createExperimentsApi(options.staticDir);
   // Taps connect to the server on loopback when it listens on every interface.
   const tapHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
 
