@@ -338,16 +338,21 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
         client = await connectClient(v.transport);
         const self = client;
         let arrived = 0;
-        self.on('message', () => arrived++);
-        await sleep(50); // let the welcome's bytes settle before the first snapshot
+        let allArrived: () => void = () => undefined;
+        const everything = new Promise<void>((resolve) => (allArrived = resolve));
+        self.on('message', () => {
+          if (++arrived === count) allArrived();
+        });
+        // One round trip first: by its answer the server has sent and counted the welcome's bytes.
+        await self.ping();
         const before = await serverView(self.id!);
         // Paced at 200 msg/s rather than one burst: a burst of datagrams overflows the datagram queues.
         for (let i = 0; i < count; i++) {
           self.send(self.id!, stampPayload(size, nowMs(), i), { lane: v.lane(i, 0) }).catch(() => undefined);
           await sleep(5);
         }
-        const deadline = nowMs() + 2_000;
-        while (arrived < count && nowMs() < deadline) await sleep(10);
+        // Datagrams may be lost: wait for all, at most 2 s.
+        await Promise.race([everything, sleep(2_000)]);
         const after = await serverView(self.id!);
         rows.push({ label: v.label, perHop: before && after ? wireBytesPerHop([before.stats], [after.stats], count + arrived) : null, ...(arrived < count ? { error: `${count - arrived} of ${count} lost` } : {}) });
       } catch (error) {
