@@ -8,11 +8,10 @@
  * drawn by renderHolExperiment (per-flow percentiles and shared stalls).
  */
 import type { HolResult } from '../../../benchmarks/experiments/hol.ts';
-import type { NetworkStatus } from '../../../benchmarks/experiments/live-network.ts';
 import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
-import { connectClient, labJson, labState, unavailable, variant, VARIANTS, type LaneKind, type ServerInfo, type Variant } from '../lab.ts';
+import { connectClient, labState, unavailable, variant, VARIANTS, type LaneKind, type ServerInfo, type Variant } from '../lab.ts';
 import { openLoop } from '../runner.ts';
-import { currentNetwork, networkChooser, networkNote } from '../network.ts';
+import { currentNetwork, networkChooser, networkNote, networkOffer } from '../network.ts';
 import { serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
 import { decimate, formatMs, nowMs, readStamp, stampPayload, summarizeLatencies } from '../stats.ts';
 import { append, card, chartCard, field, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table, takeawaysCard } from '../ui.ts';
@@ -208,7 +207,12 @@ export function experimentTakeaways(result: HolResult, id = 'hol-experiment-take
   if (lane) lines.push(`Ordered state updates → one reliable lane: ${lane.variant} lost ${percent(lane.lossRate)} and kept order; a loss delays what follows (p99 ${formatMs(Math.max(...lane.flows.map((f) => f.latency.p99 / 1000)))}).`);
   for (const datagrams of variants.filter((v) => experimentLaneKind(v.variant) === 'unreliable'))
     lines.push(`Latest-value telemetry → ${datagrams.variant}: ${percent(datagrams.lossRate)} lost at ${path.lossPercent} % loss each way, ${datagrams.afterLoss ? `${datagrams.afterLoss.stalling} of ${datagrams.afterLoss.drops} losses followed by a stall (chance alone: ${percent(datagrams.afterLoss.chanceStalling)})` : `${datagrams.stalls.episodes} stalls`}.`);
-  if (lines.length === 0) lines.push('No variant of this result crossed the lossy path without an error: nothing to conclude (inconclusive).');
+  if (lines.length === 0)
+    lines.push(
+      variants.length === 0
+        ? 'No variant of this result crossed the lossy path without an error: nothing to conclude (inconclusive).'
+        : `This result holds only ${variants.map((v) => v.variant).join(', ')} over the lossy path, and no one-lane variant to compare with: inconclusive about head-of-line blocking.`,
+    );
   return takeawaysCard(id, 'What this result shows', lines);
 }
 
@@ -358,7 +362,7 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
   };
   showRecorded.addEventListener('click', () => void loadRecorded());
   if (!currentNetwork())
-    labJson<NetworkStatus>('/lab/experiments/network').then(
+    networkOffer().then(
       (offer) => {
         if (!offer.available) unavailableHere(offer.reason ?? 'unknown reason');
       },
