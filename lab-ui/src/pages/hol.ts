@@ -5,7 +5,9 @@
  * every flow waits for it; with WebTransport channels only flow 1's own channel does; datagrams
  * never wait. Loss-induced blocking needs the namespace experiments: the server runs them for this
  * page ("Run on the server"), or `npm run experiment -- hol` writes JSON that opens here; both are
- * drawn by renderHolExperiment (per-flow percentiles and shared stalls).
+ * drawn by renderHolExperiment (per-flow percentiles and shared stalls). Where the live impaired
+ * path cannot run, the page says why and draws a result recorded with the experiment (shipped in
+ * lab-ui/src/recorded/). Every run and result ends with takeaways computed from its figures.
  */
 import type { HolResult } from '../../../benchmarks/experiments/hol.ts';
 import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
@@ -36,13 +38,14 @@ export interface HolRun {
 
 const FLOWS = 4;
 
+const BULK_FLOW = FLOWS; // flow index the bulk messages carry
+
 /**
  * A head-of-line result recorded on a Linux machine as root, shipped with the lab for where the
  * live impaired path cannot run. Made by RECORDED_HOL_COMMAND; re-record with the same command.
  */
 const RECORDED_HOL_URL = new URL('../recorded/hol-loss2-delay20.json', import.meta.url);
 export const RECORDED_HOL_COMMAND = 'npm run experiment -- hol --loss 2 --delay 20 --json lab-ui/src/recorded/hol-loss2-delay20.json';
-const BULK_FLOW = FLOWS; // flow index the bulk messages carry
 
 interface HolConfig {
   ratePerFlow: number;
