@@ -37,7 +37,6 @@ export interface HolRun {
 }
 
 const FLOWS = 4;
-
 const BULK_FLOW = FLOWS; // flow index the bulk messages carry
 
 /**
