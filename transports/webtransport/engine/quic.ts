@@ -189,6 +189,7 @@ export class QuicConnection implements StreamIO {
   #receivedBytes = 0;
   #lastFlushPackets = 0;
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
+  #afterFlush: (() => void)[] = [];
 
   constructor(conn: QuicheConnection, endpoint: QuicEndpoint, peer: Host, budget: AmplificationBudget | null = null) {
     this.#conn = conn;
@@ -267,6 +268,13 @@ export class QuicConnection implements StreamIO {
     } catch {
       // Already finished or unknown: nothing to shut.
     }
+    this.#mustSend = true;
+    this.#endpoint.requestFlush(this);
+  }
+
+  afterFlush(task: () => void): void {
+    if (this.#closed) return;
+    this.#afterFlush.push(task);
     this.#mustSend = true;
     this.#endpoint.requestFlush(this);
   }
@@ -420,6 +428,12 @@ export class QuicConnection implements StreamIO {
       packets++;
     }
     this.#lastFlushPackets = packets;
+    if (this.#afterFlush.length > 0) {
+      // What they queue goes out in the next turn's flush, after the packets just sent.
+      const tasks = this.#afterFlush;
+      this.#afterFlush = [];
+      for (const task of tasks) task();
+    }
     this.#armTimer();
     if (this.#closing) this.#checkClosed();
   }
@@ -541,6 +555,7 @@ export class QuicConnection implements StreamIO {
     this.#closed = true;
     clearTimeout(this.#timer);
     clearTimeout(this.#ackTimer);
+    this.#afterFlush = [];
     this.#queues.clear();
     this.#paused.clear();
     this.#reading.clear();
