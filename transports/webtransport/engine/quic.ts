@@ -20,7 +20,7 @@ import { isIP } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { quiche, type Config, type Connection as QuicheConnection, type Header, type Host } from '@matrixai/quic/native/index.js';
 import { PeerUnreachableError } from '../../errors.ts';
-import { AmplificationBudget, RetryTokens, resetTokenBigint, statelessResetPacket, statelessResetToken, type QuicServerKeys } from './address-validation.ts';
+import { AmplificationBudget, initialClosePacket, INVALID_TOKEN, RetryTokens, resetTokenBigint, statelessResetPacket, statelessResetToken, type QuicServerKeys } from './address-validation.ts';
 import type { StreamIO, StreamIOHandler, StreamIOStats } from './stream-io.ts';
 
 export interface QuicOptions {
@@ -58,6 +58,7 @@ export interface AdmissionOptions {
 /** What the endpoint refused or answered statelessly, for tests and the lab. */
 export interface AdmissionCounters {
   retriesSent: number;
+  /** Initials with an invalid Retry token, each answered with a CONNECTION_CLOSE (INVALID_TOKEN). */
   invalidTokens: number;
   /** Initials dropped because maxHandshakes handshakes were in progress. */
   initialsDropped: number;
@@ -813,10 +814,12 @@ export class QuicEndpoint {
     let originalDcid: Uint8Array | null = null;
     if (header.token && header.token.length > 0) {
       // Our only tokens come from Retry, and a client takes one Retry per connection: a bad token
-      // (forged, expired, another address) cannot be fixed by a second Retry, so it is dropped.
+      // (forged, expired, another address) cannot be fixed by a second Retry. RFC 9000 §8.1.3: the
+      // client is told with INVALID_TOKEN, statelessly, in a packet much smaller than its Initial.
       originalDcid = this.#retryTokens!.validate(header.token, from, header.dcid);
       if (!originalDcid) {
         this.admissionCounters.invalidTokens++;
+        this.transmit(initialClosePacket(header.dcid, header.scid, INVALID_TOKEN, 'invalid Retry token'), from);
         return;
       }
     } else if (this.#handshakes.size >= admission.retryAfterHandshakes) {
