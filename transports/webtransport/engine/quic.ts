@@ -392,7 +392,7 @@ export class QuicConnection implements StreamIO {
    * flushes now.
    */
   flushTurn(): void {
-    if (!this.#mustSend && this.#established && this.#receivedPackets === 1 && this.#receivedBytes <= DELAYED_ACK_MAX_BYTES && this.#lastFlushPackets <= 1) {
+    if (!this.#mustSend && this.#established && !this.#closed && this.#receivedPackets === 1 && this.#receivedBytes <= DELAYED_ACK_MAX_BYTES && this.#lastFlushPackets <= 1) {
       this.flushPending = false;
       this.#ackTimer ??= setTimeout(this.#onAckTimer, ACK_DELAY_MS);
       return;
