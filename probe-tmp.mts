@@ -1,0 +1,20 @@
+import { fork } from 'node:child_process';
+import { TARGETS } from './benchmarks/targets.ts';
+import { Echoer } from './benchmarks/workloads.ts';
+const child = fork('benchmarks/bench-server.ts', ['switchyard'], { execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+const endpoint = await new Promise<any>((resolve) => child.stdout!.once('data', (d) => resolve(JSON.parse(String(d).split('\n')[0]))));
+const name = process.argv[2] ?? 'webrtc';
+const target = TARGETS.find((t) => t.name === name)!;
+const echoer = new Echoer(await target.connect(endpoint));
+const payload = new Uint8Array(64);
+const rtts: number[] = [];
+let running = true;
+const lane = async () => { while (running) { const t = performance.now(); await echoer.echo(payload); rtts.push(performance.now() - t); } };
+const lanes = Promise.all(Array.from({ length: Number(process.argv[3] ?? 32) }, lane));
+const start = performance.now();
+for (let s = 0; s < 4; s++) { const n = rtts.length; await new Promise((r) => setTimeout(r, 500)); console.log('0.5s:', rtts.length - n); }
+running = false; await lanes;
+rtts.sort((a, b) => a - b);
+const q = (p: number) => rtts[Math.floor(p * (rtts.length - 1))]!.toFixed(1);
+console.log(name, 'n', rtts.length, 'p10', q(0.1), 'p50', q(0.5), 'p90', q(0.9), 'p99', q(0.99), 'max', q(1));
+echoer.close(); child.disconnect(); process.exit(0);
