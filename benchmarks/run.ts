@@ -228,7 +228,7 @@ export function runFailure(target: Target, result: CellResult): string | undefin
 }
 
 /** Starts the server process for one kind and reads its port. */
-async function startServerProcess(kind: ServerKind, pin: BenchOptions['pin']): Promise<{ child: ChildProcess; endpoint: Endpoint; probe: ServerProbe }> {
+export async function startServerProcess(kind: ServerKind, pin: BenchOptions['pin']): Promise<{ child: ChildProcess; endpoint: Endpoint; probe: ServerProbe }> {
   // BENCH_SERVER_NODE_ARGS adds Node flags to the server process, e.g. '--cpu-prof' to profile it.
   const extra = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const child = fork(path.join(ROOT, 'benchmarks', 'bench-server.ts'), [kind], { execArgv: ['--import', 'tsx', '--expose-gc', ...extra], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
@@ -260,7 +260,7 @@ async function startServerProcess(kind: ServerKind, pin: BenchOptions['pin']): P
 }
 
 /** Lets the server exit by itself (so a --cpu-prof profile gets written), killing it after 5 s. */
-async function stopServerProcess(child: ChildProcess): Promise<void> {
+export async function stopServerProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.disconnect();
