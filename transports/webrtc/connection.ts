@@ -78,6 +78,14 @@ export class WebRtcConnection extends BaseConnection {
   #tornDown = false;
   #iceStateAtEnd: RTCIceConnectionState | undefined;
   #statsAt = 0;
+  /**
+   * Each channel's `bufferedAmount` as read in this job. wrtc answers the getter with a blocking
+   * call into libwebrtc's network thread (a thread hop per read: in a profile of the bench server it
+   * was two thirds of the JS thread's CPU per message). The amount falls only asynchronously, as
+   * SCTP sends, and rises only by our own sends, which update the entry: so a reading kept until
+   * the microtask queue drains (and dropped when `bufferedamountlow` fires) is exact or errs high.
+   */
+  readonly #buffered = new Map<RTCDataChannel, number>();
   #sample: Pick<TransportStats, 'rttMs' | 'wireBytesIn' | 'wireBytesOut'> = { rttMs: null, wireBytesIn: null, wireBytesOut: null };
 
   constructor(peer: RTCPeerConnection | Promise<RTCPeerConnection>, options: WebRtcConnectionOptions) {
@@ -239,7 +247,7 @@ export class WebRtcConnection extends BaseConnection {
         continue;
       }
       if (!this.#drainLane(lane, channel)) return;
-      if (channel.bufferedAmount >= CHANNEL_BUFFER_LIMIT) waiting = true;
+      if (this.#bufferedAmount(channel) >= CHANNEL_BUFFER_LIMIT) waiting = true;
     }
     this.onFlushed();
     if (waiting || !this.writable) this.#pollWhileFull();
@@ -247,7 +255,7 @@ export class WebRtcConnection extends BaseConnection {
 
   protected override sinkBufferedBytes(): number {
     let bytes = 0;
-    for (const channel of this.#channels) bytes += channel.bufferedAmount;
+    for (const channel of this.#channels) bytes += this.#bufferedAmount(channel);
     return bytes;
   }
 
@@ -295,7 +303,7 @@ export class WebRtcConnection extends BaseConnection {
   #drainLane(lane: Lane, channel: RTCDataChannel, bufferLimit = CHANNEL_BUFFER_LIMIT): boolean {
     let batch: QueuedMessage[] = [];
     let batchBytes = 0;
-    while (channel.bufferedAmount + batchBytes < bufferLimit) {
+    while (this.#bufferedAmount(channel) + batchBytes < bufferLimit) {
       const item = this.outbound.shiftLane(lane);
       if (!item) break;
       // A frame's header is at most 8 bytes; BATCH_BYTES stays far under any SCTP limit.
@@ -317,7 +325,7 @@ export class WebRtcConnection extends BaseConnection {
   #sendBatch(channel: RTCDataChannel, batch: readonly QueuedMessage[]): boolean {
     if (batch.length <= 1) return batch.length === 0 || this.#sendReliable(channel, batch[0]!);
     try {
-      sendOn(channel, batchFrame(batch.map((item) => item.message)));
+      this.#send(channel, batchFrame(batch.map((item) => item.message)));
     } catch (error) {
       this.#end({ code: CloseCode.abnormal, reason: `webrtc send failed: ${errorText(error)}`, wasClean: false });
       return false;
@@ -328,7 +336,7 @@ export class WebRtcConnection extends BaseConnection {
 
   #sendReliable(channel: RTCDataChannel, item: QueuedMessage): boolean {
     try {
-      for (const wire of chunkMessage(item.message, item.size, this.#maxWireMessage)) sendOn(channel, wire);
+      for (const wire of chunkMessage(item.message, item.size, this.#maxWireMessage)) this.#send(channel, wire);
     } catch (error) {
       this.#end({ code: CloseCode.abnormal, reason: `webrtc send failed: ${errorText(error)}`, wasClean: false });
       return false;
@@ -339,7 +347,7 @@ export class WebRtcConnection extends BaseConnection {
 
   #sendUnreliable(channel: RTCDataChannel, item: QueuedMessage): void {
     // Unreliable messages never wait: a full channel drops them (counted), like a full datagram queue.
-    if (channel.bufferedAmount >= UNRELIABLE_BUFFER_LIMIT) {
+    if (this.#bufferedAmount(channel) >= UNRELIABLE_BUFFER_LIMIT) {
       this.counters.dropped++;
       return;
     }
@@ -347,7 +355,7 @@ export class WebRtcConnection extends BaseConnection {
     // A view into a larger buffer is copied: not every stack honours a view's offset.
     const wire = typeof message === 'string' || (message.byteOffset === 0 && message.byteLength === message.buffer.byteLength) ? message : message.slice();
     try {
-      sendOn(channel, wire);
+      this.#send(channel, wire);
     } catch {
       this.counters.dropped++;
       return;
@@ -363,7 +371,28 @@ export class WebRtcConnection extends BaseConnection {
     return channel;
   }
 
+  /** A channel's bufferedAmount, read once per job (see #buffered). */
+  #bufferedAmount(channel: RTCDataChannel): number {
+    let bytes = this.#buffered.get(channel);
+    if (bytes === undefined) {
+      if (this.#buffered.size === 0) queueMicrotask(() => this.#buffered.clear());
+      bytes = channel.bufferedAmount;
+      this.#buffered.set(channel, bytes);
+    }
+    return bytes;
+  }
+
+  /** Sends on a channel; a reading of its bufferedAmount grows by what was sent (a string's size is not counted here: the reading is dropped). */
+  #send(channel: RTCDataChannel, wire: string | Uint8Array): void {
+    sendOn(channel, wire);
+    const bytes = this.#buffered.get(channel);
+    if (bytes === undefined) return;
+    if (typeof wire === 'string') this.#buffered.delete(channel);
+    else this.#buffered.set(channel, bytes + wire.byteLength);
+  }
+
   readonly #resume = (): void => {
+    this.#buffered.clear();
     this.onFlushed();
     if (this.outbound.length > 0) this.requestFlush();
   };
@@ -380,7 +409,7 @@ export class WebRtcConnection extends BaseConnection {
   }
 
   #anyChannelFull(): boolean {
-    for (const channel of this.#senders.values()) if (channel.bufferedAmount >= CHANNEL_BUFFER_LIMIT) return true;
+    for (const channel of this.#senders.values()) if (this.#bufferedAmount(channel) >= CHANNEL_BUFFER_LIMIT) return true;
     return false;
   }
 
