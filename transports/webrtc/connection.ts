@@ -39,6 +39,8 @@ const DISCONNECTED_TIMEOUT_MS = 5_000;
 /** getStats() is asynchronous: stats() answers from a sample at most this old and refreshes it. */
 const STATS_MAX_AGE_MS = 1_000;
 const POLL_MS = 5;
+/** How long a channel's bufferedAmount reading stands (see WebRtcConnection's #buffered): queued.bytes may overstate by what SCTP sent meanwhile. */
+const BUFFERED_READING_MS = 5;
 /** Small messages queued together on a reliable lane leave as one batch of at most this many bytes (chunks.ts). */
 const BATCH_BYTES = 16 * 1024;
 
@@ -79,13 +81,13 @@ export class WebRtcConnection extends BaseConnection {
   #iceStateAtEnd: RTCIceConnectionState | undefined;
   #statsAt = 0;
   /**
-   * Each channel's `bufferedAmount` as read in this job. wrtc answers the getter with a blocking
-   * call into libwebrtc's network thread (a thread hop per read: in a profile of the bench server it
-   * was two thirds of the JS thread's CPU per message). The amount falls only asynchronously, as
-   * SCTP sends, and rises only by our own sends, which update the entry: so a reading kept until
-   * the microtask queue drains (and dropped when `bufferedamountlow` fires) is exact or errs high.
+   * Each channel's last `bufferedAmount` reading plus what we sent on it since: an upper bound,
+   * because the amount falls only as SCTP sends and rises only by our own sends. wrtc answers the
+   * getter with a blocking call into libwebrtc's network thread, which the bench server's profile
+   * showed as its largest cost per message; so a reading stands for BUFFERED_READING_MS, is read
+   * again whenever the bound alone would refuse a send, and is dropped on `bufferedamountlow`.
    */
-  readonly #buffered = new Map<RTCDataChannel, number>();
+  readonly #buffered = new Map<RTCDataChannel, { bytes: number; at: number }>();
   #sample: Pick<TransportStats, 'rttMs' | 'wireBytesIn' | 'wireBytesOut'> = { rttMs: null, wireBytesIn: null, wireBytesOut: null };
 
   constructor(peer: RTCPeerConnection | Promise<RTCPeerConnection>, options: WebRtcConnectionOptions) {
@@ -247,7 +249,7 @@ export class WebRtcConnection extends BaseConnection {
         continue;
       }
       if (!this.#drainLane(lane, channel)) return;
-      if (this.#bufferedAmount(channel) >= CHANNEL_BUFFER_LIMIT) waiting = true;
+      if (this.#bufferedAmount(channel, CHANNEL_BUFFER_LIMIT) >= CHANNEL_BUFFER_LIMIT) waiting = true;
     }
     this.onFlushed();
     if (waiting || !this.writable) this.#pollWhileFull();
@@ -303,7 +305,7 @@ export class WebRtcConnection extends BaseConnection {
   #drainLane(lane: Lane, channel: RTCDataChannel, bufferLimit = CHANNEL_BUFFER_LIMIT): boolean {
     let batch: QueuedMessage[] = [];
     let batchBytes = 0;
-    while (this.#bufferedAmount(channel) + batchBytes < bufferLimit) {
+    while (this.#bufferedAmount(channel, bufferLimit - batchBytes) + batchBytes < bufferLimit) {
       const item = this.outbound.shiftLane(lane);
       if (!item) break;
       // A frame's header is at most 8 bytes; BATCH_BYTES stays far under any SCTP limit.
@@ -347,7 +349,7 @@ export class WebRtcConnection extends BaseConnection {
 
   #sendUnreliable(channel: RTCDataChannel, item: QueuedMessage): void {
     // Unreliable messages never wait: a full channel drops them (counted), like a full datagram queue.
-    if (this.#bufferedAmount(channel) >= UNRELIABLE_BUFFER_LIMIT) {
+    if (this.#bufferedAmount(channel, UNRELIABLE_BUFFER_LIMIT) >= UNRELIABLE_BUFFER_LIMIT) {
       this.counters.dropped++;
       return;
     }
@@ -371,24 +373,26 @@ export class WebRtcConnection extends BaseConnection {
     return channel;
   }
 
-  /** A channel's bufferedAmount, read once per job (see #buffered). */
-  #bufferedAmount(channel: RTCDataChannel): number {
-    let bytes = this.#buffered.get(channel);
-    if (bytes === undefined) {
-      if (this.#buffered.size === 0) queueMicrotask(() => this.#buffered.clear());
-      bytes = channel.bufferedAmount;
-      this.#buffered.set(channel, bytes);
-    }
+  /**
+   * A channel's bufferedAmount, at most BUFFERED_READING_MS old plus our sends since (see
+   * #buffered); read afresh when that bound reaches `limit`, so no send is refused on a stale bound.
+   */
+  #bufferedAmount(channel: RTCDataChannel, limit = Infinity): number {
+    const now = performance.now();
+    const reading = this.#buffered.get(channel);
+    if (reading && now - reading.at < BUFFERED_READING_MS && reading.bytes < limit) return reading.bytes;
+    const bytes = channel.bufferedAmount;
+    this.#buffered.set(channel, { bytes, at: now });
     return bytes;
   }
 
-  /** Sends on a channel; a reading of its bufferedAmount grows by what was sent (a string's size is not counted here: the reading is dropped). */
+  /** Sends on a channel; its bufferedAmount bound grows by what was sent (a string's byte size is not known here: the reading is dropped). */
   #send(channel: RTCDataChannel, wire: string | Uint8Array): void {
     sendOn(channel, wire);
-    const bytes = this.#buffered.get(channel);
-    if (bytes === undefined) return;
+    const reading = this.#buffered.get(channel);
+    if (!reading) return;
     if (typeof wire === 'string') this.#buffered.delete(channel);
-    else this.#buffered.set(channel, bytes + wire.byteLength);
+    else reading.bytes += wire.byteLength;
   }
 
   readonly #resume = (): void => {
@@ -409,7 +413,7 @@ export class WebRtcConnection extends BaseConnection {
   }
 
   #anyChannelFull(): boolean {
-    for (const channel of this.#senders.values()) if (this.#bufferedAmount(channel) >= CHANNEL_BUFFER_LIMIT) return true;
+    for (const channel of this.#senders.values()) if (this.#bufferedAmount(channel, CHANNEL_BUFFER_LIMIT) >= CHANNEL_BUFFER_LIMIT) return true;
     return false;
   }
 
