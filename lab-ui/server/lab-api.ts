@@ -23,6 +23,7 @@ import { WebRtcConnection } from '../../transports/webrtc/connection.ts';
 import type { ConnectRequest } from '../../transports/webtransport/engine/h3-connection.ts';
 import { applyMask, frameHeaderSize, Opcode, readFrameHeader, writeFrameHeader } from '../../transports/websocket/frame.ts';
 import { createExperimentsApi } from './experiments-api.ts';
+import { readBody } from '../../transports/http-body.ts';
 
 // ——— pure codecs ———
 
@@ -390,23 +391,15 @@ function send(response: http.ServerResponse, status: number, body: unknown): voi
   response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
 }
 
-function readJson(request: http.IncomingMessage): Promise<Record<string, unknown>> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    request.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= 64 * 1024) chunks.push(chunk);
-    });
-    request.on('end', () => {
-      try {
-        const value: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
-        resolve(value && typeof value === 'object' ? (value as Record<string, unknown>) : {});
-      } catch {
-        resolve({});
-      }
-    });
-  });
+/** The JSON object a request carries; {} for anything else (too big, not JSON, not an object). */
+async function readJson(request: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const body = await readBody(request, 64 * 1024).catch(() => undefined);
+  try {
+    const value: unknown = JSON.parse(body?.length ? Buffer.from(body).toString('utf8') : '{}');
+    return value && typeof value === 'object' ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
 }
 
 /**
