@@ -445,15 +445,23 @@ export class RedisEngine implements RouterEngine {
       } catch {
         continue;
       }
-      for (const [streamBuffer, entries] of reply ?? []) this.#take(streamBuffer.toString(), entries);
+      if (!reply) continue;
+      // One reply is a snapshot of every stream: taken in id (time) order across streams, a sender's
+      // room message and its unicast that followed arrive in the order they were sent.
+      const batch: [string, string, Buffer[]][] = [];
+      for (const [streamBuffer, entries] of reply) {
+        const stream = streamBuffer.toString();
+        for (const [idBuffer, values] of entries) batch.push([stream, idBuffer.toString(), values]);
+      }
+      if (reply.length > 1) batch.sort((x, y) => compareOffsets(x[1], y[1]));
+      this.#take(batch);
     }
   }
 
-  /** Delivers what one stream brought, past this node's position in it (a re-watched stream may bring older entries again). */
-  #take(stream: string, entries: [Buffer, Buffer[]][]): void {
-    for (const [idBuffer, values] of entries) {
+  /** Delivers what the streams brought, past this node's position in each (a re-watched stream may bring older entries again). */
+  #take(batch: [string, string, Buffer[]][]): void {
+    for (const [stream, id, values] of batch) {
       const position = this.#positions.get(stream);
-      const id = idBuffer.toString();
       if (!position || compareOffsets(id, position) <= 0) continue;
       this.#positions.set(stream, id);
       const entry = parseEntry(values);
