@@ -15,6 +15,7 @@ import type { TransportName } from '../transports/transport.ts';
 import { REDIS_MISSING, startRedis, type TestRedis } from '../test-support/redis.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { startTcpProxy, type TcpProxy } from '../test-support/tcp-proxy.ts';
+import { startServer } from './index.ts';
 import type { RouterOptions } from './router.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -227,6 +228,35 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
     await y.client.send(x1.client.id!, 'found you', { ack: true });
     await waitFor(() => x1.inbox.some((d) => d.data === 'found you'), 10_000, 'the unicast');
     expect(x1.inbox.filter((d) => d.data === 'acked')).toEqual([]);
+  }, 60_000);
+
+  it('presence across nodes: joins and leaves reach other nodes, and a killed node\'s clients leave after its timeout', async () => {
+    // An observer node in this process, to listen to its events; the member's node is a child to kill.
+    const observer = await startServer({ port: 0, certificate: 'none', cluster: { redis: redis.url } });
+    const doomed = await startNode(redis);
+    nodes.push(doomed);
+    try {
+      const changes: string[] = [];
+      observer.on('presence', (room, clientId, change) => room === 'presence' && changes.push(`${change} ${clientId}`));
+      const local = await connect(observer.urls.http, 'websocket');
+      await local.client.join('presence');
+      const remote = await connect(doomed.url, 'long-polling');
+      const leaver = await connect(doomed.url, 'websocket');
+      await remote.client.join('presence');
+      await leaver.client.join('presence');
+      await leaver.client.leave('presence');
+      await waitFor(() => changes.length === 4, 10_000, 'join and leave events');
+      expect(changes).toEqual([`join ${local.client.id}`, `join ${remote.client.id}`, `join ${leaver.client.id}`, `leave ${leaver.client.id}`]);
+      expect((await observer.presence('presence')).sort()).toEqual([local.client.id, remote.client.id].sort());
+
+      remote.client.close();
+      await stopNode(doomed, 'SIGKILL');
+      await waitFor(() => changes.length === 5, 15_000, 'the dead node\'s member to leave');
+      expect(changes[4]).toBe(`leave ${remote.client.id}`);
+      expect(await observer.presence('presence')).toEqual([local.client.id]);
+    } finally {
+      await observer.close();
+    }
   }, 60_000);
 
   it('/info names the node and says Redis is reachable', async () => {

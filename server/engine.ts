@@ -70,6 +70,10 @@ export interface EngineHost {
   hasClient(clientId: string): boolean;
   /** Another node resumed this client: drop it here quietly (its session lives on there). */
   release(clientId: string): void;
+  /** A client joined or left a room, on any node (a dead node's clients leave once it is found dead). */
+  presence(room: string, clientId: string, change: 'join' | 'leave'): void;
+  /** This node's members of a room. */
+  localMembers(room: string): string[];
   /** Something the operator should know (the store went away, came back). */
   log(message: string): void;
 }
@@ -113,8 +117,10 @@ export interface RouterEngine {
   claim(clientId: string, secret: string, newSecret: string, done: (session: SessionRecord | undefined) => void): void;
   /** A session's new secret (a resume on the node that holds it). */
   renew(clientId: string, secret: string): void;
-  /** A membership change of a client of this node. */
+  /** A membership change of a client of this node (rooms: presence, announced to every node). */
   membership(clientId: string, channel: Channel, member: boolean): void;
+  /** Who is in a room, on every node. */
+  presence(room: string, done: (clientIds: string[]) => void): void;
   /** A client's connection closed: its session may be resumed within `graceMs`. */
   suspend(clientId: string, graceMs: number): void;
   /** A client's connection is back on this node. */

@@ -125,7 +125,9 @@ export interface SwitchyardHub {
   sendTo(clientId: string, data: Payload): number;
   /** Sends to every client (kind 'broadcast', from 'server'). */
   broadcast(data: Payload): number;
-  /** `connect`, `disconnect`, `join`, `leave`, `subscribe`, `unsubscribe`; returns the remover. */
+  /** Who is in a room (in a cluster: on every node). */
+  presence(room: string): Promise<string[]>;
+  /** `connect`, `disconnect`, `join`, `leave`, `subscribe`, `unsubscribe`, `presence`; returns the remover. */
   on<E extends keyof RouterEvents>(event: E, listener: RouterEvents[E]): () => void;
   close(): Promise<void>;
 }
@@ -255,6 +257,7 @@ async function createCore(options: SwitchyardOptions & { certificate?: Certifica
     toRoom: (room, data) => router.toRoom(room, data),
     sendTo: (clientId, data) => router.sendTo(clientId, data),
     broadcast: (data) => router.broadcast(data),
+    presence: (room) => router.presence(room),
     on: (event, listener) => router.on(event, listener),
     owns(request) {
       const pathname = (request.url ?? '/').split('?')[0]!;
@@ -318,7 +321,7 @@ async function createCore(options: SwitchyardOptions & { certificate?: Certifica
 
 /** The public face of the core (its request handlers stay inside). */
 function hubOf(core: Core): SwitchyardHub {
-  const { router, transports, certificate, publish, toRoom, sendTo, broadcast, on, close } = core;
+  const { router, transports, certificate, publish, toRoom, sendTo, broadcast, presence, on, close } = core;
   return {
     router,
     transports,
@@ -330,6 +333,7 @@ function hubOf(core: Core): SwitchyardHub {
     toRoom,
     sendTo,
     broadcast,
+    presence,
     on,
     close,
   };

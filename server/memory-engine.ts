@@ -133,8 +133,15 @@ export class MemoryEngine implements RouterEngine {
     done(undefined);
   }
 
+  membership(clientId: string, channel: Channel, member: boolean): void {
+    if (channel.startsWith('room:')) this.#host!.presence(channel.slice(5), clientId, member ? 'join' : 'leave');
+  }
+
+  presence(room: string, done: (clientIds: string[]) => void): void {
+    done(this.#host!.localMembers(room));
+  }
+
   renew(): void {}
-  membership(): void {}
   suspend(): void {}
   reattach(): void {}
   forget(): void {}

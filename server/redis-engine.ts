@@ -17,6 +17,11 @@
  * acknowledged once its script returned: the message is in Redis. Scripts touch keys they compute
  * (a recipient's session and inbox): standalone Redis (or one shard), not Redis Cluster.
  *
+ * Presence: `sy:p:<room>` maps each member to its node, and every join and leave is an entry in the
+ * room's stream, so the nodes reading that room hear it. Each node renews `sy:n:<node>` every
+ * second; one that stops is found dead by the others after `nodeTimeoutMs`, and its clients leave
+ * their rooms (their sessions stay resumable elsewhere until they expire).
+ *
  * While Redis is unreachable the node serves its own clients alone (unacknowledged messages are
  * delivered locally; acknowledged ones are refused with ERR_CLUSTER_UNAVAILABLE), says so in its
  * status and log, and resynchronises (sessions, memberships, reading positions) when it is back.
@@ -50,6 +55,8 @@ export interface RedisEngineOptions {
   dedupWindow?: number;
   /** A connected client's session outlives a dead node by this much (ms). Default 60 000. */
   sessionTtlMs?: number;
+  /** A node silent this long (ms) is dead: its clients leave their rooms. Default 5 000. */
+  nodeTimeoutMs?: number;
 }
 
 const PREFIX = 'sy:';
@@ -122,6 +129,41 @@ if previous and previous ~= ARGV[3] then
 end
 return redis.call('HGETALL', KEYS[1])`;
 
+/** A room membership change: the presence hash, and a join/leave entry in the room's stream when it changed anything. */
+const PRESENCE_SCRIPT = `
+local changed
+if ARGV[3] == 'join' then changed = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1
+else changed = redis.call('HDEL', KEYS[1], ARGV[1]) == 1 end
+if changed then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'x', ARGV[3], 'c', ARGV[1]) end
+return 0`;
+
+/** Renews this node's liveness; any node found silent loses its clients' room memberships (each dead node is reaped once: the script is atomic). */
+const BEAT_SCRIPT = `
+local p = ARGV[1]
+redis.call('SET', p .. 'n:' .. ARGV[2], '1', 'PX', ARGV[3])
+redis.call('SADD', p .. 'nodes', ARGV[2])
+local reaped = 0
+for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
+  if redis.call('EXISTS', p .. 'n:' .. node) == 0 then
+    redis.call('SREM', p .. 'nodes', node)
+    for _, client in ipairs(redis.call('SMEMBERS', p .. 'nc:' .. node)) do
+      local fields = redis.call('HGETALL', p .. 'c:' .. client)
+      for i = 1, #fields, 2 do
+        if string.sub(fields[i], 1, 5) == 'room:' then
+          local room = string.sub(fields[i], 6)
+          if redis.call('HGET', p .. 'p:' .. room, client) == node then
+            redis.call('HDEL', p .. 'p:' .. room, client)
+            redis.call('XADD', p .. 's:room:' .. room, 'MAXLEN', '~', ARGV[4], '*', 'x', 'leave', 'c', client)
+          end
+        end
+      end
+    end
+    redis.call('DEL', p .. 'nc:' .. node)
+    reaped = reaped + 1
+  end
+end
+return reaped`;
+
 /** Ends a session, unless another node has taken it over meanwhile. */
 const FORGET_SCRIPT = `
 if redis.call('HGET', KEYS[1], 'node') == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) end
@@ -132,6 +174,8 @@ interface Scripts {
   syClients(dedup: string, id: string, window: number, ttl: number, frame: string | Buffer, lane: string, strict: string, sessionPrefix: string, inboxPrefix: string, ...ids: string[]): Promise<number>;
   syClaim(session: string, secret: string, fresh: string, node: string, ttl: number, inboxPrefix: string, clientId: string): Promise<string[] | null>;
   syForget(session: string, dedup: string, node: string): Promise<number>;
+  syPresence(presence: string, stream: string, clientId: string, node: string, change: 'join' | 'leave', maxLength: number): Promise<number>;
+  syBeat(prefix: string, node: string, timeoutMs: number, maxLength: number): Promise<number>;
 }
 
 /** What this node keeps of its own clients' sessions, to write them again after an outage. */
@@ -150,6 +194,9 @@ export class RedisEngine implements RouterEngine {
   readonly #limits: Required<HistoryOptions>;
   readonly #dedupWindow: number;
   readonly #sessionTtlMs: number;
+  readonly #nodeTimeoutMs: number;
+  /** This node's set of client ids, for whoever reaps it if it dies. */
+  readonly #clientsKey: string;
   /** Commands: pipelined on one connection, so one client's commands run in the order they came. */
   readonly #redis: Redis & Scripts;
   /** The blocking XREAD. */
@@ -163,12 +210,15 @@ export class RedisEngine implements RouterEngine {
   #closed = false;
   #wakeReader: (() => void) | undefined;
   #refresh: ReturnType<typeof setInterval> | undefined;
+  #beat: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: RedisEngineOptions) {
     this.#limits = { ...HISTORY_DEFAULTS, ...Object.fromEntries(Object.entries(options.history ?? {}).filter(([, value]) => value !== undefined)) };
     this.#dedupWindow = options.dedupWindow ?? 4096;
     this.#sessionTtlMs = options.sessionTtlMs ?? 60_000;
+    this.#nodeTimeoutMs = options.nodeTimeoutMs ?? 5_000;
     this.#inbox = `${PREFIX}i:${this.#node}`;
+    this.#clientsKey = `${PREFIX}nc:${this.#node}`;
     // Fail fast while disconnected (a typed refusal beats a command waiting in a queue), reconnect forever.
     const common = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, retryStrategy: (times: number) => Math.min(50 * times, 1000) };
     this.#redis = new Redis(options.url, common) as Redis & Scripts;
@@ -177,6 +227,8 @@ export class RedisEngine implements RouterEngine {
     this.#redis.defineCommand('syClients', { numberOfKeys: 1, lua: CLIENTS_SCRIPT });
     this.#redis.defineCommand('syClaim', { numberOfKeys: 1, lua: CLAIM_SCRIPT });
     this.#redis.defineCommand('syForget', { numberOfKeys: 2, lua: FORGET_SCRIPT });
+    this.#redis.defineCommand('syPresence', { numberOfKeys: 2, lua: PRESENCE_SCRIPT });
+    this.#redis.defineCommand('syBeat', { numberOfKeys: 0, lua: BEAT_SCRIPT });
     this.#redis.on('error', () => undefined);
     this.#reader.on('error', () => undefined);
     this.#redis.on('close', () => this.#lost());
@@ -198,6 +250,10 @@ export class RedisEngine implements RouterEngine {
     void this.#readLoop();
     this.#refresh = setInterval(() => this.#refreshSessions(), this.#sessionTtlMs / 3);
     this.#refresh.unref?.();
+    this.#beat = setInterval(() => {
+      if (this.#connected) this.#redis.syBeat(PREFIX, this.#node, this.#nodeTimeoutMs, this.#limits.maxLength).catch(noop);
+    }, Math.min(1000, this.#nodeTimeoutMs / 3));
+    this.#beat.unref?.();
   }
 
   status(): EngineStatus {
@@ -312,6 +368,7 @@ export class RedisEngine implements RouterEngine {
           else if (field.startsWith('topic:')) session.topics.push(field.slice(6));
         }
         this.#sessions.set(clientId, local);
+        this.#redis.sadd(this.#clientsKey, clientId).catch(noop);
         done(session);
       },
       () => done(undefined),
@@ -331,6 +388,15 @@ export class RedisEngine implements RouterEngine {
     if (!this.#connected) return;
     const key = `${PREFIX}c:${clientId}`;
     (member ? this.#redis.hset(key, channel, '1') : this.#redis.hdel(key, channel)).catch(noop);
+    if (channel.startsWith('room:')) {
+      const room = channel.slice(5);
+      this.#redis.syPresence(`${PREFIX}p:${room}`, `${PREFIX}s:${channel}`, clientId, this.#node, member ? 'join' : 'leave', this.#limits.maxLength).catch(noop);
+    }
+  }
+
+  presence(room: string, done: (clientIds: string[]) => void): void {
+    if (!this.#connected) return done(this.#host!.localMembers(room));
+    this.#redis.hkeys(`${PREFIX}p:${room}`).then(done, () => done(this.#host!.localMembers(room)));
   }
 
   suspend(clientId: string, graceMs: number): void {
@@ -347,12 +413,15 @@ export class RedisEngine implements RouterEngine {
 
   forget(clientId: string): void {
     this.#sessions.delete(clientId);
-    if (this.#connected) this.#redis.syForget(`${PREFIX}c:${clientId}`, `${PREFIX}d:${clientId}`, this.#node).catch(noop);
+    if (!this.#connected) return;
+    this.#redis.syForget(`${PREFIX}c:${clientId}`, `${PREFIX}d:${clientId}`, this.#node).catch(noop);
+    this.#redis.srem(this.#clientsKey, clientId).catch(noop);
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#refresh);
+    clearInterval(this.#beat);
     this.#wakeReader?.();
     this.#reader.disconnect();
     await this.#redis.quit().catch(() => this.#redis.disconnect());
@@ -403,6 +472,8 @@ export class RedisEngine implements RouterEngine {
     for (const channel of local.channels) fields.push(channel, '1');
     pipeline.hset(key, ...fields);
     pipeline.pexpire(key, local.graceMs ?? this.#sessionTtlMs);
+    pipeline.sadd(this.#clientsKey, clientId);
+    for (const channel of local.channels) if (channel.startsWith('room:')) pipeline.hset(`${PREFIX}p:${channel.slice(5)}`, clientId, this.#node);
   }
 
   /** Connected clients' sessions outlive this node by sessionTtlMs only: refreshed here while it lives. */
@@ -477,14 +548,22 @@ export class RedisEngine implements RouterEngine {
   #dispatch(stream: string, id: string, entry: ParsedEntry): void {
     const host = this.#host!;
     if (stream === this.#inbox) {
-      if (entry.control === 'release' && entry.clients) host.release(entry.clients);
+      if (entry.control === 'release' && entry.clients) {
+        this.#sessions.delete(entry.clients);
+        this.#redis.srem(this.#clientsKey, entry.clients).catch(noop);
+        host.release(entry.clients);
+      }
       if (!entry.event || !entry.clients) return;
       const ids = entry.clients.split(',');
       host.deliver(ids.length === 1 ? { client: ids[0]! } : { ids }, entry.event, entry.lane, undefined);
       return;
     }
-    if (!entry.event || entry.event.t !== 'message') return;
     const name = stream.slice(PREFIX.length + 2);
+    if ((entry.control === 'join' || entry.control === 'leave') && entry.clients && name.startsWith('room:')) {
+      host.presence(name.slice(5), entry.clients, entry.control);
+      return;
+    }
+    if (!entry.event || entry.event.t !== 'message') return;
     if (name === 'all') host.deliver({ all: true }, entry.event, entry.lane, undefined);
     else if (name.startsWith('room:')) host.deliver({ room: name.slice(5) }, entry.event, entry.lane, id);
     else if (name.startsWith('topic:')) host.deliver({ topic: name.slice(6) }, entry.event, entry.lane, id);

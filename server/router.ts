@@ -113,6 +113,11 @@ export interface RouterEvents {
   leave: (client: RoutedClient, room: string) => void;
   subscribe: (client: RoutedClient, topic: string) => void;
   unsubscribe: (client: RoutedClient, topic: string) => void;
+  /**
+   * Someone joined or left a room, on any node of a cluster (here too): `join` and `leave` above
+   * are this node's clients only. A dead node's clients leave once it is found dead.
+   */
+  presence: (room: string, clientId: string, change: 'join' | 'leave') => void;
 }
 
 /** One logical client: survives a reconnect (same id) within the resume grace period. */
@@ -232,6 +237,8 @@ export class Router {
       deliver: (target, event, lane, offset) => this.#deliver(target, event, lane, offset),
       hasClient: (clientId) => this.clients.has(clientId),
       release: (clientId) => this.#release(clientId),
+      presence: (room, clientId, change) => this.#events.emit('presence', room, clientId, change),
+      localMembers: (room) => [...(this.rooms.get(room) ?? [])].map((client) => client.id),
       log,
     };
     this.#engine.start(host);
@@ -331,6 +338,11 @@ export class Router {
     const before = this.#counters.deliveries;
     this.#engine.publish({ target, event, lane: 'reliable', size: 0 }, () => undefined);
     return this.#counters.deliveries - before;
+  }
+
+  /** Who is in a room, on every node of a cluster (here alone: this process's members). */
+  presence(room: string): Promise<string[]> {
+    return new Promise((resolve) => this.#engine.presence(room, resolve));
   }
 
   /** Listens to client lifecycle and membership events; returns the remover. */
@@ -656,10 +668,12 @@ export class Router {
   #join(index: Map<string, Set<RoutedClient>>, name: string, client: RoutedClient, own: Set<string>, done: Done): void {
     const channel: Channel = `${index === this.rooms ? 'room' : 'topic'}:${name}`;
     const first = !index.has(name);
-    if (!own.has(name)) this.#engine.membership(client.id, channel, true);
+    const joining = !own.has(name);
     addMember(index, name, client, own);
-    if (!first) return done();
-    this.#engine.watch(channel, (error) => done(error ? { code: 'ERR_CLUSTER_UNAVAILABLE', message: error } : undefined));
+    // Watched before the membership is announced: the announcement is then among what this node reads.
+    if (first) this.#engine.watch(channel, (error) => done(error ? { code: 'ERR_CLUSTER_UNAVAILABLE', message: error } : undefined));
+    if (joining) this.#engine.membership(client.id, channel, true);
+    if (!first) done();
   }
 
   #leave(index: Map<string, Set<RoutedClient>>, name: string, client: RoutedClient, own: Set<string> | undefined): void {
@@ -870,7 +884,10 @@ export class Router {
   }
 
   #forget(client: RoutedClient): void {
-    if (!this.#drop(client)) return;
+    if (this.clients.get(client.id) !== client) return;
+    for (const room of client.rooms) this.#engine.membership(client.id, `room:${room}`, false);
+    for (const topic of client.topics) this.#engine.membership(client.id, `topic:${topic}`, false);
+    this.#drop(client);
     this.#engine.forget(client.id);
     this.#events.emit('disconnect', client);
   }
