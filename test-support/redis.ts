@@ -15,6 +15,8 @@ export const REDIS_MISSING: string | undefined = spawnSync('redis-server', ['--v
 export interface TestRedis {
   readonly port: number;
   readonly url: string;
+  /** The running redis-server's process id (for CPU accounting). */
+  readonly pid: number;
   /** Stops it (SIGTERM: it writes its append-only file first). */
   stop(): Promise<void>;
   /** Starts it again on the same port and directory. */
@@ -59,6 +61,9 @@ export async function startRedis(): Promise<TestRedis> {
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
+    get pid() {
+      return child?.pid ?? 0;
+    },
     stop,
     async restart() {
       await stop();

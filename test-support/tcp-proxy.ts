@@ -8,13 +8,17 @@ export interface TcpProxy {
   readonly port: number;
   pointAt(port: number): void;
   cutAll(): void;
+  /** Called at each accepted connection (a benchmark times from it). */
+  onAccept(listener: () => void): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(target: number): Promise<TcpProxy> {
   let targetPort = target;
+  let accepted: () => void = () => undefined;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((inbound) => {
+    accepted();
     const outbound = net.connect(targetPort, '127.0.0.1');
     for (const socket of [inbound, outbound]) {
       sockets.add(socket);
@@ -34,6 +38,9 @@ export async function startTcpProxy(target: number): Promise<TcpProxy> {
     port: (server.address() as net.AddressInfo).port,
     pointAt(port) {
       targetPort = port;
+    },
+    onAccept(listener) {
+      accepted = listener;
     },
     cutAll() {
       for (const socket of sockets) socket.destroy();
