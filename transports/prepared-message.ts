@@ -6,7 +6,6 @@
  * copied per recipient. Immutable once built: recipients only read it. Runs in Node and in the browser.
  */
 import { utf8Length } from './codec/utf8.ts';
-import type { Message } from './transport.ts';
 
 const encoder = new TextEncoder();
 
@@ -22,7 +21,8 @@ export class PreparedMessage {
   #framed: unknown;
   #more: Map<Framing<unknown>, unknown> | undefined;
 
-  constructor(readonly message: Message) {
+  /** `message` is a transport Message (transport.ts, which imports this file: spelled out here). */
+  constructor(readonly message: string | Uint8Array) {
     this.size = typeof message === 'string' ? utf8Length(message) : message.byteLength;
     if (typeof message !== 'string') this.#bytes = message;
   }
@@ -52,6 +52,6 @@ export class PreparedMessage {
 }
 
 /** `message` prepared, or itself when it already is. */
-export function prepare(message: Message | PreparedMessage): PreparedMessage {
+export function prepare(message: string | Uint8Array | PreparedMessage): PreparedMessage {
   return message instanceof PreparedMessage ? message : new PreparedMessage(message);
 }
