@@ -14,20 +14,16 @@
  * Reliable messages over that size travel as chunks (chunks.ts). A close is a close frame on the
  * `reliable` channel, answered by the peer, so both sides see the code and reason (SCTP has none).
  *
- * Backpressure is each channel's `bufferedAmount`: a channel holding CHANNEL_BUFFER_LIMIT bytes
+ * Backpressure is each channel's `bufferedAmount`: a channel holding WIRE_BUFFER_LIMIT bytes
  * takes no more (its lane waits in the outbound queue), and `bufferedamountlow` resumes it — or,
  * where the stack never fires that event (`@roamhq/wrtc`), a 5 ms check while a channel is full.
  */
-import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, type QueuedMessage } from '../base-connection.ts';
+import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, WIRE_BUFFER_LIMIT, type QueuedMessage } from '../base-connection.ts';
 import { ProtocolError } from '../errors.ts';
 import type { BackpressureOptions, CloseInfo, Lane, SlowConsumerPolicy, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 import { batchFrame, ChunkAssembler, chunkMessage, closeFrame } from './chunks.ts';
 
-/** Bytes a reliable channel may hold unsent before its lane waits. */
-const CHANNEL_BUFFER_LIMIT = 256 * 1024;
-/** Bytes the unreliable channel may hold unsent; past it unreliable messages are dropped and counted. */
-const UNRELIABLE_BUFFER_LIMIT = 256 * 1024;
 /** SCTP's message limit until the association says (RFC 8831's interoperable minimum is 16 KiB; every stack here does 64 KiB or more). */
 const DEFAULT_SCTP_MAX_MESSAGE = 65_536;
 /** Data channels a peer may open on one connection; more close it (each costs memory on both sides). */
@@ -120,7 +116,13 @@ export class WebRtcConnection extends BaseConnection {
   }
 
   override stats(): TransportStats {
-    if (this.state === 'open' && Date.now() - this.#statsAt > STATS_MAX_AGE_MS) this.#refreshStats();
+    if (this.state === 'open' && Date.now() - this.#statsAt > STATS_MAX_AGE_MS) void this.#refreshStats();
+    return { ...super.stats(), ...this.#sample };
+  }
+
+  /** stats() from a getStats() sample taken now (wire bytes and RTT current to the call, e.g. before and after a measurement). */
+  async currentStats(): Promise<TransportStats> {
+    if (this.state === 'open') await this.#refreshStats();
     return { ...super.stats(), ...this.#sample };
   }
 
@@ -191,7 +193,7 @@ export class WebRtcConnection extends BaseConnection {
     const assembler = lane === 'unreliable' ? undefined : new ChunkAssembler(this.#maxMessageSize);
     const lowThresholdSupported = typeof channel.bufferedAmountLowThreshold === 'number';
     if (lowThresholdSupported) {
-      channel.bufferedAmountLowThreshold = CHANNEL_BUFFER_LIMIT / 4;
+      channel.bufferedAmountLowThreshold = WIRE_BUFFER_LIMIT / 4;
       channel.onbufferedamountlow = () => this.#resume();
     }
     channel.onopen = () => this.#channelOpen(channel);
@@ -223,7 +225,7 @@ export class WebRtcConnection extends BaseConnection {
         this.capabilities = { ...this.capabilities, maxUnreliableSize: sctpMax };
       }
       this.markOpen();
-      this.#refreshStats();
+      void this.#refreshStats();
     }
     if (this.outbound.length > 0) this.requestFlush();
   }
@@ -249,7 +251,7 @@ export class WebRtcConnection extends BaseConnection {
         continue;
       }
       if (!this.#drainLane(lane, channel)) return;
-      if (this.#bufferedAmount(channel, CHANNEL_BUFFER_LIMIT) >= CHANNEL_BUFFER_LIMIT) waiting = true;
+      if (this.#bufferedAmount(channel, WIRE_BUFFER_LIMIT) >= WIRE_BUFFER_LIMIT) waiting = true;
     }
     this.onFlushed();
     if (waiting || !this.writable) this.#pollWhileFull();
@@ -302,7 +304,7 @@ export class WebRtcConnection extends BaseConnection {
   }
 
   /** Sends a reliable lane's queue while its channel has room, small messages batched; false if the connection ended. */
-  #drainLane(lane: Lane, channel: RTCDataChannel, bufferLimit = CHANNEL_BUFFER_LIMIT): boolean {
+  #drainLane(lane: Lane, channel: RTCDataChannel, bufferLimit = WIRE_BUFFER_LIMIT): boolean {
     let batch: QueuedMessage[] = [];
     let batchBytes = 0;
     while (this.#bufferedAmount(channel, bufferLimit - batchBytes) + batchBytes < bufferLimit) {
@@ -349,7 +351,7 @@ export class WebRtcConnection extends BaseConnection {
 
   #sendUnreliable(channel: RTCDataChannel, item: QueuedMessage): void {
     // Unreliable messages never wait: a full channel drops them (counted), like a full datagram queue.
-    if (this.#bufferedAmount(channel, UNRELIABLE_BUFFER_LIMIT) >= UNRELIABLE_BUFFER_LIMIT) {
+    if (this.#bufferedAmount(channel, WIRE_BUFFER_LIMIT) >= WIRE_BUFFER_LIMIT) {
       this.counters.dropped++;
       return;
     }
@@ -413,15 +415,15 @@ export class WebRtcConnection extends BaseConnection {
   }
 
   #anyChannelFull(): boolean {
-    for (const channel of this.#senders.values()) if (this.#bufferedAmount(channel, CHANNEL_BUFFER_LIMIT) >= CHANNEL_BUFFER_LIMIT) return true;
+    for (const channel of this.#senders.values()) if (this.#bufferedAmount(channel, WIRE_BUFFER_LIMIT) >= WIRE_BUFFER_LIMIT) return true;
     return false;
   }
 
-  #refreshStats(): void {
+  #refreshStats(): Promise<void> {
     const peer = this.#peer;
-    if (!peer) return;
+    if (!peer) return Promise.resolve();
     this.#statsAt = Date.now();
-    peer.getStats().then(
+    return peer.getStats().then(
       (report) => {
         let pairId: string | undefined;
         report.forEach((entry: { type: string; selectedCandidatePairId?: string; bytesSent?: number; bytesReceived?: number }) => {
