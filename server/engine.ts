@@ -106,6 +106,8 @@ export interface RouterEngine {
   watch(channel: Channel, done: (error?: string) => void): void;
   /** This node's last member of a room or topic left. */
   unwatch(channel: Channel): void;
+  /** The offset a watched channel's messages come here after (a new member's starting point), if known. */
+  position(channel: Channel): string | undefined;
   /** The messages of `channel` after `offset`, oldest first. */
   history(channel: Channel, offset: string, done: (answer: HistoryAnswer) => void): void;
   /** A new client session on this node. */

@@ -311,6 +311,10 @@ export class RedisEngine implements RouterEngine {
     this.#positions.delete(`${PREFIX}s:${channel}`);
   }
 
+  position(channel: Channel): string | undefined {
+    return this.#positions.get(`${PREFIX}s:${channel}`) ?? undefined;
+  }
+
   history(channel: Channel, offset: string, done: (answer: HistoryAnswer) => void): void {
     if (!this.#connected) return done({ entries: [], complete: false });
     const stream = `${PREFIX}s:${channel}`;

@@ -591,7 +591,11 @@ export class Router {
     }
     if (command.id !== undefined) {
       client.seenIds.add(command.id);
-      if (client.connection === connection) this.#sendTo(client, { t: 'ack', id: command.id });
+      if (client.connection !== connection) return;
+      // A join's or subscribe's ack names where its messages start: a resume before any came can still recover them.
+      const channel: Channel | undefined = command.t === 'join' ? `room:${command.room}` : command.t === 'subscribe' ? `topic:${command.topic}` : undefined;
+      const offset = channel && !error ? this.#engine.position(channel) : undefined;
+      this.#sendTo(client, { t: 'ack', id: command.id, ...(offset === undefined ? {} : { offset }) });
     }
   }
 
