@@ -239,6 +239,10 @@ export class Router {
       release: (clientId) => this.#release(clientId),
       presence: (room, clientId, change) => this.#events.emit('presence', room, clientId, change),
       localMembers: (room) => [...(this.rooms.get(room) ?? [])].map((client) => client.id),
+      fellBehind: (channel) => {
+        const members = channel.startsWith('room:') ? this.rooms.get(channel.slice(5)) : this.topics.get(channel.slice(6));
+        for (const member of members ?? []) member.connection?.close(CloseCode.fellBehind, 'this node fell behind the stream: resume to learn what was lost');
+      },
       log,
     };
     this.#engine.start(host);
