@@ -14,7 +14,7 @@ import { createClient } from '../transports/node-webtransport.ts';
 import type { TransportName } from '../transports/transport.ts';
 import { REDIS_MISSING, startRedis, type TestRedis } from '../test-support/redis.ts';
 import { waitFor } from '../test-support/servers.ts';
-import { startTcpProxy, type TcpProxy } from '../test-support/tcp-proxy.ts';
+import { startTcpProxy } from '../test-support/tcp-proxy.ts';
 import { startServer } from './index.ts';
 import type { RouterOptions } from './router.ts';
 

@@ -21,7 +21,7 @@ import type { BackpressureOptions, TransportName } from '../transports/transport
 import packageJson from '../package.json' with { type: 'json' };
 import type { ConnectRequest } from '../transports/webtransport/engine/h3-connection.ts';
 import type { WebTransportQuicOptions, WebTransportTransportServer } from '../transports/webtransport/server.ts';
-import { DualHttpServer, type TcpTimeouts } from './http-server.ts';
+import { DualHttpServer, guardedRequest, guardedUpgrade, type TcpTimeouts } from './http-server.ts';
 import { decide, hostName, originGuard, type OriginPolicy, type OriginPolicyOptions } from './origins.ts';
 import type { RouterEngine } from './engine.ts';
 import { RedisEngine } from './redis-engine.ts';
@@ -416,22 +416,19 @@ export async function attach(server: http.Server | https.Server, options: Attach
   const previous = server.listeners('request') as ((request: http.IncomingMessage, response: http.ServerResponse) => void)[];
   server.removeAllListeners('request');
   // Only Switchyard's paths get its Origin/Host checks and CORS headers; the app's routes are the app's.
-  const onRequest = (request: http.IncomingMessage, response: http.ServerResponse) => {
-    try {
-      if (core.owns(request) || previous.length === 0) {
-        if (!core.handleRequest(request, response)) core.fallback(request, response);
-        return;
-      }
-      for (const listener of previous) listener.call(server, request, response);
-    } catch {
-      if (!response.headersSent) response.writeHead(400).end();
+  // Guarded as startServer's are: a handler that throws costs that request (500) or that socket, never the host server.
+  const onRequest = guardedRequest((request, response) => {
+    if (core.owns(request) || previous.length === 0) {
+      if (!core.handleRequest(request, response)) core.fallback(request, response);
+      return;
     }
-  };
-  const onUpgrade = (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    for (const listener of previous) listener.call(server, request, response);
+  });
+  const onUpgrade = guardedUpgrade((request, socket, head) => {
     if (core.owns(request) && core.handleUpgrade(request, socket, head)) return;
     // Another upgrade handler (a dev server's HMR socket, say) may want it; else nobody will.
     if (server.listenerCount('upgrade') === 1) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-  };
+  });
   server.on('request', onRequest);
   server.on('upgrade', onUpgrade);
 

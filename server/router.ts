@@ -129,7 +129,7 @@ export class RoutedClient {
   /** Recent message ids, for de-duplication. */
   readonly seenIds: RecentIds;
   /** Receipts this client may send: `senderId \0 messageId` of deliveries that asked for one. */
-  readonly owedReceipts = new Map<string, true>();
+  readonly owedReceipts: RecentIds;
   lastSeen = Date.now();
   rttMs: number | null = null;
   graceTimer: ReturnType<typeof setTimeout> | undefined;
@@ -149,6 +149,7 @@ export class RoutedClient {
   ) {
     this.connection = connection;
     this.seenIds = new RecentIds(dedupWindow);
+    this.owedReceipts = new RecentIds(dedupWindow);
   }
 }
 
@@ -232,6 +233,7 @@ export class Router {
     this.#heartbeat = setInterval(() => this.#beat(), heartbeatMs);
     this.#heartbeat.unref?.();
     this.#engine = options.engine ?? new MemoryEngine(options.history);
+    // eslint-disable-next-line no-console -- the operator's log when the application gives none
     const log = options.log ?? ((message: string) => console.warn(`switchyard: ${message}`));
     const host: EngineHost = {
       deliver: (target, event, lane, offset) => this.#deliver(target, event, lane, offset),
@@ -750,7 +752,7 @@ export class Router {
       const connection = recipient.connection;
       if (!this.#write(connection, frame, lane)) continue;
       delivered++;
-      if (receipt) remember(recipient.owedReceipts, receipt, this.#options.dedupWindow);
+      if (receipt) recipient.owedReceipts.add(receipt);
       if (from && !connection!.writable) this.#holdUntilDrained(from, connection!);
     }
     this.#counters.deliveries += delivered;
@@ -959,11 +961,6 @@ function refusal(authorize: RouterOptions['authorize'], client: RoutedClient, ac
 }
 
 /** Adds `key` to a bounded insertion-ordered set, forgetting the oldest past `limit`. */
-function remember(keys: Map<string, true>, key: string, limit: number): void {
-  keys.set(key, true);
-  if (keys.size > limit) keys.delete(keys.keys().next().value!);
-}
-
 /** The `message` a command's data becomes for its recipients (with an id where receipts are wanted). */
 function deliveryOf(client: RoutedClient, command: Extract<ClientCommand, { data: Payload }>, kind: DeliveryKind, to?: string): Extract<ServerEvent, { t: 'message' }> {
   const delivery: Extract<ServerEvent, { t: 'message' }> = { t: 'message', from: client.id, kind, data: command.data };
