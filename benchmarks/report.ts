@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { CellResult } from './workloads.ts';
 
-export type Workload = 'echo' | 'echo-rate' | 'throughput' | 'fanout' | 'fanout-max' | 'setup' | 'memory' | 'pubsub' | 'acked' | 'wire-bytes';
+export type Workload = 'echo' | 'echo-rate' | 'throughput' | 'fanout' | 'fanout-max' | 'setup' | 'memory' | 'pubsub' | 'acked' | 'wire-bytes' | 'recovery';
 
 export interface Cell {
   target: string;
@@ -88,6 +88,8 @@ export function headline(cell: Pick<Cell, 'workload'>, result: CellResult | unde
       return result.bytesPerIdleConnection;
     case 'wire-bytes':
       return result.wireBytesPerMessage;
+    case 'recovery':
+      return result.recoveryMs;
   }
 }
 
@@ -164,8 +166,12 @@ const COLUMNS: Record<Workload, { title: string; columns: Column[] }> = {
   pubsub: { title: 'pubsub: 100 topics, 50 clients following 10 each, open loop', columns: [['rate/s', (m) => num(m.targetRate)], ['achieved/s', (m) => num(m.achievedRate)], ['deliveries/s', (m) => num(m.msgsPerSec)], ['p99 µs', (m) => num(m.p99)], ['lost', (m) => num(m.lost)], ['misrouted', (m) => num(m.misrouted)], ['note', openLoopNote]] },
   acked: { title: 'acked: publish with receipt, one at a time', columns: [['p50 µs', (m) => num(m.p50)], ['p99 µs', (m) => num(m.p99)], ['msg/s', (m) => num(m.msgsPerSec)]] },
   setup: { title: 'setup: sequential connects to a usable client', columns: [['connect ms', (m) => num(m.setupMs, 2)]] },
-  memory: { title: 'memory: server heap + external per idle connection, after GC', columns: [['KiB/connection', (m) => num((m.bytesPerIdleConnection ?? NaN) / 1024, 1)]] },
+  memory: {
+    title: 'memory: server memory per idle connection, after GC (heap + external: what JS holds; RSS: native allocations too)',
+    columns: [['connections', (_m, c) => num(c.params.connections)], ['KiB/connection', (m) => num((m.bytesPerIdleConnection ?? NaN) / 1024, 1)], ['RSS KiB/connection', (m) => num((m.rssBytesPerIdleConnection ?? NaN) / 1024, 1)]],
+  },
   'wire-bytes': { title: 'wire-bytes: TCP or UDP payload bytes per 64 B message, all framing', columns: [['bytes/msg', (m) => num(m.wireBytesPerMessage)]] },
+  recovery: { title: 'recovery: a resuming client gets the room messages it missed (from its TCP accept to the last one)', columns: [['missed', (m) => num(m.missed)], ['recovery ms', (m) => num(m.recoveryMs, 1)], ['lost', (m) => num(m.lost)], spread] },
 };
 
 /** The report's tables, one per workload present, rows in run order; failed cells say so. */
@@ -209,7 +215,7 @@ export function markdownTables(report: BenchReport): string {
 
 /** The target lines as the terminal prints them. */
 export function goalLines(goals: Goal[]): string {
-  return goals.map((g) => `  ${g.met === null ? '?' : g.met ? '✓' : '✗'} ${g.name}: ${g.value ?? 'n/a'} (goal ${g.goal})${g.detail ? ` — ${g.detail}` : ''}`).join('\n');
+  return goals.map((g) => `  ${g.goal === 'comparison' ? '·' : g.met === null ? '?' : g.met ? '✓' : '✗'} ${g.name}: ${g.value ?? 'n/a'} (${g.goal === 'comparison' ? 'no goal, a comparison' : `goal ${g.goal}`})${g.detail ? ` — ${g.detail}` : ''}`).join('\n');
 }
 
 const html = (text: string) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');

@@ -14,11 +14,14 @@ import { parseArgs } from 'node:util';
 import type { ServerKind } from './raw-protocol.ts';
 import { describeParams, goalLines, markdownTables, renderHtml, summarizeRuns, textTables, type BenchReport, type Cell, type Goal, type Workload } from './report.ts';
 import { CLIENT_WRITE_POLICY, TARGETS, type Target } from './targets.ts';
-import { ackedDelivery, connectionSetup, echoAtRate, echoRtt, fanOut, fanOutMaxRate, idleMemory, pubSub, throughput, wireBytes, type CellResult, type Endpoint, type ServerProbe } from './workloads.ts';
+import { REDIS_MISSING, startRedis } from '../test-support/redis.ts';
+import { ackedDelivery, connectionSetup, echoAtRate, echoRtt, fanOut, fanOutMaxRate, idleMemory, pubSub, recoveryTime, throughput, wireBytes, type CellResult, type Endpoint, type ServerProbe } from './workloads.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fanout', 'fanout-max', 'setup', 'memory', 'pubsub', 'acked', 'wire-bytes'];
-const SERVER_KINDS: readonly ServerKind[] = ['switchyard', 'ws', 'ws-tuned', 'socketio'];
+const WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fanout', 'fanout-max', 'setup', 'memory', 'pubsub', 'acked', 'wire-bytes', 'recovery'];
+const SERVER_KINDS: readonly ServerKind[] = ['switchyard', 'switchyard-cluster', 'ws', 'ws-tuned', 'socketio'];
+/** Messages a client misses in the recovery workload. */
+const RECOVERY_MISSED = 10_000;
 /** --quick's workloads unless --workloads names others: the headline cells and the cheap ones. */
 const QUICK_WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fanout-max', 'setup', 'wire-bytes'];
 /** Echo throughput run per row before the measured rounds (--quick: a fifth of it). */
@@ -134,16 +137,30 @@ function quickSkipsThousand(target: Target): string | undefined {
   return target.name === 'websocket' || target.name === 'ws-tuned' ? undefined : '--quick runs 1000 subscribers only on websocket and ws-tuned; run without --quick';
 }
 
+const isWebRtc = (target: Target) => target.name.startsWith('webrtc');
+/**
+ * wrtc (libwebrtc) holds about 63 descriptors (UDP and TCP sockets per interface address) and 2
+ * native threads per peer connection, measured here with 40 connections: 1000 subscribers would
+ * need ~63 000 descriptors in the server and as many in the load generator, over this machine's
+ * limit (ulimit -n 20 000, hard limit too).
+ */
+const WEBRTC_THOUSAND = 'wrtc holds ~63 descriptors and 2 native threads per peer connection: 1000 connections need ~63 000 descriptors per process, over the 20 000 limit here';
+/** Idle connections a webrtc memory cell opens at most (descriptors, as above: 100 is ~6 300 per process). */
+const WEBRTC_IDLE = 100;
+
 /** The datagram lane's fixed-rate cell, and its websocket+tls reference, run whenever its throughput is asked for. */
 const DATAGRAM_LANE = 'webtransport+tls:unreliable';
+/** WebRTC's unreliable lane (unordered, maxRetransmits 0): the same fixed-rate cell, beside its reliable `webrtc` row. */
+const WEBRTC_UNRELIABLE = 'webrtc:unreliable';
 
 function plan(options: BenchOptions): Plan[] {
   const { targets, workloads, quick, sizes, durationMs } = options;
   const plans: Plan[] = [];
   const datagramRate = workloads.has('throughput') && targets.some((t) => t.name === DATAGRAM_LANE);
+  const webRtcDatagramRate = workloads.has('throughput') && targets.some((t) => t.name === WEBRTC_UNRELIABLE);
   for (const target of targets) {
     if (workloads.has('echo')) for (const size of sizes) plans.push({ target, workload: 'echo', params: { size }, run: (e) => echoRtt(target, e, size, durationMs) });
-    if (workloads.has('echo-rate') || (datagramRate && (target.name === DATAGRAM_LANE || target.name === 'websocket+tls'))) {
+    if (workloads.has('echo-rate') || (datagramRate && (target.name === DATAGRAM_LANE || target.name === 'websocket+tls')) || (webRtcDatagramRate && (target.name === WEBRTC_UNRELIABLE || target.name === 'webrtc'))) {
       const rate = isPolling(target) ? 200 : 2_000;
       plans.push({ target, workload: 'echo-rate', params: { size: 64, rate }, run: (e, p) => echoAtRate(target, e, p, 64, rate, durationMs) });
     }
@@ -156,25 +173,30 @@ function plan(options: BenchOptions): Plan[] {
       // --quick: 10 subscribers only; the 1000-subscriber cost is fanout-max's.
       for (const subscribers of quick ? [10] : [1, 10, 100, 1000]) {
         const rate = quick ? 50 : 100;
-        plans.push({ target, workload: 'fanout', params: { subscribers, rate }, run: (e, p) => fanOut(target, e, p, subscribers, rate, durationMs) });
+        const skip = subscribers === 1000 && isWebRtc(target) ? WEBRTC_THOUSAND : undefined;
+        plans.push({ target, workload: 'fanout', params: { subscribers, rate }, ...(skip ? { skip } : { run: (e, p) => fanOut(target, e, p, subscribers, rate, durationMs) }) });
       }
     }
     if (workloads.has('fanout-max')) {
       for (const subscribers of [10, 1000]) {
-        const skip = quick && subscribers === 1000 ? quickSkipsThousand(target) : undefined;
+        const skip = subscribers === 1000 ? (isWebRtc(target) ? WEBRTC_THOUSAND : quick ? quickSkipsThousand(target) : undefined) : undefined;
         // At least 750 ms, like throughput: a 1000-subscriber window needs time to reach steady state.
         const ms = Math.max(durationMs, 750);
         plans.push({ target, workload: 'fanout-max', params: { subscribers, window: 32 }, ...(skip ? { skip } : { run: (e, p) => fanOutMaxRate(target, e, p, subscribers, ms, 32) }) });
       }
     }
     const connections = quick ? 10 : 20;
-    const idle = quick ? 50 : 500;
+    const idle = Math.min(quick ? 50 : 500, isWebRtc(target) ? WEBRTC_IDLE : Infinity);
     if (workloads.has('setup')) plans.push({ target, workload: 'setup', params: { connections }, run: (e) => connectionSetup(target, e, connections) });
     if (workloads.has('memory')) plans.push({ target, workload: 'memory', params: { connections: idle }, run: (e, p) => idleMemory(target, e, p, idle) });
     if (workloads.has('pubsub')) plans.push({ target, workload: 'pubsub', params: { topics: 100, subscribers: 50, rate: 200 }, run: (e) => pubSub(target, e, 200, durationMs) });
     if (workloads.has('acked')) {
       const skip = target.server === 'ws' || target.server === 'ws-tuned' ? 'raw ws has no receipts: acknowledged delivery needs a protocol on top, which is what the others add' : undefined;
       plans.push({ target, workload: 'acked', params: { size: 64 }, ...(skip ? { skip } : { run: (e) => ackedDelivery(target, e, durationMs) }) });
+    }
+    if (workloads.has('recovery')) {
+      const skip = target.name === 'websocket' || target.name === 'websocket@cluster' ? undefined : 'runs on the websocket rows (single node and cluster): recovery is a Switchyard feature the peers do not have';
+      plans.push({ target, workload: 'recovery', params: { missed: RECOVERY_MISSED }, ...(skip ? { skip } : { run: (e) => recoveryTime(e, RECOVERY_MISSED) }) });
     }
     if (workloads.has('wire-bytes')) {
       // Bytes per message are the same every time; polling waits ~100 ms per echo, so count fewer.
@@ -192,8 +214,9 @@ function plan(options: BenchOptions): Plan[] {
   return plans;
 }
 
-/** Cells a lane row cannot run, or runs the same as its reliable row, and why. */
+/** Cells a row cannot run (a lane row: or runs the same as its reliable row), and why. */
 function laneSkips(target: Target, workload: Workload): string | undefined {
+  if (target.only && !target.only.workloads.includes(workload)) return target.only.reason;
   if (!target.lane || target.lane === 'reliable') return undefined;
   if (workload === 'setup' || workload === 'memory') return 'a lane is chosen per message: connection setup and idle memory are those of the reliable row';
   if (target.lane === 'unreliable' && !['fanout', 'pubsub', 'echo-rate'].includes(workload)) {
@@ -211,11 +234,50 @@ export function runFailure(target: Target, result: CellResult): string | undefin
   return [lost ? `${lost} reliable deliveries lost` : '', misrouted ? `${misrouted} misrouted (out of order, duplicated or to the wrong client or topic)` : ''].filter(Boolean).join(', ');
 }
 
+interface ServerProcess {
+  endpoint: Endpoint;
+  probe: ServerProbe;
+  /** The (first) server process's pid. */
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * A cluster: a private redis-server and two Switchyard nodes on it. Its CPU is the sum over the
+ * nodes and Redis; its memory the nodes'.
+ */
+async function startCluster(pin: BenchOptions['pin']): Promise<ServerProcess> {
+  if (REDIS_MISSING) throw new Error(`the cluster rows need Redis: ${REDIS_MISSING}`);
+  const redis = await startRedis();
+  const nodes = await Promise.all([0, 1].map(() => startServerProcess('switchyard-cluster', pin, [redis.url])));
+  if (pin) execFileSync('taskset', ['-a', '-cp', pin.server, String(redis.pid)], { stdio: 'ignore' });
+  const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+  const redisCpuMicros = async () => {
+    // utime and stime, fields 14 and 15 of /proc/<pid>/stat (after the parenthesised name).
+    const fields = (await readFile(`/proc/${redis.pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) / ticksPerSecond) * 1e6;
+  };
+  return {
+    endpoint: { ...nodes[0]!.endpoint, ports: nodes.map((node) => node.endpoint.port) },
+    pid: nodes[0]!.pid,
+    probe: {
+      cpuMicros: async () => (await Promise.all([...nodes.map((node) => node.probe.cpuMicros()), redisCpuMicros()])).reduce((sum, micros) => sum + micros, 0),
+      memoryAfterGc: async () =>
+        (await Promise.all(nodes.map((node) => node.probe.memoryAfterGc()))).reduce((sum, m) => ({ heapAndExternal: sum.heapAndExternal + m.heapAndExternal, rss: sum.rss + m.rss }), { heapAndExternal: 0, rss: 0 }),
+    },
+    async stop() {
+      await Promise.all(nodes.map((node) => node.stop()));
+      await redis.close();
+    },
+  };
+}
+
 /** Starts the server process for one kind and reads its port. */
-async function startServerProcess(kind: ServerKind, pin: BenchOptions['pin']): Promise<{ child: ChildProcess; endpoint: Endpoint; probe: ServerProbe }> {
+export async function startServerProcess(kind: ServerKind, pin: BenchOptions['pin'], args: string[] = []): Promise<ServerProcess> {
+  if (kind === 'switchyard-cluster' && args.length === 0) return startCluster(pin);
   // BENCH_SERVER_NODE_ARGS adds Node flags to the server process, e.g. '--cpu-prof' to profile it.
   const extra = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const child = fork(path.join(ROOT, 'benchmarks', 'bench-server.ts'), [kind], { execArgv: ['--import', 'tsx', '--expose-gc', ...extra], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const child = fork(path.join(ROOT, 'benchmarks', 'bench-server.ts'), [kind, ...args], { execArgv: ['--import', 'tsx', '--expose-gc', ...extra], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   // Every thread of the server (libuv pool, V8's GC helpers too) on the server's CPUs.
   if (pin) execFileSync('taskset', ['-a', '-cp', pin.server, String(child.pid)], { stdio: 'ignore' });
   const endpoint = await new Promise<Endpoint>((resolve, reject) => {
@@ -235,13 +297,16 @@ async function startServerProcess(kind: ServerKind, pin: BenchOptions['pin']): P
     });
   const probe: ServerProbe = {
     cpuMicros: async () => (await ask<{ cpuMicros: number }>('cpu')).cpuMicros,
-    memoryAfterGc: async () => (await ask<{ memoryBytes: number }>('memory')).memoryBytes,
+    memoryAfterGc: async () => {
+      const { memoryBytes, rssBytes } = await ask<{ memoryBytes: number; rssBytes: number }>('memory');
+      return { heapAndExternal: memoryBytes, rss: rssBytes };
+    },
   };
-  return { child, endpoint, probe };
+  return { endpoint, probe, pid: child.pid!, stop: () => stopServerProcess(child) };
 }
 
 /** Lets the server exit by itself (so a --cpu-prof profile gets written), killing it after 5 s. */
-async function stopServerProcess(child: ChildProcess): Promise<void> {
+export async function stopServerProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.disconnect();
@@ -304,13 +369,16 @@ export async function runCells(options: BenchOptions): Promise<Cell[]> {
       }
     }
   } finally {
-    for (const server of servers.values()) await stopServerProcess(server.child);
+    for (const server of servers.values()) await server.stop();
   }
   progress(total, total, 'done');
   if (process.stderr.isTTY) process.stderr.write('\n');
   for (const cell of cells) if (cell.status === 'ok') Object.assign(cell, summarizeRuns(cell, cell.runs));
   return cells;
 }
+
+/** The goal of a line that only compares two rows. */
+const COMPARISON = 'comparison';
 
 type Figure = { target: string; workload: Workload; params?: Record<string, number>; figure: string };
 
@@ -332,7 +400,8 @@ export function goals(cells: Cell[], targets: readonly Target[]): Goal[] {
     const detail = b ? `${describe(a, x)} / ${describe(b, y)}` : describe(a, x);
     const v = x !== undefined && y ? Math.round((x / y) * 1000) / 1000 : null;
     const [op, bound] = goal.split(' ');
-    const met = v === null ? null : op === '≥' ? v >= Number(bound) : v <= Number(bound);
+    // A comparison (COMPARISON, no bound) is never met or missed.
+    const met = v === null || (op !== '≥' && op !== '≤') ? null : op === '≥' ? v >= Number(bound) : v <= Number(bound);
     out.push({ issue, name, value: v === null ? null : b ? v : Math.round(v), goal, met, detail });
   };
   for (const tls of ['', '+tls']) {
@@ -353,7 +422,18 @@ export function goals(cells: Cell[], targets: readonly Target[]): Goal[] {
   add(14, `${wt} / ${ref} echo p50 RTT (64 B)`, '≤ 1.5', { target: wt, workload: 'echo', params: { size: 64 }, figure: 'p50' }, { target: ref, workload: 'echo', params: { size: 64 }, figure: 'p50' });
   add(14, `${wt} / ${ref} echo p50 RTT (1 MiB)`, '≤ 2', { target: wt, workload: 'echo', params: { size: 1_048_576 }, figure: 'p50' }, { target: ref, workload: 'echo', params: { size: 1_048_576 }, figure: 'p50' });
   add(14, `${DATAGRAM_LANE} / ${ref} server CPU per message at a fixed rate (echo-rate)`, '≤ 1.5', { target: DATAGRAM_LANE, workload: 'echo-rate', figure: 'serverCpuMicrosPerMsg' }, { target: ref, workload: 'echo-rate', figure: 'serverCpuMicrosPerMsg' });
-  return out.filter((g) => g.issue !== 14 || [wt, DATAGRAM_LANE].some((t) => present.has(t)));
+  // Issue 16 set no goal: WebRTC beside WebTransport, each figure from this run (< 1: webrtc is lower).
+  const rtc = 'webrtc';
+  const versus = (name: string, workload: Workload, figure: string, params?: Record<string, number>, a = rtc, b = wt) => add(16, name, COMPARISON, { target: a, workload, figure, ...(params ? { params } : {}) }, { target: b, workload, figure, ...(params ? { params } : {}) });
+  versus(`${rtc} / ${wt} echo p50 RTT (64 B)`, 'echo', 'p50', { size: 64 });
+  versus(`${rtc} / ${wt} echo p99 RTT (64 B)`, 'echo', 'p99', { size: 64 });
+  versus(`${rtc} / ${wt} echo throughput (64 B, 32 in flight)`, 'throughput', 'msgsPerSec');
+  versus(`${rtc} / ${wt} server CPU per echoed message (throughput)`, 'throughput', 'serverCpuMicrosPerMsg');
+  versus(`${WEBRTC_UNRELIABLE} / ${DATAGRAM_LANE} server CPU per message at a fixed rate (echo-rate)`, 'echo-rate', 'serverCpuMicrosPerMsg', undefined, WEBRTC_UNRELIABLE, DATAGRAM_LANE);
+  versus(`${rtc} / ${wt} connection setup`, 'setup', 'setupMs');
+  versus('webrtc-p2p / webrtc-relayed echo p50 RTT between two clients (64 B)', 'echo', 'p50', { size: 64 }, 'webrtc-p2p', 'webrtc-relayed');
+  const webRtcRun = targets.some((t) => t.name.startsWith('webrtc'));
+  return out.filter((g) => (g.issue !== 14 || [wt, DATAGRAM_LANE].some((t) => present.has(t))) && (g.issue !== 16 || webRtcRun));
 }
 
 function gitCommit(): string {

@@ -12,19 +12,24 @@
  */
 import net from 'node:net';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import { startTcpProxy } from '../test-support/tcp-proxy.ts';
+import type { Delivery } from '../transports/client.ts';
+import { createClient } from '../transports/node-client.ts';
 import type { BenchClient, Target } from './targets.ts';
 
 export interface Endpoint {
   port: number;
   certPem: string | null;
+  /** A cluster's nodes (the first is `port`). */
+  ports?: number[];
 }
 
 /** Server process accounting, from bench-server's IPC. */
 export interface ServerProbe {
   /** CPU time (user + system) so far, in µs. */
   cpuMicros(): Promise<number>;
-  /** JS heap + external memory after a full GC (never inside a CPU-measured window). */
-  memoryAfterGc(): Promise<number>;
+  /** JS heap + external memory, and the whole process's RSS, after a full GC (never inside a CPU-measured window). */
+  memoryAfterGc(): Promise<{ heapAndExternal: number; rss: number }>;
 }
 
 export interface LatencySummary {
@@ -49,6 +54,8 @@ export interface CellResult {
   deliveriesPerCpuSecond?: number;
   setupMs?: number;
   bytesPerIdleConnection?: number;
+  /** The same in resident memory: native allocations (wrtc's) included. */
+  rssBytesPerIdleConnection?: number;
   /** Messages sent (or deliveries expected) that never arrived. */
   lost?: number;
   /** Deliveries that arrived out of order, twice, at the wrong client or on the wrong topic. */
@@ -63,6 +70,10 @@ export interface CellResult {
   generatorBehind?: boolean;
   /** TCP or UDP payload bytes per message, both directions and all framing (HTTP, TLS, QUIC) included. */
   wireBytesPerMessage?: number;
+  /** Recovery: from the resumed connection's TCP accept to the last missed message delivered (ms). */
+  recoveryMs?: number;
+  /** Recovery: messages the client missed while away (all recovered, or the cell fails as lost). */
+  missed?: number;
 }
 
 const WARMUP = 0.2;
@@ -513,7 +524,7 @@ export async function connectionSetup(target: Target, endpoint: Endpoint, times:
   return { setupMs: round(samples[Math.floor(samples.length / 2)]!) };
 }
 
-/** Server memory (JS heap + external, after GC) per idle connection, from `count` idle clients. */
+/** Server memory (JS heap + external, and RSS, after GC) per idle connection, from `count` idle clients. */
 export async function idleMemory(target: Target, endpoint: Endpoint, probe: ServerProbe, count: number): Promise<CellResult> {
   // Connections of earlier cells may still be closing on the server: let them go first.
   await sleep(300);
@@ -523,7 +534,7 @@ export async function idleMemory(target: Target, endpoint: Endpoint, probe: Serv
     clients.push(...(await connectMany(target, endpoint, count)));
     await sleep(300);
     const after = await probe.memoryAfterGc();
-    return { bytesPerIdleConnection: Math.round((after - before) / count) };
+    return { bytesPerIdleConnection: Math.round((after.heapAndExternal - before.heapAndExternal) / count), rssBytesPerIdleConnection: Math.round((after.rss - before.rss) / count) };
   } finally {
     for (const client of clients) client.close();
   }
@@ -627,7 +638,8 @@ export async function ackedDelivery(target: Target, endpoint: Endpoint, duration
 /**
  * Bytes on the wire per 64 B message: `count` sequential echoes after the connection is up, so the
  * handshake is not counted. TCP targets go through a counting proxy (TCP payload bytes: HTTP,
- * WebSocket, TLS framing included); QUIC targets report quiche's UDP payload bytes.
+ * WebSocket, TLS framing included); QUIC targets report quiche's UDP payload bytes, WebRTC targets
+ * their ICE transport's (getStats: DTLS, SCTP and its SACKs included).
  */
 export async function wireBytes(target: Target, endpoint: Endpoint, count: number): Promise<CellResult> {
   let counted = 0;
@@ -648,10 +660,10 @@ export async function wireBytes(target: Target, endpoint: Endpoint, count: numbe
   try {
     const payload = payloadOf(64);
     for (let i = 0; i < Math.min(20, count); i++) await echoer.echo(payload); // settle (first polls, window updates)
-    const quicBefore = client.wireBytes?.();
+    const quicBefore = await client.wireBytes?.();
     const before = counted;
     for (let i = 0; i < count; i++) await echoer.echo(payload);
-    const quicAfter = client.wireBytes?.();
+    const quicAfter = await client.wireBytes?.();
     const bytes = quicBefore && quicAfter ? quicAfter.sent - quicBefore.sent + (quicAfter.received - quicBefore.received) : counted - before;
     return { wireBytesPerMessage: Math.round(bytes / (2 * count)), misrouted: echoer.misrouted };
   } finally {
@@ -682,6 +694,58 @@ async function measuredWindow(durationMs: number, probe: ServerProbe, recording:
  * Resolves at `time` (performance.now() scale) to within tens of µs: a timer for all but the last
  * millisecond (timers are only ms-precise), then setImmediate turns, which keep handling I/O.
  */
+/**
+ * Recovery after a reconnect (Switchyard's websocket client): a room member drops off (its
+ * connection cut through a TCP forwarder standing in for a load balancer; on a cluster it comes
+ * back through the other node), `missed` acknowledged messages go to the room meanwhile, and it
+ * resumes with its last offset. Timed from the TCP accept of its new connection to the last missed
+ * message; every one must arrive once, in order (else lost / misrouted, and the cell fails).
+ */
+export async function recoveryTime(endpoint: Endpoint, missed: number): Promise<CellResult> {
+  const [home, away] = endpoint.ports ?? [endpoint.port, endpoint.port];
+  const proxy = await startTcpProxy(home!);
+  const room = `recovery-${Math.random().toString(36).slice(2)}`;
+  const mover = createClient({ url: `http://127.0.0.1:${proxy.port}`, transports: 'websocket' });
+  const publisher = createClient({ url: `http://127.0.0.1:${away}`, transports: 'websocket' });
+  try {
+    const inbox: Delivery[] = [];
+    let lastAt = 0;
+    mover.on('message', (delivery) => {
+      inbox.push(delivery);
+      lastAt = performance.now();
+    });
+    let recovered: boolean | undefined;
+    mover.on('recovery', (complete) => (recovered = complete));
+    await Promise.all([mover.connect(), publisher.connect()]);
+    await mover.join(room);
+    await publisher.multicast({ room }, 'before', { ack: true });
+    while (inbox.length === 0) await sleep(5);
+    inbox.length = 0;
+    // Away: the forwarder cuts the connection and refuses new ones (port 1) while the room moves on.
+    const gone = new Promise<void>((resolve) => mover.on('state', (state) => state === 'reconnecting' && resolve()));
+    proxy.pointAt(1);
+    proxy.cutAll();
+    await gone;
+    for (let i = 0; i < missed; i += 1000) await Promise.all(Array.from({ length: Math.min(1000, missed - i) }, (_, j) => publisher.multicast({ room }, i + j, { ack: true })));
+    let acceptedAt = 0;
+    proxy.onAccept(() => (acceptedAt ||= performance.now()));
+    proxy.pointAt(away!);
+    let progress = performance.now();
+    let seen = 0;
+    while (inbox.length < missed && performance.now() - progress < LOST_AFTER_MS) {
+      if (inbox.length > seen) [seen, progress] = [inbox.length, performance.now()];
+      await sleep(5);
+    }
+    const values = inbox.slice(0, missed).map((d) => d.data as number);
+    const misrouted = values.filter((value, i) => value !== i).length + Math.max(0, inbox.length - missed);
+    return { recoveryMs: Math.round((lastAt - acceptedAt) * 10) / 10, missed, lost: Math.max(0, missed - inbox.length) + (recovered === false ? 1 : 0), misrouted };
+  } finally {
+    mover.close();
+    publisher.close();
+    await proxy.close();
+  }
+}
+
 async function until(time: number): Promise<void> {
   const wait = time - performance.now();
   if (wait > 1.5) await sleep(wait - 1);

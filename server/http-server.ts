@@ -90,6 +90,19 @@ function guarded<A extends unknown[]>(handler: (...args: A) => void, fail: (...a
   };
 }
 
+/** A request handler whose throw answers that request with 500 (or cuts it, if the answer had begun). */
+export function guardedRequest(handler: (request: http.IncomingMessage, response: http.ServerResponse) => void): (request: http.IncomingMessage, response: http.ServerResponse) => void {
+  return guarded(handler, (_request, response) => {
+    if (response.headersSent) response.destroy();
+    else response.writeHead(500, { 'content-type': 'application/json', connection: 'close' }).end(JSON.stringify({ error: { code: 'ERR_INTERNAL', message: 'internal error' } }));
+  });
+}
+
+/** An upgrade handler whose throw ends that socket only. */
+export function guardedUpgrade(handler: (request: http.IncomingMessage, socket: Duplex, head: Buffer) => void): (request: http.IncomingMessage, socket: Duplex, head: Buffer) => void {
+  return guarded(handler, (_request, socket) => void socket.destroy());
+}
+
 export class DualHttpServer {
   readonly #listener: net.Server;
   readonly #http: http.Server;
@@ -98,24 +111,15 @@ export class DualHttpServer {
   readonly #firstByteTimeoutMs: number;
 
   constructor(readonly options: DualHttpServerOptions) {
-    const handleRequest = guarded(
-      (request: http.IncomingMessage, response: http.ServerResponse) => {
-        for (const transport of options.transports) if (transport.handleRequest?.(request, response)) return;
-        options.fallback(request, response);
-      },
-      (_request, response) => {
-        if (response.headersSent) response.destroy();
-        else response.writeHead(500, { 'content-type': 'application/json', connection: 'close' }).end(JSON.stringify({ error: { code: 'ERR_INTERNAL', message: 'internal error' } }));
-      },
-    );
-    const handleUpgrade = guarded(
-      (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-        for (const transport of options.transports) if (transport.handleUpgrade?.(request, socket, head)) return;
-        if (options.upgrade?.(request, socket, head)) return;
-        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      },
-      (_request, socket) => void socket.destroy(),
-    );
+    const handleRequest = guardedRequest((request, response) => {
+      for (const transport of options.transports) if (transport.handleRequest?.(request, response)) return;
+      options.fallback(request, response);
+    });
+    const handleUpgrade = guardedUpgrade((request, socket, head) => {
+      for (const transport of options.transports) if (transport.handleUpgrade?.(request, socket, head)) return;
+      if (options.upgrade?.(request, socket, head)) return;
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    });
     const timeouts = { ...TCP_TIMEOUT_DEFAULTS, ...definedOnly(options.timeouts ?? {}) };
     this.#firstByteTimeoutMs = timeouts.firstByteTimeoutMs;
     const serverOptions: http.ServerOptions = {

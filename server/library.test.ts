@@ -172,6 +172,40 @@ describe('attach() to an existing node:http server', () => {
     await hub.close();
     expect((await request(port, { path: '/info' })).body).toBe('my app');
   });
+
+  it("guards Switchyard's handlers as startServer does: a throw costs that request (500) or that socket only", async () => {
+    const app = http.createServer((_request, response) => response.writeHead(200).end('my app'));
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => app.close(resolve)));
+    const port = (app.address() as net.AddressInfo).port;
+    const hub = await attach(app, { transports: ['websocket', 'long-polling'] });
+    cleanups.push(() => hub.close());
+    // A bug in a transport's handlers, on one path only.
+    const [websocket, longPolling] = hub.transports;
+    const handleUpgrade = websocket!.handleUpgrade!.bind(websocket);
+    websocket!.handleUpgrade = (request, socket, head) => {
+      if (request.url === '/ws?boom') throw new Error('upgrade bug');
+      return handleUpgrade(request, socket, head);
+    };
+    const handleRequest = longPolling!.handleRequest!.bind(longPolling);
+    longPolling!.handleRequest = (request, response) => {
+      if (request.url === '/lp/boom') throw new Error('request bug');
+      return handleRequest(request, response);
+    };
+    const raw = (text: string) =>
+      new Promise<string>((resolve, reject) => {
+        let reply = '';
+        const socket = net.connect(port, '127.0.0.1', () => socket.write(text));
+        socket.on('data', (data) => (reply += data.toString('latin1')));
+        socket.on('error', reject);
+        socket.on('close', () => resolve(reply));
+      });
+    expect(await raw('GET /ws?boom HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')).toBe('');
+    expect(await raw('GET /lp/boom HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 500 /);
+    // The host server and Switchyard on it keep serving.
+    expect((await request(port, { path: '/' })).body).toBe('my app');
+    expect(await upgrade(`ws://127.0.0.1:${port}/ws`, undefined)).toBe('open');
+  });
 });
 
 describe('server-side API', () => {

@@ -107,9 +107,12 @@ export function originGuard(policy: OriginPolicy): {
       if (!verdict.cors) return false;
       response.setHeader('access-control-allow-origin', origin!);
       response.setHeader('vary', 'Origin');
+      // WebRTC signalling names its session in Location (201 to an offer); a cross-origin page reads it.
+      response.setHeader('access-control-expose-headers', 'Location');
       if (request.method === 'OPTIONS' && request.headers['access-control-request-method'] !== undefined) {
         response.writeHead(204, {
-          'access-control-allow-methods': 'GET, POST, OPTIONS',
+          // DELETE: a WebRTC client ends a signalling session it gave up on.
+          'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
           'access-control-allow-headers': request.headers['access-control-request-headers'] ?? 'content-type',
           'access-control-max-age': String(PREFLIGHT_MAX_AGE_S),
         });

@@ -27,6 +27,8 @@ export interface Delivery {
   id?: string;
   /** The sender's user id, when the server authenticated it (its `authenticate` hook returned one). */
   user?: string;
+  /** A room's or topic's message: its position in that history (the client resumes from the last one). */
+  offset?: string;
   lane: Lane;
 }
 
@@ -58,6 +60,12 @@ export interface ClientEvents {
   peer: (connection: Connection, from: string) => void;
   /** A typed error from the server not tied to a pending call. */
   error: (error: ServerError) => void;
+  /**
+   * After a resumed reconnect: `recovered` true when every room and topic message missed while
+   * away follows (before any live one); false when some could not be recovered (outside the
+   * server's history or its resume grace): they are lost.
+   */
+  recovery: (recovered: boolean) => void;
   close: (info: CloseInfo) => void;
 }
 
@@ -113,6 +121,8 @@ export class SwitchyardClient {
   readonly #seen = new RecentIds(DEFAULT_DEDUP_WINDOW);
   readonly #rooms = new Set<string>();
   readonly #topics = new Set<string>();
+  /** Offset of the last message received per room and topic (`room:<name>`, `topic:<name>`), sent at a resume. */
+  readonly #offsets = new Map<string, string>();
   /** Prefix that makes this client's message ids unique across reconnects. */
   readonly #idPrefix = randomId(6);
   #nextId = 0;
@@ -185,6 +195,7 @@ export class SwitchyardClient {
   }
   leave(room: string): Promise<void> {
     this.#rooms.delete(room);
+    this.#offsets.delete(`room:${room}`);
     return this.#command({ t: 'leave', room }, { ack: true }).then(() => undefined);
   }
   subscribe(topic: string): Promise<void> {
@@ -192,6 +203,7 @@ export class SwitchyardClient {
   }
   unsubscribe(topic: string): Promise<void> {
     this.#topics.delete(topic);
+    this.#offsets.delete(`topic:${topic}`);
     return this.#command({ t: 'unsubscribe', topic }, { ack: true }).then(() => undefined);
   }
   /*
@@ -307,7 +319,8 @@ export class SwitchyardClient {
       new Promise<void>((resolve, reject) => {
         this.#welcome = { resolve, reject };
         const resume = this.#clientId && this.#secret ? { clientId: this.#clientId, secret: this.#secret } : undefined;
-        this.#write(encodeEnvelope({ t: 'hello', ...(this.#options.token ? { token: this.#options.token } : {}), ...(resume ? { resume } : {}) }), 'reliable').catch(reject);
+        const offsets = resume && this.#offsets.size > 0 ? { offsets: Object.fromEntries(this.#offsets) } : {};
+        this.#write(encodeEnvelope({ t: 'hello', ...(this.#options.token ? { token: this.#options.token } : {}), ...(resume ? { resume } : {}), ...offsets }), 'reliable').catch(reject);
       }),
       this.#options.connectTimeoutMs,
       'no welcome from the server',
@@ -334,6 +347,7 @@ export class SwitchyardClient {
           this.#seen.add(key);
           if (envelope.receipt) this.#fire(encodeEnvelope({ t: 'ack', id: envelope.id, to: envelope.from }));
         }
+        if (envelope.offset !== undefined && envelope.to !== undefined) this.#offsets.set(`${envelope.kind}:${envelope.to}`, envelope.offset);
         if (envelope.kind === 'send' && isPeerSignal(envelope.data)) {
           this.#peers.handle(envelope.from, envelope.data);
           return;
@@ -386,7 +400,10 @@ export class SwitchyardClient {
     this.#maxMessageSize = welcome.maxMessageSize;
     const waiter = this.#welcome;
     this.#welcome = undefined;
+    if (welcome.recovered !== undefined) this.#events.emit('recovery', welcome.recovered && resumed);
     if (!resumed) {
+      // Offsets of another session's histories mean nothing to this one.
+      this.#offsets.clear();
       // A fresh session on the server: restore membership before anything else goes out.
       for (const room of this.#rooms) this.#fire(encodeEnvelope({ t: 'join', room }));
       for (const topic of this.#topics) this.#fire(encodeEnvelope({ t: 'subscribe', topic }));

@@ -21,6 +21,7 @@ export class Emitter<Events extends { [E in keyof Events]: (...args: never[]) =>
         (listener as (...a: Parameters<Events[E]>) => void)(...args);
       } catch (error) {
         // A listener's bug must not break delivery to the others, nor crash a server; show it.
+        // eslint-disable-next-line no-console -- the application's own bug, swallowed here, must still be seen
         console.error(`switchyard: a '${String(event)}' listener threw`, error);
       }
     }

@@ -1,7 +1,7 @@
 /**
  * The de-duplication window: the last `capacity` ids seen, oldest forgotten first. The router keeps
- * one per client for retried commands; the client core keeps one for redelivered messages. Runs in
- * Node and in the browser.
+ * one per client for retried commands and one for the receipts it owes; the client core keeps one
+ * for redelivered messages. Runs in Node and in the browser.
  */
 /** How many ids both ends remember unless told otherwise. */
 export const DEFAULT_DEDUP_WINDOW = 4096;
@@ -18,6 +18,11 @@ export class RecentIds {
 
   has(id: string): boolean {
     return this.#ids.has(id);
+  }
+
+  /** Forgets `id`; true if it was held. */
+  delete(id: string): boolean {
+    return this.#ids.delete(id);
   }
 
   /** Remembers `id`, forgetting the oldest id once more than `capacity` are held. */

@@ -22,6 +22,7 @@ import type http from 'node:http';
 import type { BackpressureOptions, BackpressureResult, BackpressureSample, BackpressureTransport } from '../../benchmarks/experiments/backpressure.ts';
 import type { HolImpairment, HolOptions, HolResult, HolVariant } from '../../benchmarks/experiments/hol.ts';
 import type { SlowConsumerPolicy } from '../../transports/transport.ts';
+import { readBody } from '../../transports/http-body.ts';
 
 export type ExperimentKind = 'hol' | 'backpressure';
 
@@ -219,36 +220,28 @@ function fail(response: http.ServerResponse, status: number, code: ExperimentErr
 }
 
 /** The request's JSON body (empty: `{}`), or the error to answer. */
-function readBody(request: http.IncomingMessage): Promise<{ value: unknown } | { status: number; error: ExperimentError }> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    request.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
-    });
-    request.on('end', () => {
-      if (size > MAX_BODY_BYTES) return resolve({ status: 413, error: { code: 'ERR_BODY_TOO_LARGE', message: `options are at most ${MAX_BODY_BYTES} bytes` } });
-      const text = Buffer.concat(chunks).toString('utf8').trim();
-      try {
-        resolve({ value: text ? JSON.parse(text) : {} });
-      } catch (error) {
-        resolve({ status: 400, error: { code: 'ERR_BAD_JSON', message: `the body is not JSON: ${(error as Error).message}` } });
-      }
-    });
-  });
+async function readJson(request: http.IncomingMessage): Promise<{ value: unknown } | { status: number; error: ExperimentError }> {
+  const body = await readBody(request, MAX_BODY_BYTES);
+  if (body === undefined) return { status: 413, error: { code: 'ERR_BODY_TOO_LARGE', message: `options are at most ${MAX_BODY_BYTES} bytes` } };
+  const text = Buffer.from(body).toString('utf8').trim();
+  try {
+    return { value: text ? JSON.parse(text) : {} };
+  } catch (error) {
+    return { status: 400, error: { code: 'ERR_BAD_JSON', message: `the body is not JSON: ${(error as Error).message}` } };
+  }
 }
 
-export function createExperimentsApi(): ExperimentsApi {
+/** `labStaticDir`: the built lab this server serves, which the live network's server serves too. */
+export function createExperimentsApi(labStaticDir?: string): ExperimentsApi {
   let networks: ReturnType<typeof import('../../benchmarks/experiments/live-network.ts').liveNetworks> | undefined;
   /** The live impaired network's routes. */
   async function network(request: http.IncomingMessage, response: http.ServerResponse, method: string): Promise<void> {
     const { liveNetworks, NETWORK_PROFILES } = await import('../../benchmarks/experiments/live-network.ts');
-    networks ??= liveNetworks();
+    networks ??= liveNetworks(undefined, labStaticDir);
     if (method === 'GET') return send(response, 200, await networks.status());
     if (method === 'DELETE') return send(response, 200, await networks.stop());
     if (method !== 'POST') return fail(response, 404, 'ERR_NO_EXPERIMENT', `no route for ${method} /lab/experiments/network`);
-    const body = await readBody(request);
+    const body = await readJson(request);
     if ('error' in body) return fail(response, body.status, body.error.code, body.error.message);
     const profile = (body.value as { profile?: unknown } | null)?.profile;
     if (typeof profile !== 'string' || !Object.hasOwn(NETWORK_PROFILES, profile)) return fail(response, 400, 'ERR_EXPERIMENT_OPTIONS', `profile must be one of ${Object.keys(NETWORK_PROFILES).join(', ')}`);
@@ -343,7 +336,7 @@ export function createExperimentsApi(): ExperimentsApi {
       const [first] = parts;
       if (parts.length === 0 && method === 'GET') return send(response, 200, await catalog());
       if (parts.length === 1 && (first === 'hol' || first === 'backpressure') && method === 'POST') {
-        const body = await readBody(request);
+        const body = await readJson(request);
         if ('error' in body) return fail(response, body.status, body.error.code, body.error.message);
         try {
           checkIdle();

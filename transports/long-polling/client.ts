@@ -56,6 +56,8 @@ class PollingClientConnection extends BaseConnection {
   #requestedClose: { code: number; reason: string } | undefined;
   /** The server's cap on messages per POST (announced at open). */
   #maxBatchMessages = DEFAULT_MAX_BATCH_MESSAGES;
+  /** While reading is paused: settles when it resumes (no GET is made meanwhile). */
+  #readingResumed: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(options: PollingClientOptions, mode: Mode) {
     super({ backpressure: options.backpressure, laneFallback: options.laneFallback, defaultPolicy: 'wait' });
@@ -124,8 +126,25 @@ class PollingClientConnection extends BaseConnection {
     }
   }
 
+  /** Paused, no GET is made: the server keeps this client's messages queued, where its slow-consumer policy sees them. */
+  protected override setReadingPaused(paused: boolean): void {
+    if (paused && !this.#readingResumed) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.#readingResumed = { promise, resolve };
+      void this.closed.then(() => this.setReadingPaused(false));
+    } else if (!paused && this.#readingResumed) {
+      this.#readingResumed.resolve();
+      this.#readingResumed = undefined;
+    }
+  }
+
   async #pollLoop(): Promise<void> {
     while (this.state === 'open') {
+      if (this.#readingResumed) {
+        await this.#readingResumed.promise;
+        continue;
+      }
       const started = Date.now();
       this.#poll = new AbortController();
       let body: Uint8Array;

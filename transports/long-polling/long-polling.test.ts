@@ -8,7 +8,6 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { collect, startEchoServer, waitFor, type EchoServer } from '../../test-support/servers.ts';
 import { decodeBatch, encodeBatch } from '../codec/batch.ts';
-import type { Connection } from '../transport.ts';
 import { connectLongPolling } from './client.ts';
 
 let server: EchoServer | undefined;
@@ -258,29 +257,13 @@ describe('long-polling edge cases', () => {
   });
 });
 
+// The policies themselves run for every transport in conformance.test.ts; here, what is long-polling's own.
 describe('backpressure between polls', () => {
-  async function stalledSession(policy: 'drop-oldest' | 'drop-newest' | 'disconnect') {
+  async function stalledSession(policy: 'disconnect') {
     server = await startEchoServer({ backpressure: { highWaterMark: 1000, maxQueuedBytes: 4000, policy } });
     const sid = await openSession(server.url);
     return { sid, connection: server.connections.at(-1)! };
   }
-  const fill = (connection: Connection) => Array.from({ length: 10 }, (_, i) => connection.send(`${i}`.padEnd(1000, '.')));
-
-  it('drop-newest keeps the oldest and counts the rest', async () => {
-    const { sid, connection } = await stalledSession('drop-newest');
-    expect(fill(connection).filter((o) => o === 'dropped')).toHaveLength(6);
-    expect(connection.stats().dropped).toBe(6);
-    const batch = decodeBatch(new Uint8Array(await (await fetch(`${server!.url}/lp/${sid}?ack=0`)).arrayBuffer()), 1 << 20);
-    expect(batch.messages.map((m) => (m as string)[0])).toEqual(['0', '1', '2', '3']);
-  });
-
-  it('drop-oldest keeps the newest and counts the rest', async () => {
-    const { sid, connection } = await stalledSession('drop-oldest');
-    fill(connection);
-    expect(connection.stats().dropped).toBe(6);
-    const batch = decodeBatch(new Uint8Array(await (await fetch(`${server!.url}/lp/${sid}?ack=0`)).arrayBuffer()), 1 << 20);
-    expect(batch.messages.map((m) => (m as string)[0])).toEqual(['6', '7', '8', '9']);
-  });
 
   it('disconnect closes the slow consumer with 4008; drained() waits for the next poll', async () => {
     const { sid, connection } = await stalledSession('disconnect');

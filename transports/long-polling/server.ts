@@ -28,6 +28,7 @@ import { randomId } from '../random-id.ts';
 import type { HttpTransportServer } from '../http-transport-server.ts';
 import type { Connection, Message, ServerTransportOptions, TransportCapabilities, TransportName } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
+import { readBody } from '../http-body.ts';
 
 export interface HttpPollingServerOptions extends ServerTransportOptions {
   path?: string;
@@ -427,32 +428,6 @@ function responseHeadBytes(response: ServerResponse): number {
   // `_header` is the exact header block Node sent; it is not in the typings.
   const head = (response as unknown as { _header?: string })._header;
   return head ? head.length : 0;
-}
-
-/** The whole body, or undefined once it is over `limit` (the rest is read and discarded). */
-export function readBody(request: IncomingMessage, limit: number): Promise<Uint8Array | undefined> {
-  return new Promise((resolve, reject) => {
-    if (Number(request.headers['content-length'] ?? 0) > limit) {
-      request.resume();
-      resolve(undefined);
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let length = 0;
-    request.on('data', (chunk: Buffer) => {
-      length += chunk.length;
-      if (length > limit) {
-        request.removeAllListeners('data');
-        request.removeAllListeners('end');
-        request.resume();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    });
-    request.on('end', () => resolve(new Uint8Array(Buffer.concat(chunks, length))));
-    request.on('error', reject);
-  });
 }
 
 /** `long-polling`: held GETs (default 25 s) at `/lp`. */

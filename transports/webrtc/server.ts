@@ -12,7 +12,7 @@
  * Connections are handed over once the client's `reliable` data channel is open.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { readBody } from '../long-polling/server.ts';
+import { readBody } from '../http-body.ts';
 import { randomId } from '../random-id.ts';
 import type { HttpTransportServer } from '../http-transport-server.ts';
 import type { Connection, ServerTransportOptions } from '../transport.ts';

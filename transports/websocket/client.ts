@@ -24,12 +24,14 @@ export interface WebSocketClientOptions extends ClientTransportOptions {
 }
 
 /**
- * A WebSocket that can hold several sends back and write them in one go (Node's `ws` over a
- * corkable socket, see `node.ts`); the browser's WebSocket has no such thing and writes as it can.
+ * A WebSocket that can hold several sends back and write them in one go, and stop reading (Node's
+ * `ws` over a corkable, pausable socket, see `node.ts`); the browser's WebSocket can do neither.
  */
 interface CorkableWebSocket extends WebSocket {
   cork?(): void;
   uncork?(): void;
+  pause?(): void;
+  resume?(): void;
 }
 
 /** Default endpoint path, shared with the server. */
@@ -155,6 +157,12 @@ class WebSocketClientConnection extends BaseConnection {
 
   protected override sinkBufferedBytes(): number {
     return this.#socket.bufferedAmount;
+  }
+
+  /** `ws` stops reading its socket, so TCP holds the server back; a browser's WebSocket cannot. */
+  protected override setReadingPaused(paused: boolean): void {
+    if (paused) this.#socket.pause?.();
+    else this.#socket.resume?.();
   }
 
   protected closeTransport(code: number, reason: string): void {

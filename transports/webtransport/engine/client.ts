@@ -1,9 +1,12 @@
 /**
  * WebTransport client for Node with the W3C shape: `new WebTransport(url, { serverCertificateHashes })`.
- * Like Chromium it trusts the server by the SHA-256 of its DER certificate rather than a CA. The
- * streams and datagrams exist at once (as in the browser) and attach to the session when it is ready.
+ * As in Chromium, with `serverCertificateHashes` the server is trusted by the SHA-256 of its DER
+ * certificate; without them, by normal TLS validation: a chain to a trusted CA (`ca`, else Node's
+ * bundled root certificates) and a certificate for the URL's host. The streams and datagrams exist
+ * at once (as in the browser) and attach to the session when it is ready.
  */
 import { createHash } from 'node:crypto';
+import { rootCertificates } from 'node:tls';
 import { H3Connection } from './h3-connection.ts';
 import { H3ErrorCode } from '../h3/errors.ts';
 import { Setting } from '../h3/frames.ts';
@@ -13,6 +16,8 @@ import type { WebTransportCloseInfo, WebTransportSession } from './session.ts';
 
 export interface WebTransportOptions {
   serverCertificateHashes?: { algorithm: string; value: BufferSource }[];
+  /** CA certificates (PEM) to trust when no hashes are given. Default: Node's bundled root certificates. */
+  ca?: string;
   /** Sent as the `origin` header (browsers always send one). */
   origin?: string;
   /** QUIC idle timeout, which also bounds the handshake (ms). Default 10 000. */
@@ -23,6 +28,17 @@ export interface WebTransportOptions {
    * unreachable) or restarted (stateless reset), not only at the idle timeout.
    */
   keepAliveMs?: number;
+}
+
+/** QUIC carries a TLS alert as the error code 0x100 + alert (RFC 9001 §4.8). */
+const CRYPTO_ERROR = 0x100;
+const TLS_ALERTS: Record<number, string> = { 42: 'bad_certificate', 45: 'certificate_expired', 46: 'certificate_unknown', 48: 'unknown_ca' };
+
+/** Why our side's TLS refused the server (a certificate that did not verify), or null. */
+function tlsRefusal(info: { local: boolean; code: number; isApp: boolean } | null, host: string): string | null {
+  if (!info || !info.local || info.isApp || info.code < CRYPTO_ERROR || info.code > CRYPTO_ERROR + 0xff) return null;
+  const alert = info.code - CRYPTO_ERROR;
+  return `TLS refused the server certificate for ${host} (alert ${alert}${TLS_ALERTS[alert] ? ` ${TLS_ALERTS[alert]}` : ''}): it is not signed by a trusted CA, or not for this host`;
 }
 
 function bytesOf(source: BufferSource): Uint8Array {
@@ -126,24 +142,29 @@ export class WebTransport implements WebTransportSessionLike {
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const address = host === 'localhost' ? '127.0.0.1' : host;
     const port = Number(url.port || 443);
-    const endpoint = new QuicEndpoint('client', quicConfig('client', { idleTimeoutMs: options.idleTimeoutMs ?? 10_000, maxUdpPayload: udpPayloadFor(address) }), address.includes(':') ? 'udp6' : 'udp4');
+    const wanted = (options.serverCertificateHashes ?? []).filter((h) => h.algorithm === 'sha-256').map((h) => Buffer.from(bytesOf(h.value)).toString('hex'));
+    // No hashes: the TLS handshake verifies the chain, and quiche has BoringSSL check the host name it connects to.
+    const caPem = wanted.length > 0 ? undefined : (options.ca ?? rootCertificates.join('\n'));
+    const config = quicConfig('client', { idleTimeoutMs: options.idleTimeoutMs ?? 10_000, maxUdpPayload: udpPayloadFor(address), ...(caPem === undefined ? {} : { caPem }) });
+    const endpoint = new QuicEndpoint('client', config, address.includes(':') ? 'udp6' : 'udp4');
     await endpoint.bind(0, address.includes(':') ? '::' : '0.0.0.0');
     await endpoint.connectSocket({ host: address, port });
     const quic = endpoint.connect({ host: address, port }, host);
-    const wanted = (options.serverCertificateHashes ?? []).filter((h) => h.algorithm === 'sha-256').map((h) => Buffer.from(bytesOf(h.value)).toString('hex'));
     let refusal: string | null = null;
     let connection!: H3Connection;
     const established = new Promise<void>((resolve, reject) => {
       const h3 = new H3Connection(quic, 'client', {
         verifyPeer: () => {
+          // Verified by the TLS handshake already (chain and host name), or here by its hash.
+          if (caPem !== undefined) return null;
           const certificate = quic.quiche.peerCertChain()?.[0];
           const hash = certificate ? createHash('sha256').update(certificate).digest('hex') : '';
           refusal = wanted.includes(hash) ? null : `server certificate (sha-256 ${hash || 'none'}) matches none of serverCertificateHashes`;
           return refusal;
         },
         established: () => resolve(),
-        closed: () => {
-          reject(quic.failure ?? new Error(refusal ?? 'QUIC connection closed before the session opened (no server, or handshake failed)'));
+        closed: (info) => {
+          reject(quic.failure ?? new Error(refusal ?? tlsRefusal(info, host) ?? 'QUIC connection closed before the session opened (no server, or handshake failed)'));
           void endpoint.close();
         },
       });

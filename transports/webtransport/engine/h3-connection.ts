@@ -277,6 +277,7 @@ export class H3Connection implements StreamIOHandler, SessionHost {
       if (error instanceof H3Error) this.#connectionError(error);
       else if (error instanceof ProtocolError) this.#connectionError(new H3Error(H3ErrorCode.GENERAL_PROTOCOL_ERROR, error.code, error.message, { cause: error }));
       else {
+        // eslint-disable-next-line no-console -- our own bug, contained to this connection, must still be seen
         console.error('switchyard: internal error on an HTTP/3 connection', error);
         this.#connectionError(new H3Error(H3ErrorCode.INTERNAL_ERROR, 'ERR_H3_INTERNAL', 'internal error'));
       }

@@ -26,6 +26,12 @@ import type { StreamIO, StreamIOHandler, StreamIOStats } from './stream-io.ts';
 export interface QuicOptions {
   certPem?: string;
   keyPem?: string;
+  /**
+   * Client only: verify the server's certificate chain in the TLS handshake against these CA
+   * certificates (PEM), as TLS normally does. Without it the handshake accepts any certificate and
+   * the caller checks it afterwards (serverCertificateHashes).
+   */
+  caPem?: string;
   /** Connection idle timeout (ms). Default 30 000. */
   idleTimeoutMs?: number;
   /** Per-stream receive window to start with (bytes). Default 1 MiB; quiche grows it up to 8 MiB for a reader that keeps up. */
@@ -115,8 +121,11 @@ export function quicConfig(role: 'client' | 'server', options: QuicOptions): Con
   const config =
     role === 'server'
       ? quiche.Config.withBoringSslCtx(false, false, null, [encoder.encode(options.keyPem ?? '')], [encoder.encode(options.certPem ?? '')], null)
-      : // The client checks the certificate hash itself after the handshake (serverCertificateHashes).
-        quiche.Config.withBoringSslCtx(false, true, null, null, null, null);
+      : options.caPem !== undefined
+        ? // BoringSSL verifies the chain (and quiche the host name it connects to): a failure ends the handshake.
+          quiche.Config.withBoringSslCtx(true, false, encoder.encode(options.caPem), null, null, null)
+        : // The client checks the certificate hash itself after the handshake (serverCertificateHashes).
+          quiche.Config.withBoringSslCtx(false, true, null, null, null, null);
   config.setApplicationProtos(['h3']);
   config.setMaxIdleTimeout(options.idleTimeoutMs ?? 30_000);
   config.setMaxRecvUdpPayloadSize(options.maxUdpPayload ?? DEFAULT_UDP_PAYLOAD);

@@ -16,7 +16,10 @@ import { webTransportCodeToHttp3 } from '../h3/errors.ts';
 import { StreamType, WEBTRANSPORT_BIDI_SIGNAL } from '../h3/frames.ts';
 import type { StreamIO } from './stream-io.ts';
 
-/** Queued bytes per stream above which writes wait. */
+/**
+ * Queued bytes per stream above which writes wait: the stack's own send buffer, as a browser's
+ * WebTransport has one (the connection on top bounds what it hands over by WIRE_BUFFER_LIMIT).
+ */
 const STREAM_HIGH_WATER = 256 * 1024;
 /** Bytes a stream's reader may have unread before the stream pauses (and QUIC flow control holds the peer). */
 const READ_QUEUE = 256 * 1024;
