@@ -164,7 +164,10 @@ const COLUMNS: Record<Workload, { title: string; columns: Column[] }> = {
   pubsub: { title: 'pubsub: 100 topics, 50 clients following 10 each, open loop', columns: [['rate/s', (m) => num(m.targetRate)], ['achieved/s', (m) => num(m.achievedRate)], ['deliveries/s', (m) => num(m.msgsPerSec)], ['p99 µs', (m) => num(m.p99)], ['lost', (m) => num(m.lost)], ['misrouted', (m) => num(m.misrouted)], ['note', openLoopNote]] },
   acked: { title: 'acked: publish with receipt, one at a time', columns: [['p50 µs', (m) => num(m.p50)], ['p99 µs', (m) => num(m.p99)], ['msg/s', (m) => num(m.msgsPerSec)]] },
   setup: { title: 'setup: sequential connects to a usable client', columns: [['connect ms', (m) => num(m.setupMs, 2)]] },
-  memory: { title: 'memory: server heap + external per idle connection, after GC', columns: [['KiB/connection', (m) => num((m.bytesPerIdleConnection ?? NaN) / 1024, 1)]] },
+  memory: {
+    title: 'memory: server memory per idle connection, after GC (heap + external: what JS holds; RSS: native allocations too)',
+    columns: [['connections', (_m, c) => num(c.params.connections)], ['KiB/connection', (m) => num((m.bytesPerIdleConnection ?? NaN) / 1024, 1)], ['RSS KiB/connection', (m) => num((m.rssBytesPerIdleConnection ?? NaN) / 1024, 1)]],
+  },
   'wire-bytes': { title: 'wire-bytes: TCP or UDP payload bytes per 64 B message, all framing', columns: [['bytes/msg', (m) => num(m.wireBytesPerMessage)]] },
 };
 
@@ -209,7 +212,7 @@ export function markdownTables(report: BenchReport): string {
 
 /** The target lines as the terminal prints them. */
 export function goalLines(goals: Goal[]): string {
-  return goals.map((g) => `  ${g.met === null ? '?' : g.met ? '✓' : '✗'} ${g.name}: ${g.value ?? 'n/a'} (goal ${g.goal})${g.detail ? ` — ${g.detail}` : ''}`).join('\n');
+  return goals.map((g) => `  ${g.goal === 'comparison' ? '·' : g.met === null ? '?' : g.met ? '✓' : '✗'} ${g.name}: ${g.value ?? 'n/a'} (${g.goal === 'comparison' ? 'no goal, a comparison' : `goal ${g.goal}`})${g.detail ? ` — ${g.detail}` : ''}`).join('\n');
 }
 
 const html = (text: string) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');

@@ -1,11 +1,13 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { markdownTables, textTables, type BenchReport } from './report.ts';
-import { parseOptions, runBench } from './run.ts';
+import { parseOptions, runBench, startServerProcess, stopServerProcess } from './run.ts';
 import { TARGETS, type Target } from './targets.ts';
+import { throughput } from './workloads.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -81,4 +83,69 @@ describe('npm run bench', () => {
       expect(readme).toContain(report.meta.command!);
     }
   });
+
+  it('runs the WebRTC rows: each lane, the unreliable one at a fixed rate counting its losses, the peer-to-peer pair beside the relayed one, and the comparison lines', async () => {
+    const options = parseOptions(['--targets', 'webrtc,webrtc:channel,webrtc:unreliable,webrtc-p2p,webrtc-relayed', '--workloads', 'echo,echo-rate,setup,wire-bytes', '--sizes', '64', '--duration', '300', '--runs', '1']);
+    if (options === 'help') throw new Error('unexpected --help');
+    const { report, exitCode } = await runBench(options);
+    const cell = (target: string, workload: string) => report.cells.find((c) => c.target === target && c.workload === workload)!;
+
+    expect(report.cells.filter((c) => c.status === 'failed').map((c) => `${c.target} ${c.workload}: ${c.reason}`)).toEqual([]);
+    expect(exitCode).toBe(0);
+    for (const target of ['webrtc', 'webrtc:channel', 'webrtc-p2p', 'webrtc-relayed']) {
+      expect(cell(target, 'echo').status, target).toBe('ok');
+      expect(cell(target, 'echo').result!.latency!.count, target).toBeGreaterThan(0);
+    }
+    // Reliable lanes at a fixed rate: every echo back (a loss would have failed the cell).
+    for (const target of ['webrtc', 'webrtc:channel']) expect(cell(target, 'echo-rate').result!.lost, target).toBe(0);
+    // The unreliable lane runs the loss-counting cell only; its losses are counted, not failed.
+    const datagrams = cell('webrtc:unreliable', 'echo-rate');
+    expect(datagrams.status).toBe('ok');
+    expect(datagrams.result!.lost).toBeGreaterThanOrEqual(0);
+    expect(datagrams.result!.achievedRate).toBeGreaterThan(0);
+    expect(datagrams.result!.serverCpuMicrosPerMsg).toBeGreaterThan(0);
+    expect(cell('webrtc:unreliable', 'echo').reason).toMatch(/datagrams may be lost or reordered/);
+    expect(cell('webrtc-p2p', 'echo-rate').reason).toMatch(/pair of clients/);
+    // A 64 B message in SCTP's DATA chunk inside a DTLS record: more than the payload, less than a packet of padding.
+    expect(cell('webrtc', 'wire-bytes').result!.wireBytesPerMessage).toBeGreaterThan(64);
+    expect(cell('webrtc', 'wire-bytes').result!.wireBytesPerMessage).toBeLessThan(400);
+    expect(cell('webrtc', 'setup').result!.setupMs).toBeGreaterThan(0);
+
+    const table = textTables(report);
+    for (const row of ['webrtc ', 'webrtc:channel', 'webrtc:unreliable', 'webrtc-p2p', 'webrtc-relayed']) expect(table).toContain(row);
+    const comparisons = report.targets.filter((g) => g.issue === 16);
+    expect(comparisons.every((g) => g.goal === 'comparison' && g.met === null)).toBe(true);
+    expect(comparisons.find((g) => g.name.startsWith('webrtc-p2p / webrtc-relayed'))!.value).toBeGreaterThan(0);
+  }, 240_000);
+
+  // Linux: /proc gives the process's CPU per thread.
+  it.skipIf(!existsSync('/proc/self/task'))('charges the server every thread’s CPU time: wrtc’s native threads too, not only the JS thread', async () => {
+    const server = await startServerProcess('switchyard', null);
+    const pid = server.child.pid!;
+    /** utime + stime in ms from a /proc stat file (clock ticks of 10 ms). */
+    const ticks = async (file: string) => {
+      const fields = (await readFile(file, 'utf8')).split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) * 10;
+    };
+    /** The probe's reading, bracketed by the kernel's whole-process count read just before and just after it. */
+    const sample = async () => {
+      const js = await ticks(`/proc/${pid}/task/${pid}/stat`);
+      const low = await ticks(`/proc/${pid}/stat`);
+      const probe = (await server.probe.cpuMicros()) / 1000;
+      return { js, low, probe, high: await ticks(`/proc/${pid}/stat`) };
+    };
+    try {
+      const before = await sample();
+      await throughput(TARGETS.find((t) => t.name === 'webrtc')!, server.endpoint, server.probe, 64, 1_500);
+      const after = await sample();
+      // The native threads worked (SCTP and DTLS run there), so a JS-thread-only probe would miss it.
+      expect(after.low - before.high - (after.js - before.js)).toBeGreaterThan(50);
+      // The probe's count moved as the kernel's count for the whole process did (ticks are 10 ms).
+      const probe = after.probe - before.probe;
+      expect(probe).toBeGreaterThanOrEqual(after.low - before.high - 20);
+      expect(probe).toBeLessThanOrEqual(after.high - before.low + 20);
+    } finally {
+      await stopServerProcess(server.child);
+    }
+  }, 60_000);
 });

@@ -16,10 +16,13 @@ import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import type { Delivery } from '../transports/client.ts';
 import { decodeEnvelope, encodeEnvelope, type ClientCommand } from '../transports/codec/envelope.ts';
+import { createClient as createWebRtcClient, webrtc } from '../transports/node-webrtc.ts';
 import { createClient } from '../transports/node-webtransport.ts';
-import type { ClientTransportOptions, Lane, TransportName } from '../transports/transport.ts';
+import type { ClientTransportOptions, Connection, Lane, TransportName } from '../transports/transport.ts';
+import type { WebRtcConnection } from '../transports/webrtc/connection.ts';
 import { connectWebSocket, type WebSocketConstructor } from '../transports/websocket/client.ts';
 import { RawOp, rawPayload, rawPublishFrame, rawTopic, type ServerKind } from './raw-protocol.ts';
+import type { Workload } from './report.ts';
 
 /** The load generator's write policy, stated in every report. */
 export const CLIENT_WRITE_POLICY = 'one write per message on every client: nothing corked or batched by the load generator';
@@ -35,9 +38,14 @@ export interface BenchClient {
   onPublished(listener: (payload: Uint8Array, topic: string) => void): void;
   /** Sends one message and resolves on the server's receipt; absent where the system has no receipts. */
   acked?(payload: Uint8Array): Promise<void>;
-  /** Bytes this client's connection sent and received on the wire, where the stack counts them (QUIC). */
-  wireBytes?(): { sent: number; received: number } | null;
+  /** Bytes this client's connection sent and received on the wire, where the stack counts them (QUIC; WebRTC's getStats, asynchronous). */
+  wireBytes?(): WireCount | null | Promise<WireCount | null>;
   close(): void;
+}
+
+export interface WireCount {
+  sent: number;
+  received: number;
 }
 
 export interface Target {
@@ -51,6 +59,8 @@ export interface Target {
   readonly description: string;
   /** The lane every message goes on (Switchyard targets); unreliable lanes may lose and reorder messages. */
   readonly lane?: Lane;
+  /** The only workloads this row runs, and why (the others are skipped with `reason`). */
+  readonly only?: { workloads: readonly Workload[]; reason: string };
   connect(endpoint: { port: number; certPem: string | null }): Promise<BenchClient>;
 }
 
@@ -72,14 +82,14 @@ function switchyard(transport: TransportName, tls: boolean, lane: Lane = 'reliab
     server: 'switchyard',
     tls,
     lane,
-    description: `Switchyard ${transport}${tls ? ' over TLS' : ''} through our Node client${lane === 'reliable' ? '' : `, every message on the ${lane.split(':')[0]} lane`}`,
+    description: `Switchyard ${transport}${tls ? ' over TLS' : ''}${transport === 'webrtc' ? ' (data channels, DTLS always; signalling over plain HTTP; wrtc on both sides)' : ''} through our Node client${lane === 'reliable' ? '' : `, every message on the ${lane.split(':')[0]} lane`}`,
     async connect({ port, certPem }) {
       const client = createClient({
         url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
         transports: transport,
         reconnect: false,
         transportOptions: tls ? { ca: certPem ?? undefined } : {},
-        connectors: { websocket: perMessageWebSocket },
+        connectors: { websocket: perMessageWebSocket, webrtc },
       });
       let echoed: (payload: Uint8Array) => void = () => undefined;
       let published: (payload: Uint8Array, topic: string) => void = () => undefined;
@@ -98,6 +108,7 @@ function switchyard(transport: TransportName, tls: boolean, lane: Lane = 'reliab
         // A publish to a topic nobody follows: the receipt is the whole round trip.
         acked: (payload) => client.publish('receipts', payload, { ack: true, lane }).then(() => undefined),
         wireBytes: () => {
+          if (transport === 'webrtc') return webRtcWireBytes(client.connection);
           const stats = client.stats();
           return transport === 'webtransport' && stats?.wireBytesOut != null && stats.wireBytesIn != null ? { sent: stats.wireBytesOut, received: stats.wireBytesIn } : null;
         },
@@ -106,6 +117,98 @@ function switchyard(transport: TransportName, tls: boolean, lane: Lane = 'reliab
     },
   };
 }
+
+/**
+ * UDP payload bytes of a webrtc connection's selected ICE transport (DTLS, SCTP and STUN consent
+ * included), read fresh from getStats(): the connection's own stats() answers from a sample up to
+ * a second old.
+ */
+async function webRtcWireBytes(connection: Connection | undefined): Promise<WireCount | null> {
+  const peer = (connection as WebRtcConnection | undefined)?.peerConnection;
+  if (!peer) return null;
+  let count: WireCount | null = null;
+  (await peer.getStats()).forEach((entry: { type: string; bytesSent?: number; bytesReceived?: number }) => {
+    if (entry.type === 'transport' && entry.bytesSent !== undefined && entry.bytesReceived !== undefined) count = { sent: entry.bytesSent, received: entry.bytesReceived };
+  });
+  return count;
+}
+
+/** What the peer-to-peer rows run: round trips between two clients, nothing a single client does. */
+const PAIR_WORKLOADS = { workloads: ['echo', 'throughput'] as const, reason: 'a pair of clients echoing to each other: it runs the round-trip workloads (echo, throughput) only' };
+
+/**
+ * Two Node clients of one server, both on `webrtc` (wrtc), B returning every message of A's as it
+ * comes, on the same lane and the same client write policy: `p2p` over `A.peer(B)` (the server
+ * relays the offer and answer, then is out of the path), `relayed` through the server
+ * (A → server → B → server → A), the path the direct connection saves. Both clients live in the
+ * load generator, so B's turn-around costs the same on both rows.
+ */
+function webRtcPair(path: 'p2p' | 'relayed'): Target {
+  return {
+    name: `webrtc-${path}`,
+    server: 'switchyard',
+    tls: false,
+    only: PAIR_WORKLOADS,
+    description:
+      path === 'p2p'
+        ? 'two Node clients on webrtc, A → B → A straight over client.peer() (data channel between the clients; the server only signalled)'
+        : 'two Node clients on webrtc, A → server → B → server → A (the relay client.peer() avoids)',
+    async connect({ port }) {
+      const open = () => createWebRtcClient({ url: `http://127.0.0.1:${port}`, transports: 'webrtc', reconnect: false });
+      const [a, b] = [open(), open()];
+      try {
+        await Promise.all([a.connect(), b.connect()]);
+        let echoed: (payload: Uint8Array) => void = () => undefined;
+        if (path === 'relayed') {
+          b.on('message', (delivery: Delivery) => {
+            if (delivery.kind === 'send' && delivery.from === a.id) void b.send(a.id!, delivery.data, { lane: 'reliable' });
+          });
+          a.on('message', (delivery: Delivery) => {
+            if (delivery.kind === 'send' && delivery.from === b.id) echoed(delivery.data as Uint8Array);
+          });
+          return {
+            sendToSelf: (payload) => void a.send(b.id!, payload, { lane: 'reliable' }),
+            onEcho: (listener) => void (echoed = listener),
+            ...noPubSub,
+            close: () => {
+              a.close();
+              b.close();
+            },
+          };
+        }
+        const answered = new Promise<Connection>((resolve) => b.on('peer', (connection) => resolve(connection)));
+        const toB = await a.peer(b.id!);
+        const toA = await answered;
+        toA.on('message', (message, lane) => void toA.send(message, lane));
+        toB.on('message', (message) => echoed(message as Uint8Array));
+        return {
+          sendToSelf: (payload) => void toB.send(payload, 'reliable'),
+          onEcho: (listener) => void (echoed = listener),
+          ...noPubSub,
+          close: () => {
+            toB.close();
+            toA.close();
+            a.close();
+            b.close();
+          },
+        };
+      } catch (error) {
+        a.close();
+        b.close();
+        throw error;
+      }
+    },
+  };
+}
+
+/** The pair rows run no pub/sub workload (see PAIR_WORKLOADS). */
+const noPubSub = {
+  subscribe: () => Promise.reject(new Error('no topics on a client pair')),
+  publish: () => {
+    throw new Error('no topics on a client pair');
+  },
+  onPublished: () => undefined,
+};
 
 /**
  * Switchyard's `websocket` transport driven by a bare `ws` client speaking the envelope protocol:
@@ -263,6 +366,11 @@ export const TARGETS: readonly Target[] = [
   switchyard('webtransport', true),
   switchyard('webtransport', true, 'channel:bench'),
   switchyard('webtransport', true, 'unreliable'),
+  switchyard('webrtc', false),
+  switchyard('webrtc', false, 'channel:bench'),
+  switchyard('webrtc', false, 'unreliable'),
+  webRtcPair('p2p'),
+  webRtcPair('relayed'),
   rawWs(false, false),
   rawWs(true, false),
   rawWs(false, true),

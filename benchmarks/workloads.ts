@@ -23,8 +23,8 @@ export interface Endpoint {
 export interface ServerProbe {
   /** CPU time (user + system) so far, in µs. */
   cpuMicros(): Promise<number>;
-  /** JS heap + external memory after a full GC (never inside a CPU-measured window). */
-  memoryAfterGc(): Promise<number>;
+  /** JS heap + external memory, and the whole process's RSS, after a full GC (never inside a CPU-measured window). */
+  memoryAfterGc(): Promise<{ heapAndExternal: number; rss: number }>;
 }
 
 export interface LatencySummary {
@@ -49,6 +49,8 @@ export interface CellResult {
   deliveriesPerCpuSecond?: number;
   setupMs?: number;
   bytesPerIdleConnection?: number;
+  /** The same in resident memory: native allocations (wrtc's) included. */
+  rssBytesPerIdleConnection?: number;
   /** Messages sent (or deliveries expected) that never arrived. */
   lost?: number;
   /** Deliveries that arrived out of order, twice, at the wrong client or on the wrong topic. */
@@ -513,7 +515,7 @@ export async function connectionSetup(target: Target, endpoint: Endpoint, times:
   return { setupMs: round(samples[Math.floor(samples.length / 2)]!) };
 }
 
-/** Server memory (JS heap + external, after GC) per idle connection, from `count` idle clients. */
+/** Server memory (JS heap + external, and RSS, after GC) per idle connection, from `count` idle clients. */
 export async function idleMemory(target: Target, endpoint: Endpoint, probe: ServerProbe, count: number): Promise<CellResult> {
   // Connections of earlier cells may still be closing on the server: let them go first.
   await sleep(300);
@@ -523,7 +525,7 @@ export async function idleMemory(target: Target, endpoint: Endpoint, probe: Serv
     clients.push(...(await connectMany(target, endpoint, count)));
     await sleep(300);
     const after = await probe.memoryAfterGc();
-    return { bytesPerIdleConnection: Math.round((after - before) / count) };
+    return { bytesPerIdleConnection: Math.round((after.heapAndExternal - before.heapAndExternal) / count), rssBytesPerIdleConnection: Math.round((after.rss - before.rss) / count) };
   } finally {
     for (const client of clients) client.close();
   }
@@ -627,7 +629,8 @@ export async function ackedDelivery(target: Target, endpoint: Endpoint, duration
 /**
  * Bytes on the wire per 64 B message: `count` sequential echoes after the connection is up, so the
  * handshake is not counted. TCP targets go through a counting proxy (TCP payload bytes: HTTP,
- * WebSocket, TLS framing included); QUIC targets report quiche's UDP payload bytes.
+ * WebSocket, TLS framing included); QUIC targets report quiche's UDP payload bytes, WebRTC targets
+ * their ICE transport's (getStats: DTLS, SCTP and its SACKs included).
  */
 export async function wireBytes(target: Target, endpoint: Endpoint, count: number): Promise<CellResult> {
   let counted = 0;
@@ -648,10 +651,10 @@ export async function wireBytes(target: Target, endpoint: Endpoint, count: numbe
   try {
     const payload = payloadOf(64);
     for (let i = 0; i < Math.min(20, count); i++) await echoer.echo(payload); // settle (first polls, window updates)
-    const quicBefore = client.wireBytes?.();
+    const quicBefore = await client.wireBytes?.();
     const before = counted;
     for (let i = 0; i < count; i++) await echoer.echo(payload);
-    const quicAfter = client.wireBytes?.();
+    const quicAfter = await client.wireBytes?.();
     const bytes = quicBefore && quicAfter ? quicAfter.sent - quicBefore.sent + (quicAfter.received - quicBefore.received) : counted - before;
     return { wireBytesPerMessage: Math.round(bytes / (2 * count)), misrouted: echoer.misrouted };
   } finally {

@@ -3,14 +3,15 @@
  * folder (never a stale build), served by startServer, and every page is driven like a reader
  * would: a short Compare run over every transport, the HOL and Backpressure runs, Learn's
  * handshakes, frame inspector and wire bytes, and a bench report opened on Results. Charts are
- * read through `window.__lab.charts()`; screenshots go to test-output/lab/.
+ * read through `window.__lab.charts()`; screenshots go to test-output/lab/. Each case opens its own
+ * page and fails on any error thrown in it.
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { build } from 'vite';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BackpressureResult } from '../benchmarks/experiments/backpressure.ts';
 import type { HolResult } from '../benchmarks/experiments/hol.ts';
 import type { BenchReport, Cell } from '../benchmarks/report.ts';
@@ -19,13 +20,20 @@ import { labPlugin } from './server/plugin.ts';
 import { launchChromium } from '../test-support/chromium.ts';
 
 const SHOTS = path.resolve(import.meta.dirname, '../test-output/lab');
-const VARIANT_LABELS = ['WebSocket', 'Long-polling', 'Polling', 'WebTransport · reliable', 'WebTransport · channels', 'WebTransport · unreliable'];
+const VARIANT_LABELS = ['WebSocket', 'Long-polling', 'Polling', 'WebTransport · reliable', 'WebTransport · channels', 'WebTransport · unreliable', 'WebRTC · reliable', 'WebRTC · channels', 'WebRTC · unreliable'];
 
 let server: SwitchyardServer;
 let browser: Browser;
 let page: Page;
 let dist: string;
-const pageErrors: string[] = [];
+/** Errors thrown in the pages of the running case (each case checks its own, in afterEach). */
+let pageErrors: string[] = [];
+
+/** Collects a page's uncaught errors into the running case's list. */
+function watchErrors(target: Page): Page {
+  target.on('pageerror', (error) => pageErrors.push(`${target.url()}: ${error.message}`));
+  return target;
+}
 
 type ChartView = { id: string; datasets: { label: string; points: number }[] };
 const charts = () => page.evaluate(() => (window as unknown as { __lab: { charts: () => ChartView[] } }).__lab.charts());
@@ -47,9 +55,18 @@ beforeAll(async () => {
   await mkdir(SHOTS, { recursive: true });
   server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [labPlugin({ staticDir: dist })] });
   browser = await launchChromium();
-  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.on('pageerror', (error) => pageErrors.push(error.message));
 }, 60_000);
+
+// Every case starts on a fresh page and ends by checking that none of its pages threw.
+beforeEach(async () => {
+  pageErrors = [];
+  page = watchErrors(await browser.newPage({ viewport: { width: 1400, height: 900 } }));
+});
+
+afterEach(async () => {
+  await page.close();
+  expect(pageErrors).toEqual([]);
+});
 
 afterAll(async () => {
   await browser?.close();
@@ -65,7 +82,7 @@ describe('lab (Chromium)', () => {
     for (const [route, heading] of [
       ['hol', 'Head-of-line blocking'],
       ['backpressure', 'Backpressure'],
-      ['learn', 'Learn: four ways to carry a message'],
+      ['learn', 'Learn: five ways to carry a message'],
       ['results', 'Benchmark results'],
       ['compare', 'Compare transports'],
     ]) {
@@ -76,7 +93,7 @@ describe('lab (Chromium)', () => {
   });
 
   it('fits a 390 px phone screen: no page scrolls sideways (wide tables scroll inside their own box)', async () => {
-    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    const phone = watchErrors(await browser.newPage({ viewport: { width: 390, height: 844 } }));
     try {
       for (const route of ['compare', 'hol', 'backpressure', 'learn', 'results']) {
         await phone.goto(`${server.urls.http}/#/${route}`);
@@ -102,7 +119,7 @@ describe('lab (Chromium)', () => {
       for (const dataset of view.datasets) expect(dataset.points, `${view.id} ${dataset.label}`).toBeGreaterThan(0);
     }
     const rows = await page.locator('[data-testid=summary-table] tbody tr').allInnerTexts();
-    expect(rows).toHaveLength(6);
+    expect(rows).toHaveLength(VARIANT_LABELS.length);
     rows.forEach((row, i) => expect(row).toContain(VARIANT_LABELS[i]));
     const results = await labState<{ results: { variant: string; delivered: number; error?: string; wireBytesPerHop: number | null }[] }>('compare');
     for (const result of results.results) {
@@ -138,7 +155,7 @@ describe('lab (Chromium)', () => {
     await page.click('#run');
     await page.waitForFunction(() => (window as unknown as { __lab: { hol: { state: string } } }).__lab.hol.state === 'done', undefined, { timeout: 40_000 });
     const views = (await charts()).filter((c) => c.id.startsWith('hol-'));
-    expect(views).toHaveLength(6);
+    expect(views).toHaveLength(VARIANT_LABELS.length);
     for (const view of views) {
       expect(view.datasets).toHaveLength(5);
       for (const dataset of view.datasets) expect(dataset.points, `${view.id} ${dataset.label}`).toBeGreaterThan(0);
@@ -155,9 +172,32 @@ describe('lab (Chromium)', () => {
       ['max', 2],
     ]);
     await shot('hol');
+
+    // The recorded experiment shipped with the lab, with takeaways drawn from it.
+    await page.click('#hol-show-recorded');
+    await page.waitForSelector('#recorded-experiment-takeaways');
+    const recorded = (await charts()).filter((c) => c.id.startsWith('recorded-exp-'));
+    expect(recorded.length).toBeGreaterThanOrEqual(5);
+    expect(await page.locator('#hol-recorded').innerText()).toMatch(/TUN forwarder between namespaces, 2 % loss each way, 20 ms delay each way/);
+    expect(await page.locator('#recorded-experiment-takeaways').innerText()).toMatch(/(Each loss stalled|Shared stalls)[\s\S]*Ordered state updates → one reliable lane[\s\S]*Latest-value telemetry/);
   }, 60_000);
 
-  it('Head-of-line through the live impaired network (2 % loss + 40 ms RTT): WebSocket flows stall together, channels mostly alone', async (context) => {
+  it('Head-of-line where the live impaired path cannot run: says why and shows the recorded result at once', async () => {
+    // The server's answer as a non-root or non-Linux server gives it (the real one here is root on Linux).
+    await page.route('**/lab/experiments/network', (route) => route.fulfill({ json: { available: false, reason: 'not root (network namespaces need CAP_NET_ADMIN)', profiles: [{ id: 'lossy', label: '2 % loss + 40 ms RTT' }], active: null } }));
+    await open('hol');
+    await page.waitForSelector('#recorded-experiment-takeaways');
+    expect(await page.locator('#hol-recorded').locator('xpath=..').innerText()).toMatch(/The live impaired network cannot run here: not root \(network namespaces need CAP_NET_ADMIN\)[\s\S]*npm run experiment -- hol --loss 2 --delay 20/);
+    expect((await labState<{ recorded: { shown: boolean; liveUnavailable: string } }>('hol')).recorded).toEqual({ shown: true, liveUnavailable: 'not root (network namespaces need CAP_NET_ADMIN)' });
+    expect(await page.locator('#network-status').innerText()).toMatch(/no impaired network here: not root/);
+    // At a desktop width every column of the per-variant tables fits (none cut behind a scroll).
+    const cut = await page.locator('#hol-recorded .table-wrap').evaluateAll((boxes) => boxes.filter((box) => box.scrollWidth > box.clientWidth + 1).map((box) => `${box.clientWidth} < ${box.scrollWidth}: ${[...box.querySelectorAll('th')].map((th) => `${th.textContent} ${Math.round(th.getBoundingClientRect().width)}`).join(', ')}`));
+    expect(cut).toEqual([]);
+    await page.locator('#hol-recorded').scrollIntoViewIfNeeded();
+    await shot('hol-recorded');
+  }, 30_000);
+
+  it('Head-of-line through the live impaired network (2 % loss + 40 ms RTT): WebSocket flows stall together, WebTransport and WebRTC channels mostly alone', async (context) => {
     const offer = (await (await fetch(`${server.urls.http}/lab/experiments/network`)).json()) as { available: boolean; reason: string | null };
     if (!offer.available) return context.skip(`no live impaired network here: ${offer.reason}`);
     try {
@@ -168,7 +208,7 @@ describe('lab (Chromium)', () => {
       await page.waitForFunction(() => (window as unknown as { __lab?: { page?: string } }).__lab?.page === 'hol');
       expect(new URL(page.url()).origin).not.toBe(new URL(server.urls.http).origin);
       expect(await page.locator('main .note').first().innerText()).toMatch(/Network: 2 % loss \+ 40 ms RTT/);
-      for (const box of await page.locator('[name=variant]').all()) if (!['websocket', 'wt-channels'].includes(await box.inputValue())) await box.uncheck();
+      for (const box of await page.locator('[name=variant]').all()) if (!['websocket', 'wt-channels', 'rtc-channels'].includes(await box.inputValue())) await box.uncheck();
       await setValue('[name=duration]', '5');
       await page.click('#run');
       await page.waitForFunction(() => (window as unknown as { __lab: { hol: { state: string } } }).__lab.hol.state === 'done', undefined, { timeout: 60_000 });
@@ -176,11 +216,13 @@ describe('lab (Chromium)', () => {
       expect(runs.map((r) => [r.variant, r.error, r.network])).toEqual([
         ['websocket', undefined, '2 % loss + 40 ms RTT'],
         ['wt-channels', undefined, '2 % loss + 40 ms RTT'],
+        ['rtc-channels', undefined, '2 % loss + 40 ms RTT'],
       ]);
       // As the experiment asserts: losses stall every flow of the one TCP connection together, a channel's only its own.
       expect(stalls.websocket!.episodes).toBeGreaterThan(3);
       expect(stalls.websocket!.sharedFraction!).toBeGreaterThan(0.8);
       expect(stalls['wt-channels']!.sharedFraction ?? 0).toBeLessThan(stalls.websocket!.sharedFraction!);
+      expect(stalls['rtc-channels']!.sharedFraction ?? 0).toBeLessThan(stalls.websocket!.sharedFraction!);
       expect(await page.locator('#hol-takeaways').innerText()).toMatch(/What this run shows/);
       await shot('hol-live-network');
     } finally {
@@ -207,10 +249,30 @@ describe('lab (Chromium)', () => {
     expect(views['bp-latency']![0]!.points).toBeGreaterThan(0);
     expect(views['bp-rate']!.map((d) => d.points > 0)).toEqual([true, true]);
     expect(await page.locator('[data-testid=bp-table] tbody tr').count()).toBe(1);
+    // Takeaways from this run's figures: the producer outran the consumer, so a backlog formed somewhere.
+    expect(await page.locator('#bp-takeaways').innerText()).toMatch(/consumer that takes about 1,000: the backlog peaked in/);
     await page.setInputFiles('#bp-file', { name: 'experiment-backpressure.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(backpressureFixture())) });
     await page.waitForSelector('[data-testid=bp-experiment-table]');
     expect((await charts()).find((c) => c.id === 'bp-exp-queue')!.datasets[0]!.points).toBe(3);
+    expect(await page.locator('#bp-experiment-takeaways').innerText()).toMatch(/drop-oldest: websocket: 900 of 3,000 received, peak queue 256\.0 KiB[\s\S]*latest-value telemetry/);
     await shot('backpressure');
+  }, 45_000);
+
+  it('Backpressure over WebRTC: the consumer runs on the page and the run ends with its takeaways', async () => {
+    await open('backpressure');
+    await page.selectOption('[name=transport]', 'rtc-reliable');
+    await setValue('[name=rate]', '2000');
+    await setValue('[name=cost]', '1');
+    await setValue('[name=duration]', '1');
+    await page.click('#run');
+    await page.waitForFunction(() => (window as unknown as { __lab: { backpressure: { state: string } } }).__lab.backpressure.state === 'done', undefined, { timeout: 30_000 });
+    const run = (await labState<{ run: { sent: number; consumerOnPage: boolean; deliveries: unknown[]; error?: string } }>('backpressure')).run;
+    expect(run.error).toBeUndefined();
+    expect(run.consumerOnPage).toBe(true);
+    expect(run.deliveries.length).toBeGreaterThan(100);
+    expect(await page.locator('#bp-summary').innerText()).toMatch(/WebRTC’s consumer ran on this page/);
+    expect(await page.locator('#bp-takeaways').innerText()).toMatch(/What this run shows[\s\S]*(backlog peaked in|kept up)/);
+    await shot('backpressure-webrtc');
   }, 45_000);
 
   it('Head-of-line: a short run on the server under real loss is charted like an opened JSON file', async () => {
@@ -287,7 +349,7 @@ describe('lab (Chromium)', () => {
     await shot('backpressure-server');
   }, 40_000);
 
-  it('Learn: handshakes of all four transports, every WebSocket opcode, wire bytes per transport', async () => {
+  it('Learn: handshakes of all five transports, every WebSocket opcode, wire bytes per transport', async () => {
     await open('learn');
     await page.waitForSelector('#handshake .http-msg');
     const handshake = await page.locator('#handshake').innerText();
@@ -315,12 +377,25 @@ describe('lab (Chromium)', () => {
     }
     await shot('learn-webtransport');
 
+    // WebRTC: the offer and answer of a connection this page made, with their candidates and the pair ICE chose.
+    await page.click('[data-tab="webrtc"]');
+    await expect.poll(() => page.locator('#handshake').innerText(), { timeout: 15_000 }).toMatch(/POST \/rtc · content-type: application\/sdp[\s\S]*v=0[\s\S]*a=candidate:[\s\S]*201 · Location: \/rtc\/\S+[\s\S]*a=candidate:/);
+    const signalling = (await labState<{ signalling: { offerCandidates: number; answerCandidates: number; status: number; selectedPair: string | null; channels: string[] } }>('learn')).signalling;
+    expect(signalling.status).toBe(201);
+    expect(signalling.offerCandidates).toBeGreaterThan(0);
+    expect(signalling.answerCandidates).toBeGreaterThan(0);
+    expect(signalling.selectedPair).toMatch(/udp .* ⇄ .* udp/);
+    expect(signalling.channels).toContain('reliable');
+    expect(await page.locator('[data-testid=rtc-candidates] tbody tr').count()).toBe(signalling.offerCandidates + signalling.answerCandidates);
+    await shot('learn-webrtc');
+
     await page.click('#measure-wire');
     await page.waitForFunction(() => (window as unknown as { __lab: { learn: { wireState: string } } }).__lab.learn.wireState === 'done', undefined, { timeout: 30_000 });
     const wire = (await labState<{ wire: { transport: string; perMessage: number | null }[] }>('learn')).wire;
-    expect(wire.map((w) => w.transport)).toEqual(VARIANT_LABELS.filter((l) => l !== 'WebTransport · channels'));
+    expect(wire.map((w) => w.transport)).toEqual(VARIANT_LABELS.filter((l) => !l.endsWith('· channels')));
     for (const row of wire) expect(row.perMessage, JSON.stringify(row)).toBeGreaterThan(64);
-    expect((await charts()).find((c) => c.id === 'learn-wire')!.datasets[0]!.points).toBe(5);
+    expect((await charts()).find((c) => c.id === 'learn-wire')!.datasets[0]!.points).toBe(wire.length);
+    expect(await page.locator('#learn-takeaways').innerText()).toMatch(/At 64 B per message, .+ cost least .+ and .+ most/);
     await page.locator('#wire-table').scrollIntoViewIfNeeded();
     await shot('learn');
   }, 60_000);
@@ -328,12 +403,12 @@ describe('lab (Chromium)', () => {
   it('degrades clearly in a browser without WebTransport: its variants are disabled and named', async () => {
     const context = await browser.newContext();
     await context.addInitScript(() => delete (globalThis as { WebTransport?: unknown }).WebTransport);
-    const bare = await context.newPage();
+    const bare = watchErrors(await context.newPage());
     await bare.goto(`${server.urls.http}/#/compare`);
     await bare.waitForSelector('.note-warn');
     expect(await bare.locator('.note-warn').innerText()).toMatch(/WebTransport · reliable \(this browser has no WebTransport API\)/);
     expect(await bare.locator('.chip input:disabled').count()).toBe(3);
-    expect(await bare.locator('.chip input:checked').count()).toBe(3);
+    expect(await bare.locator('.chip input:checked').count()).toBe(6);
     await bare.screenshot({ path: path.join(SHOTS, 'compare-no-webtransport.png') });
     await context.close();
   });
@@ -350,8 +425,9 @@ describe('lab (Chromium)', () => {
       for (const dataset of views[id]!) expect(dataset.points, `${id} ${dataset.label}`).toBeGreaterThan(0);
     }
     expect(await page.locator('[data-testid=cells-table] tbody tr').count()).toBe(benchFixture().cells.length);
+    // Takeaways from the report's cells: websocket leads echo by far; throughput and setup leads are clear too.
+    expect(await page.locator('#results-takeaways').innerText()).toMatch(/Lowest echo p99 at 64 B: websocket \(144 µs\), then webtransport \(TLS\) \(1\.21 ms\)\. For interactive[\s\S]*Fan-out to 100 subscribers: .*inconclusive/);
     await shot('results');
-    expect(pageErrors).toEqual([]);
   });
 });
 

@@ -19,7 +19,7 @@ hol — head-of-line blocking: ${HOL_DEFAULTS.flows} flows of numbered messages 
   --rate-mbit N       rate limit each way (TUN path, or tc tbf on the nftables path; not the relay)
   --seed N            seed of the TUN forwarder's loss dice (default ${HOL_DEFAULTS.seed})
   --transports LIST   variants: ${HOL_VARIANTS.join(', ')}
-                      ('webtransport' = its three variants; default all)
+                      ('webtransport', 'webrtc' = their three variants each; default all)
   --duration MS       per variant, warm-up included (default ${HOL_DEFAULTS.durationMs})
   --warmup MS         not analysed (default ${HOL_DEFAULTS.warmupMs})
   --flows N           (default ${HOL_DEFAULTS.flows})
@@ -113,7 +113,7 @@ async function main(): Promise<void> {
       rateMbit: number('rate-mbit'),
       delayMs: number('delay'),
       seed: number('seed'),
-      variants: list<HolVariant>('transports', HOL_VARIANTS, (item) => (item === 'webtransport' ? HOL_VARIANTS.filter((v) => v.startsWith('webtransport')) : [item])),
+      variants: list<HolVariant>('transports', HOL_VARIANTS, (item) => (item === 'webtransport' || item === 'webrtc' ? HOL_VARIANTS.filter((v) => v.startsWith(`${item}-`)) : [item])),
       durationMs: number('duration'),
       warmupMs: number('warmup'),
       flows: number('flows'),

@@ -50,7 +50,7 @@ export function formatHol(result: HolResult): string {
         percent(variant.lossRate),
         variant.packetsDropped ? `${variant.packetsDropped.clientToServer} / ${variant.packetsDropped.serverToClient}` : '—',
         variant.transportStats?.packetsLost == null ? '—' : `${variant.transportStats.packetsLost} / ${variant.transportStats.packetsRetransmitted ?? '—'}`,
-        variant.transport === 'webtransport' ? String(variant.transportStats?.dropped ?? '—') : '—',
+        variant.transport === 'webtransport' || variant.transport === 'webrtc' ? String(variant.transportStats?.dropped ?? '—') : '—',
       ]),
     ),
     '',
@@ -58,7 +58,7 @@ export function formatHol(result: HolResult): string {
     'shared by chance: the same with each flow\'s stalls moved in time, i.e. what independent stalls would give.',
     'losses stalling: the path\'s drops followed by a late message (TUN path: it logs when it drops), against instants picked evenly (chance);',
     'flows per loss: how many flows such a drop held back (one ordered lane: all of them; channels: the one whose data was lost).',
-    'local datagram drops: datagrams the client\'s own WebTransport stack dropped (a full datagram queue), not the path.',
+    'local datagram drops: datagrams the client\'s own stack dropped (WebTransport: a full datagram queue; WebRTC: a full unreliable channel buffer), not the path.',
   ];
   return lines.join('\n');
 }

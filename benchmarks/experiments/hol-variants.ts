@@ -5,18 +5,36 @@
 import type { Lane, TransportName } from '../../transports/transport.ts';
 import type { FlowSeries } from './analysis.ts';
 
-export type HolVariant = 'websocket' | 'long-polling' | 'webtransport-reliable' | 'webtransport-channels' | 'webtransport-unreliable';
+export type HolVariant =
+  | 'websocket'
+  | 'long-polling'
+  | 'webtransport-reliable'
+  | 'webtransport-channels'
+  | 'webtransport-unreliable'
+  | 'webrtc-reliable'
+  | 'webrtc-channels'
+  | 'webrtc-unreliable';
 
-export const HOL_VARIANTS: readonly HolVariant[] = ['websocket', 'long-polling', 'webtransport-reliable', 'webtransport-channels', 'webtransport-unreliable'];
+export const HOL_VARIANTS: readonly HolVariant[] = ['websocket', 'long-polling', 'webtransport-reliable', 'webtransport-channels', 'webtransport-unreliable', 'webrtc-reliable', 'webrtc-channels', 'webrtc-unreliable'];
 
-/** Transport, and the lane flow `i` uses: every flow on one ordered lane, or one channel (QUIC stream) per flow, or datagrams. */
+/**
+ * Transport, and the lane flow `i` uses: every flow on one ordered lane, or one channel per flow
+ * (a QUIC stream; on WebRTC an ordered, reliable data channel, an SCTP stream), or datagrams (on
+ * WebRTC an unordered data channel with maxRetransmits 0).
+ */
 export const VARIANT_LAYOUT: Record<HolVariant, { transport: TransportName; lane: (flow: number) => Lane }> = {
   websocket: { transport: 'websocket', lane: () => 'reliable' },
   'long-polling': { transport: 'long-polling', lane: () => 'reliable' },
   'webtransport-reliable': { transport: 'webtransport', lane: () => 'reliable' },
   'webtransport-channels': { transport: 'webtransport', lane: (flow) => `channel:flow${flow}` },
   'webtransport-unreliable': { transport: 'webtransport', lane: () => 'unreliable' },
+  'webrtc-reliable': { transport: 'webrtc', lane: () => 'reliable' },
+  'webrtc-channels': { transport: 'webrtc', lane: (flow) => `channel:flow${flow}` },
+  'webrtc-unreliable': { transport: 'webrtc', lane: () => 'unreliable' },
 };
+
+/** Whether the variant sends on a lane that may lose messages (its loss is the datagram loss). */
+export const isUnreliable = (variant: HolVariant): boolean => VARIANT_LAYOUT[variant].lane(0) === 'unreliable';
 
 /** One run the worker is asked to do (a JSON line on its stdin). */
 export interface WorkerCommand {

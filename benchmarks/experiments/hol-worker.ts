@@ -10,9 +10,10 @@
  * loss of that packet would stall all four on any transport.
  */
 import { createInterface } from 'node:readline';
-import { createClient } from '../../transports/node-webtransport.ts';
 import type { Delivery } from '../../transports/client.ts';
-import { HEADER_BYTES, VARIANT_LAYOUT, type WorkerCommand, type WorkerReply } from './hol-variants.ts';
+import { createClient } from '../../transports/node-webrtc.ts';
+import { webtransport } from '../../transports/node-webtransport.ts';
+import { HEADER_BYTES, isUnreliable, VARIANT_LAYOUT, type WorkerCommand, type WorkerReply } from './hol-variants.ts';
 
 /** How long to wait for stragglers after the last send: reliable lanes may need an RTO or two. */
 const RELIABLE_TAIL_MS = 3_000;
@@ -27,6 +28,7 @@ async function run(command: WorkerCommand): Promise<WorkerReply> {
     url: command.url,
     transports: layout.transport,
     reconnect: false,
+    connectors: { webtransport },
     transportOptions: {
       ...(command.webTransportUrl ? { webTransportUrl: command.webTransportUrl } : {}),
       ...(command.certificateSha256 ? { certificateSha256: command.certificateSha256 } : {}),
@@ -73,7 +75,7 @@ async function run(command: WorkerCommand): Promise<WorkerReply> {
       flows[flow]!.sentAt.push(performance.now() - t0);
       void client.send(self, payload, { lane: layout.lane(flow) }).catch(() => undefined);
     }
-    const tail = command.variant === 'webtransport-unreliable' ? UNRELIABLE_TAIL_MS : RELIABLE_TAIL_MS;
+    const tail = isUnreliable(command.variant) ? UNRELIABLE_TAIL_MS : RELIABLE_TAIL_MS;
     for (const deadline = performance.now() + tail; received < total && performance.now() < deadline; ) await sleep(20);
     const stats = client.stats();
     return {

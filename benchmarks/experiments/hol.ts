@@ -17,7 +17,7 @@ import { canForward, createTunPath } from '../impairment/tun-path.ts';
 import { startUdpRelay, TCP_LIMITATION, type UdpRelay } from '../impairment/udp-relay.ts';
 import type { Lane, TransportName } from '../../transports/transport.ts';
 import { analyzeFlows, type FlowAnalysis, type LossStalls, type SharedStalls } from './analysis.ts';
-import { HOL_VARIANTS, VARIANT_LAYOUT, type HolVariant, type WorkerCommand, type WorkerReply } from './hol-variants.ts';
+import { HOL_VARIANTS, isUnreliable, VARIANT_LAYOUT, type HolVariant, type WorkerCommand, type WorkerReply } from './hol-variants.ts';
 import { LineReader, raisePriority, ROOT, stopChild, tsArgs } from './processes.ts';
 import type { ServerReady } from './server-process-protocol.ts';
 
@@ -116,7 +116,7 @@ export interface HolVariantResult {
   afterLoss?: LossStalls | null;
   /** Messages never delivered / sent, all flows (0 expected on reliable lanes). */
   lossRate: number;
-  /** The same for the datagram variant, null for the others. */
+  /** The same for the datagram variants (WebTransport datagrams, WebRTC's unreliable channel), null for the others. */
   datagramLossRate: number | null;
   /** Packets the path dropped while this variant ran, per direction. */
   packetsDropped: { clientToServer: number; serverToClient: number } | null;
@@ -338,7 +338,7 @@ export async function runHol(options: HolOptions = {}): Promise<HolResult> {
         stalls: analysis.stalls,
         afterLoss: analysis.afterLoss,
         lossRate: analysis.lossRate,
-        datagramLossRate: variant === 'webtransport-unreliable' ? analysis.lossRate : null,
+        datagramLossRate: isUnreliable(variant) ? analysis.lossRate : null,
         packetsDropped: { clientToServer: after.clientToServer - before.clientToServer, serverToClient: after.serverToClient - before.serverToClient },
         transportStats: reply.stats,
       };

@@ -42,7 +42,8 @@ export interface LiveNetwork {
   close(): Promise<void>;
 }
 
-export async function startLiveNetwork(profile: NetworkProfile, seed = 1): Promise<LiveNetwork> {
+/** `labStaticDir`: the built lab the namespaced server serves (the same build as the server the page came from). */
+export async function startLiveNetwork(profile: NetworkProfile, seed = 1, labStaticDir?: string): Promise<LiveNetwork> {
   const { label, link } = NETWORK_PROFILES[profile];
   const path: TunPath = await createTunPath({ clientToServer: link, serverToClient: link, seed, client: 'host' });
   let server: ChildProcess | undefined;
@@ -65,7 +66,7 @@ export async function startLiveNetwork(profile: NetworkProfile, seed = 1): Promi
     // The forward listens first: its origin is the page's, which the server must allow for WebTransport.
     await new Promise<void>((resolve, reject) => forward.once('error', reject).listen(0, '127.0.0.1', resolve));
     const origin = `http://127.0.0.1:${(forward.address() as net.AddressInfo).port}`;
-    server = raisePriority(path.spawn('server', process.execPath, tsArgs('server-process.ts', JSON.stringify({ host: path.serverAddress, lab: { allowedOrigins: [origin] } })), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] }));
+    server = raisePriority(path.spawn('server', process.execPath, tsArgs('server-process.ts', JSON.stringify({ host: path.serverAddress, lab: { allowedOrigins: [origin], ...(labStaticDir ? { staticDir: labStaticDir } : {}) } })), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] }));
     ready = await new LineReader(server).json<ServerReady>(30_000, 'the namespaced server to listen');
   } catch (error) {
     server?.kill('SIGKILL');
@@ -102,7 +103,7 @@ export interface NetworkStatus {
 }
 
 /** At most one live network at a time, replaced on request, stopped `lifetimeMs` after it started or on close. */
-export function liveNetworks(lifetimeMs = 15 * 60_000): { status(): Promise<NetworkStatus>; start(profile: NetworkProfile): Promise<NetworkStatus>; stop(): Promise<NetworkStatus>; close(): Promise<void> } {
+export function liveNetworks(lifetimeMs = 15 * 60_000, labStaticDir?: string): { status(): Promise<NetworkStatus>; start(profile: NetworkProfile): Promise<NetworkStatus>; stop(): Promise<NetworkStatus>; close(): Promise<void> } {
   let active: LiveNetwork | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let pending: Promise<unknown> = Promise.resolve();
@@ -134,7 +135,7 @@ export function liveNetworks(lifetimeMs = 15 * 60_000): { status(): Promise<Netw
     start: (profile) =>
       serial(async () => {
         await stopActive();
-        active = await startLiveNetwork(profile);
+        active = await startLiveNetwork(profile, 1, labStaticDir);
         timer = setTimeout(() => void serial(stopActive), lifetimeMs);
         timer.unref();
         return status();

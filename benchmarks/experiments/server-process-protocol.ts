@@ -10,7 +10,7 @@ export interface ServerProcessOptions {
   transports?: SwitchyardServerOptions['transports'];
   backpressure?: SwitchyardServerOptions['backpressure'];
   /** Serve the lab's pages too, to these page origins (the lab's live network: live-network.ts). */
-  lab?: { allowedOrigins: string[] };
+  lab?: { allowedOrigins: string[]; /** Folder of the built lab to serve (default the plugin's, lab-ui/dist). */ staticDir?: string };
 }
 
 export interface ServerReady {

@@ -19,7 +19,7 @@ const server = await startServer({
   certificate: 'ephemeral',
   // The live network's server serves the lab too; its page is opened from a loopback port forward
   // (live-network.ts), so that origin may open WebTransport at this server's own address.
-  ...(options.lab ? { plugins: [labPlugin({ experiments: false })], allowedOrigins: options.lab.allowedOrigins } : {}),
+  ...(options.lab ? { plugins: [labPlugin({ experiments: false, ...(options.lab.staticDir ? { staticDir: options.lab.staticDir } : {}) })], allowedOrigins: options.lab.allowedOrigins } : {}),
   ...(options.transports ? { transports: options.transports } : {}),
   ...(options.backpressure ? { backpressure: options.backpressure } : {}),
   // Short long-poll holds so a consumer that stops polling is noticed within an experiment.

@@ -144,8 +144,18 @@ export function forwarderBinary(): Promise<string> {
   return compiling;
 }
 
-/** Whether this machine can build a TUN path, and if not why. */
-export async function canForward(): Promise<{ ok: true } | { ok: false; reason: string }> {
+let capability: Promise<{ ok: true } | { ok: false; reason: string }> | undefined;
+
+/**
+ * Whether this machine can build a TUN path, and if not why. Checked once per process: concurrent
+ * callers (two lab pages asking at once) would otherwise race on the probe namespace's name.
+ */
+export function canForward(): Promise<{ ok: true } | { ok: false; reason: string }> {
+  capability ??= probeForwarding();
+  return capability;
+}
+
+async function probeForwarding(): Promise<{ ok: true } | { ok: false; reason: string }> {
   if (process.platform !== 'linux') return { ok: false, reason: `TUN devices and network namespaces need Linux (this is ${process.platform})` };
   if (process.getuid?.() !== 0) return { ok: false, reason: 'TUN devices and network namespaces need root' };
   try {

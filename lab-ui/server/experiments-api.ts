@@ -231,12 +231,13 @@ async function readJson(request: http.IncomingMessage): Promise<{ value: unknown
   }
 }
 
-export function createExperimentsApi(): ExperimentsApi {
+/** `labStaticDir`: the built lab this server serves, which the live network's server serves too. */
+export function createExperimentsApi(labStaticDir?: string): ExperimentsApi {
   let networks: ReturnType<typeof import('../../benchmarks/experiments/live-network.ts').liveNetworks> | undefined;
   /** The live impaired network's routes. */
   async function network(request: http.IncomingMessage, response: http.ServerResponse, method: string): Promise<void> {
     const { liveNetworks, NETWORK_PROFILES } = await import('../../benchmarks/experiments/live-network.ts');
-    networks ??= liveNetworks();
+    networks ??= liveNetworks(undefined, labStaticDir);
     if (method === 'GET') return send(response, 200, await networks.status());
     if (method === 'DELETE') return send(response, 200, await networks.stop());
     if (method !== 'POST') return fail(response, 404, 'ERR_NO_EXPERIMENT', `no route for ${method} /lab/experiments/network`);

@@ -19,14 +19,16 @@ import net from 'node:net';
 import type { Router } from '../../server/router.ts';
 import { createClient } from '../../transports/node-client.ts';
 import type { TransportName } from '../../transports/transport.ts';
+import { WebRtcConnection } from '../../transports/webrtc/connection.ts';
 import type { ConnectRequest } from '../../transports/webtransport/engine/h3-connection.ts';
+import { applyMask, frameHeaderSize, Opcode, readFrameHeader, writeFrameHeader } from '../../transports/websocket/frame.ts';
 import { createExperimentsApi } from './experiments-api.ts';
 import { readBody } from '../../transports/http-body.ts';
 
 // ——— pure codecs ———
 
 /** RFC 6455 opcodes by number. */
-export const OPCODE_NAMES: Record<number, string> = { 0x0: 'continuation', 0x1: 'text', 0x2: 'binary', 0x8: 'close', 0x9: 'ping', 0xa: 'pong' };
+export const OPCODE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Opcode).map(([name, code]) => [code, name]));
 
 /** One WebSocket frame as it was on the wire; `payload` is unmasked. */
 export interface WebSocketFrame {
@@ -41,38 +43,21 @@ export interface WebSocketFrame {
 }
 
 /**
- * Decodes the complete frames at the start of `bytes`. Returns them and how many bytes they took;
- * a trailing partial frame is left for the next call (feed it again with more bytes).
+ * Decodes the complete frames at the start of `bytes` (with the transport's frame codec). Returns
+ * them and how many bytes they took; a trailing partial frame is left for the next call (feed it
+ * again with more bytes).
  */
 export function decodeWebSocketFrames(bytes: Uint8Array): { frames: WebSocketFrame[]; consumed: number } {
   const frames: WebSocketFrame[] = [];
   let at = 0;
   for (;;) {
-    if (bytes.length - at < 2) break;
-    const b0 = bytes[at]!;
-    const b1 = bytes[at + 1]!;
-    const masked = (b1 & 0x80) !== 0;
-    let length = b1 & 0x7f;
-    let header = 2;
-    if (length === 126) {
-      if (bytes.length - at < 4) break;
-      length = (bytes[at + 2]! << 8) | bytes[at + 3]!;
-      header = 4;
-    } else if (length === 127) {
-      if (bytes.length - at < 10) break;
-      const view = new DataView(bytes.buffer, bytes.byteOffset + at + 2, 8);
-      length = Number(view.getBigUint64(0));
-      header = 10;
-    }
-    if (masked) header += 4;
-    if (bytes.length - at < header + length) break;
-    const payload = bytes.slice(at + header, at + header + length);
-    if (masked) {
-      const key = bytes.subarray(at + header - 4, at + header);
-      for (let i = 0; i < payload.length; i++) payload[i]! ^= key[i & 3]!;
-    }
-    frames.push({ fin: (b0 & 0x80) !== 0, rsv: (b0 >> 4) & 0x7, opcode: b0 & 0x0f, masked, headerLength: header, payload });
-    at += header + length;
+    const read = readFrameHeader(bytes, at);
+    if (!read || bytes.length - at < read.headerLength + read.header.payloadLength) break;
+    const { header, headerLength } = read;
+    const payload = bytes.slice(at + headerLength, at + headerLength + header.payloadLength);
+    if (header.maskKey) applyMask(payload, header.maskKey);
+    frames.push({ fin: header.fin, rsv: header.rsv, opcode: header.opcode, masked: header.maskKey !== undefined, headerLength, payload });
+    at += headerLength + header.payloadLength;
   }
   return { frames, consumed: at };
 }
@@ -80,15 +65,10 @@ export function decodeWebSocketFrames(bytes: Uint8Array): { frames: WebSocketFra
 /** Builds one frame. With `maskKey` the payload is masked (client to server frames must be). */
 export function encodeWebSocketFrame(frame: { fin: boolean; opcode: number; payload: Uint8Array; maskKey?: Uint8Array }): Uint8Array {
   const { payload, maskKey } = frame;
-  const extended = payload.length < 126 ? 0 : payload.length < 65_536 ? 2 : 8;
-  const header = 2 + extended + (maskKey ? 4 : 0);
-  const out = new Uint8Array(header + payload.length);
-  out[0] = (frame.fin ? 0x80 : 0) | frame.opcode;
-  out[1] = (maskKey ? 0x80 : 0) | (extended === 0 ? payload.length : extended === 2 ? 126 : 127);
-  if (extended === 2) new DataView(out.buffer).setUint16(2, payload.length);
-  if (extended === 8) new DataView(out.buffer).setBigUint64(2, BigInt(payload.length));
-  if (maskKey) out.set(maskKey, 2 + extended);
-  for (let i = 0; i < payload.length; i++) out[header + i] = maskKey ? payload[i]! ^ maskKey[i & 3]! : payload[i]!;
+  const out = new Uint8Array(frameHeaderSize(payload.length, maskKey !== undefined) + payload.length);
+  const at = writeFrameHeader(out, 0, { fin: frame.fin, rsv: 0, opcode: frame.opcode, maskKey, payloadLength: payload.length });
+  out.set(payload, at);
+  if (maskKey) applyMask(out.subarray(at), maskKey);
   return out;
 }
 
@@ -104,8 +84,7 @@ export function fragmentFrame(frame: WebSocketFrame, maxPayload: number): WebSoc
   for (let at = 0; at < frame.payload.length; at += maxPayload) {
     const payload = frame.payload.subarray(at, at + maxPayload);
     const fin = at + maxPayload >= frame.payload.length;
-    const extended = payload.length < 126 ? 0 : payload.length < 65_536 ? 2 : 8;
-    parts.push({ fin, rsv: 0, opcode: at === 0 ? frame.opcode : 0x0, masked: false, headerLength: 2 + extended, payload });
+    parts.push({ fin, rsv: 0, opcode: at === 0 ? frame.opcode : Opcode.continuation, masked: false, headerLength: frameHeaderSize(payload.length, false), payload });
   }
   return parts;
 }
@@ -392,6 +371,8 @@ export interface LabApiOptions {
   port: () => number;
   /** Whether `/lab/experiments` may start experiments on this machine (they build namespaces as root). */
   experiments: boolean;
+  /** Folder of the built lab the plugin serves (the live network's server serves the same). */
+  staticDir?: string | undefined;
 }
 
 export interface LabApi {
@@ -403,6 +384,8 @@ export interface LabApi {
 }
 
 const MAX_CONNECTS = 50;
+/** Longest wait for a captured session's close exchange. */
+const CAPTURE_CLOSE_TIMEOUT_MS = 2_000;
 
 function send(response: http.ServerResponse, status: number, body: unknown): void {
   response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
@@ -444,7 +427,7 @@ export function createLabApi(options: LabApiOptions): LabApi {
   const taps = new Map<string, { tap: WireTap; timer: ReturnType<typeof setTimeout> }>();
   const connects: ConnectRecord[] = [];
   let nextTap = 1;
-  const experiments = createExperimentsApi();
+  const experiments = createExperimentsApi(options.staticDir);
   // Taps connect to the server on loopback when it listens on every interface.
   const tapHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
 
@@ -483,8 +466,11 @@ export function createLabApi(options: LabApiOptions): LabApi {
       await client.send(client.id!, new Uint8Array(size));
       await arrived;
       const roundTripMs = Math.round((performance.now() - started) * 100) / 100;
+      // The connection closes once the server answered its close request, which the tap records
+      // before passing it on; bounded in case the answer never comes.
+      const closed = client.connection!.closed;
       client.close();
-      await new Promise((resolve) => setTimeout(resolve, 50)); // the close request's answer
+      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, CAPTURE_CLOSE_TIMEOUT_MS).unref())]);
       return { records: [...tap.records], roundTripMs };
     } finally {
       client.close();
@@ -525,7 +511,9 @@ export function createLabApi(options: LabApiOptions): LabApi {
     if (parts[1] === 'clients' && parts[2] && method === 'GET') {
       const connection = options.router.clients.get(decodeURIComponent(parts[2]))?.connection;
       if (!connection) return send(response, 404, { error: { code: 'ERR_UNKNOWN_CLIENT', message: 'no connected client with that id' } });
-      return send(response, 200, { transport: connection.transport, state: connection.state, queued: connection.queued, writable: connection.writable, stats: connection.stats(), at: Date.now() });
+      // WebRTC's counters come from an asynchronous getStats(): wait for a sample of now, so a page's before/after snapshots differ.
+      const stats = connection instanceof WebRtcConnection ? await connection.currentStats() : connection.stats();
+      return send(response, 200, { transport: connection.transport, state: connection.state, queued: connection.queued, writable: connection.writable, stats, at: Date.now() });
     }
     if (parts[1] === 'webtransport' && parts[2] === 'connects' && method === 'GET') {
       const tag = url.searchParams.get('tag');

@@ -30,7 +30,7 @@ export function labPlugin(options: LabPluginOptions = {}): ServerPlugin {
   let lab: LabApi | undefined;
   return {
     started(server: SwitchyardServer) {
-      lab = createLabApi({ router: server.router, host: server.host, port: () => server.port, experiments: options.experiments ?? isLoopback(server.host) });
+      lab = createLabApi({ router: server.router, host: server.host, port: () => server.port, experiments: options.experiments ?? isLoopback(server.host), staticDir: options.staticDir ?? undefined });
     },
     async handleRequest(request, response) {
       const pathname = (request.url ?? '/').split('?')[0]!;

@@ -33,7 +33,7 @@ Chart.defaults.plugins.legend.labels.boxHeight = 10;
 Chart.defaults.plugins.legend.labels.usePointStyle = true;
 
 /** One colour per series kind, stable across pages. */
-export const PALETTE = ['#3b6cf6', '#e8762c', '#15a37a', '#c2417c', '#8a5cf6', '#d3a21a', '#2aa6c8', '#6b7280'];
+export const PALETTE = ['#3b6cf6', '#e8762c', '#15a37a', '#c2417c', '#8a5cf6', '#d3a21a', '#2aa6c8', '#6b7280', '#9c5b2e'];
 
 const registry = new Map<string, Chart>();
 

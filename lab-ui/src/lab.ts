@@ -22,24 +22,38 @@ export function serverInfo(): Promise<ServerInfo> {
   return info;
 }
 
+/**
+ * How a variant carries independent flows: all on one ordered lane, each on its own channel, or
+ * unreliably (nothing waits, anything may be lost).
+ */
+export type LaneKind = 'one-lane' | 'channels' | 'unreliable';
+
 /** A transport and the lane a run's messages take on it. */
 export interface Variant {
   key: string;
   label: string;
   transport: TransportName;
+  kind: LaneKind;
   /** Lane of message `seq` of flow `flow`. */
   lane: (seq: number, flow: number) => Lane;
   /** One line on what the variant shows. */
   about: string;
 }
 
+const oneLane = (): Lane => 'reliable';
+const channelPerFlow = (_seq: number, flow: number): Lane => `channel:c${flow % 4}`;
+const unreliable = (): Lane => 'unreliable';
+
 export const VARIANTS: readonly Variant[] = [
-  { key: 'websocket', label: 'WebSocket', transport: 'websocket', lane: () => 'reliable', about: 'RFC 6455 over one TCP connection; server push; one ordered lane' },
-  { key: 'long-polling', label: 'Long-polling', transport: 'long-polling', lane: () => 'reliable', about: 'a held GET returns batches; POST carries upstream' },
-  { key: 'polling', label: 'Polling', transport: 'polling', lane: () => 'reliable', about: 'GET every 100 ms: the teaching baseline' },
-  { key: 'wt-reliable', label: 'WebTransport · reliable', transport: 'webtransport', lane: () => 'reliable', about: 'HTTP/3 over QUIC, one bidirectional stream' },
-  { key: 'wt-channels', label: 'WebTransport · channels', transport: 'webtransport', lane: (_seq, flow) => `channel:c${flow % 4}`, about: 'one QUIC stream per channel: flows never wait for each other' },
-  { key: 'wt-unreliable', label: 'WebTransport · unreliable', transport: 'webtransport', lane: () => 'unreliable', about: 'QUIC datagrams: never retransmitted, never wait, may be lost' },
+  { key: 'websocket', label: 'WebSocket', transport: 'websocket', kind: 'one-lane', lane: oneLane, about: 'RFC 6455 over one TCP connection; server push; one ordered lane' },
+  { key: 'long-polling', label: 'Long-polling', transport: 'long-polling', kind: 'one-lane', lane: oneLane, about: 'a held GET returns batches; POST carries upstream' },
+  { key: 'polling', label: 'Polling', transport: 'polling', kind: 'one-lane', lane: oneLane, about: 'GET every 100 ms: the teaching baseline' },
+  { key: 'wt-reliable', label: 'WebTransport · reliable', transport: 'webtransport', kind: 'one-lane', lane: oneLane, about: 'HTTP/3 over QUIC, one bidirectional stream' },
+  { key: 'wt-channels', label: 'WebTransport · channels', transport: 'webtransport', kind: 'channels', lane: channelPerFlow, about: 'one QUIC stream per channel: flows never wait for each other' },
+  { key: 'wt-unreliable', label: 'WebTransport · unreliable', transport: 'webtransport', kind: 'unreliable', lane: unreliable, about: 'QUIC datagrams: never retransmitted, never wait, may be lost' },
+  { key: 'rtc-reliable', label: 'WebRTC · reliable', transport: 'webrtc', kind: 'one-lane', lane: oneLane, about: 'one ordered, reliable SCTP data channel (over DTLS over UDP), signalled by one HTTP offer/answer' },
+  { key: 'rtc-channels', label: 'WebRTC · channels', transport: 'webrtc', kind: 'channels', lane: channelPerFlow, about: 'one ordered, reliable data channel per channel: SCTP streams do not wait for each other' },
+  { key: 'rtc-unreliable', label: 'WebRTC · unreliable', transport: 'webrtc', kind: 'unreliable', lane: unreliable, about: 'an unordered data channel with maxRetransmits 0: never retransmitted, may be lost' },
 ];
 
 export function variant(key: string): Variant {
@@ -50,7 +64,7 @@ export function variant(key: string): Variant {
 
 /** Why a variant cannot run here (the browser lacks the API or the server does not offer it), or null. */
 export function unavailable(v: Variant, server: ServerInfo): string | null {
-  if (!browserConnectors[v.transport]) return v.transport === 'webtransport' ? 'this browser has no WebTransport API' : `this browser cannot open ${v.transport}`;
+  if (!browserConnectors[v.transport]) return v.transport === 'webtransport' ? 'this browser has no WebTransport API' : v.transport === 'webrtc' ? 'this browser has no RTCPeerConnection' : `this browser cannot open ${v.transport}`;
   if (!server.transports.includes(v.transport)) return `the server does not offer ${v.transport}`;
   return null;
 }

@@ -14,6 +14,14 @@ export function currentNetwork(): string | null {
   return new URLSearchParams(location.search).get('network');
 }
 
+let offer: Promise<NetworkStatus> | undefined;
+
+/** What the server offers (`GET /lab/experiments/network`), asked once per page load. */
+export function networkOffer(): Promise<NetworkStatus> {
+  offer ??= labJson<NetworkStatus>('/lab/experiments/network');
+  return offer;
+}
+
 /** What the live runs here can and cannot show, one sentence for the page's head. */
 export function networkNote(): HTMLElement {
   const network = currentNetwork();
@@ -46,7 +54,7 @@ export function networkChooser(): HTMLElement {
     choose.replaceChildren(h('option', { value: 'current' }, currentNetwork()!));
     return element;
   }
-  labJson<NetworkStatus>('/lab/experiments/network').then(
+  networkOffer().then(
     (offer) => {
       for (const profile of offer.profiles) choose.append(h('option', { value: profile.id, disabled: !offer.available }, `${profile.label}${offer.available ? '' : ' (unavailable)'}`));
       choose.disabled = !offer.available;

@@ -46,6 +46,14 @@ export function note(kind: 'info' | 'warn' | 'error', ...children: Child[]): HTM
   return h('div', { class: `note note-${kind}` }, ...children);
 }
 
+/**
+ * A page's closing "what this shows" card: one line per takeaway, each drawn by the page from its
+ * measured result. A line that says the result was inconclusive is marked as such.
+ */
+export function takeawaysCard(id: string, title: string, lines: readonly string[]): HTMLElement {
+  return h('div', { class: 'card takeaways', id }, h('h3', {}, title), h('ul', {}, ...lines.map((line) => h('li', { class: /inconclusive/i.test(line) ? 'inconclusive' : null }, line))));
+}
+
 /** Labelled form field. */
 export function field(label: string, control: HTMLElement, hint?: string): HTMLElement {
   return h('label', { class: 'field' }, h('span', { class: 'field-label' }, label), control, hint ? h('span', { class: 'field-hint' }, hint) : null);

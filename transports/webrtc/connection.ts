@@ -35,6 +35,8 @@ const DISCONNECTED_TIMEOUT_MS = 5_000;
 /** getStats() is asynchronous: stats() answers from a sample at most this old and refreshes it. */
 const STATS_MAX_AGE_MS = 1_000;
 const POLL_MS = 5;
+/** How long a channel's bufferedAmount reading stands (see WebRtcConnection's #buffered): queued.bytes may overstate by what SCTP sent meanwhile. */
+const BUFFERED_READING_MS = 5;
 /** Small messages queued together on a reliable lane leave as one batch of at most this many bytes (chunks.ts). */
 const BATCH_BYTES = 16 * 1024;
 
@@ -74,6 +76,14 @@ export class WebRtcConnection extends BaseConnection {
   #tornDown = false;
   #iceStateAtEnd: RTCIceConnectionState | undefined;
   #statsAt = 0;
+  /**
+   * Each channel's last `bufferedAmount` reading plus what we sent on it since: an upper bound,
+   * because the amount falls only as SCTP sends and rises only by our own sends. wrtc answers the
+   * getter with a blocking call into libwebrtc's network thread, which the bench server's profile
+   * showed as its largest cost per message; so a reading stands for BUFFERED_READING_MS, is read
+   * again whenever the bound alone would refuse a send, and is dropped on `bufferedamountlow`.
+   */
+  readonly #buffered = new Map<RTCDataChannel, { bytes: number; at: number }>();
   #sample: Pick<TransportStats, 'rttMs' | 'wireBytesIn' | 'wireBytesOut'> = { rttMs: null, wireBytesIn: null, wireBytesOut: null };
 
   constructor(peer: RTCPeerConnection | Promise<RTCPeerConnection>, options: WebRtcConnectionOptions) {
@@ -106,7 +116,13 @@ export class WebRtcConnection extends BaseConnection {
   }
 
   override stats(): TransportStats {
-    if (this.state === 'open' && Date.now() - this.#statsAt > STATS_MAX_AGE_MS) this.#refreshStats();
+    if (this.state === 'open' && Date.now() - this.#statsAt > STATS_MAX_AGE_MS) void this.#refreshStats();
+    return { ...super.stats(), ...this.#sample };
+  }
+
+  /** stats() from a getStats() sample taken now (wire bytes and RTT current to the call, e.g. before and after a measurement). */
+  async currentStats(): Promise<TransportStats> {
+    if (this.state === 'open') await this.#refreshStats();
     return { ...super.stats(), ...this.#sample };
   }
 
@@ -235,7 +251,7 @@ export class WebRtcConnection extends BaseConnection {
         continue;
       }
       if (!this.#drainLane(lane, channel)) return;
-      if (channel.bufferedAmount >= WIRE_BUFFER_LIMIT) waiting = true;
+      if (this.#bufferedAmount(channel, WIRE_BUFFER_LIMIT) >= WIRE_BUFFER_LIMIT) waiting = true;
     }
     this.onFlushed();
     if (waiting || !this.writable) this.#pollWhileFull();
@@ -243,7 +259,7 @@ export class WebRtcConnection extends BaseConnection {
 
   protected override sinkBufferedBytes(): number {
     let bytes = 0;
-    for (const channel of this.#channels) bytes += channel.bufferedAmount;
+    for (const channel of this.#channels) bytes += this.#bufferedAmount(channel);
     return bytes;
   }
 
@@ -291,7 +307,7 @@ export class WebRtcConnection extends BaseConnection {
   #drainLane(lane: Lane, channel: RTCDataChannel, bufferLimit = WIRE_BUFFER_LIMIT): boolean {
     let batch: QueuedMessage[] = [];
     let batchBytes = 0;
-    while (channel.bufferedAmount + batchBytes < bufferLimit) {
+    while (this.#bufferedAmount(channel, bufferLimit - batchBytes) + batchBytes < bufferLimit) {
       const item = this.outbound.shiftLane(lane);
       if (!item) break;
       // A frame's header is at most 8 bytes; BATCH_BYTES stays far under any SCTP limit.
@@ -313,7 +329,7 @@ export class WebRtcConnection extends BaseConnection {
   #sendBatch(channel: RTCDataChannel, batch: readonly QueuedMessage[]): boolean {
     if (batch.length <= 1) return batch.length === 0 || this.#sendReliable(channel, batch[0]!);
     try {
-      sendOn(channel, batchFrame(batch.map((item) => item.message)));
+      this.#send(channel, batchFrame(batch.map((item) => item.message)));
     } catch (error) {
       this.#end({ code: CloseCode.abnormal, reason: `webrtc send failed: ${errorText(error)}`, wasClean: false });
       return false;
@@ -324,7 +340,7 @@ export class WebRtcConnection extends BaseConnection {
 
   #sendReliable(channel: RTCDataChannel, item: QueuedMessage): boolean {
     try {
-      for (const wire of chunkMessage(item.message, item.size, this.#maxWireMessage)) sendOn(channel, wire);
+      for (const wire of chunkMessage(item.message, item.size, this.#maxWireMessage)) this.#send(channel, wire);
     } catch (error) {
       this.#end({ code: CloseCode.abnormal, reason: `webrtc send failed: ${errorText(error)}`, wasClean: false });
       return false;
@@ -335,7 +351,7 @@ export class WebRtcConnection extends BaseConnection {
 
   #sendUnreliable(channel: RTCDataChannel, item: QueuedMessage): void {
     // Unreliable messages never wait: a full channel drops them (counted), like a full datagram queue.
-    if (channel.bufferedAmount >= WIRE_BUFFER_LIMIT) {
+    if (this.#bufferedAmount(channel, WIRE_BUFFER_LIMIT) >= WIRE_BUFFER_LIMIT) {
       this.counters.dropped++;
       return;
     }
@@ -343,7 +359,7 @@ export class WebRtcConnection extends BaseConnection {
     // A view into a larger buffer is copied: not every stack honours a view's offset.
     const wire = typeof message === 'string' || (message.byteOffset === 0 && message.byteLength === message.buffer.byteLength) ? message : message.slice();
     try {
-      sendOn(channel, wire);
+      this.#send(channel, wire);
     } catch {
       this.counters.dropped++;
       return;
@@ -359,7 +375,30 @@ export class WebRtcConnection extends BaseConnection {
     return channel;
   }
 
+  /**
+   * A channel's bufferedAmount, at most BUFFERED_READING_MS old plus our sends since (see
+   * #buffered); read afresh when that bound reaches `limit`, so no send is refused on a stale bound.
+   */
+  #bufferedAmount(channel: RTCDataChannel, limit = Infinity): number {
+    const now = performance.now();
+    const reading = this.#buffered.get(channel);
+    if (reading && now - reading.at < BUFFERED_READING_MS && reading.bytes < limit) return reading.bytes;
+    const bytes = channel.bufferedAmount;
+    this.#buffered.set(channel, { bytes, at: now });
+    return bytes;
+  }
+
+  /** Sends on a channel; its bufferedAmount bound grows by what was sent (a string's byte size is not known here: the reading is dropped). */
+  #send(channel: RTCDataChannel, wire: string | Uint8Array): void {
+    sendOn(channel, wire);
+    const reading = this.#buffered.get(channel);
+    if (!reading) return;
+    if (typeof wire === 'string') this.#buffered.delete(channel);
+    else reading.bytes += wire.byteLength;
+  }
+
   readonly #resume = (): void => {
+    this.#buffered.clear();
     this.onFlushed();
     if (this.outbound.length > 0) this.requestFlush();
   };
@@ -376,15 +415,15 @@ export class WebRtcConnection extends BaseConnection {
   }
 
   #anyChannelFull(): boolean {
-    for (const channel of this.#senders.values()) if (channel.bufferedAmount >= WIRE_BUFFER_LIMIT) return true;
+    for (const channel of this.#senders.values()) if (this.#bufferedAmount(channel, WIRE_BUFFER_LIMIT) >= WIRE_BUFFER_LIMIT) return true;
     return false;
   }
 
-  #refreshStats(): void {
+  #refreshStats(): Promise<void> {
     const peer = this.#peer;
-    if (!peer) return;
+    if (!peer) return Promise.resolve();
     this.#statsAt = Date.now();
-    peer.getStats().then(
+    return peer.getStats().then(
       (report) => {
         let pairId: string | undefined;
         report.forEach((entry: { type: string; selectedCandidatePairId?: string; bytesSent?: number; bytesReceived?: number }) => {

@@ -14,7 +14,7 @@ import { launchChromium } from '../../test-support/chromium.ts';
 import { waitFor } from '../../test-support/servers.ts';
 import type { CloseInfo, Connection, Message } from '../transport.ts';
 import { closeReasonForWire, webSocketUrl } from './client.ts';
-import { frameHeaderSize, Opcode, writeServerFrameHeader } from './frame.ts';
+import { applyMask, frameHeaderSize, Opcode, readFrameHeader, writeFrameHeader, writeServerFrameHeader } from './frame.ts';
 import { connectWebSocketNode } from './node.ts';
 import { WebSocketTransportServer, type WebSocketServerOptions } from './server.ts';
 
@@ -185,6 +185,20 @@ describe('websocket helpers', () => {
     const out = new Uint8Array(8).fill(0xee);
     expect(writeServerFrameHeader(out, 3, Opcode.binary, 300)).toBe(7);
     expect(Buffer.from(out).toString('hex')).toBe('eeeeee827e012cee');
+  });
+
+  it('reads frame headers back (RFC 6455 §5.7 masked example) and waits for an incomplete one', () => {
+    const masked = Uint8Array.from(Buffer.from('818537fa213d7f9f4d5158', 'hex'));
+    const read = readFrameHeader(masked, 0)!;
+    expect(read.headerLength).toBe(6);
+    expect({ ...read.header, maskKey: Buffer.from(read.header.maskKey!).toString('hex') }).toEqual({ fin: true, rsv: 0, opcode: Opcode.text, maskKey: '37fa213d', payloadLength: 5 });
+    expect(new TextDecoder().decode(applyMask(masked.slice(6), read.header.maskKey!))).toBe('Hello');
+    for (let cut = 0; cut < 6; cut++) expect(readFrameHeader(masked.subarray(0, cut), 0), `${cut} bytes`).toBeNull();
+    // Written and read again: 64-bit length, a continuation without FIN, RSV1 set.
+    const out = new Uint8Array(frameHeaderSize(70_000, true));
+    const header = { fin: false, rsv: 4, opcode: Opcode.continuation, maskKey: Uint8Array.of(1, 2, 3, 4), payloadLength: 70_000 };
+    expect(writeFrameHeader(out, 0, header)).toBe(14);
+    expect(readFrameHeader(out, 0)).toEqual({ header, headerLength: 14 });
   });
 
   it('cuts close reasons to 123 UTF-8 bytes at a character boundary', () => {

@@ -49,12 +49,20 @@ export interface WebTransportSessionLike {
   close(info?: { closeCode?: number; reason?: string }): void;
   /** Our engine's synchronous stats (the browser's getStats() is async and differs). */
   getStats?(): SessionStats | undefined;
+  /**
+   * Our engine's direct datagram path (browsers have none): datagrams in by callback and out by a
+   * call, with no Web-streams queue and promise per datagram. Used once the session is ready.
+   */
+  onDatagram?: ((payload: Uint8Array) => void) | undefined;
+  sendDatagram?(payload: Uint8Array): boolean;
 }
 
 /** Datagram payload when the session does not say (QUIC's safe minimum minus headers). */
 const DEFAULT_MAX_DATAGRAM = 1100;
 /** Datagram writes handed to the session and not yet settled, beyond which datagrams are dropped. */
 const MAX_DATAGRAMS_IN_FLIGHT = 256;
+/** Datagrams the direct path holds while reading is paused, beyond which they are dropped (counted). */
+const PAUSED_DATAGRAMS = 256;
 const DATAGRAM_TEXT = 0;
 const DATAGRAM_BINARY = 1;
 const encoder = new TextEncoder();
@@ -85,6 +93,8 @@ export class WebTransportConnection extends BaseConnection {
   readonly #lanes = new Map<Lane, LaneStream>();
   #datagramWriter: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #datagramsInFlight = 0;
+  /** Direct path only: datagrams that arrived while reading was paused. */
+  #pausedDatagrams: Uint8Array[] = [];
   #requestedClose: { code: number; reason: string } | undefined;
   /** While reading is paused: settles when it resumes (or the connection closes). */
   #readingResumed: { promise: Promise<void>; resolve: () => void } | undefined;
@@ -131,8 +141,11 @@ export class WebTransportConnection extends BaseConnection {
       // Known only once the session is up; a datagram carries one type byte before the payload.
       const maxDatagram = session.datagrams.maxDatagramSize;
       if (maxDatagram) this.capabilities = { ...this.capabilities, maxUnreliableSize: maxDatagram - 1 };
-      this.#datagramWriter = session.datagrams.writable.getWriter();
-      void this.#readDatagrams();
+      if (session.sendDatagram) session.onDatagram = (datagram) => this.#datagramArrived(datagram);
+      else {
+        this.#datagramWriter = session.datagrams.writable.getWriter();
+        void this.#readDatagrams();
+      }
       void this.#acceptStreams();
       // The client opens the reliable lane; the server is open once that stream arrives.
       if (this.#role === 'client') {
@@ -179,6 +192,9 @@ export class WebTransportConnection extends BaseConnection {
     } else if (!paused && this.#readingResumed) {
       this.#readingResumed.resolve();
       this.#readingResumed = undefined;
+      const held = this.#pausedDatagrams;
+      this.#pausedDatagrams = [];
+      for (const datagram of held) this.#receiveDatagram(datagram);
     }
   }
 
@@ -220,11 +236,13 @@ export class WebTransportConnection extends BaseConnection {
   }
 
   #sendDatagram(item: QueuedMessage): void {
+    const session = this.#session;
     const writer = this.#datagramWriter;
+    const direct = session?.sendDatagram !== undefined;
     // Datagrams never wait: past a bounded number of unsettled writes the message is dropped and
     // counted. (The writer's desiredSize is no guide: with the default high-water mark of one it is
     // 0 as soon as a single write is in flight, which dropped all but the first of a burst.)
-    if (!writer || this.#datagramsInFlight >= MAX_DATAGRAMS_IN_FLIGHT) {
+    if (!direct && (!writer || this.#datagramsInFlight >= MAX_DATAGRAMS_IN_FLIGHT)) {
       this.counters.dropped++;
       return;
     }
@@ -233,8 +251,10 @@ export class WebTransportConnection extends BaseConnection {
     datagram[0] = typeof item.message === 'string' ? DATAGRAM_TEXT : DATAGRAM_BINARY;
     datagram.set(payload, 1);
     this.countSent(item);
+    // A full QUIC send queue drops it there (counted in the session's stats).
+    if (direct) return void session.sendDatagram!(datagram);
     this.#datagramsInFlight++;
-    writer.write(datagram).then(this.#datagramSettled, this.#datagramSettled);
+    writer!.write(datagram).then(this.#datagramSettled, this.#datagramSettled);
   }
 
   /** One callback for every datagram write (no closure per datagram). */
@@ -309,25 +329,36 @@ export class WebTransportConnection extends BaseConnection {
         if (this.#readingResumed) await this.#readingResumed.promise;
         const { value, done } = await reader.read();
         if (done) return;
-        if (value.length === 0 || value[0]! > DATAGRAM_BINARY) continue; // not ours: ignore, datagrams may be lost anyway
-        // Before the reliable stream opens the session is no connection yet (no hello can be
-        // decided): what arrives now is dropped, as a datagram may be.
-        if (this.state !== 'open') {
-          this.counters.dropped++;
-          continue;
-        }
-        const payload = value.subarray(1);
-        if (value[0] === DATAGRAM_BINARY) this.deliver(payload.slice(), 'unreliable');
-        else {
-          try {
-            this.deliver(decoder.decode(payload), 'unreliable');
-          } catch {
-            this.counters.dropped++;
-          }
-        }
+        this.#receiveDatagram(value);
       }
     } catch {
       // Session over.
+    }
+  }
+
+  /** The direct path's datagrams: held (bounded) while reading is paused, as the reader above does. */
+  #datagramArrived(datagram: Uint8Array): void {
+    if (!this.#readingResumed) return this.#receiveDatagram(datagram);
+    if (this.#pausedDatagrams.length < PAUSED_DATAGRAMS) this.#pausedDatagrams.push(datagram);
+    else this.counters.dropped++;
+  }
+
+  #receiveDatagram(value: Uint8Array): void {
+    if (value.length === 0 || value[0]! > DATAGRAM_BINARY) return; // not ours: ignore, datagrams may be lost anyway
+    // Before the reliable stream opens the session is no connection yet (no hello can be
+    // decided): what arrives now is dropped, as a datagram may be.
+    if (this.state !== 'open') {
+      this.counters.dropped++;
+      return;
+    }
+    const payload = value.subarray(1);
+    if (value[0] === DATAGRAM_BINARY) this.deliver(payload.slice(), 'unreliable');
+    else {
+      try {
+        this.deliver(decoder.decode(payload), 'unreliable');
+      } catch {
+        this.counters.dropped++;
+      }
     }
   }
 

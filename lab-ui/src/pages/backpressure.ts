@@ -9,12 +9,13 @@
  */
 import type { BackpressureResult } from '../../../benchmarks/experiments/backpressure.ts';
 import { series, setData, xyChart, type Point } from '../charts.ts';
-import type { ConsumerCommand, ConsumerReport } from '../consumer-worker.ts';
-import { connectClient, labState, serverView, unavailable, VARIANTS, type ServerInfo } from '../lab.ts';
+import { startConsumer, type ConsumerCommand, type ConsumerReport } from '../consumer.ts';
+import type { TransportName } from '../../../transports/browser-client.ts';
+import { connectClient, labState, serverView, unavailable, variant, VARIANTS, type ServerInfo } from '../lab.ts';
 import { openLoop } from '../runner.ts';
 import { serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
 import { decimate, formatMs, nowMs, rateSeries, stampPayload, summarizeLatencies } from '../stats.ts';
-import { append, card, chartCard, field, formatBytes, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table } from '../ui.ts';
+import { append, card, chartCard, field, formatBytes, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table, takeawaysCard } from '../ui.ts';
 
 /** One 100 ms sample of the queues. */
 export interface QueueSample {
@@ -30,6 +31,8 @@ export interface QueueSample {
 export interface BackpressureRun {
   transport: string;
   source: 'browser loopback' | 'experiment';
+  /** The consumer ran on this page rather than in a worker (WebRTC: workers have no RTCPeerConnection). */
+  consumerOnPage: boolean;
   sent: number;
   sentTimes: number[];
   deliveries: { t: number; latencyMs: number }[];
@@ -46,23 +49,41 @@ interface Config {
   durationMs: number;
 }
 
-async function runLive(config: Config, signal: AbortSignal, onUpdate: (run: BackpressureRun) => void): Promise<BackpressureRun> {
-  const v = VARIANTS.find((x) => x.key === config.transport)!;
-  const run: BackpressureRun = { transport: v.label, source: 'browser loopback', sent: 0, sentTimes: [], deliveries: [], queue: [] };
+/** The slow consumer: in a worker, or on this page for WebRTC (workers have no RTCPeerConnection). */
+function consumerFor(transport: TransportName, onReport: (report: ConsumerReport) => void): { command(message: ConsumerCommand): void; dispose(): void } {
+  if (transport === 'webrtc') {
+    let consumer: { stop(): void } | undefined;
+    return {
+      command: (message) => (message.type === 'start' ? (consumer ??= startConsumer(message.transport, message.costMs, onReport)) : consumer?.stop()),
+      dispose: () => undefined,
+    };
+  }
   const worker = new Worker(new URL('../consumer-worker.ts', import.meta.url), { type: 'module' });
-  const command = (message: ConsumerCommand) => worker.postMessage(message);
-  let producer;
+  worker.onmessage = (event: MessageEvent<ConsumerReport>) => onReport(event.data);
+  return { command: (message) => worker.postMessage(message), dispose: () => worker.terminate() };
+}
+
+/** Longest wait for the consumer's last batch after `stop`. */
+const CONSUMER_STOP_TIMEOUT_MS = 1_000;
+
+async function runLive(config: Config, signal: AbortSignal, onUpdate: (run: BackpressureRun) => void): Promise<BackpressureRun> {
+  const v = variant(config.transport);
+  const run: BackpressureRun = { transport: v.label, source: 'browser loopback', consumerOnPage: v.transport === 'webrtc', sent: 0, sentTimes: [], deliveries: [], queue: [] };
   const start = nowMs();
+  let ready: { resolve: (id: string) => void; reject: (error: Error) => void } | undefined;
+  let stopped: () => void = () => undefined;
+  const consumer = consumerFor(v.transport, (report) => {
+    if (report.type === 'ready') ready?.resolve(report.id);
+    else if (report.type === 'error') ready?.reject(new Error(report.message));
+    else if (report.type === 'batch') for (const [sentAt, arrived] of report.received) run.deliveries.push({ t: (arrived - start) / 1000, latencyMs: arrived - sentAt });
+    else if (report.type === 'closed') run.closed = { code: report.code, reason: report.reason };
+    else stopped();
+  });
+  let producer;
   try {
     const consumerId = await new Promise<string>((resolve, reject) => {
-      worker.onmessage = (event: MessageEvent<ConsumerReport>) => {
-        const report = event.data;
-        if (report.type === 'ready') resolve(report.id);
-        else if (report.type === 'error') reject(new Error(report.message));
-        else if (report.type === 'batch') for (const [sentAt, arrived] of report.received) run.deliveries.push({ t: (arrived - start) / 1000, latencyMs: arrived - sentAt });
-        else if (report.type === 'closed') run.closed = { code: report.code, reason: report.reason };
-      };
-      command({ type: 'start', transport: v.transport, costMs: config.costMs });
+      ready = { resolve, reject };
+      consumer.command({ type: 'start', transport: v.transport, costMs: config.costMs });
     });
     producer = await connectClient(v.transport);
     const sender = producer;
@@ -92,10 +113,15 @@ async function runLive(config: Config, signal: AbortSignal, onUpdate: (run: Back
   } catch (error) {
     run.error = (error as Error).message;
   } finally {
-    command({ type: 'stop' });
+    // The consumer's last batch comes before its `stopped` report.
+    const last = new Promise<void>((resolve) => {
+      stopped = resolve;
+      setTimeout(resolve, CONSUMER_STOP_TIMEOUT_MS);
+    });
+    consumer.command({ type: 'stop' });
     producer?.close();
-    await sleep(150); // the worker's last batch
-    worker.terminate();
+    await last;
+    consumer.dispose();
   }
   return run;
 }
@@ -130,6 +156,7 @@ export function renderBackpressureExperiment(container: HTMLElement, result: Bac
     note('info', `Experiment of ${result.startedAt}: producer ${formatNumber(s.producerRate)} msg/s × ${formatBytes(s.messageSize)}, consumer ${s.consumerWorkMs} ms per message, ${s.durationMs / 1000} s.`),
     h('div', { class: 'grid-2' }, queue.element, drops.element),
     h('div', { class: 'table-wrap' }, table(['transport', 'policy', 'published', 'received', 'dropped', 'not queued', 'peak queue', 'latency p50', 'max', 'server closed', ''], rows, { 'data-testid': 'bp-experiment-table' })),
+    experimentTakeaways(result),
   );
   const label = (r: BackpressureResult['runs'][number]) => `${r.transport} · ${r.policy}`;
   // Up to 3 transports × 4 policies on one chart: colour says the policy, the dash the transport,
@@ -146,6 +173,57 @@ export function renderBackpressureExperiment(container: HTMLElement, result: Bac
     xyChart('bp-exp-drops', drops.canvas, { x: { title: 'seconds' }, y: { title: 'messages', min: 0 }, line: true }),
     result.runs.map((r) => series(label(r), r.timeline.map((p): Point => ({ x: p.t / 1000, y: p.dropped + p.notQueued })), policies.indexOf(r.policy), style(r))),
   );
+}
+
+/** What a run here shows, from its own figures: where the backlog went, what the policy did, what to choose. */
+export function liveTakeaways(r: BackpressureRun, config: { rate: number; costMs: number }): HTMLElement {
+  const lines: string[] = [];
+  const capacity = config.costMs > 0 ? 1000 / config.costMs : Infinity;
+  const seconds = Math.max(0.001, r.sentTimes.at(-1) ?? 0);
+  const sentRate = r.sent / seconds;
+  const peakServer = Math.max(0, ...r.queue.map((s) => s.serverQueuedBytes ?? 0));
+  const peakSender = Math.max(0, ...r.queue.map((s) => s.senderQueuedBytes));
+  const peakElsewhere = Math.max(0, ...r.queue.map((s) => s.elsewhereBytes));
+  const dropped = Math.max(0, ...r.queue.map((s) => s.serverDropped ?? 0));
+  const latencies = r.deliveries.map((d) => d.latencyMs);
+  const tenth = Math.max(1, Math.floor(latencies.length / 10));
+  const early = summarizeLatencies(latencies.slice(0, tenth)).p50;
+  const late = summarizeLatencies(latencies.slice(-tenth)).p50;
+  if (r.error) lines.push(`The run failed (${r.error}): nothing to conclude (inconclusive).`);
+  else if (sentRate < capacity * 0.9) lines.push(`The producer sent ${formatNumber(sentRate)} msg/s and the consumer could take about ${formatNumber(capacity)}: it kept up, so there was no backlog to show (inconclusive about backpressure). Send faster or raise the consumer cost.`);
+  else {
+    const places = [
+      ['the server’s queue towards the consumer', peakServer],
+      ['the sender’s own client', peakSender],
+      ['sockets and the browser (TCP/QUIC/SCTP buffers, undelivered events)', peakElsewhere],
+    ] as const;
+    const [where, bytes] = places.reduce((a, b) => (b[1] > a[1] ? b : a));
+    lines.push(`The producer sent ${formatNumber(sentRate)} msg/s to a consumer that takes about ${formatNumber(capacity)}: the backlog peaked in ${where} (${formatBytes(bytes)}), and delivery latency went from ${formatMs(early)} (first tenth) to ${formatMs(late)} (last tenth). A queue turns a rate mismatch into delay.`);
+    if (r.consumerOnPage)
+      lines.push(`Caveat: WebRTC’s consumer shared this page’s thread with the producer and the sampler, so while it burned CPU the producer’s client could not hand its queue to the data channel either. The backlog shows where the busy page left it (server queue peak ${formatBytes(peakServer)}, sender client ${formatBytes(peakSender)}), not only where the network would: inconclusive about where a slow WebRTC reader pushes back.`);
+  }
+  if (r.closed) lines.push(`The server cut the consumer off (${r.closed.code} ${r.closed.reason}): its queue limit held, and the reader must reconnect and resync. Right for ordered state updates, where a gap is worse than a reconnect.`);
+  else if (dropped > 0) lines.push(`The server dropped ${formatNumber(dropped)} messages to keep its queue bounded: right for latest-value telemetry (a newer value replaces a dropped one), wrong for ordered state updates.`);
+  else if (!r.error && sentRate >= capacity * 0.9) lines.push('Nothing was dropped or cut off in this run: the backlog stayed under the server’s limit, so every message arrived, late. Run longer to see the policy act.');
+  return takeawaysCard('bp-takeaways', 'What this run shows', lines);
+}
+
+/** What an experiment's runs show, per policy: what each kept bounded and what it cost. */
+export function experimentTakeaways(result: BackpressureResult): HTMLElement {
+  const lines: string[] = [];
+  const limit = result.settings.maxQueuedBytes;
+  const ok = result.runs.filter((r) => !r.error);
+  for (const policy of [...new Set(ok.map((r) => r.policy))]) {
+    const runs = ok.filter((r) => r.policy === policy);
+    const bounded = runs.every((r) => r.maxQueuedBytes <= limit * 1.1);
+    const describe = runs.map((r) => `${r.transport}: ${formatNumber(r.received)} of ${formatNumber(r.published)} received, peak queue ${formatBytes(r.maxQueuedBytes)}, p50 ${formatMs(r.latency.p50 / 1000)}${r.serverClose ? `, closed ${r.serverClose.code}` : ''}`).join('; ');
+    const use = { wait: 'flows that must not lose data and whose producer can slow down (sends are refused while the queue is full)', 'drop-oldest': 'latest-value telemetry (the newest value survives)', 'drop-newest': 'little: the reader keeps old data while new data is lost', disconnect: 'ordered state updates (a reconnect and resync beats a silent gap)' }[policy];
+    lines.push(`${policy}: ${describe}. ${bounded ? 'Server memory stayed within the limit' : 'The queue went past the limit'}; use for ${use}.`);
+  }
+  if (ok.length === 0) lines.push('No run of this result finished without an error: nothing to conclude (inconclusive).');
+  const backlog = ok.filter((r) => r.received < r.published);
+  if (ok.length > 0 && backlog.length === 0) lines.push('Every consumer kept up with its producer in this result: no policy had anything to do (inconclusive about backpressure).');
+  return takeawaysCard('bp-experiment-takeaways', 'What this result shows', lines);
 }
 
 /** The server-run options: consumer transports, policies, producing time per run. */
@@ -183,7 +261,7 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
   const state = { state: 'idle' as 'idle' | 'running' | 'done', run: undefined as BackpressureRun | undefined, experiment: 0, server: undefined as unknown };
   labState.backpressure = state;
   let abort: AbortController | undefined;
-  const options = VARIANTS.filter((v) => v.key !== 'wt-channels').map((v) => ({ value: v.key, label: unavailable(v, server) ? `${v.label} (unavailable)` : v.label }));
+  const options = VARIANTS.filter((v) => v.kind !== 'channels').map((v) => ({ value: v.key, label: unavailable(v, server) ? `${v.label} (unavailable)` : v.label }));
   const transport = select(options, 'websocket', { name: 'transport' });
   const rate = numberInput(4000, { name: 'rate', min: 10, max: 20000 });
   const size = numberInput(1024, { name: 'size', min: 16, max: 65536 });
@@ -256,18 +334,20 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
     setData(charts.drops, [series('dropped by the server', q((s) => s.serverDropped), 3, { stepped: true })]);
   }
 
-  function describe(r: BackpressureRun): void {
+  function describe(r: BackpressureRun, config: Config): void {
     const latency = summarizeLatencies(r.deliveries.map((d) => d.latencyMs));
     const peak = Math.max(0, ...r.queue.map((s) => s.serverQueuedBytes ?? 0));
     const dropped = Math.max(0, ...r.queue.map((s) => s.serverDropped ?? 0));
     summary.replaceChildren(
       r.error ? note('error', r.error) : '',
       r.closed ? note('warn', `The server closed the consumer: ${r.closed.code} ${r.closed.reason}`) : '',
-      table(
+      h('div', { class: 'table-wrap' }, table(
         ['transport', 'sent', 'delivered', 'dropped (server)', 'not delivered', 'peak server queue', 'peak elsewhere', 'latency p50', 'p99', 'max'],
         [[r.transport, formatNumber(r.sent), formatNumber(r.deliveries.length), formatNumber(dropped), formatNumber(Math.max(0, r.sent - r.deliveries.length)), formatBytes(peak), formatBytes(Math.max(0, ...r.queue.map((s) => s.elsewhereBytes))), formatMs(latency.p50), formatMs(latency.p99), formatMs(latency.max)]],
         { 'data-testid': 'bp-table' },
-      ),
+      )),
+      r.consumerOnPage ? note('info', 'WebRTC’s consumer ran on this page (workers have no RTCPeerConnection), so the page was busy while it consumed and the charts updated between messages.') : '',
+      liveTakeaways(r, config),
     );
   }
 
@@ -290,7 +370,7 @@ export function renderBackpressure(root: HTMLElement, server: ServerInfo): () =>
       draw(r);
     });
     draw(result);
-    describe(result);
+    describe(result, config);
     state.run = result;
     state.state = 'done';
     run.disabled = false;

@@ -3,11 +3,11 @@
  * charts (latency over time, histogram, CDF, throughput) and a summary row per transport.
  */
 import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
-import { labState, unavailable, VARIANTS, type ServerInfo } from '../lab.ts';
+import { labState, unavailable, variant, VARIANTS, type ServerInfo } from '../lab.ts';
 import { currentNetwork, networkChooser, networkNote } from '../network.ts';
 import { runVariant, type RunConfig, type RunResult, type Sample, type Workload } from '../runner.ts';
 import { cdf, decimate, formatMs, histogram, logBinEdges, rateSeries, summarizeLatencies } from '../stats.ts';
-import { append, card, chartCard, field, formatNumber, h, note, numberInput, select, table } from '../ui.ts';
+import { append, card, chartCard, field, formatNumber, h, note, numberInput, select, table, takeawaysCard } from '../ui.ts';
 
 const MAX_POINTS = 2_500;
 
@@ -135,16 +135,24 @@ export function renderCompare(root: HTMLElement, server: ServerInfo): () => void
     if (measured.length === 0) return null;
     const network = currentNetwork() ?? 'loopback';
     const best = (key: 'p50' | 'p99') => measured.reduce((a, b) => (b.stats[key] < a.stats[key] ? b : a));
-    const reliable = measured.filter((m) => m.v.key !== 'wt-unreliable');
-    const lossy = measured.filter((m) => m.v.key !== 'wt-unreliable' && m.r.lost > 0);
-    const datagrams = measured.find((m) => m.v.key === 'wt-unreliable');
+    const reliable = measured.filter((m) => m.v.kind !== 'unreliable');
+    const lossy = reliable.filter((m) => m.r.lost > 0);
+    const unreliable = measured.filter((m) => m.v.kind === 'unreliable');
+    const spread = measured.length > 1 && best('p99').stats.p99 * 1.2 > Math.max(...measured.map((m) => m.stats.p99));
     const lines = [
-      `Over ${network}: lowest median ${best('p50').v.label} (${formatMs(best('p50').stats.p50)}), lowest p99 ${best('p99').v.label} (${formatMs(best('p99').stats.p99)}).${measured.length > 1 && best('p99').stats.p99 * 1.2 > Math.max(...measured.map((m) => m.stats.p99)) ? ' The differences are within 20 %: inconclusive on this run.' : ''}`,
+      `Over ${network}: lowest median ${best('p50').v.label} (${formatMs(best('p50').stats.p50)}), lowest p99 ${best('p99').v.label} (${formatMs(best('p99').stats.p99)}).${spread ? ' The differences are within 20 %: inconclusive on this run.' : ''}`,
       network === 'loopback' ? 'Loopback loses nothing: these are CPU and protocol costs. What loss does to each transport shows through a lossy network (chooser above) or on the Head-of-line page.' : `Every transport crossed the same ${network}; reliable lanes repaired every loss (${lossy.length ? `except ${lossy.map((m) => m.v.label).join(', ')}: see the lost column` : 'nothing lost'}), at the cost of their tail latency.`,
-      reliable.length ? `Ordered state updates → one reliable lane; of those measured, ${reliable.reduce((a, b) => (b.stats.p99 < a.stats.p99 ? b : a)).v.label} had the lowest p99 here. Independent feeds → WebTransport channels (the Head-of-line page shows why).` : '',
-      datagrams ? `Latest-value telemetry → datagrams: ${formatNumber(datagrams.r.lost)} of ${formatNumber(datagrams.r.expected)} lost here, none waited for another.` : '',
+      reliable.length ? `Ordered state updates → one reliable lane; of those measured, ${reliable.reduce((a, b) => (b.stats.p99 < a.stats.p99 ? b : a)).v.label} had the lowest p99 here. Independent feeds → channels (WebTransport or WebRTC; the Head-of-line page shows why).` : '',
+      ...unreliable.map((m) => `Latest-value telemetry → ${m.v.label}: ${formatNumber(m.r.lost)} of ${formatNumber(m.r.expected)} lost here${m.r.lost === 0 && network === 'loopback' ? ' (loopback drops nothing unless a queue overflows)' : ''}; none waited for another.`),
+      limitedLine(),
     ].filter(Boolean);
-    return h('div', { class: 'card takeaways', id: 'compare-takeaways' }, h('h3', {}, 'What this run shows'), h('ul', {}, ...lines.map((line) => h('li', {}, line))));
+    return takeawaysCard('compare-takeaways', 'What this run shows', lines);
+  }
+
+  /** A fan-out that ran fewer subscribers than asked says so in the takeaways too: never read as loss. */
+  function limitedLine(): string {
+    const limited = state.results.filter((r) => r.subscribersLimited);
+    return limited.length ? `${limited.map((r) => variant(r.variant).label).join(', ')} ran ${limited[0]!.subscribersLimited!.ran} of ${limited[0]!.subscribersLimited!.asked} subscribers: a browser connection limit, not message loss; compare fan-out sizes across transports with npm run bench.` : '';
   }
 
   run.addEventListener('click', async () => {

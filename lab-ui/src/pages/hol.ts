@@ -5,16 +5,18 @@
  * every flow waits for it; with WebTransport channels only flow 1's own channel does; datagrams
  * never wait. Loss-induced blocking needs the namespace experiments: the server runs them for this
  * page ("Run on the server"), or `npm run experiment -- hol` writes JSON that opens here; both are
- * drawn by renderHolExperiment (per-flow percentiles and shared stalls).
+ * drawn by renderHolExperiment (per-flow percentiles and shared stalls). Where the live impaired
+ * path cannot run, the page says why and draws a result recorded with the experiment (shipped in
+ * lab-ui/src/recorded/). Every run and result ends with takeaways computed from its figures.
  */
 import type { HolResult } from '../../../benchmarks/experiments/hol.ts';
 import { barChart, series, setData, xyChart, type Point } from '../charts.ts';
-import { connectClient, labState, unavailable, VARIANTS, type ServerInfo, type Variant } from '../lab.ts';
+import { connectClient, labState, unavailable, variant, VARIANTS, type LaneKind, type ServerInfo, type Variant } from '../lab.ts';
 import { openLoop } from '../runner.ts';
-import { currentNetwork, networkChooser, networkNote } from '../network.ts';
+import { currentNetwork, networkChooser, networkNote, networkOffer } from '../network.ts';
 import { serverRunPanel, type ExperimentCatalog, type ExperimentEvent } from '../server-run.ts';
 import { decimate, formatMs, nowMs, readStamp, stampPayload, summarizeLatencies } from '../stats.ts';
-import { append, card, chartCard, field, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table } from '../ui.ts';
+import { append, card, chartCard, field, formatNumber, h, jsonFileButton, note, numberInput, parseJson, select, sleep, table, takeawaysCard } from '../ui.ts';
 
 /** One flow's deliveries: send time (s since start) and latency. */
 export interface FlowSeries {
@@ -37,6 +39,13 @@ export interface HolRun {
 const FLOWS = 4;
 const BULK_FLOW = FLOWS; // flow index the bulk messages carry
 
+/**
+ * A head-of-line result recorded on a Linux machine as root, shipped with the lab for where the
+ * live impaired path cannot run. Made by RECORDED_HOL_COMMAND; re-record with the same command.
+ */
+const RECORDED_HOL_URL = new URL('../recorded/hol-loss2-delay20.json', import.meta.url);
+export const RECORDED_HOL_COMMAND = 'npm run experiment -- hol --loss 2 --delay 20 --json lab-ui/src/recorded/hol-loss2-delay20.json';
+
 interface HolConfig {
   ratePerFlow: number;
   bulkBytes: number;
@@ -58,7 +67,7 @@ async function runHolLive(v: Variant, config: HolConfig, signal: AbortSignal): P
       if (stamp) flows[stamp.flow]?.points.push({ t: (stamp.sentAtMs - start) / 1000, latencyMs: nowMs() - stamp.sentAtMs });
     });
     // Bulk messages ride flow 1's lane; a datagram cannot carry them, so on that variant they go reliably.
-    const bulkLane = v.key === 'wt-unreliable' ? 'reliable' : v.lane(0, 0);
+    const bulkLane = v.kind === 'unreliable' ? 'reliable' : v.lane(0, 0);
     let nextBulk = start + config.bulkEveryMs / 2;
     await openLoop(config.ratePerFlow * FLOWS, config.durationMs, signal, (seq) => {
       const flow = seq % FLOWS;
@@ -81,17 +90,17 @@ async function runHolLive(v: Variant, config: HolConfig, signal: AbortSignal): P
 }
 
 /** Draws one run: a per-flow delivery timeline and a per-flow latency table. */
-export function renderHolRun(container: HTMLElement, run: HolRun): void {
+export function renderHolRun(container: HTMLElement, run: HolRun, chartId = `hol-${run.variant}`): void {
   const chart = chartCard(run.label, `${run.source === 'browser' ? `this browser over ${run.network}` : 'experiment'}: each dot is one message, at its send time`);
   chart.canvas.parentElement!.classList.add('short');
   const rows = run.flows.map((flow, i) => {
     const stats = summarizeLatencies(flow.points.map((p) => p.latencyMs));
     const lost = flow.sent - flow.points.length;
-    return [h('span', { class: 'swatch-label' }, h('i', { class: 'swatch', style: `background: var(--c${i})` }), flow.name), formatNumber(flow.points.length), lost > 0 ? h('span', { class: 'warn-text' }, formatNumber(lost)) : '0', formatMs(stats.p50), formatMs(stats.p99), formatMs(stats.max)];
+    return [h('span', { class: 'swatch-label' }, h('i', { class: 'swatch', style: `background: var(--c${i})` }), flow.name), formatNumber(flow.points.length), lost > 0 ? h('span', { class: 'warn-text' }, formatNumber(lost)) : '0', msCell(stats.p50), msCell(stats.p99), msCell(stats.max)];
   });
-  append(chart.element, run.error ? note('error', run.error) : null, h('div', { class: 'table-wrap' }, table(['flow', 'delivered', 'lost', 'p50', 'p99', 'max'], rows)));
+  append(chart.element, run.error ? note('error', run.error) : null, h('div', { class: 'table-wrap' }, table(['flow', 'delivered', 'lost', 'p50 ms', 'p99 ms', 'max ms'], rows)));
   container.append(chart.element);
-  const xy = xyChart(`hol-${run.variant}`, chart.canvas, { x: { title: 'send time (s)' }, y: { title: 'latency (ms)', log: true } });
+  const xy = xyChart(chartId, chart.canvas, { x: { title: 'send time (s)' }, y: { title: 'latency (ms)', log: true } });
   setData(
     xy,
     run.flows.map((flow, i) => series(flow.name, decimate(flow.points, 2_000).map((p): Point => ({ x: p.t, y: Math.max(p.latencyMs, 0.001) })), i, i === BULK_FLOW ? { pointRadius: 4, pointStyle: 'rectRot' } : {})),
@@ -125,65 +134,88 @@ export function runStalls(run: HolRun): { episodes: number; shared: number; shar
   return { episodes: episodes.length, shared, sharedFraction: episodes.length ? shared / episodes.length : null };
 }
 
+/** A latency in a table whose header says "ms". */
+const msCell = (ms: number) => formatNumber(ms, ms < 10 ? 2 : 1);
+
 const percent = (x: number | null) => (x === null ? '—' : `${Math.round(x * 100)} %`);
 
 /** What to choose for what, drawn from the runs measured on this page. */
 export function liveTakeaways(runs: readonly HolRun[]): HTMLElement {
-  const by = (key: string) => runs.find((r) => r.variant === key && !r.error);
+  const measured = runs.filter((r) => !r.error).map((r) => ({ r, v: variant(r.variant) }));
   const network = runs[0]?.network ?? 'loopback';
-  const lines: (string | HTMLElement)[] = [];
-  const one = by('websocket') ?? by('wt-reliable');
-  const channels = by('wt-channels');
-  const datagrams = by('wt-unreliable');
+  const lines: string[] = [];
+  // One ordered lane to compare channels with: WebSocket first (one TCP connection), else any.
+  const oneLane = measured.filter((m) => m.v.kind === 'one-lane');
+  const one = oneLane.find((m) => m.v.key === 'websocket') ?? oneLane[0];
+  const channels = measured.filter((m) => m.v.kind === 'channels');
+  const delivered = (r: HolRun) => r.flows.reduce((n, f) => n + f.points.length, 0);
+  const sent = (r: HolRun) => r.flows.reduce((n, f) => n + f.sent, 0);
   if (network === 'loopback') {
-    lines.push(`On loopback nothing is lost, so these runs cannot show head-of-line blocking after a packet loss: inconclusive about loss. What they do show is blocking behind flow 1’s large message${channels && one ? `: shared stalls ${percent(runStalls(one).sharedFraction)} on ${one.label}, ${percent(runStalls(channels).sharedFraction)} on channels` : ''}. Channels help exactly when one flow’s data is held up (a loss, a big message): reopen this page through a lossy network to see it.`);
-  } else if (one && channels) {
-    const [a, b] = [runStalls(one), runStalls(channels)];
-    const clear = a.sharedFraction !== null && b.sharedFraction !== null && a.episodes >= 5 && b.sharedFraction < a.sharedFraction - 0.15;
-    lines.push(
-      clear
-        ? `On ${network}, ${one.label} stalled its flows together (${percent(a.sharedFraction)} of ${a.episodes} stalls shared) and channels mostly one at a time (${percent(b.sharedFraction)} of ${b.episodes}): independent feeds → WebTransport channels.`
-        : `On ${network}, ${one.label} shared ${percent(a.sharedFraction)} of ${a.episodes} stalls and channels ${percent(b.sharedFraction)} of ${b.episodes}: inconclusive this time (too few losses, or this machine’s scheduling hiccups stalled every flow at once). Run longer, or open the recorded experiment.`,
-    );
-  } else lines.push(`Run ${one ? 'WebTransport · channels' : 'WebSocket or WebTransport · reliable'} too to compare one ordered lane with channels.`);
-  if (one) lines.push(`Ordered state updates (each depends on the one before) → one reliable lane: ${one.label} delivered ${one.flows.reduce((n, f) => n + f.points.length, 0)} of ${one.flows.reduce((n, f) => n + f.sent, 0)} messages, in order; a loss delays what follows, it never reorders.`);
-  if (datagrams) {
-    const sent = datagrams.flows.reduce((n, f) => n + f.sent, 0);
-    const lost = sent - datagrams.flows.reduce((n, f) => n + f.points.length, 0);
-    const stalls = runStalls(datagrams);
-    lines.push(`Latest-value telemetry (a newer value replaces a lost one) → datagrams: ${lost} of ${sent} lost (${percent(sent ? lost / sent : null)}), ${stalls.episodes} stall${stalls.episodes === 1 ? '' : 's'}; nothing waits for a lost message.`);
+    const shares = [...oneLane, ...channels].map((m) => `${percent(runStalls(m.r).sharedFraction)} on ${m.v.label}`);
+    lines.push(`On loopback nothing is lost, so these runs cannot show head-of-line blocking after a packet loss: inconclusive about loss. What they do show is blocking behind flow 1’s large message${shares.length ? ` (shared stalls: ${shares.join(', ')})` : ''}. Channels help exactly when one flow’s data is held up (a loss, a big message): reopen this page through a lossy network to see it.`);
+  } else if (one && channels.length) {
+    const a = runStalls(one.r);
+    for (const c of channels) {
+      const b = runStalls(c.r);
+      const clear = a.sharedFraction !== null && b.sharedFraction !== null && a.episodes >= 5 && b.sharedFraction < a.sharedFraction - 0.15;
+      lines.push(
+        clear
+          ? `On ${network}, ${one.v.label} stalled its flows together (${percent(a.sharedFraction)} of ${a.episodes} stalls shared) and ${c.v.label} mostly one at a time (${percent(b.sharedFraction)} of ${b.episodes}): independent feeds → channels.`
+          : `On ${network}, ${one.v.label} shared ${percent(a.sharedFraction)} of ${a.episodes} stalls and ${c.v.label} ${percent(b.sharedFraction)} of ${b.episodes}: inconclusive this time (too few losses, or this machine’s scheduling hiccups stalled every flow at once). Run longer, or open the recorded experiment.`,
+      );
+    }
+  } else lines.push(`Run ${one ? 'a channels variant (WebTransport or WebRTC)' : 'WebSocket or a reliable lane'} too to compare one ordered lane with channels.`);
+  if (one) lines.push(`Ordered state updates (each depends on the one before) → one reliable lane: ${one.v.label} delivered ${delivered(one.r)} of ${sent(one.r)} messages, in order; a loss delays what follows, it never reorders.`);
+  for (const d of measured.filter((m) => m.v.kind === 'unreliable')) {
+    const lost = sent(d.r) - delivered(d.r);
+    const stalls = runStalls(d.r);
+    lines.push(`Latest-value telemetry (a newer value replaces a lost one) → ${d.v.label}: ${lost} of ${sent(d.r)} lost (${percent(sent(d.r) ? lost / sent(d.r) : null)}), ${stalls.episodes} stall${stalls.episodes === 1 ? '' : 's'}; nothing waits for a lost message.`);
   }
-  return h('div', { class: 'card takeaways', id: 'hol-takeaways' }, h('h3', {}, 'What this run shows'), h('ul', {}, ...lines.map((line) => h('li', {}, line))));
+  return takeawaysCard('hol-takeaways', 'What this run shows', lines);
+}
+
+/** How an experiment variant carries its flows, from its name (`…-channels`, `…-unreliable`, else one lane). */
+export function experimentLaneKind(variantName: string): LaneKind {
+  return variantName.endsWith('channels') ? 'channels' : variantName.endsWith('unreliable') ? 'unreliable' : 'one-lane';
 }
 
 /** What to choose for what, drawn from an experiment's result (flows held per loss, shared stalls, datagram loss). */
-export function experimentTakeaways(result: HolResult): HTMLElement {
-  const by = (name: string) => result.variants.find((v) => v.variant === name && !v.error);
+export function experimentTakeaways(result: HolResult, id = 'hol-experiment-takeaways'): HTMLElement {
   const path = result.impairment;
+  const variants = result.variants.filter((v) => !v.error && v.impaired);
   const lines: string[] = [];
-  const lane = by('websocket') ?? by('webtransport-reliable');
-  const channels = by('webtransport-channels');
-  const datagrams = by('webtransport-unreliable');
-  const held = (v: typeof lane) => v?.afterLoss?.flowsHeld ?? null;
+  // The one-lane baseline: WebSocket (one TCP connection) when it crossed the lossy path, else another.
+  const oneLane = variants.filter((v) => experimentLaneKind(v.variant) === 'one-lane');
+  const lane = oneLane.find((v) => v.variant === 'websocket') ?? oneLane[0];
+  const held = (v: HolResult['variants'][number]) => v.afterLoss?.flowsHeld ?? null;
   if (path.kind === 'relay') lines.push('Only WebTransport crossed the lossy path here (UDP relay): WebSocket and long-polling cannot be compared with it in this result.');
-  if (lane && channels) {
+  if (path.lossPercent === 0) lines.push('This run had no loss: any stall here is the machine’s own scheduling, and nothing can be concluded about head-of-line blocking after a loss (inconclusive by design; it is the baseline for a lossy run).');
+  for (const channels of variants.filter((v) => experimentLaneKind(v.variant) === 'channels')) {
+    if (!lane || path.lossPercent === 0) break;
     const [a, b] = [held(lane), held(channels)];
     if (a !== null && b !== null)
       lines.push(
         b < a - 1
-          ? `Each loss stalled ${a.toFixed(1)} of ${lane.flows.length} flows on ${lane.variant} and ${b.toFixed(1)} on channels: independent feeds → WebTransport channels.`
-          : `Each loss stalled ${a.toFixed(1)} flows on ${lane.variant} and ${b.toFixed(1)} on channels: inconclusive (the machine’s own scheduling stalls may have hidden the difference; compare with a --loss 0 run).`,
+          ? `Each loss stalled ${a.toFixed(1)} of ${lane.flows.length} flows on ${lane.variant} and ${b.toFixed(1)} on ${channels.variant}: independent feeds → channels.`
+          : `Each loss stalled ${a.toFixed(1)} flows on ${lane.variant} and ${b.toFixed(1)} on ${channels.variant}: inconclusive (the machine’s own scheduling stalls may have hidden the difference; compare with a --loss 0 run).`,
       );
     else
       lines.push(
         (channels.stalls.sharedFraction ?? 1) < (lane.stalls.sharedFraction ?? 0) - 0.15
-          ? `Shared stalls ${percent(lane.stalls.sharedFraction)} on ${lane.variant}, ${percent(channels.stalls.sharedFraction)} on channels: independent feeds → WebTransport channels.`
-          : `Shared stalls ${percent(lane.stalls.sharedFraction)} on ${lane.variant}, ${percent(channels.stalls.sharedFraction)} on channels: inconclusive${path.delayMs ? '' : ' (this path adds no delay, so losses are repaired too fast to stand out)'}.`,
+          ? `Shared stalls ${percent(lane.stalls.sharedFraction)} on ${lane.variant}, ${percent(channels.stalls.sharedFraction)} on ${channels.variant}: independent feeds → channels.`
+          : `Shared stalls ${percent(lane.stalls.sharedFraction)} on ${lane.variant}, ${percent(channels.stalls.sharedFraction)} on ${channels.variant}: inconclusive${path.delayMs ? '' : ' (this path adds no delay, so losses are repaired too fast to stand out)'}.`,
       );
   }
   if (lane) lines.push(`Ordered state updates → one reliable lane: ${lane.variant} lost ${percent(lane.lossRate)} and kept order; a loss delays what follows (p99 ${formatMs(Math.max(...lane.flows.map((f) => f.latency.p99 / 1000)))}).`);
-  if (datagrams) lines.push(`Latest-value telemetry → datagrams: ${percent(datagrams.lossRate)} lost at ${path.lossPercent} % loss each way, ${datagrams.afterLoss ? `${datagrams.afterLoss.stalling} of ${datagrams.afterLoss.drops} losses followed by a stall (chance alone: ${percent(datagrams.afterLoss.chanceStalling)})` : `${datagrams.stalls.episodes} stalls`}.`);
-  return h('div', { class: 'card takeaways', id: 'hol-experiment-takeaways' }, h('h3', {}, 'What this result shows'), h('ul', {}, ...lines.map((line) => h('li', {}, line))));
+  for (const datagrams of variants.filter((v) => experimentLaneKind(v.variant) === 'unreliable'))
+    lines.push(`Latest-value telemetry → ${datagrams.variant}: ${percent(datagrams.lossRate)} lost at ${path.lossPercent} % loss each way, ${datagrams.afterLoss ? `${datagrams.afterLoss.stalling} of ${datagrams.afterLoss.drops} losses followed by a stall (chance alone: ${percent(datagrams.afterLoss.chanceStalling)})` : `${datagrams.stalls.episodes} stalls`}.`);
+  if (lines.length === 0)
+    lines.push(
+      variants.length === 0
+        ? 'No variant of this result crossed the lossy path without an error: nothing to conclude (inconclusive).'
+        : `This result holds only ${variants.map((v) => v.variant).join(', ')} over the lossy path, and no one-lane variant to compare with: inconclusive about head-of-line blocking.`,
+    );
+  return takeawaysCard(id, 'What this result shows', lines);
 }
 
 /** Checks that a file is a head-of-line result of `npm run experiment -- hol`. */
@@ -197,7 +229,7 @@ export function parseHolResult(text: string): HolResult {
  * Draws an experiment run under real loss: per variant, each flow's latency percentiles and how
  * often one flow's stall coincided with another's (against what chance alone would give).
  */
-export function renderHolExperiment(container: HTMLElement, result: HolResult): void {
+export function renderHolExperiment(container: HTMLElement, result: HolResult, prefix = 'hol'): void {
   const path = result.impairment;
   const kind = { tun: 'TUN forwarder between namespaces', netns: 'network namespaces + nftables (no delay)', relay: 'userspace UDP relay (WebTransport only)' }[path.kind];
   const about = note('info', h('strong', {}, `Experiment of ${result.startedAt}: `), `${kind}, ${path.lossPercent} % loss each way${path.rateMbit ? `, ${path.rateMbit} Mbit/s` : ''}${path.delayMs ? `, ${path.delayMs} ms delay each way` : ''}. ${path.note}`);
@@ -208,18 +240,19 @@ export function renderHolExperiment(container: HTMLElement, result: HolResult): 
     const chart = chartCard(v.variant, `${v.impaired ? 'over the lossy path' : 'not impaired on this path'} · stall above ${formatNumber(v.thresholdMs, 1)} ms · shared stalls ${percent(v.stalls.sharedFraction)} (chance ${percent(v.stalls.chanceFraction)})${v.afterLoss?.flowsHeld != null ? ` · flows stalled per loss ${v.afterLoss.flowsHeld.toFixed(1)}` : ''}`);
     chart.canvas.parentElement!.classList.add('short');
     const ms = (us: number) => us / 1000;
-    const rows = v.flows.map((f) => [`flow ${f.flow + 1}`, f.lane, formatNumber(f.delivered), f.lost ? h('span', { class: 'warn-text' }, formatNumber(f.lost)) : '0', formatMs(ms(f.latency.p50)), formatMs(ms(f.latency.p99)), formatMs(ms(f.latency.max)), formatNumber(f.stalls), formatMs(f.maxGapMs)]);
-    append(chart.element, v.error ? note('error', v.error) : null, h('div', { class: 'table-wrap' }, table(['flow', 'lane', 'delivered', 'lost', 'p50', 'p99', 'max', 'stalls', 'longest gap'], rows)));
+    const rows = v.flows.map((f) => [h('span', { title: f.lane }, `flow ${f.flow + 1}`), formatNumber(f.delivered), f.lost ? h('span', { class: 'warn-text' }, formatNumber(f.lost)) : '0', msCell(ms(f.latency.p50)), msCell(ms(f.latency.p99)), msCell(ms(f.latency.max)), formatNumber(f.stalls), msCell(f.maxGapMs)]);
+    const lanes = [...new Set(v.flows.map((f) => f.lane))];
+    append(chart.element, v.error ? note('error', v.error) : null, h('p', { class: 'muted' }, `${lanes.length === 1 ? 'lane' : 'lanes'}: ${lanes.join(', ')}`), h('div', { class: 'table-wrap' }, table(['flow', 'delivered', 'lost', 'p50 ms', 'p99 ms', 'max ms', 'stalls', 'longest gap ms'], rows)));
     container.append(chart.element);
     setData(
-      barChart(`hol-exp-${i}`, chart.canvas, { x: 'flow', y: { title: 'latency (ms)', log: true } }),
+      barChart(`${prefix}-exp-${i}`, chart.canvas, { x: 'flow', y: { title: 'latency (ms)', log: true } }),
       [series('p50', v.flows.map((f) => ms(f.latency.p50)), 0), series('p99', v.flows.map((f) => ms(f.latency.p99)), 1), series('max', v.flows.map((f) => ms(f.latency.max)), 3)],
       v.flows.map((f) => `flow ${f.flow + 1}`),
     );
     // The runner keeps each message's send time and latency: the same per-flow timeline as a run here.
-    if (v.flows.every((f) => f.series)) renderHolRun(container, experimentTimeline(v));
+    if (v.flows.every((f) => f.series)) renderHolRun(container, experimentTimeline(v), `${prefix}-timeline-${v.variant}`);
   }
-  const takeaways = experimentTakeaways(result);
+  const takeaways = experimentTakeaways(result, `${prefix}-experiment-takeaways`);
   takeaways.style.gridColumn = '1 / -1';
   container.append(takeaways);
 }
@@ -288,7 +321,7 @@ function describeHolEvent(event: ExperimentEvent): string | null {
 }
 
 export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
-  const state = { state: 'idle' as 'idle' | 'running' | 'done', runs: [] as HolRun[], stalls: {} as Record<string, ReturnType<typeof runStalls>>, experiment: 0, server: undefined as unknown };
+  const state = { state: 'idle' as 'idle' | 'running' | 'done', runs: [] as HolRun[], stalls: {} as Record<string, ReturnType<typeof runStalls>>, experiment: 0, server: undefined as unknown, recorded: { shown: false, liveUnavailable: null as string | null } };
   labState.hol = state;
   let abort: AbortController | undefined;
   const picks = VARIANTS.map((v) => {
@@ -311,6 +344,38 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
     renderHolExperiment(experiment, result);
     state.experiment = result.variants.length;
   };
+  // The recorded result: shown at once where the live impaired path cannot run, on request elsewhere.
+  const recorded = h('div', { class: 'grid-2', id: 'hol-recorded' });
+  const recordedWhy = h('div');
+  const showRecorded = h('button', { class: 'ghost', id: 'hol-show-recorded' }, 'Show the recorded result');
+  const loadRecorded = async () => {
+    showRecorded.disabled = true;
+    try {
+      const response = await fetch(RECORDED_HOL_URL);
+      if (!response.ok) throw new Error(`the recorded result did not load: ${response.status}`);
+      recorded.replaceChildren();
+      renderHolExperiment(recorded, parseHolResult(await response.text()), 'recorded');
+      state.recorded.shown = true;
+      showRecorded.hidden = true;
+    } catch (error) {
+      recorded.replaceChildren(note('error', (error as Error).message));
+      showRecorded.disabled = false;
+    }
+  };
+  showRecorded.addEventListener('click', () => void loadRecorded());
+  if (!currentNetwork())
+    networkOffer().then(
+      (offer) => {
+        if (!offer.available) unavailableHere(offer.reason ?? 'unknown reason');
+      },
+      (error: unknown) => unavailableHere((error as Error).message),
+    );
+  function unavailableHere(reason: string): void {
+    state.recorded.liveUnavailable = reason;
+    recordedWhy.replaceChildren(note('warn', h('strong', {}, 'The live impaired network cannot run here: '), `${reason}. It needs the server to run as root on Linux (network namespaces and a TUN forwarder). Below is a result recorded where it could, over the same path (2 % loss and 20 ms delay each way, TCP and QUIC alike).`));
+    void loadRecorded();
+  }
+
   const panel = serverRunPanel<HolResult>({
     kind: 'hol',
     label: 'Run on the server (real packet loss)',
@@ -347,6 +412,14 @@ export function renderHol(root: HTMLElement, server: ServerInfo): () => void {
       h('div', { class: 'actions' }, run, status),
     ),
     results,
+    card(
+      'Recorded under packet loss',
+      'a result of the head-of-line experiment shipped with the lab, for machines where the impaired path cannot run',
+      recordedWhy,
+      note('info', 'Recorded with ', h('code', {}, RECORDED_HOL_COMMAND), ' as root on a shared 2-core Linux machine; its own scheduling stalls show as stalls on every variant, datagrams included. Re-run the command to record it again.'),
+      h('div', { class: 'actions' }, showRecorded),
+      recorded,
+    ),
     card(
       'Under packet loss',
       'run on the server (delay and loss on every packet between two namespaces, or a labelled fallback), or open the JSON of npm run experiment -- hol',

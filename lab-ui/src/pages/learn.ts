@@ -1,26 +1,32 @@
 /**
- * Learn: polling, long-polling, WebSocket and WebTransport on real connections.
+ * Learn: polling, long-polling, WebSocket, WebTransport and WebRTC on real connections.
  * - Capabilities as each live connection reports them.
  * - Handshakes: the WebSocket upgrade this browser sent and the server's 101 (through the lab's
  *   wire tap); long-polling and polling exchanges (a Node client in the server process through the
  *   tap: a browser fetch to the tap's port would be cross-origin); the WebTransport CONNECT as the
  *   server's HTTP/3 layer decoded it, with what the browser timed and quiche counted.
+ * - WebRTC's signalling as this page's own connection made it: the SDP offer it POSTed and the
+ *   answer the server returned (recorded by the fetch the transport was given), the ICE candidates
+ *   both carry, and the candidate pair and data channels getStats() reports once connected.
  * - A frame inspector of this browser's WebSocket frames, both directions, from the tap.
  * - Bytes on the wire per message, from the server's own connection counters.
  */
 import type { ConnectRecord, TapRecord } from '../../server/lab-api.ts';
 import { createClient, type SwitchyardClient, type TransportCapabilities } from '../../../transports/browser-client.ts';
 import { connectWebTransport } from '../../../transports/webtransport/client.ts';
+import { connectWebRtc } from '../../../transports/webrtc/client.ts';
+import type { WebRtcConnection } from '../../../transports/webrtc/connection.ts';
 import { barChart, series, setData } from '../charts.ts';
-import { connectClient, labJson, labState, serverView, unavailable, VARIANTS, type ServerInfo } from '../lab.ts';
+import { connectClient, labJson, labState, serverView, unavailable, variant, VARIANTS, type ServerInfo } from '../lab.ts';
 import { formatMs, nowMs, stampPayload, wireBytesPerHop } from '../stats.ts';
-import { append, card, formatNumber, h, note, numberInput, sleep, table } from '../ui.ts';
+import { append, card, formatNumber, h, note, numberInput, sleep, table, takeawaysCard } from '../ui.ts';
 
 const TRANSPORT_CARDS = [
   { transport: 'polling', title: 'Polling', text: 'The client asks “anything for me?” every 100 ms with a GET. Simple, works everywhere, pays a request per interval and up to one interval of delay.' },
   { transport: 'long-polling', title: 'Long-polling', text: 'The GET is held open until there is something to send (or 25 s pass). Messages arrive as soon as they exist; every batch costs an HTTP response and a new request.' },
   { transport: 'websocket', title: 'WebSocket', text: 'One HTTP/1.1 request upgrades the TCP connection; from then on both sides send framed messages at any time. One ordered byte stream: a lost packet holds everything behind it.' },
   { transport: 'webtransport', title: 'WebTransport', text: 'An HTTP/3 extended CONNECT over QUIC (UDP, TLS 1.3 built in) opens a session with many independent streams and unreliable datagrams.' },
+  { transport: 'webrtc', title: 'WebRTC', text: 'One HTTP POST trades an SDP offer for an answer; ICE then finds a UDP path, DTLS secures it, and SCTP carries data channels: ordered and reliable, or unordered with no retransmissions. The same API reaches another browser directly.' },
 ] as const;
 
 const CAPABILITY_LABELS: [keyof TransportCapabilities, string][] = [
@@ -59,8 +65,37 @@ function frameRow(record: FrameRecord): (Node | string)[] {
   ];
 }
 
+/** The `a=candidate` lines of an SDP as [protocol, address, port, type] (RFC 8839 §5.1). */
+export function sdpCandidates(sdp: string): [string, string, string, string][] {
+  return sdp
+    .split(/\r?\n/)
+    .filter((line) => line.startsWith('a=candidate:'))
+    .map((line) => {
+      const [, , protocol = '', , address = '', port = '', , type = ''] = line.slice('a=candidate:'.length).split(' ');
+      return [protocol.toLowerCase(), address, port, type];
+    });
+}
+
+/** What the wire-bytes measurement shows: the cheapest and dearest framing at this payload size, and what that means. */
+export function wireBytesTakeaways(rows: readonly { label: string; perHop: number | null; error?: string }[], payload: number): HTMLElement {
+  const measured = rows.filter((r): r is { label: string; perHop: number; error?: string } => r.perHop !== null && r.perHop > 0);
+  const lines: string[] = [];
+  if (measured.length < 2) lines.push('Fewer than two transports were measured: nothing to compare (inconclusive).');
+  else {
+    const sorted = [...measured].sort((a, b) => a.perHop - b.perHop);
+    const [least, most] = [sorted[0]!, sorted.at(-1)!];
+    const overhead = (r: { perHop: number }) => `${formatNumber(Math.max(0, r.perHop - payload), 1)} B over the payload`;
+    lines.push(`At ${formatNumber(payload)} B per message, ${least.label} cost least (${formatNumber(least.perHop, 1)} B per hop, ${overhead(least)}) and ${most.label} most (${formatNumber(most.perHop, 1)} B, ${overhead(most)}).`);
+    if (most.perHop < payload * 1.1) lines.push('Every transport stayed within 10 % of the payload: at this size framing hardly matters (inconclusive between them); the choice rests on latency and lanes.');
+    else lines.push(`For many small messages (chat, telemetry), framing and per-request headers dominate: ${most.label} spends ${formatNumber(most.perHop / least.perHop, 1)}× the bytes of ${least.label}. Try a larger payload to see the gap close.`);
+  }
+  const lost = rows.filter((r) => r.error);
+  if (lost.length) lines.push(`Not counted cleanly: ${lost.map((r) => `${r.label} (${r.error})`).join('; ')}.`);
+  return takeawaysCard('learn-takeaways', 'What this measurement shows', lines);
+}
+
 export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
-  const state = { handshakes: {} as Record<string, 'done' | string>, frames: [] as FrameRecord[], wire: [] as { transport: string; perMessage: number | null; error?: string }[], wireState: 'idle' as 'idle' | 'running' | 'done' };
+  const state = { signalling: undefined as undefined | { offerCandidates: number; answerCandidates: number; status: number | undefined; selectedPair: string | null; channels: string[] }, handshakes: {} as Record<string, 'done' | string>, frames: [] as FrameRecord[], wire: [] as { transport: string; perMessage: number | null; error?: string }[], wireState: 'idle' as 'idle' | 'running' | 'done' };
   labState.learn = state;
   const disposers: (() => void)[] = [];
   const missingWt = unavailable(VARIANTS.find((v) => v.transport === 'webtransport')!, server);
@@ -85,7 +120,7 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
   );
 
   // ——— handshakes ———
-  const tabs = ['websocket', 'long-polling', 'polling', 'webtransport'] as const;
+  const tabs = ['websocket', 'long-polling', 'polling', 'webtransport', 'webrtc'] as const;
   const tabButtons = tabs.map((t) => h('button', { 'data-tab': t }, TRANSPORT_CARDS.find((c) => c.transport === t)!.title));
   const handshakeBody = h('div', { id: 'handshake' });
   const handshakeViews: Record<string, HTMLElement> = {};
@@ -179,6 +214,65 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
     );
   }
 
+  async function captureWebRtc(): Promise<HTMLElement> {
+    const missing = unavailable(variant('rtc-reliable'), server);
+    if (missing) return note('warn', `WebRTC cannot be shown here: ${missing}.`);
+    // The transport signals with the fetch it is given: this one keeps the offer and the answer.
+    const exchange: { url?: string; offer?: string; status?: number; location?: string | null; answer?: string; ms?: number } = {};
+    const recordingFetch: typeof fetch = async (input, init) => {
+      if (init?.method !== 'POST') return fetch(input, init);
+      exchange.url = new URL(String(input), location.href).pathname;
+      exchange.offer = String(init.body);
+      const started = performance.now();
+      const response = await fetch(input, init);
+      exchange.ms = performance.now() - started;
+      exchange.status = response.status;
+      exchange.location = response.headers.get('location');
+      exchange.answer = await response.clone().text();
+      return response;
+    };
+    const started = nowMs();
+    const client = createClient({ transports: 'webrtc', reconnect: false, connectors: { webrtc: (options) => connectWebRtc({ ...options, fetch: recordingFetch }) } });
+    await client.connect();
+    const openMs = nowMs() - started;
+    try {
+      const peer = (client.connection as WebRtcConnection).peerConnection!;
+      const report = await peer.getStats();
+      const entries: Record<string, unknown>[] = [];
+      report.forEach((entry: Record<string, unknown>) => entries.push(entry));
+      const byId = (id: unknown) => entries.find((e) => e.id === id);
+      const transport = entries.find((e) => e.type === 'transport');
+      const pair = byId(transport?.selectedCandidatePairId) ?? entries.find((e) => e.type === 'candidate-pair' && e.nominated);
+      const local = byId(pair?.localCandidateId);
+      const remote = byId(pair?.remoteCandidateId);
+      const channels = entries.filter((e) => e.type === 'data-channel');
+      const offerCandidates = sdpCandidates(exchange.offer ?? '');
+      const answerCandidates = sdpCandidates(exchange.answer ?? '');
+      const endpoint = (c: Record<string, unknown> | undefined) => (c ? `${String(c.address ?? c.ip)}:${String(c.port)} ${String(c.protocol)} ${String(c.candidateType)}` : '—');
+      state.signalling = { offerCandidates: offerCandidates.length, answerCandidates: answerCandidates.length, status: exchange.status, selectedPair: pair ? `${endpoint(local)} ⇄ ${endpoint(remote)}` : null, channels: channels.map((c) => String(c.label)) };
+      state.handshakes.webrtc = 'done';
+      const sdp = (text: string) => h('pre', { class: 'sdp' }, ...text.split(/\r?\n/).filter(Boolean).flatMap((line) => [line.startsWith('a=candidate:') || line.startsWith('a=sctp-port') || line.startsWith('m=') ? h('b', {}, line) : line, '\n']));
+      const candidateRows = [...offerCandidates.map((c) => ['offer (this browser)', ...c]), ...answerCandidates.map((c) => ['answer (server)', ...c])];
+      return h(
+        'div',
+        {},
+        note('info', `This page’s own WebRTC connection to the server, made just now: the transport’s signalling request was recorded as it went out and came back. Candidates are not trickled: the offer goes once this browser has gathered them, so one request does it all.`),
+        h(
+          'ol',
+          { class: 'steps' },
+          h('li', {}, h('strong', {}, `POST ${exchange.url ?? '/rtc'} · content-type: application/sdp: the offer`), h('span', { class: 'muted' }, `${formatNumber(exchange.offer?.length ?? 0)} bytes with ${offerCandidates.length} candidate${offerCandidates.length === 1 ? '' : 's'}`), h('div', { class: 'http-msg' }, sdp(exchange.offer ?? ''))),
+          h('li', {}, h('strong', {}, `${exchange.status} · Location: ${exchange.location ?? '—'}: the answer`), h('span', { class: 'muted' }, `after ${formatMs(exchange.ms ?? 0)} (the server made its peer connection and gathered its candidates); ${answerCandidates.length} candidate${answerCandidates.length === 1 ? '' : 's'}`), h('div', { class: 'http-msg' }, sdp(exchange.answer ?? ''))),
+          h('li', {}, h('strong', {}, 'ICE candidates both sides offered'), h('div', { class: 'table-wrap' }, table(['from', 'protocol', 'address', 'port', 'type'], candidateRows, { 'data-testid': 'rtc-candidates' }))),
+          h('li', {}, h('strong', {}, `ICE connectivity checks chose: ${state.signalling.selectedPair ?? 'no pair reported'}`), h('span', { class: 'muted' }, `STUN binding requests over UDP between the candidates; round trip ${pair?.currentRoundTripTime !== undefined ? formatMs(Number(pair.currentRoundTripTime) * 1000) : '—'} (getStats)`)),
+          h('li', { class: 'unseen' }, h('strong', {}, 'DTLS handshake, then SCTP association'), h('span', { class: 'muted' }, 'encrypted inside the UDP flow; the fingerprints in both SDPs (a=fingerprint) are what DTLS checks the certificates against.')),
+          h('li', {}, h('strong', {}, `Data channels open after ${formatMs(openMs)}: ${channels.map((c) => `“${String(c.label)}”`).join(', ') || '—'}`), h('span', { class: 'muted' }, 'from this browser’s getStats(); “reliable” carries hello/welcome, “unreliable” is unordered with maxRetransmits 0, channels open on first use')),
+        ),
+      );
+    } finally {
+      client.close();
+    }
+  }
+
   let activeTab: (typeof tabs)[number] = 'websocket';
   function showTab(t: (typeof tabs)[number]): void {
     activeTab = t;
@@ -186,7 +280,7 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
     const view = handshakeViews[t];
     handshakeBody.replaceChildren(view ?? h('p', { class: 'empty' }, 'Capturing…'));
     if (view || t === 'websocket') return;
-    const capture = t === 'webtransport' ? captureWebTransport() : captureHttp(t);
+    const capture = t === 'webtransport' ? captureWebTransport() : t === 'webrtc' ? captureWebRtc() : captureHttp(t);
     capture.then(
       (element) => {
         handshakeViews[t] = element;
@@ -225,13 +319,14 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
   const wireCanvas = h('canvas');
   const wireBox = h('div', { class: 'chart-box', hidden: true }, wireCanvas);
   const wireTable = h('div', { class: 'table-wrap', id: 'wire-table' });
+  const wireTakeaways = h('div');
   async function measureWire(): Promise<void> {
     state.wireState = 'running';
     wireRun.disabled = true;
     const size = Math.min(65_536, Math.max(1, Number(wireSize.value)));
     const count = 20;
     const rows: { label: string; perHop: number | null; error?: string }[] = [];
-    const wanted = VARIANTS.filter((v) => v.key !== 'wt-channels');
+    const wanted = VARIANTS.filter((v) => v.kind !== 'channels');
     for (const v of wanted) {
       const why = unavailable(v, server);
       if (why) {
@@ -243,16 +338,21 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
         client = await connectClient(v.transport);
         const self = client;
         let arrived = 0;
-        self.on('message', () => arrived++);
-        await sleep(50); // let the welcome's bytes settle before the first snapshot
+        let allArrived: () => void = () => undefined;
+        const everything = new Promise<void>((resolve) => (allArrived = resolve));
+        self.on('message', () => {
+          if (++arrived === count) allArrived();
+        });
+        // One round trip first: by its answer the server has sent and counted the welcome's bytes.
+        await self.ping();
         const before = await serverView(self.id!);
         // Paced at 200 msg/s rather than one burst: a burst of datagrams overflows the datagram queues.
         for (let i = 0; i < count; i++) {
           self.send(self.id!, stampPayload(size, nowMs(), i), { lane: v.lane(i, 0) }).catch(() => undefined);
           await sleep(5);
         }
-        const deadline = nowMs() + 2_000;
-        while (arrived < count && nowMs() < deadline) await sleep(10);
+        // Datagrams may be lost: wait for all, at most 2 s.
+        await Promise.race([everything, sleep(2_000)]);
         const after = await serverView(self.id!);
         rows.push({ label: v.label, perHop: before && after ? wireBytesPerHop([before.stats], [after.stats], count + arrived) : null, ...(arrived < count ? { error: `${count - arrived} of ${count} lost` } : {}) });
       } catch (error) {
@@ -276,6 +376,7 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
         { 'data-testid': 'wire-table' },
       ),
     );
+    wireTakeaways.replaceChildren(wireBytesTakeaways(rows, payload));
     state.wireState = 'done';
     wireRun.disabled = false;
   }
@@ -283,7 +384,7 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
 
   append(
     root,
-    h('div', { class: 'page-head' }, h('h2', {}, 'Learn: four ways to carry a message'), h('p', { class: 'lead' }, 'Everything on this page comes from real connections to this server: the handshakes, the frames and the byte counts are captured or counted, not drawn from a textbook.')),
+    h('div', { class: 'page-head' }, h('h2', {}, 'Learn: five ways to carry a message'), h('p', { class: 'lead' }, 'Everything on this page comes from real connections to this server: the handshakes, the frames and the byte counts are captured or counted, not drawn from a textbook.')),
     h('div', { class: 'transport-cards' }, ...cards.map((c) => c.element)),
     card('Handshakes', 'how each transport gets from nothing to “open”', h('div', { class: 'tabs' }, ...tabButtons), handshakeBody),
     card(
@@ -292,7 +393,7 @@ export function renderLearn(root: HTMLElement, server: ServerInfo): () => void {
       buttons,
       frameBody,
     ),
-    card('Bytes on the wire per message', `20 messages to itself per transport, payload vs everything else per message hop (client → server or server → client). Measured by the server’s counters of that connection before and after (WebSocket: socket bytes; long-polling and polling: HTTP requests and responses, empty polls included; WebTransport: QUIC packets with TLS, as quiche counts them).`, h('div', { class: 'actions' }, h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Payload bytes'), wireSize), wireRun), wireBox, wireTable),
+    card('Bytes on the wire per message', `20 messages to itself per transport, payload vs everything else per message hop (client → server or server → client). Measured by the server’s counters of that connection before and after (WebSocket: socket bytes; long-polling and polling: HTTP requests and responses, empty polls included; WebTransport: QUIC packets with TLS, as quiche counts them; WebRTC: DTLS records carrying SCTP, as the server’s getStats() counts them).`, h('div', { class: 'actions' }, h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Payload bytes'), wireSize), wireRun), wireBox, wireTable, wireTakeaways),
   );
   showTab('websocket');
   openWebSocketSession().catch((error: unknown) => (frameStatus.textContent = `WebSocket through the tap failed: ${(error as Error).message}`));

@@ -8,7 +8,7 @@ import type { CellResult } from '../../../benchmarks/workloads.ts';
 import { barChart, PALETTE, series, setData, xyChart, type Point } from '../charts.ts';
 import { labState } from '../lab.ts';
 import { formatMs } from '../stats.ts';
-import { append, card, chartCard, formatNumber, h, note, table } from '../ui.ts';
+import { append, card, chartCard, formatNumber, h, note, table, takeawaysCard } from '../ui.ts';
 
 /** Parses and checks a report; throws with a reader-facing reason. */
 export function parseReport(text: string): BenchReport {
@@ -38,6 +38,41 @@ function figures(result: CellResult | undefined): string {
       return [];
     })
     .join(' · ');
+}
+
+/** What a report shows, from its cells: who led each workload and by how much (within 20 %: inconclusive). */
+export function reportTakeaways(report: BenchReport): HTMLElement {
+  const ok = (workload: string) => report.cells.filter((c) => c.workload === workload && c.status === 'ok' && c.result);
+  const lines: string[] = [];
+  /** The best cell by `value` (lower or higher is better) and whether it leads the runner-up by more than 20 %. */
+  const lead = (cells: Cell[], value: (c: Cell) => number | undefined, lowerIsBetter: boolean) => {
+    const scored = cells.map((c) => ({ c, v: value(c) })).filter((x): x is { c: Cell; v: number } => typeof x.v === 'number' && Number.isFinite(x.v));
+    if (scored.length === 0) return null;
+    scored.sort((a, b) => (lowerIsBetter ? a.v - b.v : b.v - a.v));
+    const [best, next] = scored;
+    const clear = !next || (lowerIsBetter ? next.v > best!.v * 1.2 : next.v * 1.2 < best!.v);
+    return { best: best!, next, clear };
+  };
+  const say = (what: string, found: ReturnType<typeof lead>, format: (v: number) => string, choose: string) => {
+    if (!found) return;
+    const { best, next, clear } = found;
+    lines.push(`${what}: ${label(best.c)} (${format(best.v)})${next ? `, then ${label(next.c)} (${format(next.v)})` : ''}${clear ? `. ${choose}` : ': within 20 % of each other, inconclusive on this run.'}`);
+  };
+  const echoes = ok('echo');
+  const size = echoes.length ? Math.min(...echoes.map((c) => c.params.size ?? Infinity)) : 64;
+  const small = echoes.filter((c) => c.params.size === size);
+  say(`Lowest echo p99 at ${size} B`, lead(small, (c) => (c.result!.latency?.p99 ?? NaN) / 1000, true), (v) => formatMs(v), 'For interactive round trips, its tail is the one to beat.');
+  say('Highest throughput', lead(ok('throughput'), (c) => c.result!.msgsPerSec, false), (v) => `${formatNumber(v)} msg/s`, 'For bulk streams of small messages, it moves the most per second.');
+  const fan = ok('fanout');
+  const most = fan.length ? Math.max(...fan.map((c) => c.params.subscribers ?? 0)) : 0;
+  if (fan.length) say(`Fan-out to ${most} subscribers`, lead(fan.filter((c) => c.params.subscribers === most), (c) => c.result!.msgsPerSec, false), (v) => `${formatNumber(v)} deliveries/s`, 'For broadcasting to many readers, it scales furthest here.');
+  else lines.push('No fan-out cell has a result in this report: nothing to conclude about fan-out (inconclusive).');
+  say('Fewest bytes on the wire per message', lead(ok('wire-bytes'), (c) => c.result!.wireBytesPerMessage, true), (v) => `${formatNumber(v, 1)} B`, 'On metered or slow links, its framing costs least.');
+  say('Fastest connection setup', lead(ok('setup'), (c) => c.result!.setupMs, true), (v) => formatMs(v), 'For short-lived clients, it is ready soonest.');
+  const failed = report.cells.filter((c) => c.status === 'failed');
+  if (failed.length) lines.push(`${failed.length} cell${failed.length === 1 ? '' : 's'} failed (${[...new Set(failed.map(label))].join(', ')}): ${failed.length === 1 ? 'its target is' : 'those targets are'} missing from the comparisons above.`);
+  lines.push(`Measured on ${report.meta.cores} core${report.meta.cores === 1 ? '' : 's'} of ${report.meta.cpu}; compare ratios within this report, not absolute figures across machines.`);
+  return takeawaysCard('results-takeaways', 'What this report shows', lines);
 }
 
 function renderReport(container: HTMLElement, report: BenchReport, name: string): void {
@@ -117,6 +152,7 @@ function renderReport(container: HTMLElement, report: BenchReport, name: string)
   }
   bars('results-wire', charts.wire.canvas, ok('wire-bytes'), 'bytes', (r) => r.wireBytesPerMessage);
   bars('results-setup', charts.setup.canvas, ok('setup'), 'ms', (r) => r.setupMs);
+  container.append(reportTakeaways(report));
   labState.results = { loaded: name, cells: report.cells.length, echoP50: smallEchoes.map((c) => [label(c), formatMs((c.result!.latency?.p50 ?? 0) / 1000)]) };
 }
 

@@ -6,7 +6,7 @@
  * - stateless reset tokens derived from a static key, so that a restarted server can tell a
  *   client of a connection it no longer knows.
  */
-import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Host } from '@matrixai/quic/native/index.js';
 
 /** RFC 9000 §8.1: an unvalidated address gets at most this many times the bytes it sent. */
@@ -101,6 +101,60 @@ export function statelessResetPacket(resetKey: Buffer, dcid: Uint8Array, trigger
   const packet = randomBytes(length);
   packet[0] = 0x40 | (packet[0]! & 0x3f); // header form 0, fixed bit 1
   statelessResetToken(resetKey, dcid).copy(packet, length - RESET_TOKEN_LENGTH);
+  return packet;
+}
+
+/** RFC 9001 §5.2: the salt that turns a client's first DCID into the QUIC v1 Initial secrets. */
+const INITIAL_SALT_V1 = Buffer.from('38762cf7f55934b34d179ae6a4c80cadccbb7f0a', 'hex');
+const QUIC_V1 = 0x00000001;
+/** RFC 9000 §20.1. */
+export const INVALID_TOKEN = 0x0b;
+const FRAME_CONNECTION_CLOSE = 0x1c;
+
+/** TLS 1.3's HKDF-Expand-Label with an empty context, for outputs of one SHA-256 block or less. */
+function expandLabel(secret: Buffer, label: string, length: number): Buffer {
+  const full = Buffer.from(`tls13 ${label}`);
+  const info = Buffer.concat([Buffer.from([length >> 8, length & 0xff, full.length]), full, Buffer.from([0, 1])]);
+  return createHmac('sha256', secret).update(info).digest().subarray(0, length);
+}
+
+/**
+ * A server's Initial packet closing the connection with `code` (a QUIC transport error), readable
+ * by the client that sent an Initial to `clientDcid` from `clientScid`: RFC 9001 §5 packet
+ * protection with the Initial keys, which anyone can derive, so nothing is kept. Used for
+ * INVALID_TOKEN (RFC 9000 §8.1.3), where quiche, once it has read the ClientHello, would put the
+ * close in a Handshake packet the client cannot read yet.
+ */
+export function initialClosePacket(clientDcid: Uint8Array, clientScid: Uint8Array, code: number, reason: string): Buffer {
+  const initialSecret = createHmac('sha256', INITIAL_SALT_V1).update(clientDcid).digest();
+  const secret = expandLabel(initialSecret, 'server in', 32);
+  const key = expandLabel(secret, 'quic key', 16);
+  const iv = expandLabel(secret, 'quic iv', 12);
+  const hp = expandLabel(secret, 'quic hp', 16);
+  const reasonBytes = Buffer.from(reason).subarray(0, 60);
+  // CONNECTION_CLOSE: type, error code, frame type 0, reason (one-byte varints: all below 64).
+  const payload = Buffer.concat([Buffer.from([FRAME_CONNECTION_CLOSE, code, 0, reasonBytes.length]), reasonBytes]);
+  const packetNumber = Buffer.from([0, 0]);
+  const length = packetNumber.length + payload.length + 16;
+  const header = Buffer.concat([
+    // Long header, Initial, two-byte packet number; version; DCID (the client's SCID); our SCID;
+    // no token; length (two-byte varint).
+    Buffer.from([0xc1, QUIC_V1 >>> 24, (QUIC_V1 >>> 16) & 0xff, (QUIC_V1 >>> 8) & 0xff, QUIC_V1 & 0xff, clientScid.length]),
+    clientScid,
+    Buffer.from([16]),
+    randomBytes(16),
+    Buffer.from([0, 0x40 | (length >> 8), length & 0xff]),
+    packetNumber,
+  ]);
+  const pnOffset = header.length - packetNumber.length;
+  const cipher = createCipheriv('aes-128-gcm', key, iv); // packet number 0: the nonce is the IV
+  cipher.setAAD(header);
+  const packet = Buffer.concat([header, cipher.update(payload), cipher.final(), cipher.getAuthTag()]);
+  // Header protection: a mask from a sample of the ciphertext hides the first byte's low bits and the packet number.
+  const sample = packet.subarray(pnOffset + 4, pnOffset + 20);
+  const mask = createCipheriv('aes-128-ecb', hp, null).update(sample);
+  packet[0]! ^= mask[0]! & 0x0f;
+  for (let i = 0; i < packetNumber.length; i++) packet[pnOffset + i]! ^= mask[1 + i]!;
   return packet;
 }
 

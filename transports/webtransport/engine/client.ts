@@ -86,14 +86,15 @@ export class WebTransport implements WebTransportSessionLike {
     this.ready.catch(() => undefined);
     this.closed.catch(() => undefined);
     const session = this.#session;
-    let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
     const self = this;
     this.datagrams = {
       readable: deferredReadable(session.then((s) => s.datagrams.readable)),
       writable: new WritableStream<Uint8Array>({
-        async write(chunk) {
-          writer ??= (await session).datagrams.writable.getWriter();
-          await writer.write(chunk);
+        // Straight to the session once it exists: no second stream's queue and promises per datagram.
+        write(chunk) {
+          const current = self.#current;
+          if (current) current.sendDatagram(chunk);
+          else return session.then((s) => void s.sendDatagram(chunk));
         },
       }),
       get maxDatagramSize() {
@@ -102,6 +103,20 @@ export class WebTransport implements WebTransportSessionLike {
     };
     this.incomingBidirectionalStreams = deferredReadable(session.then((s) => s.incomingBidirectionalStreams));
     this.incomingUnidirectionalStreams = deferredReadable(session.then((s) => s.incomingUnidirectionalStreams));
+  }
+
+  /** The session's direct datagram path (see WebTransportSession.onDatagram): set it once `ready`. */
+  get onDatagram(): ((payload: Uint8Array) => void) | undefined {
+    return this.#current?.onDatagram;
+  }
+  set onDatagram(handler: ((payload: Uint8Array) => void) | undefined) {
+    if (!this.#current) throw new Error('onDatagram is set once the session is ready');
+    this.#current.onDatagram = handler;
+  }
+
+  /** Sends one datagram now (the direct path beside `datagrams.writable`); false when dropped or not ready. */
+  sendDatagram(payload: Uint8Array): boolean {
+    return this.#current?.sendDatagram(payload) ?? false;
   }
 
   async createBidirectionalStream(): Promise<BidirectionalStream> {

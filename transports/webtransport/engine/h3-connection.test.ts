@@ -40,6 +40,14 @@ class MemoryIO implements StreamIO {
   shutdown(streamId: number, direction: 'read' | 'write', code: number): void {
     this.shutdowns.push({ streamId, direction, code });
   }
+  readonly #afterFlush: (() => void)[] = [];
+  afterFlush(task: () => void): void {
+    this.#afterFlush.push(task);
+  }
+  /** What a flush of the connection would do: what waited for it runs. */
+  flush(): void {
+    for (const task of this.#afterFlush.splice(0)) task();
+  }
   sendDatagram(payload: Uint8Array): boolean {
     this.datagrams.push(payload);
     return true;
@@ -216,6 +224,7 @@ describe('HTTP/3 connection, in memory', () => {
     expect(await session.closed).toEqual({ closeCode: 7, reason: 'bye' });
     await expect(reading).rejects.toThrow('session closed');
     expect(io.written.get(0)!.fin).toBe(true);
+    io.flush();
     expect(io.shutdowns).toEqual(
       expect.arrayContaining([
         { streamId: 4, direction: 'read', code: H3ErrorCode.WT_SESSION_GONE },
@@ -243,7 +252,10 @@ describe('HTTP/3 connection, in memory', () => {
     expect(capsule.type).toBe(CapsuleType.CLOSE_WEBTRANSPORT_SESSION);
     expect(decodeCloseSession(capsule.payload)).toEqual({ code: 1008, reason: 'policy' });
     expect(io.written.get(0)!.fin).toBe(true);
-    // Every stream of the session: STOP_SENDING for what we read, RESET_STREAM for what we write.
+    // Every stream of the session: STOP_SENDING for what we read, RESET_STREAM for what we write,
+    // once the capsule has been flushed (in a packet of its own, Chromium reads it first).
+    expect(io.shutdowns).toEqual([]);
+    io.flush();
     expect(io.shutdowns).toEqual(
       expect.arrayContaining([
         { streamId: 4, direction: 'read', code: H3ErrorCode.WT_SESSION_GONE },

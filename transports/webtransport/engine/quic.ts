@@ -8,15 +8,19 @@
  * setImmediate then hands each touched connection's stream bytes and datagrams to the layer above;
  * one more setImmediate, queued behind it in the same check phase (so after the application's
  * microtasks have answered), drains each connection's packets once. ACKs then ride with the
- * answers, and an idle connection costs no native calls. Stream writes that quiche does not accept
+ * answers, and an idle connection costs no native calls. A turn that brought one small packet and
+ * no answer delays its ACK (ACK_DELAY_MS) for the next packet to carry, as TCP and Chromium do:
+ * quiche 0.18 acknowledges every packet at once, which cost a packet each way per message. Stream writes that quiche does not accept
  * at once (flow control) wait in a per-stream queue until the stream is writable again; a stream
  * the layer above pauses stays unread, so QUIC flow control stops the peer.
  */
 import dgram from 'node:dgram';
+import dns from 'node:dns';
+import { isIP } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { quiche, type Config, type Connection as QuicheConnection, type Header, type Host } from '@matrixai/quic/native/index.js';
 import { PeerUnreachableError } from '../../errors.ts';
-import { AmplificationBudget, RetryTokens, resetTokenBigint, statelessResetPacket, statelessResetToken, type QuicServerKeys } from './address-validation.ts';
+import { AmplificationBudget, initialClosePacket, INVALID_TOKEN, RetryTokens, resetTokenBigint, statelessResetPacket, statelessResetToken, type QuicServerKeys } from './address-validation.ts';
 import type { StreamIO, StreamIOHandler, StreamIOStats } from './stream-io.ts';
 
 export interface QuicOptions {
@@ -60,6 +64,7 @@ export interface AdmissionOptions {
 /** What the endpoint refused or answered statelessly, for tests and the lab. */
 export interface AdmissionCounters {
   retriesSent: number;
+  /** Initials with an invalid Retry token, each answered with a CONNECTION_CLOSE (INVALID_TOKEN). */
   invalidTokens: number;
   /** Initials dropped because maxHandshakes handshakes were in progress. */
   initialsDropped: number;
@@ -95,6 +100,14 @@ const SOCKET_BUFFER = 4 * 1024 * 1024;
  */
 const CID_LENGTH = 16;
 const READ_CHUNK = 64 * 1024;
+/**
+ * How long an ACK for one small packet may wait for something to ride with (RFC 9000 §13.2.1:
+ * within the max_ack_delay we advertise, quiche's default 25 ms). A second packet, a bigger one, or
+ * anything else to send flushes at once.
+ */
+export const ACK_DELAY_MS = 5;
+/** A packet up to this size may have its ACK delayed; bulk data is acknowledged at once. */
+const DELAYED_ACK_MAX_BYTES = 1500;
 /** Outgoing packets are carved from slabs: one allocation per many packets instead of one each. */
 const SLAB_SIZE = 1024 * 1024;
 
@@ -179,6 +192,14 @@ export class QuicConnection implements StreamIO {
   /** Why the connection ended without a QUIC close (e.g. the peer's port became unreachable). */
   failure: Error | undefined;
   #sentAtLastKeepAlive = -1;
+  /** Something other than an ACK may be waiting in quiche: this turn's flush must not be delayed. */
+  #mustSend = true;
+  /** Packets and bytes received since the last flush, and what that flush sent: whether an ACK may wait. */
+  #receivedPackets = 0;
+  #receivedBytes = 0;
+  #lastFlushPackets = 0;
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
+  #afterFlush: (() => void)[] = [];
 
   constructor(conn: QuicheConnection, endpoint: QuicEndpoint, peer: Host, budget: AmplificationBudget | null = null) {
     this.#conn = conn;
@@ -200,6 +221,8 @@ export class QuicConnection implements StreamIO {
   /** One UDP datagram from the peer: into quiche now; events and sends later in this turn. */
   receive(packet: Uint8Array, host: string, port: number): void {
     if (this.#budget) this.#budget.received += packet.length;
+    this.#receivedPackets++;
+    this.#receivedBytes += packet.length;
     // The usual sender is the known peer: its recv info is built once, not per packet.
     const info = host === this.#peer.host && port === this.#peer.port ? (this.#recvInfo ??= { from: this.#peer, to: this.#endpoint.local }) : { from: { host, port }, to: this.#endpoint.local };
     try {
@@ -222,6 +245,7 @@ export class QuicConnection implements StreamIO {
       this.#queues.set(streamId, { chunks: [bytes], bytes: bytes.length, fin });
       this.#drainQueue(streamId);
     }
+    this.#mustSend = true;
     this.#endpoint.requestFlush(this);
   }
 
@@ -234,8 +258,12 @@ export class QuicConnection implements StreamIO {
       this.#paused.add(streamId);
       return;
     }
-    // What arrived while paused is read in this turn's pass over readable streams.
-    if (this.#paused.delete(streamId) && !this.#closed) this.#endpoint.activate(this);
+    // What arrived while paused is read in this turn's pass over readable streams, and the credit
+    // it frees goes out at once.
+    if (this.#paused.delete(streamId) && !this.#closed) {
+      this.#mustSend = true;
+      this.#endpoint.activate(this);
+    }
   }
 
   /** RESET_STREAM (write side) and/or STOP_SENDING (read side) with an HTTP/3 error code. */
@@ -250,6 +278,14 @@ export class QuicConnection implements StreamIO {
     } catch {
       // Already finished or unknown: nothing to shut.
     }
+    this.#mustSend = true;
+    this.#endpoint.requestFlush(this);
+  }
+
+  afterFlush(task: () => void): void {
+    if (this.#closed) return;
+    this.#afterFlush.push(task);
+    this.#mustSend = true;
     this.#endpoint.requestFlush(this);
   }
 
@@ -265,6 +301,7 @@ export class QuicConnection implements StreamIO {
       this.datagramsDropped++;
       return false;
     }
+    this.#mustSend = true;
     this.#endpoint.requestFlush(this);
     return true;
   }
@@ -340,6 +377,7 @@ export class QuicConnection implements StreamIO {
     if (!this.#established) {
       if (!conn.isEstablished()) return this.#checkClosed();
       this.#established = true;
+      this.#mustSend = true; // HANDSHAKE_DONE and the first HTTP/3 streams
       // A completed handshake proves the peer receives at its address (RFC 9000 §8.1).
       this.#budget = null;
       this.#endpoint.handshakeDone(this);
@@ -356,13 +394,36 @@ export class QuicConnection implements StreamIO {
     this.#checkClosed();
   }
 
+  /**
+   * The endpoint's end-of-turn flush. When all this turn brought is one small packet and nothing
+   * else is to be sent, its ACK waits up to ACK_DELAY_MS for a packet to ride with; otherwise, and
+   * right after a flush of several packets (an ACK may be what frees the congestion window), it
+   * flushes now.
+   */
+  flushTurn(): void {
+    if (!this.#mustSend && this.#established && !this.#closed && this.#receivedPackets === 1 && this.#receivedBytes <= DELAYED_ACK_MAX_BYTES && this.#lastFlushPackets <= 1) {
+      this.flushPending = false;
+      this.#ackTimer ??= setTimeout(this.#onAckTimer, ACK_DELAY_MS);
+      return;
+    }
+    this.flush();
+  }
+
   /** Drains quiche's packets to the socket and re-arms the timer. */
   flush(): void {
     this.flushPending = false;
     if (this.#closed) return;
+    this.#mustSend = false;
+    this.#receivedPackets = 0;
+    this.#receivedBytes = 0;
+    if (this.#ackTimer !== undefined) {
+      clearTimeout(this.#ackTimer);
+      this.#ackTimer = undefined;
+    }
     const conn = this.#conn;
     const endpoint = this.#endpoint;
     const budget = this.#budget;
+    let packets = 0;
     for (;;) {
       if (budget && !this.#withinBudget()) break;
       let sent: ReturnType<QuicheConnection['send']>;
@@ -374,6 +435,14 @@ export class QuicConnection implements StreamIO {
       if (sent === null) break;
       if (budget) budget.sent += sent[0];
       endpoint.transmit(endpoint.claim(sent[0]), sent[1].to);
+      packets++;
+    }
+    this.#lastFlushPackets = packets;
+    if (this.#afterFlush.length > 0) {
+      // What they queue goes out in the next turn's flush, after the packets just sent.
+      const tasks = this.#afterFlush;
+      this.#afterFlush = [];
+      for (const task of tasks) task();
     }
     this.#armTimer();
     if (this.#closing) this.#checkClosed();
@@ -468,6 +537,11 @@ export class QuicConnection implements StreamIO {
     return false;
   }
 
+  readonly #onAckTimer = (): void => {
+    this.#ackTimer = undefined;
+    this.flush();
+  };
+
   readonly #onTimer = (): void => {
     this.#timer = undefined;
     if (this.#closed) return;
@@ -490,6 +564,8 @@ export class QuicConnection implements StreamIO {
   #finish(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#ackTimer);
+    this.#afterFlush = [];
     this.#queues.clear();
     this.#paused.clear();
     this.#reading.clear();
@@ -542,7 +618,7 @@ export class QuicEndpoint {
     if (role === 'server' && !admission) throw new TypeError('a server endpoint needs its admission options (keys and handshake bounds)');
     this.#admission = admission;
     this.#retryTokens = admission && new RetryTokens(admission.keys.retry);
-    this.#socket = dgram.createSocket({ type, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER });
+    this.#socket = dgram.createSocket({ type, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER, lookup: literalLookup });
     this.#socket.on('message', (packet, remote) => this.#receive(packet, remote.address, remote.port));
     this.#socket.on('error', (error) => this.#socketError(error));
   }
@@ -676,7 +752,7 @@ export class QuicEndpoint {
   readonly #flushAll = (): void => {
     const flushes = this.#flushes;
     this.#flushes = [];
-    for (const connection of flushes) connection.flush();
+    for (const connection of flushes) connection.flushTurn();
   };
 
   #route(connection: QuicConnection, ids: Uint8Array[]): void {
@@ -747,10 +823,12 @@ export class QuicEndpoint {
     let originalDcid: Uint8Array | null = null;
     if (header.token && header.token.length > 0) {
       // Our only tokens come from Retry, and a client takes one Retry per connection: a bad token
-      // (forged, expired, another address) cannot be fixed by a second Retry, so it is dropped.
+      // (forged, expired, another address) cannot be fixed by a second Retry. RFC 9000 §8.1.3: the
+      // client is told with INVALID_TOKEN, statelessly, in a packet much smaller than its Initial.
       originalDcid = this.#retryTokens!.validate(header.token, from, header.dcid);
       if (!originalDcid) {
         this.admissionCounters.invalidTokens++;
+        this.transmit(initialClosePacket(header.dcid, header.scid, INVALID_TOKEN, 'invalid Retry token'), from);
         return;
       }
     } else if (this.#handshakes.size >= admission.retryAfterHandshakes) {
@@ -818,6 +896,16 @@ export class QuicEndpoint {
     const failure = new PeerUnreachableError(`nothing listens on UDP ${remote.address}:${remote.port} (ICMP port unreachable)`, { cause: error });
     for (const connection of [...this.#ids.keys()]) connection.abort(failure);
   }
+}
+
+/**
+ * A server sends to the addresses its packets came from, IP literals: dgram resolved each one
+ * through dns.lookup, a regex and a nextTick per packet. Names still go to dns.lookup.
+ */
+function literalLookup(address: string, options: dns.LookupOneOptions | number, callback: (error: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const family = isIP(address);
+  if (family !== 0) callback(null, address, family);
+  else dns.lookup(address, typeof options === 'number' ? { family: options } : options, callback);
 }
 
 /** A hash of up to the first 8 bytes of a connection id (ids are random: this spreads them). */

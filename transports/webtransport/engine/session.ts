@@ -174,6 +174,12 @@ export class WebTransportSession implements WebTransportSessionLike {
   /** Request path (server side). */
   path = '';
   datagramsDropped = 0;
+  /**
+   * The direct datagram path of our engine, for the webtransport Connection: set, it takes every
+   * datagram as it arrives instead of `datagrams.readable` (no Web-streams queue and promise per
+   * datagram). It is called synchronously; it must not throw.
+   */
+  onDatagram: ((payload: Uint8Array) => void) | undefined;
 
   readonly #host: SessionHost;
   readonly #quic: StreamIO;
@@ -214,21 +220,25 @@ export class WebTransportSession implements WebTransportSessionLike {
     const prefix = this.#prefix;
     this.datagrams = {
       readable: new ReadableStream<Uint8Array>({ start: (c) => void (this.#datagramController = c) }, { highWaterMark: DATAGRAM_QUEUE }),
-      writable: new WritableStream<Uint8Array>({
-        write(chunk) {
-          // Datagrams never wait: a full QUIC send queue drops them (counted once, by the QUIC connection).
-          const datagram = new Uint8Array(prefix.length + chunk.length);
-          datagram.set(prefix);
-          datagram.set(chunk, prefix.length);
-          quic.sendDatagram(datagram);
-        },
-      }),
+      writable: new WritableStream<Uint8Array>({ write: (chunk) => void this.sendDatagram(chunk) }),
       get maxDatagramSize() {
         return Math.max(0, (quic.maxDatagramPayload() ?? MIN_DATAGRAM_PAYLOAD) - prefix.length);
       },
     };
     this.incomingBidirectionalStreams = new ReadableStream({ start: (c) => void (this.#bidiController = c) });
     this.incomingUnidirectionalStreams = new ReadableStream({ start: (c) => void (this.#uniController = c) });
+  }
+
+  /**
+   * Sends one datagram now (the direct path beside `datagrams.writable`). Datagrams never wait: a
+   * full QUIC send queue drops them, counted once by the QUIC connection; false then.
+   */
+  sendDatagram(payload: Uint8Array): boolean {
+    const prefix = this.#prefix;
+    const datagram = new Uint8Array(prefix.length + payload.length);
+    datagram.set(prefix);
+    datagram.set(payload, prefix.length);
+    return this.#quic.sendDatagram(datagram);
   }
 
   get state(): 'connecting' | 'connected' | 'closed' {
@@ -284,6 +294,7 @@ export class WebTransportSession implements WebTransportSessionLike {
 
   receiveDatagram(payload: Uint8Array): void {
     if (this.#state !== 'connected') return;
+    if (this.onDatagram) return this.onDatagram(payload);
     if ((this.#datagramController.desiredSize ?? 0) <= 0) {
       this.datagramsDropped++;
       return;

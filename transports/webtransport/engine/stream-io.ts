@@ -41,6 +41,11 @@ export interface StreamIO {
   setReading(streamId: number, reading: boolean): void;
   /** RESET_STREAM (`write`) or STOP_SENDING (`read`) with an HTTP/3 error code. */
   shutdown(streamId: number, direction: 'read' | 'write', code: number): void;
+  /**
+   * Runs `task` once what is queued now has been sent (after the next flush; never, if the
+   * connection closes first): what `task` sends then goes out in later packets.
+   */
+  afterFlush(task: () => void): void;
   /** Sends a datagram; false when it was dropped (queue full, too large, closed). */
   sendDatagram(payload: Uint8Array): boolean;
   /** Largest datagram payload the peer takes now; null when unknown or unsupported. */
