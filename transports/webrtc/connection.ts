@@ -225,7 +225,7 @@ export class WebRtcConnection extends BaseConnection {
         this.capabilities = { ...this.capabilities, maxUnreliableSize: sctpMax };
       }
       this.markOpen();
-      this.#refreshStats();
+      void this.#refreshStats();
     }
     if (this.outbound.length > 0) this.requestFlush();
   }
