@@ -35,6 +35,10 @@ describe('parseCli', () => {
     expect(parseCli(['--cert', 'c.pem', '--key', 'k.pem'], {}).certificate).toEqual({ certFile: 'c.pem', keyFile: 'k.pem' });
     expect(parseCli(['--allowed-origin', '*'], {}).allowedOrigins).toBe('*');
     expect(parseCli(['-h'], {}).help).toBe(true);
+    expect(parseCli([], {}).redis).toBeUndefined();
+    expect(parseCli(['--redis', 'redis://127.0.0.1:6379'], {}).redis).toBe('redis://127.0.0.1:6379');
+    expect(parseCli([], { SWITCHYARD_REDIS: 'redis://10.0.0.5:6380' }).redis).toBe('redis://10.0.0.5:6380');
+    expect(() => parseCli(['--redis', '127.0.0.1:6379'], {})).toThrow(UsageError);
   });
 
   it('refuses bad values and unknown flags with a one-line UsageError', () => {

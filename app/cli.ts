@@ -17,6 +17,7 @@ Options:
   --allowed-origin <url>  a web origin whose pages may connect (repeatable; '*' for any) (SWITCHYARD_ALLOWED_ORIGINS, comma-separated)
   --allowed-host <name>   a host name served besides IP addresses and localhost (repeatable) (SWITCHYARD_ALLOWED_HOSTS, comma-separated)
   --lab-experiments       let the lab run experiments even when not on a loopback address (SWITCHYARD_LAB_EXPERIMENTS=1)
+  --redis <url>           run as one node of a cluster sharing this Redis, e.g. redis://127.0.0.1:6379 (SWITCHYARD_REDIS)
   --no-lab                serve the transports only, without the lab
   -h, --help              show this help`;
 
@@ -30,6 +31,8 @@ export interface CliOptions {
   allowedHosts: string[];
   labExperiments: boolean | undefined;
   lab: boolean;
+  /** Redis URL of the cluster this process joins; undefined: a server on its own. */
+  redis: string | undefined;
 }
 
 /** A command-line mistake: printed as one line, exit code 2. */
@@ -63,6 +66,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
         'allowed-host': { type: 'string', multiple: true },
         'lab-experiments': { type: 'boolean' },
         'no-lab': { type: 'boolean' },
+        redis: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -85,6 +89,8 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
       throw new UsageError(`--allowed-origin must be an origin like https://app.example.com, not '${origin}'`);
     }
   }
+  const redis = values.redis ?? env.SWITCHYARD_REDIS;
+  if (redis !== undefined && !/^rediss?:\/\/[^\s]+$/.test(redis)) throw new UsageError(`--redis must be a URL like redis://127.0.0.1:6379, not '${redis}'`);
   const experimentsEnv = env.SWITCHYARD_LAB_EXPERIMENTS;
   return {
     help: values.help ?? false,
@@ -96,6 +102,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     allowedHosts: values['allowed-host'] ?? list(env.SWITCHYARD_ALLOWED_HOSTS),
     labExperiments: values['lab-experiments'] ?? (experimentsEnv === undefined ? undefined : experimentsEnv === '1' || experimentsEnv === 'true'),
     lab: !(values['no-lab'] ?? false),
+    redis,
   };
 }
 

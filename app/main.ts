@@ -26,6 +26,7 @@ try {
     allowedOrigins: cli.allowedOrigins,
     allowedHosts: cli.allowedHosts,
     plugins: cli.lab ? [labPlugin({ experiments: cli.labExperiments })] : [],
+    ...(cli.redis ? { cluster: { redis: cli.redis } } : {}),
   });
 } catch (error) {
   console.error(`switchyard: ${startupError(error, cli)}`);
@@ -38,7 +39,8 @@ console.log(`Switchyard listening
   HTTPS           ${server.urls.https ?? '(no certificate)'}
   transports      ${server.transports.map((t) => `${t.name} ${t.path}`).join(' · ')}
   WebTransport    ${server.urls.webtransport ?? '(needs a certificate)'}
-  certificate     ${cert ? `sha-256 ${cert.sha256Hex} (valid until ${cert.notAfter.toISOString()})` : 'none'}`);
+  certificate     ${cert ? `sha-256 ${cert.sha256Hex} (valid until ${cert.notAfter.toISOString()})` : 'none'}${cli.redis ? `
+  cluster         node ${server.router.engine.status().node} on ${cli.redis}` : ''}`);
 
 let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -6,6 +6,7 @@
  * fan-out of a published message to every subscriber of a topic.
  *
  *   node --import tsx benchmarks/bench-server.ts switchyard|ws|ws-tuned|socketio
+ *   node --import tsx benchmarks/bench-server.ts switchyard-cluster redis://127.0.0.1:<port>   (one node of a cluster)
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -98,11 +99,19 @@ async function rawWsServer(certificate: { certPem: string; keyPem: string }, tun
 async function main(kind: ServerKind): Promise<void> {
   const certificate = await createCertificate();
   let port: number;
-  if (kind === 'switchyard') {
+  if (kind === 'switchyard' || kind === 'switchyard-cluster') {
     // Heartbeats off the measurement path: one ping per minute. Capacity is measured: no
-    // per-connection rate limit (the peers have none either), and webrtc answers as many offers at
-    // once as the workloads make (50 connects at a time; its default bounds strangers to 32).
-    const server = await startServer({ port: 0, certificate: 'ephemeral', longPolling: { holdMs: 20_000 }, webrtc: { maxPending: 256 }, router: { heartbeatMs: 60_000, maxConnections: 1_000_000, rateLimit: { perSecond: Infinity, burst: Infinity } } });
+    // per-connection rate limit (the peers have none either), webrtc answers as many offers at once as the
+    // workloads make (50 connects at a time; its default bounds strangers to 32), and history is deep
+    // enough for the recovery workload.
+    const server = await startServer({
+      port: 0,
+      certificate: 'ephemeral',
+      longPolling: { holdMs: 20_000 },
+      webrtc: { maxPending: 256 },
+      router: { heartbeatMs: 60_000, maxConnections: 1_000_000, rateLimit: { perSecond: Infinity, burst: Infinity }, history: { maxLength: 20_000 } },
+      ...(kind === 'switchyard-cluster' ? { cluster: { redis: process.argv[3]! } } : {}),
+    });
     port = server.port;
     process.stdout.write(`${JSON.stringify({ port, certPem: server.certificate!.certPem })}\n`);
   } else if (kind === 'ws' || kind === 'ws-tuned') {
@@ -148,5 +157,5 @@ async function main(kind: ServerKind): Promise<void> {
 }
 
 const kind = process.argv[2];
-if (kind !== 'switchyard' && kind !== 'ws' && kind !== 'ws-tuned' && kind !== 'socketio') throw new Error(`usage: bench-server.ts switchyard|ws|ws-tuned|socketio (got ${kind})`);
+if (kind !== 'switchyard' && kind !== 'switchyard-cluster' && kind !== 'ws' && kind !== 'ws-tuned' && kind !== 'socketio') throw new Error(`usage: bench-server.ts switchyard|switchyard-cluster <redis-url>|ws|ws-tuned|socketio (got ${kind})`);
 await main(kind);

@@ -1,5 +1,6 @@
 /** What the benchmark's server processes are, and the one-byte protocol of the raw `ws` peers. */
-export type ServerKind = 'switchyard' | 'ws' | 'ws-tuned' | 'socketio';
+/** `switchyard-cluster`: two Switchyard processes sharing one redis-server, all on this machine. */
+export type ServerKind = 'switchyard' | 'switchyard-cluster' | 'ws' | 'ws-tuned' | 'socketio';
 
 /**
  * Raw ws protocol, first byte: 1 = echo back; 2 = subscribe to the topic in the rest (UTF-8), which

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { CellResult } from './workloads.ts';
 
-export type Workload = 'echo' | 'echo-rate' | 'throughput' | 'fanout' | 'fanout-max' | 'setup' | 'memory' | 'pubsub' | 'acked' | 'wire-bytes';
+export type Workload = 'echo' | 'echo-rate' | 'throughput' | 'fanout' | 'fanout-max' | 'setup' | 'memory' | 'pubsub' | 'acked' | 'wire-bytes' | 'recovery';
 
 export interface Cell {
   target: string;
@@ -88,6 +88,8 @@ export function headline(cell: Pick<Cell, 'workload'>, result: CellResult | unde
       return result.bytesPerIdleConnection;
     case 'wire-bytes':
       return result.wireBytesPerMessage;
+    case 'recovery':
+      return result.recoveryMs;
   }
 }
 
@@ -169,6 +171,7 @@ const COLUMNS: Record<Workload, { title: string; columns: Column[] }> = {
     columns: [['connections', (_m, c) => num(c.params.connections)], ['KiB/connection', (m) => num((m.bytesPerIdleConnection ?? NaN) / 1024, 1)], ['RSS KiB/connection', (m) => num((m.rssBytesPerIdleConnection ?? NaN) / 1024, 1)]],
   },
   'wire-bytes': { title: 'wire-bytes: TCP or UDP payload bytes per 64 B message, all framing', columns: [['bytes/msg', (m) => num(m.wireBytesPerMessage)]] },
+  recovery: { title: 'recovery: a resuming client gets the room messages it missed (from its TCP accept to the last one)', columns: [['missed', (m) => num(m.missed)], ['recovery ms', (m) => num(m.recoveryMs, 1)], ['lost', (m) => num(m.lost)], spread] },
 };
 
 /** The report's tables, one per workload present, rows in run order; failed cells say so. */

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { markdownTables, textTables, type BenchReport } from './report.ts';
-import { parseOptions, runBench, startServerProcess, stopServerProcess } from './run.ts';
+import { parseOptions, runBench, startServerProcess } from './run.ts';
 import { TARGETS, type Target } from './targets.ts';
 import { throughput } from './workloads.ts';
 
@@ -121,7 +121,7 @@ describe('npm run bench', () => {
   // Linux: /proc gives the process's CPU per thread.
   it.skipIf(!existsSync('/proc/self/task'))('charges the server every thread’s CPU time: wrtc’s native threads too, not only the JS thread', async () => {
     const server = await startServerProcess('switchyard', null);
-    const pid = server.child.pid!;
+    const pid = server.pid;
     /** utime + stime in ms from a /proc stat file (clock ticks of 10 ms). */
     const ticks = async (file: string) => {
       const fields = (await readFile(file, 'utf8')).split(') ')[1]!.split(' ');
@@ -145,7 +145,7 @@ describe('npm run bench', () => {
       expect(probe).toBeGreaterThanOrEqual(after.low - before.high - 20);
       expect(probe).toBeLessThanOrEqual(after.high - before.low + 20);
     } finally {
-      await stopServerProcess(server.child);
+      await server.stop();
     }
   }, 60_000);
 });

@@ -14,11 +14,14 @@ import { parseArgs } from 'node:util';
 import type { ServerKind } from './raw-protocol.ts';
 import { describeParams, goalLines, markdownTables, renderHtml, summarizeRuns, textTables, type BenchReport, type Cell, type Goal, type Workload } from './report.ts';
 import { CLIENT_WRITE_POLICY, TARGETS, type Target } from './targets.ts';
-import { ackedDelivery, connectionSetup, echoAtRate, echoRtt, fanOut, fanOutMaxRate, idleMemory, pubSub, throughput, wireBytes, type CellResult, type Endpoint, type ServerProbe } from './workloads.ts';
+import { REDIS_MISSING, startRedis } from '../test-support/redis.ts';
+import { ackedDelivery, connectionSetup, echoAtRate, echoRtt, fanOut, fanOutMaxRate, idleMemory, pubSub, recoveryTime, throughput, wireBytes, type CellResult, type Endpoint, type ServerProbe } from './workloads.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fanout', 'fanout-max', 'setup', 'memory', 'pubsub', 'acked', 'wire-bytes'];
-const SERVER_KINDS: readonly ServerKind[] = ['switchyard', 'ws', 'ws-tuned', 'socketio'];
+const WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fanout', 'fanout-max', 'setup', 'memory', 'pubsub', 'acked', 'wire-bytes', 'recovery'];
+const SERVER_KINDS: readonly ServerKind[] = ['switchyard', 'switchyard-cluster', 'ws', 'ws-tuned', 'socketio'];
+/** Messages a client misses in the recovery workload. */
+const RECOVERY_MISSED = 10_000;
 /** --quick's workloads unless --workloads names others: the headline cells and the cheap ones. */
 const QUICK_WORKLOADS: readonly Workload[] = ['echo', 'echo-rate', 'throughput', 'fanout-max', 'setup', 'wire-bytes'];
 /** Echo throughput run per row before the measured rounds (--quick: a fifth of it). */
@@ -191,6 +194,10 @@ function plan(options: BenchOptions): Plan[] {
       const skip = target.server === 'ws' || target.server === 'ws-tuned' ? 'raw ws has no receipts: acknowledged delivery needs a protocol on top, which is what the others add' : undefined;
       plans.push({ target, workload: 'acked', params: { size: 64 }, ...(skip ? { skip } : { run: (e) => ackedDelivery(target, e, durationMs) }) });
     }
+    if (workloads.has('recovery')) {
+      const skip = target.name === 'websocket' || target.name === 'websocket@cluster' ? undefined : 'runs on the websocket rows (single node and cluster): recovery is a Switchyard feature the peers do not have';
+      plans.push({ target, workload: 'recovery', params: { missed: RECOVERY_MISSED }, ...(skip ? { skip } : { run: (e) => recoveryTime(e, RECOVERY_MISSED) }) });
+    }
     if (workloads.has('wire-bytes')) {
       // Bytes per message are the same every time; polling waits ~100 ms per echo, so count fewer.
       const messages = target.name.startsWith('polling') ? 10 : 200;
@@ -227,11 +234,50 @@ export function runFailure(target: Target, result: CellResult): string | undefin
   return [lost ? `${lost} reliable deliveries lost` : '', misrouted ? `${misrouted} misrouted (out of order, duplicated or to the wrong client or topic)` : ''].filter(Boolean).join(', ');
 }
 
+interface ServerProcess {
+  endpoint: Endpoint;
+  probe: ServerProbe;
+  /** The (first) server process's pid. */
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * A cluster: a private redis-server and two Switchyard nodes on it. Its CPU is the sum over the
+ * nodes and Redis; its memory the nodes'.
+ */
+async function startCluster(pin: BenchOptions['pin']): Promise<ServerProcess> {
+  if (REDIS_MISSING) throw new Error(`the cluster rows need Redis: ${REDIS_MISSING}`);
+  const redis = await startRedis();
+  const nodes = await Promise.all([0, 1].map(() => startServerProcess('switchyard-cluster', pin, [redis.url])));
+  if (pin) execFileSync('taskset', ['-a', '-cp', pin.server, String(redis.pid)], { stdio: 'ignore' });
+  const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+  const redisCpuMicros = async () => {
+    // utime and stime, fields 14 and 15 of /proc/<pid>/stat (after the parenthesised name).
+    const fields = (await readFile(`/proc/${redis.pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) / ticksPerSecond) * 1e6;
+  };
+  return {
+    endpoint: { ...nodes[0]!.endpoint, ports: nodes.map((node) => node.endpoint.port) },
+    pid: nodes[0]!.pid,
+    probe: {
+      cpuMicros: async () => (await Promise.all([...nodes.map((node) => node.probe.cpuMicros()), redisCpuMicros()])).reduce((sum, micros) => sum + micros, 0),
+      memoryAfterGc: async () =>
+        (await Promise.all(nodes.map((node) => node.probe.memoryAfterGc()))).reduce((sum, m) => ({ heapAndExternal: sum.heapAndExternal + m.heapAndExternal, rss: sum.rss + m.rss }), { heapAndExternal: 0, rss: 0 }),
+    },
+    async stop() {
+      await Promise.all(nodes.map((node) => node.stop()));
+      await redis.close();
+    },
+  };
+}
+
 /** Starts the server process for one kind and reads its port. */
-export async function startServerProcess(kind: ServerKind, pin: BenchOptions['pin']): Promise<{ child: ChildProcess; endpoint: Endpoint; probe: ServerProbe }> {
+export async function startServerProcess(kind: ServerKind, pin: BenchOptions['pin'], args: string[] = []): Promise<ServerProcess> {
+  if (kind === 'switchyard-cluster' && args.length === 0) return startCluster(pin);
   // BENCH_SERVER_NODE_ARGS adds Node flags to the server process, e.g. '--cpu-prof' to profile it.
   const extra = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const child = fork(path.join(ROOT, 'benchmarks', 'bench-server.ts'), [kind], { execArgv: ['--import', 'tsx', '--expose-gc', ...extra], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const child = fork(path.join(ROOT, 'benchmarks', 'bench-server.ts'), [kind, ...args], { execArgv: ['--import', 'tsx', '--expose-gc', ...extra], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   // Every thread of the server (libuv pool, V8's GC helpers too) on the server's CPUs.
   if (pin) execFileSync('taskset', ['-a', '-cp', pin.server, String(child.pid)], { stdio: 'ignore' });
   const endpoint = await new Promise<Endpoint>((resolve, reject) => {
@@ -256,7 +302,7 @@ export async function startServerProcess(kind: ServerKind, pin: BenchOptions['pi
       return { heapAndExternal: memoryBytes, rss: rssBytes };
     },
   };
-  return { child, endpoint, probe };
+  return { endpoint, probe, pid: child.pid!, stop: () => stopServerProcess(child) };
 }
 
 /** Lets the server exit by itself (so a --cpu-prof profile gets written), killing it after 5 s. */
@@ -323,7 +369,7 @@ export async function runCells(options: BenchOptions): Promise<Cell[]> {
       }
     }
   } finally {
-    for (const server of servers.values()) await stopServerProcess(server.child);
+    for (const server of servers.values()) await server.stop();
   }
   progress(total, total, 'done');
   if (process.stderr.isTTY) process.stderr.write('\n');

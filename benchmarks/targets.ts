@@ -22,7 +22,6 @@ import type { ClientTransportOptions, Connection, Lane, TransportName } from '..
 import type { WebRtcConnection } from '../transports/webrtc/connection.ts';
 import { connectWebSocket, type WebSocketConstructor } from '../transports/websocket/client.ts';
 import { RawOp, rawPayload, rawPublishFrame, rawTopic, type ServerKind } from './raw-protocol.ts';
-import type { Workload } from './report.ts';
 
 /** The load generator's write policy, stated in every report. */
 export const CLIENT_WRITE_POLICY = 'one write per message on every client: nothing corked or batched by the load generator';
@@ -59,9 +58,9 @@ export interface Target {
   readonly description: string;
   /** The lane every message goes on (Switchyard targets); unreliable lanes may lose and reorder messages. */
   readonly lane?: Lane;
-  /** The only workloads this row runs, and why (the others are skipped with `reason`). */
-  readonly only?: { workloads: readonly Workload[]; reason: string };
-  connect(endpoint: { port: number; certPem: string | null }): Promise<BenchClient>;
+  /** The only workloads this row runs (report.ts's Workload names), and why (the others are skipped with `reason`). */
+  readonly only?: { workloads: readonly string[]; reason: string };
+  connect(endpoint: { port: number; certPem: string | null; ports?: number[] }): Promise<BenchClient>;
 }
 
 /** Our `websocket` client over plain `ws` (no cork hook): it then writes each message as it is sent. */
@@ -221,45 +220,71 @@ function switchyardWire(tls: boolean): Target {
     server: 'switchyard',
     tls,
     description: `Switchyard websocket${tls ? ' over TLS' : ''}, driven by a bare ws client speaking the envelope protocol (the ws rows' client)`,
-    async connect({ port, certPem }) {
-      const socket = new WebSocket(`${tls ? 'wss' : 'ws'}://127.0.0.1:${port}/ws`, { perMessageDeflate: false, ca: certPem ?? undefined });
-      socket.binaryType = 'nodebuffer';
-      let echoed: (payload: Uint8Array) => void = () => undefined;
-      let published: (payload: Uint8Array, topic: string) => void = () => undefined;
-      const acks = new Map<string, () => void>();
-      let welcomed: (id: string) => void = () => undefined;
-      const welcome = new Promise<string>((resolve) => void (welcomed = resolve));
-      socket.on('message', (data: Buffer, isBinary: boolean) => {
-        const envelope = decodeEnvelope(isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString());
-        if (envelope.t === 'message') {
-          if (envelope.kind === 'send') echoed(envelope.data as Uint8Array);
-          else if (envelope.kind === 'topic') published(envelope.data as Uint8Array, envelope.to!);
-        } else if (envelope.t === 'ack') {
-          acks.get(envelope.id)?.();
-          acks.delete(envelope.id);
-        } else if (envelope.t === 'welcome') welcomed(envelope.clientId);
-      });
-      await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
-      socket.send(encodeEnvelope({ t: 'hello' }));
-      const self = await welcome;
-      let nextId = 0;
-      const acked = (command: ClientCommand) =>
-        new Promise<void>((resolve) => {
-          const id = `b${nextId++}`;
-          acks.set(id, resolve);
-          socket.send(encodeEnvelope({ ...command, id } as ClientCommand));
-        });
-      return {
-        sendToSelf: (payload) => socket.send(encodeEnvelope({ t: 'send', to: self, data: payload })),
-        onEcho: (listener) => void (echoed = listener),
-        subscribe: (topic) => acked({ t: 'subscribe', topic }),
-        publish: (topic, payload) => socket.send(encodeEnvelope({ t: 'publish', topic, data: payload })),
-        onPublished: (listener) => void (published = listener),
-        acked: (payload) => acked({ t: 'publish', topic: 'receipts', data: payload }),
-        close: () => socket.close(),
-      };
+    connect: async ({ port, certPem }) => (await wireClient(port, certPem, tls)).client,
+  };
+}
+
+/**
+ * The `websocket` row's client against a cluster of two nodes sharing Redis: clients connect to
+ * the nodes in turn (a fan-out's subscribers are split across them), and each client's echo
+ * crosses nodes: it sends through its node to a second connection of its own on the other node.
+ */
+function switchyardCluster(): Target {
+  let turn = 0;
+  return {
+    name: 'websocket@cluster',
+    server: 'switchyard-cluster',
+    tls: false,
+    description: "Switchyard websocket on 2 nodes + Redis (this machine), the websocket row's bare ws client; an echo goes out through one node and back through the other",
+    async connect({ port, ports, certPem }) {
+      const nodes = ports ?? [port];
+      const here = turn++ % nodes.length;
+      const [out, back] = await Promise.all([wireClient(nodes[here]!, certPem, false), wireClient(nodes[(here + 1) % nodes.length]!, certPem, false)]);
+      return { ...out.client, sendToSelf: (payload) => out.sendTo(back.id, payload), onEcho: back.client.onEcho, close: () => (out.client.close(), back.client.close()) };
     },
   };
+}
+
+/** A bare ws client of Switchyard's envelope protocol (websocket rows), with its client id and a send to any id. */
+async function wireClient(port: number, certPem: string | null, tls: boolean): Promise<{ client: BenchClient; id: string; sendTo(id: string, payload: Uint8Array): void }> {
+  const socket = new WebSocket(`${tls ? 'wss' : 'ws'}://127.0.0.1:${port}/ws`, { perMessageDeflate: false, ca: certPem ?? undefined });
+  socket.binaryType = 'nodebuffer';
+  let echoed: (payload: Uint8Array) => void = () => undefined;
+  let published: (payload: Uint8Array, topic: string) => void = () => undefined;
+  const acks = new Map<string, () => void>();
+  let welcomed: (id: string) => void = () => undefined;
+  const welcome = new Promise<string>((resolve) => void (welcomed = resolve));
+  socket.on('message', (data: Buffer, isBinary: boolean) => {
+    const envelope = decodeEnvelope(isBinary ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data.toString());
+    if (envelope.t === 'message') {
+      if (envelope.kind === 'send') echoed(envelope.data as Uint8Array);
+      else if (envelope.kind === 'topic') published(envelope.data as Uint8Array, envelope.to!);
+    } else if (envelope.t === 'ack') {
+      acks.get(envelope.id)?.();
+      acks.delete(envelope.id);
+    } else if (envelope.t === 'welcome') welcomed(envelope.clientId);
+  });
+  await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+  socket.send(encodeEnvelope({ t: 'hello' }));
+  const self = await welcome;
+  let nextId = 0;
+  const acked = (command: ClientCommand) =>
+    new Promise<void>((resolve) => {
+      const id = `b${nextId++}`;
+      acks.set(id, resolve);
+      socket.send(encodeEnvelope({ ...command, id } as ClientCommand));
+    });
+  const sendTo = (to: string, payload: Uint8Array) => socket.send(encodeEnvelope({ t: 'send', to, data: payload }));
+  const client: BenchClient = {
+    sendToSelf: (payload) => sendTo(self, payload),
+    onEcho: (listener) => void (echoed = listener),
+    subscribe: (topic) => acked({ t: 'subscribe', topic }),
+    publish: (topic, payload) => socket.send(encodeEnvelope({ t: 'publish', topic, data: payload })),
+    onPublished: (listener) => void (published = listener),
+    acked: (payload) => acked({ t: 'publish', topic: 'receipts', data: payload }),
+    close: () => socket.close(),
+  };
+  return { client, id: self, sendTo };
 }
 
 /** A `ws` client of the one-byte raw protocol; `tuned` only changes the server it talks to. */
@@ -357,6 +382,7 @@ function socketIo(transport: 'websocket' | 'polling', tls: boolean, options: { k
 export const TARGETS: readonly Target[] = [
   switchyardWire(false),
   switchyardWire(true),
+  switchyardCluster(),
   switchyard('websocket', false),
   switchyard('websocket', true),
   switchyard('long-polling', false),

@@ -12,11 +12,16 @@
  */
 import net from 'node:net';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import { startTcpProxy } from '../test-support/tcp-proxy.ts';
+import type { Delivery } from '../transports/client.ts';
+import { createClient } from '../transports/node-client.ts';
 import type { BenchClient, Target } from './targets.ts';
 
 export interface Endpoint {
   port: number;
   certPem: string | null;
+  /** A cluster's nodes (the first is `port`). */
+  ports?: number[];
 }
 
 /** Server process accounting, from bench-server's IPC. */
@@ -65,6 +70,10 @@ export interface CellResult {
   generatorBehind?: boolean;
   /** TCP or UDP payload bytes per message, both directions and all framing (HTTP, TLS, QUIC) included. */
   wireBytesPerMessage?: number;
+  /** Recovery: from the resumed connection's TCP accept to the last missed message delivered (ms). */
+  recoveryMs?: number;
+  /** Recovery: messages the client missed while away (all recovered, or the cell fails as lost). */
+  missed?: number;
 }
 
 const WARMUP = 0.2;
@@ -685,6 +694,58 @@ async function measuredWindow(durationMs: number, probe: ServerProbe, recording:
  * Resolves at `time` (performance.now() scale) to within tens of µs: a timer for all but the last
  * millisecond (timers are only ms-precise), then setImmediate turns, which keep handling I/O.
  */
+/**
+ * Recovery after a reconnect (Switchyard's websocket client): a room member drops off (its
+ * connection cut through a TCP forwarder standing in for a load balancer; on a cluster it comes
+ * back through the other node), `missed` acknowledged messages go to the room meanwhile, and it
+ * resumes with its last offset. Timed from the TCP accept of its new connection to the last missed
+ * message; every one must arrive once, in order (else lost / misrouted, and the cell fails).
+ */
+export async function recoveryTime(endpoint: Endpoint, missed: number): Promise<CellResult> {
+  const [home, away] = endpoint.ports ?? [endpoint.port, endpoint.port];
+  const proxy = await startTcpProxy(home!);
+  const room = `recovery-${Math.random().toString(36).slice(2)}`;
+  const mover = createClient({ url: `http://127.0.0.1:${proxy.port}`, transports: 'websocket' });
+  const publisher = createClient({ url: `http://127.0.0.1:${away}`, transports: 'websocket' });
+  try {
+    const inbox: Delivery[] = [];
+    let lastAt = 0;
+    mover.on('message', (delivery) => {
+      inbox.push(delivery);
+      lastAt = performance.now();
+    });
+    let recovered: boolean | undefined;
+    mover.on('recovery', (complete) => (recovered = complete));
+    await Promise.all([mover.connect(), publisher.connect()]);
+    await mover.join(room);
+    await publisher.multicast({ room }, 'before', { ack: true });
+    while (inbox.length === 0) await sleep(5);
+    inbox.length = 0;
+    // Away: the forwarder cuts the connection and refuses new ones (port 1) while the room moves on.
+    const gone = new Promise<void>((resolve) => mover.on('state', (state) => state === 'reconnecting' && resolve()));
+    proxy.pointAt(1);
+    proxy.cutAll();
+    await gone;
+    for (let i = 0; i < missed; i += 1000) await Promise.all(Array.from({ length: Math.min(1000, missed - i) }, (_, j) => publisher.multicast({ room }, i + j, { ack: true })));
+    let acceptedAt = 0;
+    proxy.onAccept(() => (acceptedAt ||= performance.now()));
+    proxy.pointAt(away!);
+    let progress = performance.now();
+    let seen = 0;
+    while (inbox.length < missed && performance.now() - progress < LOST_AFTER_MS) {
+      if (inbox.length > seen) [seen, progress] = [inbox.length, performance.now()];
+      await sleep(5);
+    }
+    const values = inbox.slice(0, missed).map((d) => d.data as number);
+    const misrouted = values.filter((value, i) => value !== i).length + Math.max(0, inbox.length - missed);
+    return { recoveryMs: Math.round((lastAt - acceptedAt) * 10) / 10, missed, lost: Math.max(0, missed - inbox.length) + (recovered === false ? 1 : 0), misrouted };
+  } finally {
+    mover.close();
+    publisher.close();
+    await proxy.close();
+  }
+}
+
 async function until(time: number): Promise<void> {
   const wait = time - performance.now();
   if (wait > 1.5) await sleep(wait - 1);

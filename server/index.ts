@@ -23,9 +23,12 @@ import type { ConnectRequest } from '../transports/webtransport/engine/h3-connec
 import type { WebTransportQuicOptions, WebTransportTransportServer } from '../transports/webtransport/server.ts';
 import { DualHttpServer, guardedRequest, guardedUpgrade, type TcpTimeouts } from './http-server.ts';
 import { decide, hostName, originGuard, type OriginPolicy, type OriginPolicyOptions } from './origins.ts';
+import type { RouterEngine } from './engine.ts';
+import { RedisEngine } from './redis-engine.ts';
 import { Router, type RouterEvents, type RouterOptions } from './router.ts';
 import { SERVER_TRANSPORTS, type TransportSetup } from './transports.ts';
 
+export type { EngineStatus, HistoryOptions, RouterEngine } from './engine.ts';
 export { Router, type RouterOptions, type RouterEvents, type RoutedClient, type Action, type HelloInfo } from './router.ts';
 export { staticFiles } from './static-files.ts';
 export type { Payload } from '../transports/codec/envelope.ts';
@@ -79,6 +82,12 @@ export interface SwitchyardOptions extends OriginPolicyOptions {
    * (default derived from the certificate's key: give one when the certificate is ephemeral).
    */
   webtransport?: WebTransportQuicOptions;
+  /**
+   * Several server processes as one: their shared state and messages in Redis (`redis://host:port`).
+   * Rooms, topics, unicast by id, receipts, history and resumes then work across every process
+   * given the same Redis. Without it, this process is the whole server (in memory).
+   */
+  cluster?: { redis: string };
 }
 
 export interface SwitchyardServerOptions extends SwitchyardOptions {
@@ -116,7 +125,9 @@ export interface SwitchyardHub {
   sendTo(clientId: string, data: Payload): number;
   /** Sends to every client (kind 'broadcast', from 'server'). */
   broadcast(data: Payload): number;
-  /** `connect`, `disconnect`, `join`, `leave`, `subscribe`, `unsubscribe`; returns the remover. */
+  /** Who is in a room (in a cluster: on every node). */
+  presence(room: string): Promise<string[]>;
+  /** `connect`, `disconnect`, `join`, `leave`, `subscribe`, `unsubscribe`, `presence`; returns the remover. */
   on<E extends keyof RouterEvents>(event: E, listener: RouterEvents[E]): () => void;
   close(): Promise<void>;
 }
@@ -172,7 +183,18 @@ interface Core extends Omit<SwitchyardHub, 'webtransport' | 'close'> {
 async function createCore(options: SwitchyardOptions & { certificate?: CertificateOption }): Promise<Core> {
   const wanted = new Set<TransportName>(options.transports ?? (Object.keys(SERVER_TRANSPORTS) as TransportName[]));
   const certificate = await certificateOf(options.certificate);
-  const router = new Router({ ...options.router, maxMessageSize: options.maxMessageSize ?? options.router?.maxMessageSize });
+  let engine: RouterEngine | undefined;
+  if (options.cluster) {
+    const redis = new RedisEngine({ url: options.cluster.redis, history: options.router?.history, dedupWindow: options.router?.dedupWindow, sessionTtlMs: options.router?.resumeGraceMs === undefined ? undefined : Math.max(60_000, options.router.resumeGraceMs) });
+    try {
+      await redis.connect();
+    } catch (error) {
+      await redis.close();
+      throw new Error(`cannot reach Redis at ${options.cluster.redis}: ${(error as Error).message}`, { cause: error });
+    }
+    engine = redis;
+  }
+  const router = new Router({ ...options.router, engine, maxMessageSize: options.maxMessageSize ?? options.router?.maxMessageSize });
   // A delivery keeps the lane it was sent on where the recipient's transport has it, and goes
   // reliably (counted in laneDowngrades) where it does not: clients on any transport talk.
   const setup = { common: { maxMessageSize: options.maxMessageSize, backpressure: options.backpressure, laneFallback: 'reliable' as const }, longPolling: options.longPolling, webrtc: options.webrtc };
@@ -207,6 +229,8 @@ async function createCore(options: SwitchyardOptions & { certificate?: Certifica
       urls: urlsFor(host, address.port),
       certificateSha256: hashable(certificate) ? certificate.sha256Hex : null,
       certificateNotAfter: certificate?.notAfter.toISOString() ?? null,
+      // A cluster node says which node it is and whether it reaches the shared store.
+      ...(options.cluster ? { cluster: router.engine.status() } : {}),
     });
     response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
   };
@@ -233,6 +257,7 @@ async function createCore(options: SwitchyardOptions & { certificate?: Certifica
     toRoom: (room, data) => router.toRoom(room, data),
     sendTo: (clientId, data) => router.sendTo(clientId, data),
     broadcast: (data) => router.broadcast(data),
+    presence: (room) => router.presence(room),
     on: (event, listener) => router.on(event, listener),
     owns(request) {
       const pathname = (request.url ?? '/').split('?')[0]!;
@@ -288,6 +313,7 @@ async function createCore(options: SwitchyardOptions & { certificate?: Certifica
     async close() {
       await Promise.all(plugins.map((plugin) => plugin.close?.()));
       router.close();
+      await router.engine.close();
       await Promise.all([...transports, ...(webtransport ? [webtransport] : [])].map((transport) => transport.close()));
     },
   };
@@ -295,7 +321,7 @@ async function createCore(options: SwitchyardOptions & { certificate?: Certifica
 
 /** The public face of the core (its request handlers stay inside). */
 function hubOf(core: Core): SwitchyardHub {
-  const { router, transports, certificate, publish, toRoom, sendTo, broadcast, on, close } = core;
+  const { router, transports, certificate, publish, toRoom, sendTo, broadcast, presence, on, close } = core;
   return {
     router,
     transports,
@@ -307,6 +333,7 @@ function hubOf(core: Core): SwitchyardHub {
     toRoom,
     sendTo,
     broadcast,
+    presence,
     on,
     close,
   };

@@ -229,18 +229,18 @@ describe('rooms and topics', () => {
     sender!.send({ t: 'join', room: 'r', id: 'j1' });
     member!.send({ t: 'join', room: 'r', id: 'j2' });
     await settle();
-    expect(sender!.of('ack')).toEqual([{ t: 'ack', id: 'j1' }]);
+    expect(sender!.of('ack')).toEqual([{ t: 'ack', id: 'j1', offset: expect.stringMatching(/^\d+-\d+$/) }]);
     expect(router.rooms.get('r')?.size).toBe(2);
 
     sender!.send({ t: 'multicast', target: { room: 'r' }, data: { n: 1 } });
     await settle();
-    expect(member!.deliveries()).toEqual([{ t: 'message', from: sender!.id, kind: 'room', to: 'r', data: { n: 1 } }]);
+    expect(member!.deliveries()).toEqual([{ t: 'message', from: sender!.id, kind: 'room', to: 'r', data: { n: 1 }, offset: expect.any(String) }]);
     expect(sender!.deliveries()).toEqual([]);
     expect(outsider!.deliveries()).toEqual([]);
 
     member!.send({ t: 'leave', room: 'r', id: 'l1' });
     await settle();
-    expect(member!.of('ack')).toEqual([{ t: 'ack', id: 'j2' }, { t: 'ack', id: 'l1' }]);
+    expect(member!.of('ack')).toEqual([{ t: 'ack', id: 'j2', offset: expect.any(String) }, { t: 'ack', id: 'l1' }]);
     member!.clear();
     sender!.send({ t: 'multicast', target: { room: 'r' }, data: 2 });
     await settle();
@@ -260,7 +260,7 @@ describe('rooms and topics', () => {
     await settle();
     publisher!.send({ t: 'publish', topic: 'news', data: 'headline' });
     await settle();
-    expect(subscriber!.deliveries()).toEqual([{ t: 'message', from: publisher!.id, kind: 'topic', to: 'news', data: 'headline' }]);
+    expect(subscriber!.deliveries()).toEqual([{ t: 'message', from: publisher!.id, kind: 'topic', to: 'news', data: 'headline', offset: expect.any(String) }]);
     expect(publisher!.deliveries()).toEqual([]);
     expect(other!.deliveries()).toEqual([]);
 
@@ -357,7 +357,7 @@ describe('receipts', () => {
     peer!.send({ t: 'join', room: 'a' });
     peer!.send({ t: 'join', room: 'b', id: 'with-id' });
     await settle();
-    expect(peer!.inbox).toEqual([{ t: 'ack', id: 'with-id' }]);
+    expect(peer!.inbox).toEqual([{ t: 'ack', id: 'with-id', offset: expect.any(String) }]);
   });
 
   it('asks recipients for a receipt and forwards each recipient ack to the sender, naming the recipient', async () => {
@@ -630,6 +630,103 @@ describe('resume after a reconnect', () => {
     // The old connection's close does not start a grace timer over the new one.
     vi.advanceTimersByTime(60_000);
     expect(router.clients.get(id)?.connection).toBe(second.server);
+  });
+});
+
+describe('history and recovery (in-memory engine)', () => {
+  /** A member of room 'r' and topic 't' that got `before` messages, then dropped; `after` more were sent meanwhile. */
+  async function away(options: RouterOptions, before: number, after: number) {
+    start({ resumeGraceMs: 10_000, ...options });
+    const [member, sender] = await joinMany(2);
+    member!.send({ t: 'join', room: 'r' });
+    member!.send({ t: 'subscribe', topic: 't' });
+    await settle();
+    for (let i = 0; i < before; i++) sender!.send({ t: 'multicast', target: { room: 'r' }, data: `r${i}` });
+    sender!.send({ t: 'publish', topic: 't', data: 't0' });
+    await settle();
+    const got = member!.deliveries();
+    const offsets = { 'room:r': got.at(-2)!.offset!, 'topic:t': got.at(-1)!.offset! };
+    member!.client.abort();
+    await settle();
+    for (let i = before; i < before + after; i++) sender!.send({ t: 'multicast', target: { room: 'r' }, data: `r${i}` });
+    await settle();
+    return { sender: sender!, id: member!.id, secret: member!.welcome!.secret, offsets };
+  }
+
+  it('a resume with offsets gets exactly the missed room messages, in order, after a welcome saying recovered, then live ones', async () => {
+    const { sender, id, secret, offsets } = await away({}, 3, 5);
+    const back = attach();
+    back.send({ t: 'hello', resume: { clientId: id, secret }, offsets });
+    await settle();
+    expect(back.inbox[0]).toMatchObject({ t: 'welcome', resumed: true, recovered: true });
+    expect(back.deliveries().map((d) => d.data)).toEqual(['r3', 'r4', 'r5', 'r6', 'r7']);
+    sender.send({ t: 'multicast', target: { room: 'r' }, data: 'live' });
+    await settle();
+    expect(back.deliveries().map((d) => d.data)).toEqual(['r3', 'r4', 'r5', 'r6', 'r7', 'live']);
+    // Offsets grow within the room.
+    const numbers = back.deliveries().map((d) => Number(d.offset!.split('-')[0]));
+    expect(numbers).toEqual([...numbers].sort((a, b) => a - b));
+  });
+
+  it('says recovered: false when the history no longer reaches back (count), and sends what it has', async () => {
+    const { id, secret, offsets } = await away({ history: { maxLength: 4 } }, 1, 6);
+    const back = attach();
+    back.send({ t: 'hello', resume: { clientId: id, secret }, offsets });
+    await settle();
+    expect(back.welcome).toMatchObject({ resumed: true, recovered: false });
+    expect(back.deliveries().map((d) => d.data)).toEqual(['r3', 'r4', 'r5', 'r6']);
+  });
+
+  it('says recovered: false when the missed messages aged out, and for offsets of another process', async () => {
+    const { id, secret, offsets } = await away({ history: { maxAgeMs: 1_000 } }, 1, 2);
+    vi.advanceTimersByTime(1_001);
+    const back = attach();
+    back.send({ t: 'hello', resume: { clientId: id, secret }, offsets: { ...offsets, 'topic:t': '1-12345' } });
+    await settle();
+    expect(back.welcome).toMatchObject({ resumed: true, recovered: false });
+    expect(back.deliveries()).toEqual([]);
+  });
+
+  it('says recovered: false when the session is gone (a fresh welcome), and offsets for rooms it is not in do not leak history', async () => {
+    const { id, secret, offsets } = await away({}, 1, 2);
+    const stranger = attach();
+    stranger.send({ t: 'hello', offsets });
+    await settle();
+    expect(stranger.welcome).toMatchObject({ resumed: false, recovered: false });
+    vi.advanceTimersByTime(10_000);
+    const late = attach();
+    late.send({ t: 'hello', resume: { clientId: id, secret }, offsets });
+    await settle();
+    expect(late.welcome).toMatchObject({ resumed: false, recovered: false });
+    expect(late.deliveries()).toEqual([]);
+  });
+
+  it('a member that got nothing yet resumes from the offset its join ack named', async () => {
+    start({ resumeGraceMs: 10_000 });
+    const [member, sender] = await joinMany(2);
+    member!.send({ t: 'join', room: 'quiet', id: 'j' });
+    await settle();
+    const offset = member!.of('ack')[0]!.offset!;
+    const { clientId: id, secret } = member!.welcome!;
+    member!.client.abort();
+    await settle();
+    sender!.send({ t: 'multicast', target: { room: 'quiet' }, data: 'while away' });
+    await settle();
+    const back = attach();
+    back.send({ t: 'hello', resume: { clientId: id, secret }, offsets: { 'room:quiet': offset } });
+    await settle();
+    expect(back.welcome).toMatchObject({ resumed: true, recovered: true });
+    expect(back.deliveries().map((d) => d.data)).toEqual(['while away']);
+  });
+
+  it('binary deliveries carry their offset too', async () => {
+    start();
+    const [member, sender] = await joinMany(2);
+    member!.send({ t: 'join', room: 'b' });
+    await settle();
+    sender!.send({ t: 'multicast', target: { room: 'b' }, data: Uint8Array.of(7) });
+    await settle();
+    expect(member!.deliveries()[0]).toMatchObject({ kind: 'room', to: 'b', offset: expect.stringMatching(/^\d+-\d+$/) });
   });
 });
 

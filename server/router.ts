@@ -12,8 +12,13 @@
  * errors); malformed frames are answered once per turn, not once each, and too many of them close
  * the connection; each connection has a token bucket of commands per second; commands that arrive
  * behind a hello still being decided wait for it. An acknowledgement means the command was routed
- * in this process's memory: a delivery too large for the recipients' transports is refused, never
- * acknowledged and then dropped.
+ * by the engine (in memory: routed; on Redis: stored there): a delivery too large for the
+ * recipients' transports is refused, never acknowledged and then dropped.
+ *
+ * Where messages go between processes, the rooms' and topics' history and the sessions a client may
+ * resume anywhere are the engine's (engine.ts); the router keeps this node's clients and delivers
+ * what the engine hands it to them. A client resuming with the offsets of the last messages it got
+ * receives what came after them (from the history) before any live message.
  */
 import { messageSize } from '../transports/base-connection.ts';
 import { decodeEnvelope, encodeEnvelope, EnvelopeError, type ClientCommand, type DeliveryKind, type Envelope, type Payload, type ServerEvent } from '../transports/codec/envelope.ts';
@@ -22,6 +27,8 @@ import { Emitter } from '../transports/emitter.ts';
 import { randomId } from '../transports/random-id.ts';
 import { DEFAULT_DEDUP_WINDOW, RecentIds } from '../transports/recent-ids.ts';
 import { CloseCode, type CloseInfo, type Connection, type Lane, type Message } from '../transports/transport.ts';
+import { compareOffsets, isOffset, type Channel, type Delivery, type EngineHost, type HistoryAnswer, type HistoryOptions, type Publication, type ReceiptEvent, type RouterEngine, type SessionRecord, type Target } from './engine.ts';
+import { MemoryEngine } from './memory-engine.ts';
 
 export interface HelloInfo {
   token: string | undefined;
@@ -86,6 +93,12 @@ export interface RouterOptions {
   authorize?: (client: RoutedClient, action: Action) => boolean;
   /** Routing hook, called before every command is routed; 'drop' ignores it (no receipt). */
   beforeRoute?: (command: Exclude<ClientCommand, { t: 'hello' }>, client: RoutedClient) => 'drop' | undefined;
+  /** Where messages, history and sessions live. Default: a MemoryEngine (this process alone) with `history`. */
+  engine?: RouterEngine;
+  /** Each room's and topic's history, for recovery after a reconnect (in-memory engine). */
+  history?: HistoryOptions;
+  /** Operator messages (the engine's store went away, came back). Default: console.warn. */
+  log?: (message: string) => void;
 }
 
 /** What the router tells the application (`server.on(...)`). */
@@ -100,6 +113,11 @@ export interface RouterEvents {
   leave: (client: RoutedClient, room: string) => void;
   subscribe: (client: RoutedClient, topic: string) => void;
   unsubscribe: (client: RoutedClient, topic: string) => void;
+  /**
+   * Someone joined or left a room, on any node of a cluster (here too): `join` and `leave` above
+   * are this node's clients only. A dead node's clients leave once it is found dead.
+   */
+  presence: (room: string, clientId: string, change: 'join' | 'leave') => void;
 }
 
 /** One logical client: survives a reconnect (same id) within the resume grace period. */
@@ -115,6 +133,12 @@ export class RoutedClient {
   lastSeen = Date.now();
   rttMs: number | null = null;
   graceTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Commands handed to the engine and not answered yet. */
+  inflight = 0;
+  /** While its missed messages are fetched at a resume: live deliveries wait here. */
+  recovering: { frame: Message; lane: Lane; channel: Channel | undefined; offset: string | undefined }[] | undefined;
+  /** After a recovery: per channel, the offset it has everything up to (a node that reads behind must not repeat those). */
+  floors: Map<Channel, string> | undefined;
 
   constructor(
     readonly id: string,
@@ -163,10 +187,17 @@ const DEFAULTS = {
 
 /** Commands held while their connection's hello is being decided; more are refused. */
 const MAX_EARLY_COMMANDS = 64;
+/** Commands one client may have waiting on the engine; past it the connection is not read until half are answered. */
+const MAX_INFLIGHT = 1024;
+/** Live deliveries held for a client while its missed messages are fetched; past it the recovery is incomplete. */
+const MAX_HELD_WHILE_RECOVERING = 65_536;
+/** A delivery is at most this much larger than the command that carried it, besides its sender's id and user id (field names, kind, offset). */
+const DELIVERY_OVERHEAD = 160;
 /** Envelope types only the server sends. */
 const SERVER_ONLY = new Set<string>(['welcome', 'message', 'error']);
 
 type RouteError = { code: string; message: string };
+type Done = (error?: RouteError) => void;
 
 /** What the router keeps per connection. */
 interface Peer {
@@ -191,6 +222,7 @@ export class Router {
   readonly #awaitingDrain = new Map<Connection, Set<Connection>>();
   readonly #heartbeat: ReturnType<typeof setInterval>;
   readonly #events = new Emitter<RouterEvents>();
+  readonly #engine: RouterEngine;
   #counters = { routed: 0, deliveries: 0, duplicates: 0, errors: 0, undeliverable: 0, refused: 0 };
 
   constructor(options: RouterOptions = {}) {
@@ -200,6 +232,27 @@ export class Router {
     this.#options = { ...DEFAULTS, ...given, livenessTimeoutMs: options.livenessTimeoutMs ?? heartbeatMs * 2.5 };
     this.#heartbeat = setInterval(() => this.#beat(), heartbeatMs);
     this.#heartbeat.unref?.();
+    this.#engine = options.engine ?? new MemoryEngine(options.history);
+    // eslint-disable-next-line no-console -- the operator's log when the application gives none
+    const log = options.log ?? ((message: string) => console.warn(`switchyard: ${message}`));
+    const host: EngineHost = {
+      deliver: (target, event, lane, offset) => this.#deliver(target, event, lane, offset),
+      hasClient: (clientId) => this.clients.has(clientId),
+      release: (clientId) => this.#release(clientId),
+      presence: (room, clientId, change) => this.#events.emit('presence', room, clientId, change),
+      localMembers: (room) => [...(this.rooms.get(room) ?? [])].map((client) => client.id),
+      fellBehind: (channel) => {
+        const members = channel.startsWith('room:') ? this.rooms.get(channel.slice(5)) : this.topics.get(channel.slice(6));
+        for (const member of members ?? []) member.connection?.close(CloseCode.fellBehind, 'this node fell behind the stream: resume to learn what was lost');
+      },
+      log,
+    };
+    this.#engine.start(host);
+  }
+
+  /** The engine's state: which one, this node's id, whether its store is reachable. */
+  get engine(): RouterEngine {
+    return this.#engine;
   }
 
   stats(): RouterStats {
@@ -257,6 +310,7 @@ export class Router {
       else {
         const lost = client;
         lost.graceTimer = setTimeout(() => this.#forget(lost), this.#options.resumeGraceMs);
+        this.#engine.suspend(lost.id, this.#options.resumeGraceMs);
         lost.graceTimer.unref?.();
       }
     });
@@ -264,23 +318,37 @@ export class Router {
 
   /** Sends a server-originated message to every client (kind 'broadcast', from 'server'). */
   broadcast(data: Payload): number {
-    return this.#fanOut(this.clients.values(), { t: 'message', from: 'server', kind: 'broadcast', data }, undefined);
+    return this.#serverSends({ all: true }, { t: 'message', from: 'server', kind: 'broadcast', data });
   }
 
   /** Publishes from the server to a topic's subscribers; returns the deliveries queued. */
   publish(topic: string, data: Payload): number {
-    return this.#fanOut(this.topics.get(topic) ?? [], { t: 'message', from: 'server', kind: 'topic', to: topic, data }, undefined);
+    return this.#serverSends({ topic }, { t: 'message', from: 'server', kind: 'topic', to: topic, data });
   }
 
   /** Sends from the server to every member of a room. */
   toRoom(room: string, data: Payload): number {
-    return this.#fanOut(this.rooms.get(room) ?? [], { t: 'message', from: 'server', kind: 'room', to: room, data }, undefined);
+    return this.#serverSends({ room }, { t: 'message', from: 'server', kind: 'room', to: room, data });
   }
 
   /** Sends from the server to one client; 0 when no such client is connected. */
   sendTo(clientId: string, data: Payload): number {
-    const client = this.clients.get(clientId);
-    return client ? this.#fanOut([client], { t: 'message', from: 'server', kind: 'send', data }, undefined) : 0;
+    return this.#serverSends({ client: clientId }, { t: 'message', from: 'server', kind: 'send', data });
+  }
+
+  /**
+   * A server-originated message through the engine. Returns the deliveries queued in this turn: all
+   * of them in memory; on a shared engine they happen on each node as the message arrives (0 here).
+   */
+  #serverSends(target: Target, event: Delivery): number {
+    const before = this.#counters.deliveries;
+    this.#engine.publish({ target, event, lane: 'reliable', size: 0 }, () => undefined);
+    return this.#counters.deliveries - before;
+  }
+
+  /** Who is in a room, on every node of a cluster (here alone: this process's members). */
+  presence(room: string): Promise<string[]> {
+    return new Promise((resolve) => this.#engine.presence(room, resolve));
   }
 
   /** Listens to client lifecycle and membership events; returns the remover. */
@@ -288,7 +356,7 @@ export class Router {
     return this.#events.on(event, listener);
   }
 
-  /** Stops heartbeats and closes every connection with 1001. */
+  /** Stops heartbeats and closes every connection with 1001; the engine is closed by its owner. */
   close(): void {
     clearInterval(this.#heartbeat);
     for (const connection of this.#connections.keys()) connection.close(CloseCode.goingAway, 'server shutting down');
@@ -316,6 +384,7 @@ export class Router {
     }
     if (connection.state !== 'open') return undefined;
 
+    const offsets = this.#validOffsets(hello.offsets);
     let client: RoutedClient | undefined;
     let resumed = false;
     const previous = hello.resume ? this.clients.get(hello.resume.clientId) : undefined;
@@ -327,13 +396,35 @@ export class Router {
       // The secret just used may have been seen by someone else (a long-polling sid lets its holder
       // read the poll stream): a fresh one makes each secret good for one resume only.
       previous.secret = randomId(16);
+      this.#engine.renew(previous.id, previous.secret);
+      this.#engine.reattach(previous.id);
       client = previous;
       resumed = true;
-    } else {
+    } else if (hello.resume && !this.clients.has(hello.resume.clientId)) {
+      // Perhaps a session of another node (or of one that died): the engine knows.
+      const { clientId, secret } = hello.resume;
+      const fresh = randomId(16);
+      const session = await new Promise<SessionRecord | undefined>((resolve) => this.#engine.claim(clientId, secret, fresh, resolve));
+      if (session && !this.clients.has(clientId) && connection.state === 'open') {
+        client = new RoutedClient(clientId, fresh, connection, this.#options.dedupWindow);
+        client.userId = session.userId;
+        this.clients.set(clientId, client);
+        const joined = client;
+        const join = (index: Map<string, Set<RoutedClient>>, name: string, own: Set<string>) => new Promise((resolve) => this.#join(index, name, joined, own, resolve));
+        await Promise.all([...session.rooms.map((room) => join(this.rooms, room, joined.rooms)), ...session.topics.map((topic) => join(this.topics, topic, joined.topics))]);
+        resumed = true;
+      }
+    }
+    if (connection.state !== 'open' && !resumed) return undefined;
+    if (!client) {
       client = new RoutedClient(randomId(12), randomId(16), connection, this.#options.dedupWindow);
       this.clients.set(client.id, client);
+      client.userId = userId;
+      const registered = client;
+      await new Promise<void>((resolve) => this.#engine.register(registered.id, { secret: registered.secret, userId, rooms: [], topics: [] }, resolve));
     }
     client.userId = userId ?? client.userId;
+    const recovery = offsets && resumed ? await this.#recover(client, offsets) : undefined;
     this.#sendTo(client, {
       t: 'welcome',
       clientId: client.id,
@@ -341,9 +432,70 @@ export class Router {
       resumed,
       heartbeatMs: this.#options.heartbeatMs,
       maxMessageSize: this.#options.maxMessageSize,
+      ...(offsets ? { recovered: recovery?.complete ?? false } : {}),
     });
+    if (recovery) this.#replay(client, offsets!, recovery.answers);
     this.#events.emit('connect', client, resumed);
     return client;
+  }
+
+  /** A hello's offsets, when they are well-formed and no more than a client's memberships. */
+  #validOffsets(offsets: Record<string, string> | undefined): Map<Channel, string> | undefined {
+    if (!offsets) return undefined;
+    const entries = Object.entries(offsets);
+    if (entries.length > this.#options.maxMemberships) return new Map();
+    const valid = new Map<Channel, string>();
+    for (const [channel, offset] of entries) {
+      if ((channel.startsWith('room:') || channel.startsWith('topic:')) && isOffset(offset)) valid.set(channel as Channel, offset);
+    }
+    return valid;
+  }
+
+  /**
+   * Fetches what a resuming client missed in each of its rooms and topics after the offsets it
+   * gave; live deliveries meanwhile wait in `recovering`. Incomplete when a channel it names is not
+   * one of its own, or its history no longer reaches back to the offset.
+   */
+  async #recover(client: RoutedClient, offsets: Map<Channel, string>): Promise<{ complete: boolean; answers: Map<Channel, HistoryAnswer> }> {
+    client.recovering ??= [];
+    const answers = new Map<Channel, HistoryAnswer>();
+    let complete = true;
+    await Promise.all(
+      [...offsets].map(([channel, offset]) => {
+        const member = channel.startsWith('room:') ? client.rooms.has(channel.slice(5)) : client.topics.has(channel.slice(6));
+        if (!member) {
+          complete = false;
+          return undefined;
+        }
+        return new Promise<void>((resolve) =>
+          this.#engine.history(channel, offset, (answer) => {
+            answers.set(channel, answer);
+            complete &&= answer.complete;
+            resolve();
+          }),
+        );
+      }),
+    );
+    if (client.recovering.length >= MAX_HELD_WHILE_RECOVERING) complete = false;
+    return { complete, answers };
+  }
+
+  /**
+   * Sends the recovered messages, then the live ones held meanwhile that came after them; later
+   * live ones at or below what it has are dropped too (`floors`), until the node's reading passes them.
+   */
+  #replay(client: RoutedClient, offsets: Map<Channel, string>, answers: Map<Channel, HistoryAnswer>): void {
+    const floors = new Map(offsets);
+    for (const [channel, answer] of answers) {
+      for (const entry of answer.entries) {
+        this.#write(client.connection, encodeEnvelope({ ...entry.event, offset: entry.offset }), entry.lane);
+        floors.set(channel, entry.offset);
+      }
+    }
+    const held = client.recovering ?? [];
+    client.recovering = undefined;
+    client.floors = floors;
+    for (const { frame, lane, channel, offset } of held) if (!belowFloor(client, channel, offset)) this.#write(client.connection, frame, lane);
   }
 
   /** One frame from a client that said hello. */
@@ -356,7 +508,7 @@ export class Router {
       this.#protocolError(connection, 'ERR_ENVELOPE_SERVER_ONLY', `'${envelope.t}' is sent by the server only`);
       return;
     }
-    this.#handle(client, envelope as ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>, lane);
+    this.#handle(client, envelope as ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>, lane, messageSize(frame));
   }
 
   #decode(connection: Connection, frame: Message): Envelope | undefined {
@@ -368,7 +520,7 @@ export class Router {
     }
   }
 
-  #handle(client: RoutedClient, envelope: ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>, lane: Lane): void {
+  #handle(client: RoutedClient, envelope: ClientCommand | Extract<Envelope, { t: 'ack' | 'ping' | 'pong' }>, lane: Lane, size: number): void {
     const connection = client.connection!;
     if (!this.#takeToken(connection)) {
       this.#protocolError(connection, 'ERR_RATE_LIMITED', `over ${this.#options.rateLimit.perSecond} commands per second`, 'id' in envelope ? envelope.id : undefined, false);
@@ -382,15 +534,14 @@ export class Router {
         client.rttMs = Math.max(0, Date.now() - envelope.ts);
         return;
       case 'ack': {
-        // A recipient's receipt: forwarded to the original sender, naming who confirmed, only for a
-        // delivery that asked this client for one (nobody can confirm for someone else).
+        // A recipient's receipt: forwarded to the original sender (on whichever node), naming who
+        // confirmed, only for a delivery that asked this client for one (nobody can confirm for someone else).
         const key = envelope.to === undefined ? undefined : `${envelope.to}\u0000${envelope.id}`;
         if (key === undefined || !client.owedReceipts.delete(key)) {
           this.#protocolError(connection, 'ERR_RECEIPT_NOT_OWED', `no delivery of '${envelope.id}' to this client asked for a receipt`);
           return;
         }
-        const sender = this.clients.get(envelope.to!);
-        if (sender) this.#sendTo(sender, { t: 'ack', id: envelope.id, from: client.id });
+        this.#engine.publish({ target: { client: envelope.to! }, event: { t: 'ack', id: envelope.id, from: client.id }, lane: 'reliable', size: 0 }, ignore);
         return;
       }
       case 'hello':
@@ -413,75 +564,99 @@ export class Router {
       }
     }
     if (this.#options.beforeRoute?.(command, client) === 'drop') return;
-    const error = this.#route(client, command, lane);
-    if (error) {
-      this.#refuse(connection, error, command.id);
+    let answered = false;
+    let waiting = false;
+    this.#route(client, command, lane, size, (error) => {
+      answered = true;
+      if (waiting) this.#answered(client, connection);
+      this.#finish(client, connection, command, error);
+    });
+    if (answered) return;
+    // Waiting on the engine (a store round trip): more commands may come meanwhile, up to a bound.
+    waiting = true;
+    if (++client.inflight >= MAX_INFLIGHT) this.#pauseReading(connection, INFLIGHT);
+  }
+
+  #answered(client: RoutedClient, connection: Connection): void {
+    if (--client.inflight < MAX_INFLIGHT / 2) this.#resumeReading(connection, INFLIGHT);
+  }
+
+  /** A command's outcome: its receipt (once the engine has it), or its typed error. */
+  #finish(client: RoutedClient, connection: Connection, command: Exclude<ClientCommand, { t: 'hello' }>, error: RouteError | undefined): void {
+    if (error?.code === 'ERR_DUPLICATE') {
+      // The engine had it already (a retry that reached another node first, or after a crash).
+      this.#counters.duplicates++;
+      error = undefined;
+    } else if (error) {
+      if (client.connection === connection) this.#refuse(connection, error, command.id);
       return;
+    } else {
+      this.#counters.routed++;
+      if (command.t === 'join' || command.t === 'leave') this.#events.emit(command.t, client, command.room);
+      else if (command.t === 'subscribe' || command.t === 'unsubscribe') this.#events.emit(command.t, client, command.topic);
     }
-    this.#counters.routed++;
-    if (command.t === 'join' || command.t === 'leave') this.#events.emit(command.t, client, command.room);
-    else if (command.t === 'subscribe' || command.t === 'unsubscribe') this.#events.emit(command.t, client, command.topic);
     if (command.id !== undefined) {
       client.seenIds.add(command.id);
-      this.#sendTo(client, { t: 'ack', id: command.id });
+      if (client.connection !== connection) return;
+      // A join's or subscribe's ack names where its messages start: a resume before any came can still recover them.
+      const channel: Channel | undefined = command.t === 'join' ? `room:${command.room}` : command.t === 'subscribe' ? `topic:${command.topic}` : undefined;
+      const offset = channel && !error ? this.#engine.position(channel) : undefined;
+      this.#sendTo(client, { t: 'ack', id: command.id, ...(offset === undefined ? {} : { offset }) });
     }
   }
 
-  /** Applies one command; returns a typed error instead of throwing. */
-  #route(client: RoutedClient, command: Exclude<ClientCommand, { t: 'hello' }>, lane: Lane): RouteError | undefined {
+  /** Applies one command; `done` with a typed error instead of a throw, now or once the engine answers. */
+  #route(client: RoutedClient, command: Exclude<ClientCommand, { t: 'hello' }>, lane: Lane, size: number, done: Done): void {
     // Module functions, not closures made per command: this runs once per routed message.
     const authorize = this.#options.authorize;
     switch (command.t) {
-      case 'join':
-        return this.#checkName(command.room) ?? refusal(authorize, client, { kind: 'join', room: command.room }) ?? this.#join(this.rooms, command.room, client, client.rooms);
+      case 'join': {
+        const denied = this.#checkName(command.room) ?? refusal(authorize, client, { kind: 'join', room: command.room }) ?? this.#roomForMore(client, client.rooms, command.room);
+        if (denied) return done(denied);
+        return this.#join(this.rooms, command.room, client, client.rooms, done);
+      }
       case 'leave':
-        removeMember(this.rooms, command.room, client, client.rooms);
-        return undefined;
-      case 'subscribe':
-        return this.#checkName(command.topic) ?? refusal(authorize, client, { kind: 'subscribe', topic: command.topic }) ?? this.#join(this.topics, command.topic, client, client.topics);
+        this.#leave(this.rooms, command.room, client, client.rooms);
+        return done();
+      case 'subscribe': {
+        const denied = this.#checkName(command.topic) ?? refusal(authorize, client, { kind: 'subscribe', topic: command.topic }) ?? this.#roomForMore(client, client.topics, command.topic);
+        if (denied) return done(denied);
+        return this.#join(this.topics, command.topic, client, client.topics, done);
+      }
       case 'unsubscribe':
-        removeMember(this.topics, command.topic, client, client.topics);
-        return undefined;
-      case 'publish':
-        return (
-          this.#checkName(command.topic) ??
-          refusal(authorize, client, { kind: 'publish', topic: command.topic }) ??
-          this.#relay(client, this.topics.get(command.topic) ?? [], deliveryOf(client, command, 'topic', command.topic), client, lane)
-        );
-      case 'broadcast':
-        return refusal(authorize, client, { kind: 'broadcast' }) ?? this.#relay(client, this.clients.values(), deliveryOf(client, command, 'broadcast'), client, lane);
+        this.#leave(this.topics, command.topic, client, client.topics);
+        return done();
+      case 'publish': {
+        const denied = this.#checkName(command.topic) ?? refusal(authorize, client, { kind: 'publish', topic: command.topic });
+        if (denied) return done(denied);
+        return this.#relay(client, { topic: command.topic }, deliveryOf(client, command, 'topic', command.topic), command.id, lane, size, done);
+      }
+      case 'broadcast': {
+        const denied = refusal(authorize, client, { kind: 'broadcast' });
+        if (denied) return done(denied);
+        return this.#relay(client, { all: true }, deliveryOf(client, command, 'broadcast'), command.id, lane, size, done);
+      }
       case 'send': {
         const denied = this.#checkName(command.to) ?? refusal(authorize, client, { kind: 'send', to: command.to });
-        if (denied) return denied;
-        const target = this.clients.get(command.to);
-        if (!target) return { code: 'ERR_UNKNOWN_CLIENT', message: `no client '${command.to}'` };
-        return this.#relay(client, [target], deliveryOf(client, command, 'send'), undefined, lane);
+        if (denied) return done(denied);
+        return this.#relay(client, { client: command.to }, deliveryOf(client, command, 'send'), command.id, lane, size, done);
       }
       case 'multicast': {
         const target = command.target;
         if ('room' in target) {
-          return (
-            this.#checkName(target.room) ??
-            refusal(authorize, client, { kind: 'multicast-room', room: target.room }) ??
-            this.#relay(client, this.rooms.get(target.room) ?? [], deliveryOf(client, command, 'room', target.room), client, lane)
-          );
+          const denied = this.#checkName(target.room) ?? refusal(authorize, client, { kind: 'multicast-room', room: target.room });
+          if (denied) return done(denied);
+          return this.#relay(client, { room: target.room }, deliveryOf(client, command, 'room', target.room), command.id, lane, size, done);
         }
         if ('topic' in target) {
-          return (
-            this.#checkName(target.topic) ??
-            refusal(authorize, client, { kind: 'publish', topic: target.topic }) ??
-            this.#relay(client, this.topics.get(target.topic) ?? [], deliveryOf(client, command, 'topic', target.topic), client, lane)
-          );
+          const denied = this.#checkName(target.topic) ?? refusal(authorize, client, { kind: 'publish', topic: target.topic });
+          if (denied) return done(denied);
+          return this.#relay(client, { topic: target.topic }, deliveryOf(client, command, 'topic', target.topic), command.id, lane, size, done);
         }
-        if (target.ids.length > this.#options.maxMulticastIds) return { code: 'ERR_TOO_MANY_IDS', message: `multicast to more than ${this.#options.maxMulticastIds} ids` };
+        if (target.ids.length > this.#options.maxMulticastIds) return done({ code: 'ERR_TOO_MANY_IDS', message: `multicast to more than ${this.#options.maxMulticastIds} ids` });
         const denied = refusal(authorize, client, { kind: 'multicast-ids', ids: target.ids });
-        if (denied) return denied;
-        const recipients = new Set<RoutedClient>();
-        for (const id of target.ids) {
-          const recipient = this.clients.get(id);
-          if (recipient) recipients.add(recipient);
-        }
-        return this.#relay(client, recipients, deliveryOf(client, command, 'ids'), undefined, lane);
+        if (denied) return done(denied);
+        return this.#relay(client, { ids: [...new Set(target.ids)] }, deliveryOf(client, command, 'ids'), command.id, lane, size, done);
       }
     }
   }
@@ -491,24 +666,70 @@ export class Router {
     return { code: 'ERR_NAME_TOO_LONG', message: `name over ${this.#options.maxNameLength} bytes` };
   }
 
-  #join(index: Map<string, Set<RoutedClient>>, name: string, client: RoutedClient, own: Set<string>): RouteError | undefined {
-    if (!own.has(name) && client.rooms.size + client.topics.size >= this.#options.maxMemberships) {
-      return { code: 'ERR_TOO_MANY_MEMBERSHIPS', message: `more than ${this.#options.maxMemberships} rooms and topics` };
-    }
-    addMember(index, name, client, own);
-    return undefined;
+  #roomForMore(client: RoutedClient, own: Set<string>, name: string): RouteError | undefined {
+    if (own.has(name) || client.rooms.size + client.topics.size < this.#options.maxMemberships) return undefined;
+    return { code: 'ERR_TOO_MANY_MEMBERSHIPS', message: `more than ${this.#options.maxMemberships} rooms and topics` };
   }
 
   /**
-   * A client's message to its recipients: refused (nothing queued, nothing acknowledged) when the
-   * delivery would be larger than the transports accept.
+   * Adds a membership; the first member of a room or topic on this node makes the engine bring its
+   * messages here. Resolves once they come (a join is acknowledged then, not before).
    */
-  #relay(sender: RoutedClient, recipients: Iterable<RoutedClient>, event: Extract<ServerEvent, { t: 'message' }>, exclude: RoutedClient | undefined, lane: Lane): RouteError | undefined {
-    const frame = encodeEnvelope(event);
-    const size = messageSize(frame);
-    if (size > this.#options.maxMessageSize) return { code: 'ERR_MESSAGE_TOO_LARGE', message: `the delivery would be ${size} bytes, over the limit of ${this.#options.maxMessageSize}` };
-    this.#fanOut(recipients, event, exclude, lane, frame, sender);
-    return undefined;
+  #join(index: Map<string, Set<RoutedClient>>, name: string, client: RoutedClient, own: Set<string>, done: Done): void {
+    const channel: Channel = `${index === this.rooms ? 'room' : 'topic'}:${name}`;
+    const first = !index.has(name);
+    const joining = !own.has(name);
+    addMember(index, name, client, own);
+    // Watched before the membership is announced: the announcement is then among what this node reads.
+    if (first) this.#engine.watch(channel, (error) => done(error ? { code: 'ERR_CLUSTER_UNAVAILABLE', message: error } : undefined));
+    if (joining) this.#engine.membership(client.id, channel, true);
+    if (!first) done();
+  }
+
+  #leave(index: Map<string, Set<RoutedClient>>, name: string, client: RoutedClient, own: Set<string> | undefined): void {
+    const channel: Channel = `${index === this.rooms ? 'room' : 'topic'}:${name}`;
+    if (own?.has(name)) this.#engine.membership(client.id, channel, false);
+    if (removeMember(index, name, client, own)) this.#engine.unwatch(channel);
+  }
+
+  /**
+   * A client's message to its recipients, through the engine: refused (nothing queued, nothing
+   * acknowledged) when the delivery would be larger than the transports accept.
+   */
+  #relay(sender: RoutedClient, target: Target, event: Delivery, id: string | undefined, lane: Lane, size: number, done: Done): void {
+    // The delivery is the command's payload with other fields around it: only near the limit is it encoded to be sure.
+    const bound = size + DELIVERY_OVERHEAD + utf8Length(sender.id) + (sender.userId === undefined ? 0 : utf8Length(sender.userId));
+    if (bound > this.#options.maxMessageSize) {
+      const exact = messageSize(encodeEnvelope({ ...event, offset: LONGEST_OFFSET }));
+      if (exact > this.#options.maxMessageSize) return done({ code: 'ERR_MESSAGE_TOO_LARGE', message: `the delivery would be ${exact} bytes, over the limit of ${this.#options.maxMessageSize}` });
+    }
+    const publication: Publication = { target, event, lane, size };
+    if (id !== undefined) publication.dedup = { clientId: sender.id, id };
+    this.#engine.publish(publication, (outcome) => done(outcome.ok ? undefined : outcome));
+  }
+
+  /** What the engine brings to this node: delivered to its recipients of `target`, encoded once. */
+  #deliver(target: Target, event: Delivery | ReceiptEvent, lane: Lane, offset: string | undefined): void {
+    if (event.t === 'ack') {
+      const sender = 'client' in target ? this.clients.get(target.client) : undefined;
+      if (sender) this.#sendTo(sender, event);
+      return;
+    }
+    const from = this.clients.get(event.from);
+    if ('room' in target) this.#fanOut(this.rooms.get(target.room) ?? NOBODY, event, from, lane, offset, `room:${target.room}`, from);
+    else if ('topic' in target) this.#fanOut(this.topics.get(target.topic) ?? NOBODY, event, from, lane, offset, `topic:${target.topic}`, from);
+    else if ('all' in target) this.#fanOut(this.clients.values(), event, from, lane, undefined, undefined, from);
+    else if ('client' in target) {
+      const recipient = this.clients.get(target.client);
+      if (recipient) this.#fanOut([recipient], event, undefined, lane, undefined, undefined, from);
+    } else {
+      const recipients: RoutedClient[] = [];
+      for (const id of target.ids) {
+        const recipient = this.clients.get(id);
+        if (recipient) recipients.push(recipient);
+      }
+      this.#fanOut(recipients, event, undefined, lane, undefined, undefined, from);
+    }
   }
 
   /**
@@ -516,12 +737,18 @@ export class Router {
    * `exclude`; returns the deliveries queued. Recipients left above their high-water mark hold
    * `sender`'s reading until they drain.
    */
-  #fanOut(recipients: Iterable<RoutedClient>, event: Extract<ServerEvent, { t: 'message' }>, exclude: RoutedClient | undefined, lane: Lane = 'reliable', frame = encodeEnvelope(event), sender?: RoutedClient): number {
+  #fanOut(recipients: Iterable<RoutedClient>, event: Delivery, exclude: RoutedClient | undefined, lane: Lane, offset: string | undefined, channel: Channel | undefined, sender: RoutedClient | undefined): number {
+    const frame = encodeEnvelope(offset === undefined ? event : { ...event, offset });
     const receipt = event.receipt && event.id !== undefined ? `${event.from}\u0000${event.id}` : undefined;
     const from = this.#options.pacePublishers ? (sender?.connection ?? undefined) : undefined;
     let delivered = 0;
     for (const recipient of recipients) {
       if (recipient === exclude) continue;
+      if (recipient.recovering) {
+        if (recipient.recovering.length < MAX_HELD_WHILE_RECOVERING) recipient.recovering.push({ frame, lane, channel, offset });
+        continue;
+      }
+      if (recipient.floors && belowFloor(recipient, channel, offset)) continue;
       const connection = recipient.connection;
       if (!this.#write(connection, frame, lane)) continue;
       delivered++;
@@ -667,12 +894,32 @@ export class Router {
   }
 
   #forget(client: RoutedClient): void {
-    clearTimeout(client.graceTimer);
     if (this.clients.get(client.id) !== client) return;
-    this.clients.delete(client.id);
-    for (const room of client.rooms) removeMember(this.rooms, room, client, undefined);
-    for (const topic of client.topics) removeMember(this.topics, topic, client, undefined);
+    for (const room of client.rooms) this.#engine.membership(client.id, `room:${room}`, false);
+    for (const topic of client.topics) this.#engine.membership(client.id, `topic:${topic}`, false);
+    this.#drop(client);
+    this.#engine.forget(client.id);
     this.#events.emit('disconnect', client);
+  }
+
+  /** Another node resumed this client: its connection here (if any) closes, its session lives on there. */
+  #release(clientId: string): void {
+    const client = this.clients.get(clientId);
+    if (!client) return;
+    this.#drop(client);
+    const connection = client.connection;
+    client.connection = null;
+    connection?.close(4010, 'replaced by a resumed connection');
+  }
+
+  /** Removes a client and its memberships from this node; false when it was not here. */
+  #drop(client: RoutedClient): boolean {
+    clearTimeout(client.graceTimer);
+    if (this.clients.get(client.id) !== client) return false;
+    this.clients.delete(client.id);
+    for (const room of client.rooms) if (removeMember(this.rooms, room, client, undefined)) this.#engine.unwatch(`room:${room}`);
+    for (const topic of client.topics) if (removeMember(this.topics, topic, client, undefined)) this.#engine.unwatch(`topic:${topic}`);
+    return true;
   }
 
   #beat(): void {
@@ -686,8 +933,25 @@ export class Router {
   }
 }
 
+const NOBODY: readonly RoutedClient[] = [];
+/** The longest offset a delivery may carry (isOffset), for an exact size check. */
+const LONGEST_OFFSET = `${'9'.repeat(20)}-${'9'.repeat(20)}`;
+const ignore = (): void => undefined;
+
 /** A reason of its own for pausing a connection's reading: its token bucket is empty. */
 const RATE_LIMIT = Symbol('rate limit');
+/** Another: too many of its commands wait on the engine. */
+const INFLIGHT = Symbol('commands in flight');
+
+/** Whether a recovered client has this delivery already (and forgets a floor once deliveries pass it). */
+function belowFloor(client: RoutedClient, channel: Channel | undefined, offset: string | undefined): boolean {
+  const floor = channel && offset ? client.floors?.get(channel) : undefined;
+  if (floor === undefined) return false;
+  if (compareOffsets(offset!, floor) <= 0) return true;
+  client.floors!.delete(channel!);
+  if (client.floors!.size === 0) client.floors = undefined;
+  return false;
+}
 
 /** ERR_FORBIDDEN when the authorize hook refuses `action`. */
 function refusal(authorize: RouterOptions['authorize'], client: RoutedClient, action: Action): RouteError | undefined {
@@ -716,12 +980,13 @@ function addMember(index: Map<string, Set<RoutedClient>>, name: string, client: 
   own.add(name);
 }
 
-function removeMember(index: Map<string, Set<RoutedClient>>, name: string, client: RoutedClient, own: Set<string> | undefined): void {
+/** Removes a membership; true when it was the name's last member here. */
+function removeMember(index: Map<string, Set<RoutedClient>>, name: string, client: RoutedClient, own: Set<string> | undefined): boolean {
   const members = index.get(name);
   own?.delete(name);
-  if (!members) return;
-  members.delete(client);
-  if (members.size === 0) index.delete(name);
+  if (!members || !members.delete(client) || members.size > 0) return false;
+  index.delete(name);
+  return true;
 }
 
 function constantTimeEqual(a: string, b: string): boolean {

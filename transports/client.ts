@@ -27,6 +27,8 @@ export interface Delivery {
   id?: string;
   /** The sender's user id, when the server authenticated it (its `authenticate` hook returned one). */
   user?: string;
+  /** A room's or topic's message: its position in that history (the client resumes from the last one). */
+  offset?: string;
   lane: Lane;
 }
 
@@ -58,6 +60,12 @@ export interface ClientEvents {
   peer: (connection: Connection, from: string) => void;
   /** A typed error from the server not tied to a pending call. */
   error: (error: ServerError) => void;
+  /**
+   * After a resumed reconnect: `recovered` true when every room and topic message missed while
+   * away follows (before any live one); false when some could not be recovered (outside the
+   * server's history or its resume grace): they are lost.
+   */
+  recovery: (recovered: boolean) => void;
   close: (info: CloseInfo) => void;
 }
 
@@ -100,6 +108,8 @@ interface PendingAck {
   timer: ReturnType<typeof setTimeout> | undefined;
   resolve: () => void;
   reject: (error: Error) => void;
+  /** A join's or subscribe's channel (`room:<name>`, `topic:<name>`): its ack names the offset to resume from. */
+  channel?: string;
 }
 
 const MAX_RECONNECT_DELAY_MS = 5_000;
@@ -113,6 +123,8 @@ export class SwitchyardClient {
   readonly #seen = new RecentIds(DEFAULT_DEDUP_WINDOW);
   readonly #rooms = new Set<string>();
   readonly #topics = new Set<string>();
+  /** Offset of the last message received per room and topic (`room:<name>`, `topic:<name>`), sent at a resume. */
+  readonly #offsets = new Map<string, string>();
   /** Prefix that makes this client's message ids unique across reconnects. */
   readonly #idPrefix = randomId(6);
   #nextId = 0;
@@ -181,17 +193,19 @@ export class SwitchyardClient {
   }
 
   join(room: string): Promise<void> {
-    return this.#remember(this.#rooms, room, this.#command({ t: 'join', room }, { ack: true }).then(() => undefined));
+    return this.#remember(this.#rooms, room, this.#command({ t: 'join', room }, { ack: true }, `room:${room}`).then(() => undefined));
   }
   leave(room: string): Promise<void> {
     this.#rooms.delete(room);
+    this.#offsets.delete(`room:${room}`);
     return this.#command({ t: 'leave', room }, { ack: true }).then(() => undefined);
   }
   subscribe(topic: string): Promise<void> {
-    return this.#remember(this.#topics, topic, this.#command({ t: 'subscribe', topic }, { ack: true }).then(() => undefined));
+    return this.#remember(this.#topics, topic, this.#command({ t: 'subscribe', topic }, { ack: true }, `topic:${topic}`).then(() => undefined));
   }
   unsubscribe(topic: string): Promise<void> {
     this.#topics.delete(topic);
+    this.#offsets.delete(`topic:${topic}`);
     return this.#command({ t: 'unsubscribe', topic }, { ack: true }).then(() => undefined);
   }
   /*
@@ -307,7 +321,8 @@ export class SwitchyardClient {
       new Promise<void>((resolve, reject) => {
         this.#welcome = { resolve, reject };
         const resume = this.#clientId && this.#secret ? { clientId: this.#clientId, secret: this.#secret } : undefined;
-        this.#write(encodeEnvelope({ t: 'hello', ...(this.#options.token ? { token: this.#options.token } : {}), ...(resume ? { resume } : {}) }), 'reliable').catch(reject);
+        const offsets = resume && this.#offsets.size > 0 ? { offsets: Object.fromEntries(this.#offsets) } : {};
+        this.#write(encodeEnvelope({ t: 'hello', ...(this.#options.token ? { token: this.#options.token } : {}), ...(resume ? { resume } : {}), ...offsets }), 'reliable').catch(reject);
       }),
       this.#options.connectTimeoutMs,
       'no welcome from the server',
@@ -334,6 +349,8 @@ export class SwitchyardClient {
           this.#seen.add(key);
           if (envelope.receipt) this.#fire(encodeEnvelope({ t: 'ack', id: envelope.id, to: envelope.from }));
         }
+        // The last offset per room and topic it is in (a late delivery after a leave names nothing).
+        if (envelope.offset !== undefined && ((envelope.kind === 'room' && this.#rooms.has(envelope.to!)) || (envelope.kind === 'topic' && this.#topics.has(envelope.to!)))) this.#offsets.set(`${envelope.kind}:${envelope.to}`, envelope.offset);
         if (envelope.kind === 'send' && isPeerSignal(envelope.data)) {
           this.#peers.handle(envelope.from, envelope.data);
           return;
@@ -351,6 +368,7 @@ export class SwitchyardClient {
         if (!pending) return;
         clearTimeout(pending.timer);
         this.#pending.delete(envelope.id);
+        if (pending.channel && envelope.offset !== undefined && !this.#offsets.has(pending.channel)) this.#offsets.set(pending.channel, envelope.offset);
         pending.resolve();
         return;
       }
@@ -386,7 +404,10 @@ export class SwitchyardClient {
     this.#maxMessageSize = welcome.maxMessageSize;
     const waiter = this.#welcome;
     this.#welcome = undefined;
+    if (welcome.recovered !== undefined) this.#events.emit('recovery', welcome.recovered && resumed);
     if (!resumed) {
+      // Offsets of another session's histories mean nothing to this one.
+      this.#offsets.clear();
       // A fresh session on the server: restore membership before anything else goes out.
       for (const room of this.#rooms) this.#fire(encodeEnvelope({ t: 'join', room }));
       for (const topic of this.#topics) this.#fire(encodeEnvelope({ t: 'subscribe', topic }));
@@ -405,7 +426,7 @@ export class SwitchyardClient {
     if (this.#connection && Date.now() - this.#lastHeard > this.#heartbeatMs * 2.5) this.#connection.close(4009, 'server silent past the liveness timeout');
   }
 
-  #command(command: Exclude<ClientCommand, { t: 'hello' }>, options: SendOptions = {}): Promise<string | undefined> {
+  #command(command: Exclude<ClientCommand, { t: 'hello' }>, options: SendOptions = {}, channel?: string): Promise<string | undefined> {
     const lane = options.lane ?? 'reliable';
     if (!options.ack && !options.receipt) {
       const frame = encodeEnvelope(command);
@@ -417,7 +438,7 @@ export class SwitchyardClient {
     if (messageSize(frame) > this.#maxMessageSize) return Promise.reject(new MessageTooLargeError(messageSize(frame), this.#maxMessageSize));
     if (!options.ack) return this.#write(frame, lane).then(() => id);
     return new Promise<string>((resolve, reject) => {
-      const pending: PendingAck = { frame, lane, attempt: 0, timer: undefined, resolve: () => resolve(id), reject };
+      const pending: PendingAck = { frame, lane, attempt: 0, timer: undefined, resolve: () => resolve(id), reject, ...(channel ? { channel } : {}) };
       this.#pending.set(id, pending);
       // Before the welcome (or while reconnecting) it waits: the welcome sends every pending frame.
       if (this.#ready) this.#transmit(id, pending);

@@ -62,6 +62,14 @@ describe('envelope binary form', () => {
     expect(decodeEnvelope(frame)).toEqual({ t: 'message', kind: 'topic', from: 'c1', to: 't', data: Uint8Array.of(0xff) });
   });
 
+  it('carries a delivery\'s history offset after its user id (flag 8)', () => {
+    // magic, type 5, flags 8 (offset), kind 2 (room), from "c", to "r", offset "1-0", payload 07
+    const frame = Uint8Array.of(0xb1, 5, 8, 2, 1, 0x63, 1, 0x72, 3, 0x31, 0x2d, 0x30, 7);
+    expect(encodeEnvelope({ t: 'message', kind: 'room', from: 'c', to: 'r', offset: '1-0', data: Uint8Array.of(7) })).toEqual(frame);
+    expect(decodeEnvelope(frame)).toEqual({ t: 'message', kind: 'room', from: 'c', to: 'r', offset: '1-0', data: Uint8Array.of(7) });
+    expect(() => decodeEnvelope(Uint8Array.of(0xb1, 1, 8, 1, 0x74))).toThrow(expect.objectContaining({ code: 'ERR_ENVELOPE_BAD_FIELD' }));
+  });
+
   it('reports truncation at every cut point as a typed error', () => {
     const frame = encodeEnvelope({ t: 'multicast', target: { ids: ['alpha', 'beta'] }, id: 'm', data: new Uint8Array(0) }) as Uint8Array;
     for (let cut = 0; cut < frame.length; cut++) {
@@ -103,8 +111,12 @@ const envelope: fc.Arbitrary<Envelope> = fc.oneof(
       kind: fc.constantFrom('broadcast' as const, 'send' as const, 'room' as const, 'topic' as const, 'ids' as const),
       to: name.filter((s) => s.length > 0),
       data: payload,
-    })
+      user: name,
+      offset: name,
+    }, { requiredKeys: ['t', 'from', 'kind', 'to', 'data'] })
     .chain((e) => acked.map((a) => ({ ...e, ...a }))),
+  fc.record({ t: fc.constant('hello' as const), resume: fc.record({ clientId: name, secret: name }), offsets: fc.dictionary(name, name, { maxKeys: 3 }) }, { requiredKeys: ['t'] }),
+  fc.record({ t: fc.constant('welcome' as const), clientId: name, secret: name, resumed: fc.boolean(), heartbeatMs: fc.nat(), maxMessageSize: fc.nat(), recovered: fc.boolean() }, { requiredKeys: ['t', 'clientId', 'secret', 'resumed', 'heartbeatMs', 'maxMessageSize'] }),
   fc.record({ t: fc.constant('join' as const), room: name }),
   fc.record({ t: fc.constant('ack' as const), id: name }),
   fc.record({ t: fc.constant('ping' as const), ts: fc.double({ noNaN: true, noDefaultInfinity: true }) }),

@@ -8,7 +8,8 @@
  *
  *     0xB1 | type | flags | fields… | payload
  *
- *   flags bit 0: an `id` field follows; bit 1: recipient receipt asked (`receipt`).
+ *   flags bit 0: an `id` field follows; bit 1: recipient receipt asked (`receipt`); on a `message`,
+ *   bit 2: a `user` field follows, bit 3: an `offset` field follows (last).
  *   Fields are varint-length-prefixed UTF-8 strings in a fixed order per type (see BINARY_FIELDS);
  *   a multicast names its target kind in one byte and an id list as a varint count of strings.
  *   The payload is the rest of the frame.
@@ -43,7 +44,13 @@ interface Acked {
 }
 
 export type ClientCommand =
-  | { t: 'hello'; token?: string; resume?: { clientId: string; secret: string } }
+  | {
+      t: 'hello';
+      token?: string;
+      resume?: { clientId: string; secret: string };
+      /** With `resume`: the offset of the last message received per room and topic (`room:<name>`, `topic:<name>`), to get what came after. */
+      offsets?: Record<string, string>;
+    }
   | ({ t: 'join'; room: string } & Acked)
   | ({ t: 'leave'; room: string } & Acked)
   | ({ t: 'subscribe'; topic: string } & Acked)
@@ -54,7 +61,19 @@ export type ClientCommand =
   | ({ t: 'broadcast'; data: Payload } & Acked);
 
 export type ServerEvent =
-  | { t: 'welcome'; clientId: string; secret: string; resumed: boolean; heartbeatMs: number; maxMessageSize: number }
+  | {
+      t: 'welcome';
+      clientId: string;
+      secret: string;
+      resumed: boolean;
+      heartbeatMs: number;
+      maxMessageSize: number;
+      /**
+       * Answers a hello that gave `offsets`: true when every message after them follows (before any
+       * live one), false when some could not be recovered (outside the history, or no session).
+       */
+      recovered?: boolean;
+    }
   | {
       t: 'message';
       from: string;
@@ -66,12 +85,21 @@ export type ServerEvent =
       receipt?: boolean;
       /** The sender's user id, as the server's `authenticate` hook named it. */
       user?: string;
+      /** Position in the room's or topic's history: what a resuming client names to get what came after. */
+      offset?: string;
     }
   | { t: 'error'; code: string; message: string; ref?: string };
 
 /** Either direction: receipts and heartbeats. `from` on an ack names the recipient that confirmed. */
 export type Shared =
-  | { t: 'ack'; id: string; from?: string; to?: string }
+  | {
+      t: 'ack';
+      id: string;
+      from?: string;
+      to?: string;
+      /** On the ack of a join or subscribe: the history offset from which its messages come live (a resume before any arrived names it). */
+      offset?: string;
+    }
   | { t: 'ping'; ts: number }
   | { t: 'pong'; ts: number };
 
@@ -86,6 +114,8 @@ const FLAG_ID = 1;
 const FLAG_RECEIPT = 2;
 /** A `message` names its sender's user id (after `to`). */
 const FLAG_USER = 4;
+/** A `message` carries its history offset (after `user`). */
+const FLAG_OFFSET = 8;
 
 /** Binary type codes (only payload-carrying envelopes have one). */
 const BINARY_TYPE = { publish: 1, send: 2, multicast: 3, broadcast: 4, message: 5 } as const;
@@ -142,6 +172,7 @@ function encodeBinary(envelope: BinaryEnvelope): Uint8Array {
     case 'message':
       strings.push(envelope.from, envelope.to ?? '');
       if (envelope.user !== undefined) strings.push(envelope.user);
+      if (envelope.offset !== undefined) strings.push(envelope.offset);
       break;
   }
   // Sized first, then written in place: no encoded copy of each string.
@@ -158,7 +189,7 @@ function encodeBinary(envelope: BinaryEnvelope): Uint8Array {
   const out = new Uint8Array(size);
   out[0] = BINARY_MAGIC;
   out[1] = BINARY_TYPE[envelope.t];
-  out[2] = (envelope.id !== undefined ? FLAG_ID : 0) | (envelope.receipt ? FLAG_RECEIPT : 0) | (envelope.t === 'message' && envelope.user !== undefined ? FLAG_USER : 0);
+  out[2] = (envelope.id !== undefined ? FLAG_ID : 0) | (envelope.receipt ? FLAG_RECEIPT : 0) | (envelope.t === 'message' && envelope.user !== undefined ? FLAG_USER : 0) | (envelope.t === 'message' && envelope.offset !== undefined ? FLAG_OFFSET : 0);
   let offset = 3;
   if (envelope.t === 'message') out[offset++] = DELIVERY_KINDS.indexOf(envelope.kind);
   if (targetKind >= 0) out[offset++] = targetKind;
@@ -225,7 +256,7 @@ function decodeBinary(bytes: Uint8Array): Envelope {
   const type = BINARY_TYPE_BY_CODE.get(bytes[1]!);
   if (!type) throw new EnvelopeError('ERR_ENVELOPE_UNKNOWN_TYPE', `unknown binary envelope type ${bytes[1]}`);
   const flags = bytes[2]!;
-  if (flags & ~(FLAG_ID | FLAG_RECEIPT | (type === 'message' ? FLAG_USER : 0))) throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', `unknown flags 0x${flags.toString(16)}`);
+  if (flags & ~(FLAG_ID | FLAG_RECEIPT | (type === 'message' ? FLAG_USER | FLAG_OFFSET : 0))) throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', `unknown flags 0x${flags.toString(16)}`);
   const cursor = new BinaryCursor(bytes);
   const acked: Acked = {};
   switch (type) {
@@ -237,7 +268,8 @@ function decodeBinary(bytes: Uint8Array): Envelope {
       const from = cursor.string('from');
       const to = cursor.string('to');
       const user = flags & FLAG_USER ? cursor.string('user') : undefined;
-      return { t: 'message', kind, from, ...(to ? { to } : {}), ...(user === undefined ? {} : { user }), ...acked, data: cursor.rest() };
+      const offset = flags & FLAG_OFFSET ? cursor.string('offset') : undefined;
+      return { t: 'message', kind, from, ...(to ? { to } : {}), ...(user === undefined ? {} : { user }), ...(offset === undefined ? {} : { offset }), ...acked, data: cursor.rest() };
     }
     case 'multicast': {
       const kind = cursor.byte();
@@ -267,9 +299,9 @@ function decodeBinary(bytes: Uint8Array): Envelope {
 }
 
 /** Field validators per JSON envelope type: each names the fields it requires or allows. */
-type FieldKind = 'string' | 'number' | 'boolean' | 'json' | 'target' | 'resume' | 'kind';
+type FieldKind = 'string' | 'number' | 'boolean' | 'json' | 'target' | 'resume' | 'kind' | 'offsets';
 const JSON_FIELDS: Record<EnvelopeType, Record<string, [FieldKind, 'required' | 'optional']>> = {
-  hello: { token: ['string', 'optional'], resume: ['resume', 'optional'] },
+  hello: { token: ['string', 'optional'], resume: ['resume', 'optional'], offsets: ['offsets', 'optional'] },
   join: { room: ['string', 'required'], id: ['string', 'optional'], receipt: ['boolean', 'optional'] },
   leave: { room: ['string', 'required'], id: ['string', 'optional'], receipt: ['boolean', 'optional'] },
   subscribe: { topic: ['string', 'required'], id: ['string', 'optional'], receipt: ['boolean', 'optional'] },
@@ -284,6 +316,7 @@ const JSON_FIELDS: Record<EnvelopeType, Record<string, [FieldKind, 'required' | 
     resumed: ['boolean', 'required'],
     heartbeatMs: ['number', 'required'],
     maxMessageSize: ['number', 'required'],
+    recovered: ['boolean', 'optional'],
   },
   message: {
     from: ['string', 'required'],
@@ -293,9 +326,10 @@ const JSON_FIELDS: Record<EnvelopeType, Record<string, [FieldKind, 'required' | 
     id: ['string', 'optional'],
     receipt: ['boolean', 'optional'],
     user: ['string', 'optional'],
+    offset: ['string', 'optional'],
   },
   error: { code: ['string', 'required'], message: ['string', 'required'], ref: ['string', 'optional'] },
-  ack: { id: ['string', 'required'], from: ['string', 'optional'], to: ['string', 'optional'] },
+  ack: { id: ['string', 'required'], from: ['string', 'optional'], to: ['string', 'optional'], offset: ['string', 'optional'] },
   ping: { ts: ['number', 'required'] },
   pong: { ts: ['number', 'required'] },
 };
@@ -352,6 +386,8 @@ function fieldMatches(kind: FieldKind, value: unknown): boolean {
       const resume = value as Record<string, unknown>;
       return typeof value === 'object' && value !== null && typeof resume.clientId === 'string' && typeof resume.secret === 'string';
     }
+    case 'offsets':
+      return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((offset) => typeof offset === 'string');
     case 'target': {
       if (typeof value !== 'object' || value === null) return false;
       const target = value as Record<string, unknown>;

@@ -1,0 +1,274 @@
+/**
+ * Several server processes as one, on a private redis-server: each node is a child process
+ * (test-support/cluster-node.ts) so one can die by SIGKILL. The router's cross-transport cases run
+ * with the sender on one node and the recipients on another; a client moves between nodes through
+ * a TCP forwarder standing in for a load balancer (test-support/tcp-proxy.ts). Real sockets, real
+ * Redis; where redis-server is absent the suite skips and says why.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Delivery, SwitchyardClient } from '../transports/client.ts';
+import type { NodeClientOptions } from '../transports/node-client.ts';
+import { createClient } from '../transports/node-webtransport.ts';
+import type { TransportName } from '../transports/transport.ts';
+import { REDIS_MISSING, startRedis, type TestRedis } from '../test-support/redis.ts';
+import { waitFor } from '../test-support/servers.ts';
+import { startTcpProxy } from '../test-support/tcp-proxy.ts';
+import { startServer } from './index.ts';
+import type { RouterOptions } from './router.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const TRANSPORTS: TransportName[] = ['websocket', 'long-polling', 'polling', 'webtransport'];
+const END_MARKER = 'end of this case';
+
+interface Node {
+  child: ChildProcess;
+  port: number;
+  url: string;
+  node: string;
+  /** What it logged on stderr so far. */
+  log: () => string;
+}
+
+/** A cluster node in its own process, resolved once it listens. */
+function startNode(redis: TestRedis, router: RouterOptions = {}): Promise<Node> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test-support/cluster-node.ts'), JSON.stringify({ redis: redis.url, router })], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    let errors = '';
+    child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+    child.stdout!.once('data', (line: Buffer) => {
+      const { port, node } = JSON.parse(line.toString()) as { port: number; node: string };
+      resolve({ child, port, node, url: `http://127.0.0.1:${port}`, log: () => errors });
+    });
+    child.once('exit', (code) => reject(new Error(`cluster node exited with ${code}: ${errors}`)));
+  });
+}
+
+async function stopNode(node: Node, signal: 'SIGKILL' | 'SIGTERM' = 'SIGTERM'): Promise<void> {
+  if (node.child.exitCode !== null || node.child.signalCode !== null) return;
+  const exited = new Promise((resolve) => node.child.once('exit', resolve));
+  node.child.kill(signal);
+  await exited;
+}
+
+interface Connected {
+  client: SwitchyardClient;
+  inbox: Delivery[];
+}
+
+describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? ` (skipped: ${REDIS_MISSING})` : ''}`, () => {
+  let redis: TestRedis;
+  let a: Node;
+  let b: Node;
+  const clients: SwitchyardClient[] = [];
+  const nodes: Node[] = [];
+
+  /**
+   * History deeper than a burst: a node reads a room's stream live, and one that falls more than
+   * the history behind (2000 messages at once on a loaded machine) finds messages trimmed unread.
+   */
+  const router: RouterOptions = { history: { maxLength: 10_000 } };
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    [a, b] = await Promise.all([startNode(redis, router), startNode(redis, router)]);
+    nodes.push(a, b);
+  }, 60_000);
+  afterAll(async () => {
+    for (const client of clients) client.close();
+    await Promise.all(nodes.map((node) => stopNode(node)));
+    await redis?.close();
+  });
+
+  async function connect(url: string, transport: TransportName, options: Partial<NodeClientOptions> = {}): Promise<Connected> {
+    const client = createClient({ url, transports: transport, ackTimeoutMs: 500, ...options });
+    const inbox: Delivery[] = [];
+    client.on('message', (delivery) => inbox.push(delivery));
+    await client.connect();
+    clients.push(client);
+    return { client, inbox };
+  }
+
+  /** An end marker from `sender` to itself and each peer: once all have it, everything sent before has arrived (per-sender order). */
+  async function endMarker(sender: Connected, peers: Connected[]): Promise<void> {
+    const everyone = [sender, ...peers];
+    await sender.client.multicast({ ids: everyone.map((p) => p.client.id!) }, END_MARKER, { ack: true });
+    await waitFor(() => everyone.every((p) => p.inbox.some((d) => d.data === END_MARKER && d.from === sender.client.id)), 10_000, 'the end marker');
+  }
+
+  function since(inbox: Delivery[], mark: number, from: string): Delivery[] {
+    return inbox.slice(mark).filter((d) => d.from === from && d.data !== END_MARKER);
+  }
+
+  describe.each(TRANSPORTS)('sender on %s at node A, recipients at node B', (senderTransport) => {
+    it('broadcasts, unicasts, multicasts and publishes to clients on every transport; receipts come back across', async () => {
+      const sender = await connect(a.url, senderTransport);
+      const peers = await Promise.all(TRANSPORTS.map((t) => connect(b.url, t)));
+      const room = `room-${senderTransport}`;
+      const topic = `topic-${senderTransport}`;
+      await Promise.all(peers.map((p, i) => (i % 2 === 0 ? p.client.join(room) : p.client.subscribe(topic))));
+      const marks = peers.map((p) => p.inbox.length);
+      const senderMark = sender.inbox.length;
+      const receipts: [string, string][] = [];
+      sender.client.on('receipt', (id, from) => receipts.push([id, from]));
+
+      await sender.client.broadcast({ hello: 'everyone' }, { ack: true });
+      await sender.client.send(peers[0]!.client.id!, Uint8Array.of(1, 2, 3), { ack: true });
+      const confirmed = await sender.client.multicast({ room }, 'room only', { ack: true, receipt: true });
+      await sender.client.publish(topic, { topic: true }, { ack: true });
+      await sender.client.multicast({ ids: [peers[1]!.client.id!, sender.client.id!] }, 'ids', { ack: true });
+      await expect(sender.client.send('nobody-has-this-id', 'x', { ack: true })).rejects.toMatchObject({ code: 'ERR_UNKNOWN_CLIENT' });
+
+      await endMarker(sender, peers);
+      peers.forEach((peer, i) => {
+        const got = since(peer.inbox, marks[i]!, sender.client.id!);
+        const kinds = got.map((d) => d.kind);
+        expect(kinds.filter((k) => k === 'broadcast')).toHaveLength(1);
+        expect(kinds.filter((k) => k === 'send')).toHaveLength(i === 0 ? 1 : 0);
+        expect(kinds.filter((k) => k === 'room')).toHaveLength(i % 2 === 0 ? 1 : 0);
+        expect(kinds.filter((k) => k === 'topic')).toHaveLength(i % 2 === 1 ? 1 : 0);
+        expect(kinds.filter((k) => k === 'ids')).toHaveLength(i === 1 ? 1 : 0);
+        const unicast = got.find((d) => d.kind === 'send');
+        if (unicast) expect([...(unicast.data as Uint8Array)]).toEqual([1, 2, 3]);
+        // Room and topic deliveries carry their history offset.
+        for (const d of got) if (d.kind === 'room' || d.kind === 'topic') expect(d.offset).toMatch(/^\d+-\d+$/);
+      });
+      expect(since(sender.inbox, senderMark, sender.client.id!).map((d) => d.kind)).toEqual(['ids']);
+      // Every room member (on node B) confirmed the room message to its sender (on node A).
+      const roomMembers = peers.filter((_, i) => i % 2 === 0).map((p) => p.client.id!);
+      await waitFor(() => receipts.filter(([id]) => id === confirmed).length === roomMembers.length, 10_000, 'recipient receipts');
+      expect(receipts.filter(([id]) => id === confirmed).map(([, from]) => from).sort()).toEqual([...roomMembers].sort());
+    });
+  });
+
+  /** Resolves once `check` holds (polled: /info is asked, nothing announces it). */
+  async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  async function reachable(node: Node): Promise<boolean> {
+    const info = (await (await fetch(`${node.url}/info`)).json()) as { cluster: { connected: boolean } };
+    return info.cluster.connected;
+  }
+
+  it('a client that reconnects to another node recovers exactly the room messages it missed, in order, then live ones', async () => {
+    const proxy = await startTcpProxy(a.port);
+    try {
+      const mover = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket');
+      const sender = await connect(b.url, 'long-polling');
+      const recovered: boolean[] = [];
+      mover.client.on('recovery', (complete) => recovered.push(complete));
+      const id = mover.client.id;
+      await mover.client.join('recovery');
+      for (let i = 0; i < 5; i++) await sender.client.multicast({ room: 'recovery' }, `m${i}`, { ack: true });
+      await waitFor(() => mover.inbox.length === 5, 10_000, 'the first five');
+      // Node A becomes unreachable for the mover (its connection cut, the balancer refusing) while 20 more are sent.
+      const away = new Promise<void>((resolve) => mover.client.on('state', (state) => state === 'reconnecting' && resolve()));
+      proxy.pointAt(1);
+      proxy.cutAll();
+      await away;
+      for (let i = 5; i < 25; i++) await sender.client.multicast({ room: 'recovery' }, `m${i}`, { ack: true });
+      proxy.pointAt(b.port);
+      await waitFor(() => recovered.length === 1, 15_000, 'the resume');
+      await sender.client.multicast({ room: 'recovery' }, 'live', { ack: true });
+      await waitFor(() => mover.inbox.some((d) => d.data === 'live'), 10_000, 'the live message');
+      expect(recovered).toEqual([true]);
+      expect(mover.client.id).toBe(id);
+      expect(mover.inbox.map((d) => d.data)).toEqual([...Array.from({ length: 25 }, (_, i) => `m${i}`), 'live']);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('kill -9 of the sender\'s node with 2000 acknowledged messages in flight: the receiver on another node has each exactly once', async () => {
+    const doomed = await startNode(redis, router);
+    nodes.push(doomed);
+    const proxy = await startTcpProxy(doomed.port);
+    try {
+      const receiver = await connect(b.url, 'websocket');
+      await receiver.client.join('durable');
+      const sender = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket', { ackTimeoutMs: 1_000, maxAttempts: 10 });
+      const sends = Array.from({ length: 2000 }, (_, i) => sender.client.multicast({ room: 'durable' }, i, { ack: true }));
+      await waitFor(() => receiver.inbox.length >= 300, 30_000, 'the first deliveries');
+      proxy.pointAt(b.port);
+      await stopNode(doomed, 'SIGKILL');
+      const outcomes = await Promise.allSettled(sends);
+      expect(outcomes.filter((o) => o.status === 'rejected')).toEqual([]);
+      // The end marker goes the same way (the room's stream): once it is in, everything before it is.
+      await sender.client.multicast({ room: 'durable' }, END_MARKER, { ack: true });
+      await waitFor(() => receiver.inbox.some((d) => d.data === END_MARKER), 10_000, 'the end marker');
+      const counts = new Map<number, number>();
+      for (const d of since(receiver.inbox, 0, sender.client.id!)) counts.set(d.data as number, (counts.get(d.data as number) ?? 0) + 1);
+      const lost = Array.from({ length: 2000 }, (_, i) => i).filter((i) => !counts.has(i));
+      const duplicated = [...counts].filter(([, n]) => n > 1);
+      expect({ lost: lost.length, duplicated: duplicated.length }).toEqual({ lost: 0, duplicated: 0 });
+      // It was a real crash mid-stream: some arrived before it, and the sender resumed on node B.
+      expect(receiver.inbox.length).toBeGreaterThanOrEqual(2000);
+    } finally {
+      await proxy.close();
+    }
+  }, 120_000);
+
+  it('Redis restart: nodes keep serving their own clients, refuse acknowledged sends with a typed error, say so, and resynchronise', async () => {
+    const [x1, x2] = await Promise.all([connect(a.url, 'websocket'), connect(a.url, 'polling')]);
+    const y = await connect(b.url, 'websocket');
+    await Promise.all([x1.client.join('outage'), x2.client.join('outage'), y.client.join('outage')]);
+    await redis.stop();
+    await until(async () => !(await reachable(a)), 'node A to notice');
+    expect(a.log()).toMatch(/Redis connection lost/);
+    await expect(x1.client.multicast({ room: 'outage' }, 'acked', { ack: true })).rejects.toMatchObject({ code: 'ERR_CLUSTER_UNAVAILABLE' });
+    await x1.client.multicast({ room: 'outage' }, 'local only');
+    await waitFor(() => x2.inbox.some((d) => d.data === 'local only'), 10_000, 'a local delivery without Redis');
+
+    await redis.restart();
+    await until(async () => (await reachable(a)) && (await reachable(b)), 'both nodes to reconnect');
+    expect(a.log()).toMatch(/Redis connection back/);
+    await x1.client.multicast({ room: 'outage' }, 'after', { ack: true });
+    await waitFor(() => y.inbox.some((d) => d.data === 'after') && x2.inbox.some((d) => d.data === 'after'), 10_000, 'cross-node delivery after the restart');
+    // Sessions were written again: a unicast from node B to a client of node A finds it.
+    await y.client.send(x1.client.id!, 'found you', { ack: true });
+    await waitFor(() => x1.inbox.some((d) => d.data === 'found you'), 10_000, 'the unicast');
+    expect(x1.inbox.filter((d) => d.data === 'acked')).toEqual([]);
+  }, 60_000);
+
+  it('presence across nodes: joins and leaves reach other nodes, and a killed node\'s clients leave after its timeout', async () => {
+    // An observer node in this process, to listen to its events; the member's node is a child to kill.
+    const observer = await startServer({ port: 0, certificate: 'none', cluster: { redis: redis.url } });
+    const doomed = await startNode(redis);
+    nodes.push(doomed);
+    try {
+      const changes: string[] = [];
+      observer.on('presence', (room, clientId, change) => room === 'presence' && changes.push(`${change} ${clientId}`));
+      const local = await connect(observer.urls.http, 'websocket');
+      await local.client.join('presence');
+      const remote = await connect(doomed.url, 'long-polling');
+      const leaver = await connect(doomed.url, 'websocket');
+      await remote.client.join('presence');
+      await leaver.client.join('presence');
+      await leaver.client.leave('presence');
+      await waitFor(() => changes.length === 4, 10_000, 'join and leave events');
+      expect(changes).toEqual([`join ${local.client.id}`, `join ${remote.client.id}`, `join ${leaver.client.id}`, `leave ${leaver.client.id}`]);
+      expect((await observer.presence('presence')).sort()).toEqual([local.client.id, remote.client.id].sort());
+
+      // A crash, not a goodbye: the member's client stays, trying to reconnect to a dead node.
+      await stopNode(doomed, 'SIGKILL');
+      const killed = Date.now();
+      await waitFor(() => changes.length >= 5, 40_000, `the dead node's member to leave (${JSON.stringify(changes)})`);
+      console.log(`presence healed ${Date.now() - killed} ms after the kill`);
+      expect(changes.slice(4)).toEqual([`leave ${remote.client.id}`]);
+      expect(await observer.presence('presence')).toEqual([local.client.id]);
+    } finally {
+      await observer.close();
+    }
+  }, 90_000);
+
+  it('/info names the node and says Redis is reachable', async () => {
+    const info = (await (await fetch(`${a.url}/info`)).json()) as { cluster: { engine: string; node: string; connected: boolean } };
+    expect(info.cluster).toEqual({ engine: 'redis', node: a.node, connected: true });
+  });
+});

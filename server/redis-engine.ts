@@ -1,0 +1,637 @@
+/**
+ * The Redis engine: several server processes (nodes) sharing one Redis behave as one server.
+ *
+ * Redis Streams carry everything, so one mechanism is both the history and the fan-out between
+ * nodes: each room and topic is a stream (`sy:s:room:<name>`, MAXLEN and MINID-trimmed: the
+ * bounded history), broadcasts go to `sy:s:all`, and each node has an inbox stream (`sy:i:<node>`)
+ * for unicasts, id-list multicasts, receipts and control. A node reads, with one blocking XREAD,
+ * its inbox, the broadcast stream and the streams of the rooms and topics it has members in, from
+ * the last id it read of each, and delivers every entry to its local recipients (encoded once per
+ * node). A stream id is a message's offset: a resuming client names the last it got, and gets what
+ * follows from XRANGE. After a Redis outage a node reads on from where it was: nothing in between is
+ * skipped, which pub/sub could not promise (it drops what a disconnected subscriber missed).
+ *
+ * Sessions (`sy:c:<id>`: node, secret, memberships) let any node resume a client; the
+ * de-duplication window of each client's message ids (`sy:d:<id>`) lives in Redis, checked in the
+ * same script that appends, so a retry after a node died is dropped wherever it lands. A command is
+ * acknowledged once its script returned: the message is in Redis. Scripts touch keys they compute
+ * (a recipient's session and inbox): standalone Redis (or one shard), not Redis Cluster.
+ *
+ * Presence: `sy:p:<room>` maps each member to its node, and every join and leave is an entry in the
+ * room's stream, so the nodes reading that room hear it. Each node renews `sy:n:<node>` every
+ * second; one that stops is found dead by the others after `nodeTimeoutMs`, and its clients leave
+ * their rooms (their sessions stay resumable elsewhere until they expire).
+ *
+ * While Redis is unreachable the node serves its own clients alone (unacknowledged messages are
+ * delivered locally; acknowledged ones are refused with ERR_CLUSTER_UNAVAILABLE), says so in its
+ * status and log, and resynchronises (sessions, memberships, reading positions) when it is back.
+ */
+import { Redis } from 'ioredis';
+import { decodeEnvelope, encodeEnvelope } from '../transports/codec/envelope.ts';
+import { randomId } from '../transports/random-id.ts';
+import type { Lane } from '../transports/transport.ts';
+import {
+  compareOffsets,
+  HISTORY_DEFAULTS,
+  type Channel,
+  type Delivery,
+  type EngineHost,
+  type EngineStatus,
+  type HistoryAnswer,
+  type HistoryEntry,
+  type HistoryOptions,
+  type Publication,
+  type PublishOutcome,
+  type ReceiptEvent,
+  type RouterEngine,
+  type SessionRecord,
+} from './engine.ts';
+
+export interface RedisEngineOptions {
+  /** `redis://host:port` (ioredis URL syntax). */
+  url: string;
+  history?: HistoryOptions;
+  /** How many recent message ids per client are checked for retries. Default 4096. */
+  dedupWindow?: number;
+  /** A connected client's session outlives a dead node by this much (ms). Default 60 000. */
+  sessionTtlMs?: number;
+  /** A node silent this long (ms) is dead: its clients leave their rooms. Default 5 000. */
+  nodeTimeoutMs?: number;
+}
+
+const PREFIX = 'sy:';
+/** Entries read per stream per XREAD (at most the history length: a full batch is how a lagging node notices). */
+const READ_BATCH = 1000;
+/** A node's inbox keeps at most this many entries (its own reading keeps it short). */
+const INBOX_LENGTH = 100_000;
+/** The broadcast stream's length: broadcasts have no history. */
+const BROADCAST_LENGTH = 1000;
+/** A blocked XREAD returns after this long anyway, so new watches join the read within it even without a wake. */
+const BLOCK_MS = 2000;
+const OK: PublishOutcome = { ok: true };
+const UNAVAILABLE = { ok: false, code: 'ERR_CLUSTER_UNAVAILABLE', message: 'the cluster store (Redis) is unreachable: acknowledged sends are refused until it is back' } as const;
+
+/** Appends to a room's, topic's or the broadcast stream; a retried id (already in the client's window) appends nothing and returns nil. */
+const PUBLISH_SCRIPT = `
+if ARGV[3] ~= '' then
+  if redis.call('ZSCORE', KEYS[2], ARGV[3]) then return false end
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[2], string.format('%d', t[1] * 1000000 + t[2]), ARGV[3])
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[4]) + 1))
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[6], 'l', ARGV[7])
+local age = tonumber(ARGV[2])
+if age > 0 then
+  local t = redis.call('TIME')
+  redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000) - age))
+  redis.call('PEXPIRE', KEYS[1], age)
+end
+return id`;
+
+/**
+ * Appends to the inboxes of the nodes holding the named clients (one entry per node, naming its
+ * recipients). Returns -1 when a strict send's client is unknown, -2 for a retried id, else the count found.
+ */
+const CLIENTS_SCRIPT = `
+local strict = ARGV[6] == '1'
+local nodes = {}
+local found = 0
+for i = 9, #ARGV do
+  local node = redis.call('HGET', ARGV[7] .. ARGV[i], 'node')
+  if node then
+    found = found + 1
+    if nodes[node] then nodes[node] = nodes[node] .. ',' .. ARGV[i] else nodes[node] = ARGV[i] end
+  end
+end
+if strict and found == 0 then return -1 end
+if ARGV[1] ~= '' then
+  if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -2 end
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[1], string.format('%d', t[1] * 1000000 + t[2]), ARGV[1])
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+for node, ids in pairs(nodes) do
+  redis.call('XADD', ARGV[8] .. node, 'MAXLEN', '~', ${INBOX_LENGTH}, '*', 'e', ARGV[4], 'l', ARGV[5], 'c', ids)
+end
+return found`;
+
+/** Takes a session over when the secret matches: returns its fields; tells the node that held it to let go. */
+const CLAIM_SCRIPT = `
+local secret = redis.call('HGET', KEYS[1], 'secret')
+if not secret or secret ~= ARGV[1] then return false end
+local previous = redis.call('HGET', KEYS[1], 'node')
+redis.call('HSET', KEYS[1], 'secret', ARGV[2], 'node', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if previous and previous ~= ARGV[3] then
+  redis.call('XADD', ARGV[5] .. previous, 'MAXLEN', '~', ${INBOX_LENGTH}, '*', 'x', 'release', 'c', ARGV[6])
+end
+return redis.call('HGETALL', KEYS[1])`;
+
+/** A room membership change: the presence hash, and a join/leave entry in the room's stream when it changed anything. */
+const PRESENCE_SCRIPT = `
+local changed
+if ARGV[3] == 'join' then changed = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1
+else changed = redis.call('HDEL', KEYS[1], ARGV[1]) == 1 end
+if changed then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'x', ARGV[3], 'c', ARGV[1]) end
+return 0`;
+
+/** Renews this node's liveness; any node found silent loses its clients' room memberships (each dead node is reaped once: the script is atomic). */
+const BEAT_SCRIPT = `
+local p = ARGV[1]
+redis.call('SET', p .. 'n:' .. ARGV[2], '1', 'PX', ARGV[3])
+redis.call('SADD', p .. 'nodes', ARGV[2])
+local reaped = 0
+for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
+  if redis.call('EXISTS', p .. 'n:' .. node) == 0 then
+    redis.call('SREM', p .. 'nodes', node)
+    for _, client in ipairs(redis.call('SMEMBERS', p .. 'nc:' .. node)) do
+      local fields = redis.call('HGETALL', p .. 'c:' .. client)
+      for i = 1, #fields, 2 do
+        if string.sub(fields[i], 1, 5) == 'room:' then
+          local room = string.sub(fields[i], 6)
+          if redis.call('HGET', p .. 'p:' .. room, client) == node then
+            redis.call('HDEL', p .. 'p:' .. room, client)
+            redis.call('XADD', p .. 's:room:' .. room, 'MAXLEN', '~', ARGV[4], '*', 'x', 'leave', 'c', client)
+          end
+        end
+      end
+    end
+    redis.call('DEL', p .. 'nc:' .. node)
+    reaped = reaped + 1
+  end
+end
+return reaped`;
+
+/** Ends a session, unless another node has taken it over meanwhile. */
+const FORGET_SCRIPT = `
+if redis.call('HGET', KEYS[1], 'node') == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) end
+return 0`;
+
+interface Scripts {
+  syPublish(stream: string, dedup: string, maxLength: number, maxAgeMs: number, id: string, window: number, ttl: number, frame: string | Buffer, lane: string): Promise<string | null>;
+  syClients(dedup: string, id: string, window: number, ttl: number, frame: string | Buffer, lane: string, strict: string, sessionPrefix: string, inboxPrefix: string, ...ids: string[]): Promise<number>;
+  syClaim(session: string, secret: string, fresh: string, node: string, ttl: number, inboxPrefix: string, clientId: string): Promise<string[] | null>;
+  syForget(session: string, dedup: string, node: string): Promise<number>;
+  syPresence(presence: string, stream: string, clientId: string, node: string, change: 'join' | 'leave', maxLength: number): Promise<number>;
+  syBeat(prefix: string, node: string, timeoutMs: number, maxLength: number): Promise<number>;
+}
+
+/** What this node keeps of its own clients' sessions, to write them again after an outage. */
+interface LocalSession {
+  secret: string;
+  userId: string | undefined;
+  channels: Set<Channel>;
+  /** Grace left when suspended (ms), undefined while connected. */
+  graceMs: number | undefined;
+}
+
+type XReadReply = [Buffer, [Buffer, Buffer[]][]][] | null;
+
+export class RedisEngine implements RouterEngine {
+  readonly #node = randomId(9);
+  readonly #limits: Required<HistoryOptions>;
+  readonly #batch: number;
+  readonly #dedupWindow: number;
+  readonly #sessionTtlMs: number;
+  readonly #nodeTimeoutMs: number;
+  /** This node's set of client ids, for whoever reaps it if it dies. */
+  readonly #clientsKey: string;
+  /** Commands: pipelined on one connection, so one client's commands run in the order they came. */
+  readonly #redis: Redis & Scripts;
+  /** The blocking XREAD. */
+  readonly #reader: Redis;
+  /** Streams this node reads, with the last id read; null until it is known (watched while Redis was away). */
+  readonly #positions = new Map<string, string | null>();
+  readonly #sessions = new Map<string, LocalSession>();
+  readonly #inbox: string;
+  #host: EngineHost | undefined;
+  #connected = false;
+  #closed = false;
+  #wakeReader: (() => void) | undefined;
+  #refresh: ReturnType<typeof setInterval> | undefined;
+  #beat: ReturnType<typeof setInterval> | undefined;
+
+  constructor(options: RedisEngineOptions) {
+    this.#limits = { ...HISTORY_DEFAULTS, ...Object.fromEntries(Object.entries(options.history ?? {}).filter(([, value]) => value !== undefined)) };
+    this.#batch = Math.max(1, Math.min(READ_BATCH, this.#limits.maxLength));
+    this.#dedupWindow = options.dedupWindow ?? 4096;
+    this.#sessionTtlMs = options.sessionTtlMs ?? 60_000;
+    this.#nodeTimeoutMs = options.nodeTimeoutMs ?? 5_000;
+    this.#inbox = `${PREFIX}i:${this.#node}`;
+    this.#clientsKey = `${PREFIX}nc:${this.#node}`;
+    // Fail fast while disconnected (a typed refusal beats a command waiting in a queue), reconnect forever.
+    const common = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, retryStrategy: (times: number) => Math.min(50 * times, 1000) };
+    this.#redis = new Redis(options.url, common) as Redis & Scripts;
+    this.#reader = new Redis(options.url, { ...common, connectionName: `switchyard-reader-${this.#node}` });
+    this.#redis.defineCommand('syPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
+    this.#redis.defineCommand('syClients', { numberOfKeys: 1, lua: CLIENTS_SCRIPT });
+    this.#redis.defineCommand('syClaim', { numberOfKeys: 1, lua: CLAIM_SCRIPT });
+    this.#redis.defineCommand('syForget', { numberOfKeys: 2, lua: FORGET_SCRIPT });
+    this.#redis.defineCommand('syPresence', { numberOfKeys: 2, lua: PRESENCE_SCRIPT });
+    this.#redis.defineCommand('syBeat', { numberOfKeys: 0, lua: BEAT_SCRIPT });
+    this.#redis.on('error', () => undefined);
+    this.#reader.on('error', () => undefined);
+    this.#redis.on('close', () => this.#lost());
+    this.#redis.on('ready', () => void this.#resynchronise());
+    this.#reader.on('ready', () => this.#wakeReader?.());
+  }
+
+  /** Connects both connections; rejects when Redis cannot be reached at start. */
+  async connect(): Promise<void> {
+    await Promise.all([this.#redis.connect(), this.#reader.connect()]);
+    await this.#whenConnected();
+  }
+
+  start(host: EngineHost): void {
+    this.#host = host;
+    this.#positions.set(this.#inbox, '0-0');
+    this.#positions.set(`${PREFIX}s:all`, null);
+    if (this.#connected) void this.#resynchronise();
+    void this.#readLoop();
+    this.#refresh = setInterval(() => this.#refreshSessions(), this.#sessionTtlMs / 3);
+    this.#refresh.unref?.();
+    this.#beat = setInterval(() => {
+      if (this.#connected) this.#redis.syBeat(PREFIX, this.#node, this.#nodeTimeoutMs, this.#limits.maxLength).catch(noop);
+    }, Math.min(1000, this.#nodeTimeoutMs / 3));
+    this.#beat.unref?.();
+  }
+
+  status(): EngineStatus {
+    return { engine: 'redis', node: this.#node, connected: this.#connected };
+  }
+
+  publish(publication: Publication, done: (outcome: PublishOutcome) => void): void {
+    const { target, event, lane, dedup } = publication;
+    if (!this.#connected) {
+      // Alone: this node's own recipients still get what needs no guarantee; an acknowledgement would be a lie.
+      if (dedup) return done(UNAVAILABLE);
+      this.#host!.deliver(target, event, lane, undefined);
+      return done(OK);
+    }
+    const frame = toRedis(encodeEnvelope(event));
+    const dedupKey = dedup ? `${PREFIX}d:${dedup.clientId}` : '';
+    const id = dedup?.id ?? '';
+    const failed = () => done(UNAVAILABLE);
+    if ('client' in target || 'ids' in target) {
+      const ids = 'client' in target ? [target.client] : target.ids;
+      this.#redis
+        .syClients(dedupKey || this.#inbox, id, this.#dedupWindow, this.#sessionTtlMs, frame, lane, 'client' in target ? '1' : '0', `${PREFIX}c:`, `${PREFIX}i:`, ...ids)
+        .then((found) => {
+          if (found === -1) done({ ok: false, code: 'ERR_UNKNOWN_CLIENT', message: `no client '${ids[0]}'` });
+          else if (found === -2) done({ ok: false, code: 'ERR_DUPLICATE', message: 'already published' });
+          else done(OK);
+        }, failed);
+      return;
+    }
+    const stream = 'all' in target ? `${PREFIX}s:all` : `${PREFIX}s:${'room' in target ? `room:${target.room}` : `topic:${target.topic}`}`;
+    const [maxLength, maxAgeMs] = 'all' in target ? [BROADCAST_LENGTH, 0] : [this.#limits.maxLength, this.#limits.maxAgeMs];
+    this.#redis
+      .syPublish(stream, dedupKey || stream, maxLength, maxAgeMs, id, this.#dedupWindow, this.#sessionTtlMs, frame, lane)
+      .then((appended) => done(appended === null ? { ok: false, code: 'ERR_DUPLICATE', message: 'already published' } : OK), failed);
+  }
+
+  watch(channel: Channel, done: (error?: string) => void): void {
+    const stream = `${PREFIX}s:${channel}`;
+    if (this.#positions.has(stream)) return done();
+    this.#positions.set(stream, null);
+    if (!this.#connected) return done();
+    // From the stream's current end: what is published once the join is acknowledged arrives here.
+    this.#lastId(stream).then(
+      (last) => {
+        if (this.#positions.get(stream) === null) this.#positions.set(stream, last);
+        this.#wakeReader?.();
+        this.#poke();
+        done();
+      },
+      () => done(),
+    );
+  }
+
+  unwatch(channel: Channel): void {
+    this.#positions.delete(`${PREFIX}s:${channel}`);
+  }
+
+  position(channel: Channel): string | undefined {
+    return this.#positions.get(`${PREFIX}s:${channel}`) ?? undefined;
+  }
+
+  history(channel: Channel, offset: string, done: (answer: HistoryAnswer) => void): void {
+    if (!this.#connected) return done({ entries: [], complete: false });
+    const stream = `${PREFIX}s:${channel}`;
+    const limit = this.#limits.maxLength + 128;
+    this.#redis
+      .multi()
+      .xinfo('STREAM', stream)
+      .xrangeBuffer(stream, `(${offset}`, '+', 'COUNT', limit)
+      .exec()
+      .then(
+        (results) => {
+          const [[infoError, info], [, range]] = results as [[Error | null, unknown[]], [Error | null, [Buffer, Buffer[]][]]];
+          // No stream: it expired (nothing for maxAgeMs, so the offset is older than that) or Redis lost it.
+          if (infoError || !range) return done({ entries: [], complete: false });
+          const fields = new Map<string, unknown>();
+          for (let i = 0; i + 1 < info.length; i += 2) fields.set(String(info[i]), info[i + 1]);
+          const maxDeleted = String(fields.get('max-deleted-entry-id') ?? '0-0');
+          const lastGenerated = String(fields.get('last-generated-id') ?? '0-0');
+          const oldest = Date.now() - this.#limits.maxAgeMs;
+          let complete = compareOffsets(offset, maxDeleted) >= 0 && compareOffsets(offset, lastGenerated) <= 0 && range.length < limit;
+          const entries: HistoryEntry[] = [];
+          for (const [idBuffer, values] of range) {
+            const id = idBuffer.toString();
+            // Trimming by age is approximate (whole stream nodes): older entries are not history any more.
+            if (Number(id.slice(0, id.indexOf('-'))) < oldest) {
+              complete = false;
+              continue;
+            }
+            const entry = parseEntry(values);
+            if (entry?.event?.t === 'message') entries.push({ offset: id, event: entry.event, lane: entry.lane });
+          }
+          done({ entries, complete });
+        },
+        () => done({ entries: [], complete: false }),
+      );
+  }
+
+  register(clientId: string, session: SessionRecord, done: () => void): void {
+    this.#sessions.set(clientId, { secret: session.secret, userId: session.userId, channels: new Set(), graceMs: undefined });
+    if (!this.#connected) return done();
+    this.#writeSession(clientId).then(done, done);
+  }
+
+  claim(clientId: string, secret: string, newSecret: string, done: (session: SessionRecord | undefined) => void): void {
+    if (!this.#connected) return done(undefined);
+    this.#redis.syClaim(`${PREFIX}c:${clientId}`, secret, newSecret, this.#node, this.#sessionTtlMs, `${PREFIX}i:`, clientId).then(
+      (flat) => {
+        if (!flat) return done(undefined);
+        const session: SessionRecord = { secret: newSecret, userId: undefined, rooms: [], topics: [] };
+        const local: LocalSession = { secret: newSecret, userId: undefined, channels: new Set(), graceMs: undefined };
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          const field = flat[i]!;
+          if (field === 'user') session.userId = local.userId = flat[i + 1];
+          else if (field.startsWith('room:')) session.rooms.push(field.slice(5));
+          else if (field.startsWith('topic:')) session.topics.push(field.slice(6));
+        }
+        this.#sessions.set(clientId, local);
+        this.#redis.sadd(this.#clientsKey, clientId).catch(noop);
+        done(session);
+      },
+      () => done(undefined),
+    );
+  }
+
+  renew(clientId: string, secret: string): void {
+    const local = this.#sessions.get(clientId);
+    if (local) local.secret = secret;
+    if (this.#connected) this.#redis.hset(`${PREFIX}c:${clientId}`, 'secret', secret, 'node', this.#node).catch(noop);
+  }
+
+  membership(clientId: string, channel: Channel, member: boolean): void {
+    const local = this.#sessions.get(clientId);
+    if (member) local?.channels.add(channel);
+    else local?.channels.delete(channel);
+    if (!this.#connected) return;
+    const key = `${PREFIX}c:${clientId}`;
+    (member ? this.#redis.hset(key, channel, '1') : this.#redis.hdel(key, channel)).catch(noop);
+    if (channel.startsWith('room:')) {
+      const room = channel.slice(5);
+      this.#redis.syPresence(`${PREFIX}p:${room}`, `${PREFIX}s:${channel}`, clientId, this.#node, member ? 'join' : 'leave', this.#limits.maxLength).catch(noop);
+    }
+  }
+
+  presence(room: string, done: (clientIds: string[]) => void): void {
+    if (!this.#connected) return done(this.#host!.localMembers(room));
+    this.#redis.hkeys(`${PREFIX}p:${room}`).then(done, () => done(this.#host!.localMembers(room)));
+  }
+
+  suspend(clientId: string, graceMs: number): void {
+    const local = this.#sessions.get(clientId);
+    if (local) local.graceMs = graceMs;
+    if (this.#connected) this.#redis.pexpire(`${PREFIX}c:${clientId}`, graceMs).catch(noop);
+  }
+
+  reattach(clientId: string): void {
+    const local = this.#sessions.get(clientId);
+    if (local) local.graceMs = undefined;
+    if (this.#connected) this.#redis.pexpire(`${PREFIX}c:${clientId}`, this.#sessionTtlMs).catch(noop);
+  }
+
+  forget(clientId: string): void {
+    this.#sessions.delete(clientId);
+    if (!this.#connected) return;
+    this.#redis.syForget(`${PREFIX}c:${clientId}`, `${PREFIX}d:${clientId}`, this.#node).catch(noop);
+    this.#redis.srem(this.#clientsKey, clientId).catch(noop);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#refresh);
+    clearInterval(this.#beat);
+    this.#wakeReader?.();
+    this.#reader.disconnect();
+    await this.#redis.quit().catch(() => this.#redis.disconnect());
+  }
+
+  #whenConnected(): Promise<void> {
+    if (this.#connected) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => (this.#connected || this.#closed ? resolve() : setTimeout(check, 10));
+      check();
+    });
+  }
+
+  #lost(): void {
+    if (!this.#connected || this.#closed) return;
+    this.#connected = false;
+    this.#host?.log(`node ${this.#node}: Redis connection lost; serving local clients only, acknowledged sends refused (ERR_CLUSTER_UNAVAILABLE) until it is back`);
+  }
+
+  /** (Re)connected: writes this node's sessions and memberships again, finds the start of streams watched meanwhile, reads on. */
+  async #resynchronise(): Promise<void> {
+    try {
+      const pipeline = this.#redis.pipeline();
+      for (const clientId of this.#sessions.keys()) this.#sessionWrites(pipeline, clientId);
+      await pipeline.exec();
+      for (const [stream, position] of this.#positions) if (position === null) this.#positions.set(stream, await this.#lastId(stream));
+    } catch {
+      return; // Lost again: the next 'ready' tries again.
+    }
+    const wasDown = this.#host !== undefined && !this.#connected;
+    if (this.#closed) return;
+    this.#connected = true;
+    if (wasDown) this.#host!.log(`node ${this.#node}: Redis connection back; sessions and memberships written again, reading on from where it stopped`);
+    this.#wakeReader?.();
+  }
+
+  #writeSession(clientId: string): Promise<unknown> {
+    const pipeline = this.#redis.pipeline();
+    this.#sessionWrites(pipeline, clientId);
+    return pipeline.exec();
+  }
+
+  #sessionWrites(pipeline: ReturnType<Redis['pipeline']>, clientId: string): void {
+    const local = this.#sessions.get(clientId)!;
+    const key = `${PREFIX}c:${clientId}`;
+    const fields: string[] = ['node', this.#node, 'secret', local.secret];
+    if (local.userId !== undefined) fields.push('user', local.userId);
+    for (const channel of local.channels) fields.push(channel, '1');
+    pipeline.hset(key, ...fields);
+    pipeline.pexpire(key, local.graceMs ?? this.#sessionTtlMs);
+    pipeline.sadd(this.#clientsKey, clientId);
+    for (const channel of local.channels) if (channel.startsWith('room:')) pipeline.hset(`${PREFIX}p:${channel.slice(5)}`, clientId, this.#node);
+  }
+
+  /** Connected clients' sessions outlive this node by sessionTtlMs only: refreshed here while it lives. */
+  #refreshSessions(): void {
+    if (!this.#connected) return;
+    const pipeline = this.#redis.pipeline();
+    for (const [clientId, local] of this.#sessions) if (local.graceMs === undefined) pipeline.pexpire(`${PREFIX}c:${clientId}`, this.#sessionTtlMs);
+    pipeline.exec().catch(noop);
+  }
+
+  async #lastId(stream: string): Promise<string> {
+    const last = await this.#redis.xrevrange(stream, '+', '-', 'COUNT', 1);
+    return last[0]?.[0] ?? '0-0';
+  }
+
+  /** Ends a blocked XREAD so a newly watched stream is read at once: a wake entry in this node's inbox. */
+  #poke(): void {
+    if (this.#connected) this.#redis.xadd(this.#inbox, 'MAXLEN', '~', INBOX_LENGTH, '*', 'x', 'wake').catch(noop);
+  }
+
+  async #readLoop(): Promise<void> {
+    while (!this.#closed) {
+      if (!this.#connected || this.#reader.status !== 'ready') {
+        await new Promise<void>((resolve) => {
+          this.#wakeReader = resolve;
+          setTimeout(resolve, 250);
+        });
+        continue;
+      }
+      const streams: string[] = [];
+      const ids: string[] = [];
+      for (const [stream, position] of this.#positions) {
+        if (position === null) continue;
+        streams.push(stream);
+        ids.push(position);
+      }
+      let reply: XReadReply;
+      try {
+        reply = (await this.#reader.xreadBuffer('COUNT', this.#batch, 'BLOCK', BLOCK_MS, 'STREAMS', ...streams, ...ids)) as XReadReply;
+      } catch {
+        continue;
+      }
+      if (!reply) continue;
+      await this.#checkTrimmed(reply, new Map(streams.map((stream, i) => [stream, ids[i]!])));
+      // One reply is a snapshot of every stream: taken in id (time) order across streams, a sender's
+      // room message and its unicast that followed arrive in the order they were sent.
+      const batch: [string, string, Buffer[]][] = [];
+      for (const [streamBuffer, entries] of reply) {
+        const stream = streamBuffer.toString();
+        for (const [idBuffer, values] of entries) batch.push([stream, idBuffer.toString(), values]);
+      }
+      if (reply.length > 1) batch.sort((x, y) => compareOffsets(x[1], y[1]));
+      this.#take(batch);
+    }
+  }
+
+  /**
+   * A full batch means this node may have fallen behind: when the stream was trimmed past where it
+   * had read, the messages in between are gone, and its members there are told (before any later
+   * message reaches them, so their offsets still point before the gap).
+   */
+  async #checkTrimmed(reply: NonNullable<XReadReply>, readFrom: Map<string, string>): Promise<void> {
+    for (const [streamBuffer, entries] of reply) {
+      const stream = streamBuffer.toString();
+      if (entries.length < this.#batch || stream === this.#inbox || !stream.startsWith(`${PREFIX}s:`) || stream === `${PREFIX}s:all`) continue;
+      const from = readFrom.get(stream);
+      let maxDeleted: string;
+      try {
+        const info = (await this.#redis.xinfo('STREAM', stream)) as unknown[];
+        maxDeleted = String(info[info.indexOf('max-deleted-entry-id') + 1] ?? '0-0');
+      } catch {
+        continue;
+      }
+      if (!from || compareOffsets(maxDeleted, from) <= 0) continue;
+      const channel = stream.slice(PREFIX.length + 2) as Channel;
+      this.#host!.log(`node ${this.#node}: fell behind ${channel} (messages after ${from} up to ${maxDeleted} were trimmed unread); its members here resume to learn it`);
+      this.#host!.fellBehind(channel);
+    }
+  }
+
+  /** Delivers what the streams brought, past this node's position in each (a re-watched stream may bring older entries again). */
+  #take(batch: [string, string, Buffer[]][]): void {
+    for (const [stream, id, values] of batch) {
+      const position = this.#positions.get(stream);
+      if (!position || compareOffsets(id, position) <= 0) continue;
+      this.#positions.set(stream, id);
+      const entry = parseEntry(values);
+      if (!entry) continue;
+      try {
+        this.#dispatch(stream, id, entry);
+      } catch (error) {
+        this.#host!.log(`node ${this.#node}: delivering ${stream} ${id} failed: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  #dispatch(stream: string, id: string, entry: ParsedEntry): void {
+    const host = this.#host!;
+    if (stream === this.#inbox) {
+      if (entry.control === 'release' && entry.clients) {
+        this.#sessions.delete(entry.clients);
+        this.#redis.srem(this.#clientsKey, entry.clients).catch(noop);
+        host.release(entry.clients);
+      }
+      if (!entry.event || !entry.clients) return;
+      const ids = entry.clients.split(',');
+      host.deliver(ids.length === 1 ? { client: ids[0]! } : { ids }, entry.event, entry.lane, undefined);
+      return;
+    }
+    const name = stream.slice(PREFIX.length + 2);
+    if ((entry.control === 'join' || entry.control === 'leave') && entry.clients && name.startsWith('room:')) {
+      host.presence(name.slice(5), entry.clients, entry.control);
+      return;
+    }
+    if (!entry.event || entry.event.t !== 'message') return;
+    if (name === 'all') host.deliver({ all: true }, entry.event, entry.lane, undefined);
+    else if (name.startsWith('room:')) host.deliver({ room: name.slice(5) }, entry.event, entry.lane, id);
+    else if (name.startsWith('topic:')) host.deliver({ topic: name.slice(6) }, entry.event, entry.lane, id);
+  }
+}
+
+interface ParsedEntry {
+  event: Delivery | ReceiptEvent | undefined;
+  lane: Lane;
+  clients: string | undefined;
+  control: string | undefined;
+}
+
+/** A stream entry's fields: `e` the encoded event, `l` its lane, `c` recipients or subject, `x` a control word. */
+function parseEntry(values: Buffer[]): ParsedEntry | undefined {
+  const parsed: ParsedEntry = { event: undefined, lane: 'reliable', clients: undefined, control: undefined };
+  for (let i = 0; i + 1 < values.length; i += 2) {
+    const field = values[i]!.toString();
+    const value = values[i + 1]!;
+    if (field === 'e') {
+      // Binary envelopes start with 0xB1; JSON ones with '{'.
+      const frame = value[0] === 0xb1 ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength) : value.toString('utf8');
+      try {
+        const envelope = decodeEnvelope(frame);
+        if (envelope.t === 'message' || (envelope.t === 'ack' && envelope.from !== undefined)) parsed.event = envelope as Delivery | ReceiptEvent;
+      } catch {
+        return undefined;
+      }
+    } else if (field === 'l') parsed.lane = value.toString() as Lane;
+    else if (field === 'c') parsed.clients = value.toString();
+    else if (field === 'x') parsed.control = value.toString();
+  }
+  return parsed;
+}
+
+function toRedis(frame: string | Uint8Array): string | Buffer {
+  return typeof frame === 'string' ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+}
+
+function noop(): void {}
