@@ -22,7 +22,6 @@ import type { ClientTransportOptions, Connection, Lane, TransportName } from '..
 import type { WebRtcConnection } from '../transports/webrtc/connection.ts';
 import { connectWebSocket, type WebSocketConstructor } from '../transports/websocket/client.ts';
 import { RawOp, rawPayload, rawPublishFrame, rawTopic, type ServerKind } from './raw-protocol.ts';
-import type { Workload } from './report.ts';
 
 /** The load generator's write policy, stated in every report. */
 export const CLIENT_WRITE_POLICY = 'one write per message on every client: nothing corked or batched by the load generator';
@@ -59,8 +58,8 @@ export interface Target {
   readonly description: string;
   /** The lane every message goes on (Switchyard targets); unreliable lanes may lose and reorder messages. */
   readonly lane?: Lane;
-  /** The only workloads this row runs, and why (the others are skipped with `reason`). */
-  readonly only?: { workloads: readonly Workload[]; reason: string };
+  /** The only workloads this row runs (report.ts's Workload names), and why (the others are skipped with `reason`). */
+  readonly only?: { workloads: readonly string[]; reason: string };
   connect(endpoint: { port: number; certPem: string | null; ports?: number[] }): Promise<BenchClient>;
 }
 

@@ -64,11 +64,17 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
   const clients: SwitchyardClient[] = [];
   const nodes: Node[] = [];
 
+  /**
+   * History deeper than a burst: a node reads a room's stream live, and one that falls more than
+   * the history behind (2000 messages at once on a loaded machine) finds messages trimmed unread.
+   */
+  const router: RouterOptions = { history: { maxLength: 10_000 } };
+
   beforeAll(async () => {
     redis = await startRedis();
-    [a, b] = await Promise.all([startNode(redis), startNode(redis)]);
+    [a, b] = await Promise.all([startNode(redis, router), startNode(redis, router)]);
     nodes.push(a, b);
-  }, 30_000);
+  }, 60_000);
   afterAll(async () => {
     for (const client of clients) client.close();
     await Promise.all(nodes.map((node) => stopNode(node)));
@@ -180,7 +186,7 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
   });
 
   it('kill -9 of the sender\'s node with 2000 acknowledged messages in flight: the receiver on another node has each exactly once', async () => {
-    const doomed = await startNode(redis);
+    const doomed = await startNode(redis, router);
     nodes.push(doomed);
     const proxy = await startTcpProxy(doomed.port);
     try {
@@ -249,15 +255,17 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
       expect(changes).toEqual([`join ${local.client.id}`, `join ${remote.client.id}`, `join ${leaver.client.id}`, `leave ${leaver.client.id}`]);
       expect((await observer.presence('presence')).sort()).toEqual([local.client.id, remote.client.id].sort());
 
-      remote.client.close();
+      // A crash, not a goodbye: the member's client stays, trying to reconnect to a dead node.
       await stopNode(doomed, 'SIGKILL');
-      await waitFor(() => changes.length === 5, 15_000, 'the dead node\'s member to leave');
-      expect(changes[4]).toBe(`leave ${remote.client.id}`);
+      const killed = Date.now();
+      await waitFor(() => changes.length >= 5, 40_000, `the dead node's member to leave (${JSON.stringify(changes)})`);
+      console.log(`presence healed ${Date.now() - killed} ms after the kill`);
+      expect(changes.slice(4)).toEqual([`leave ${remote.client.id}`]);
       expect(await observer.presence('presence')).toEqual([local.client.id]);
     } finally {
       await observer.close();
     }
-  }, 60_000);
+  }, 90_000);
 
   it('/info names the node and says Redis is reachable', async () => {
     const info = (await (await fetch(`${a.url}/info`)).json()) as { cluster: { engine: string; node: string; connected: boolean } };

@@ -74,6 +74,12 @@ export interface EngineHost {
   presence(room: string, clientId: string, change: 'join' | 'leave'): void;
   /** This node's members of a room. */
   localMembers(room: string): string[];
+  /**
+   * This node fell so far behind a room's or topic's stream that messages were trimmed before it
+   * read them: its members there must not carry on as if nothing was missed (they resume, and are
+   * told what could not be recovered).
+   */
+  fellBehind(channel: Channel): void;
   /** Something the operator should know (the store went away, came back). */
   log(message: string): void;
 }
@@ -106,6 +112,8 @@ export interface RouterEngine {
   watch(channel: Channel, done: (error?: string) => void): void;
   /** This node's last member of a room or topic left. */
   unwatch(channel: Channel): void;
+  /** The offset a watched channel's messages come here after (a new member's starting point), if known. */
+  position(channel: Channel): string | undefined;
   /** The messages of `channel` after `offset`, oldest first. */
   history(channel: Channel, offset: string, done: (answer: HistoryAnswer) => void): void;
   /** A new client session on this node. */

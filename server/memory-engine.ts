@@ -89,6 +89,10 @@ export class MemoryEngine implements RouterEngine {
     this.#histories.delete(channel);
   }
 
+  position(channel: Channel): string | undefined {
+    return this.#histories.has(channel) ? `${this.#sequence}-${this.#epoch}` : undefined;
+  }
+
   history(channel: Channel, offset: string, done: (answer: HistoryAnswer) => void): void {
     const history = this.#histories.get(channel);
     const dash = offset.indexOf('-');

@@ -60,7 +60,7 @@ export interface RedisEngineOptions {
 }
 
 const PREFIX = 'sy:';
-/** Entries read per stream per XREAD. */
+/** Entries read per stream per XREAD (at most the history length: a full batch is how a lagging node notices). */
 const READ_BATCH = 1000;
 /** A node's inbox keeps at most this many entries (its own reading keeps it short). */
 const INBOX_LENGTH = 100_000;
@@ -192,6 +192,7 @@ type XReadReply = [Buffer, [Buffer, Buffer[]][]][] | null;
 export class RedisEngine implements RouterEngine {
   readonly #node = randomId(9);
   readonly #limits: Required<HistoryOptions>;
+  readonly #batch: number;
   readonly #dedupWindow: number;
   readonly #sessionTtlMs: number;
   readonly #nodeTimeoutMs: number;
@@ -214,6 +215,7 @@ export class RedisEngine implements RouterEngine {
 
   constructor(options: RedisEngineOptions) {
     this.#limits = { ...HISTORY_DEFAULTS, ...Object.fromEntries(Object.entries(options.history ?? {}).filter(([, value]) => value !== undefined)) };
+    this.#batch = Math.max(1, Math.min(READ_BATCH, this.#limits.maxLength));
     this.#dedupWindow = options.dedupWindow ?? 4096;
     this.#sessionTtlMs = options.sessionTtlMs ?? 60_000;
     this.#nodeTimeoutMs = options.nodeTimeoutMs ?? 5_000;
@@ -309,6 +311,10 @@ export class RedisEngine implements RouterEngine {
 
   unwatch(channel: Channel): void {
     this.#positions.delete(`${PREFIX}s:${channel}`);
+  }
+
+  position(channel: Channel): string | undefined {
+    return this.#positions.get(`${PREFIX}s:${channel}`) ?? undefined;
   }
 
   history(channel: Channel, offset: string, done: (answer: HistoryAnswer) => void): void {
@@ -512,11 +518,12 @@ export class RedisEngine implements RouterEngine {
       }
       let reply: XReadReply;
       try {
-        reply = (await this.#reader.xreadBuffer('COUNT', READ_BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', ...streams, ...ids)) as XReadReply;
+        reply = (await this.#reader.xreadBuffer('COUNT', this.#batch, 'BLOCK', BLOCK_MS, 'STREAMS', ...streams, ...ids)) as XReadReply;
       } catch {
         continue;
       }
       if (!reply) continue;
+      await this.#checkTrimmed(reply, new Map(streams.map((stream, i) => [stream, ids[i]!])));
       // One reply is a snapshot of every stream: taken in id (time) order across streams, a sender's
       // room message and its unicast that followed arrive in the order they were sent.
       const batch: [string, string, Buffer[]][] = [];
@@ -526,6 +533,30 @@ export class RedisEngine implements RouterEngine {
       }
       if (reply.length > 1) batch.sort((x, y) => compareOffsets(x[1], y[1]));
       this.#take(batch);
+    }
+  }
+
+  /**
+   * A full batch means this node may have fallen behind: when the stream was trimmed past where it
+   * had read, the messages in between are gone, and its members there are told (before any later
+   * message reaches them, so their offsets still point before the gap).
+   */
+  async #checkTrimmed(reply: NonNullable<XReadReply>, readFrom: Map<string, string>): Promise<void> {
+    for (const [streamBuffer, entries] of reply) {
+      const stream = streamBuffer.toString();
+      if (entries.length < this.#batch || stream === this.#inbox || !stream.startsWith(`${PREFIX}s:`) || stream === `${PREFIX}s:all`) continue;
+      const from = readFrom.get(stream);
+      let maxDeleted: string;
+      try {
+        const info = (await this.#redis.xinfo('STREAM', stream)) as unknown[];
+        maxDeleted = String(info[info.indexOf('max-deleted-entry-id') + 1] ?? '0-0');
+      } catch {
+        continue;
+      }
+      if (!from || compareOffsets(maxDeleted, from) <= 0) continue;
+      const channel = stream.slice(PREFIX.length + 2) as Channel;
+      this.#host!.log(`node ${this.#node}: fell behind ${channel} (messages after ${from} up to ${maxDeleted} were trimmed unread); its members here resume to learn it`);
+      this.#host!.fellBehind(channel);
     }
   }
 

@@ -229,7 +229,7 @@ describe('rooms and topics', () => {
     sender!.send({ t: 'join', room: 'r', id: 'j1' });
     member!.send({ t: 'join', room: 'r', id: 'j2' });
     await settle();
-    expect(sender!.of('ack')).toEqual([{ t: 'ack', id: 'j1' }]);
+    expect(sender!.of('ack')).toEqual([{ t: 'ack', id: 'j1', offset: expect.stringMatching(/^\d+-\d+$/) }]);
     expect(router.rooms.get('r')?.size).toBe(2);
 
     sender!.send({ t: 'multicast', target: { room: 'r' }, data: { n: 1 } });
@@ -240,7 +240,7 @@ describe('rooms and topics', () => {
 
     member!.send({ t: 'leave', room: 'r', id: 'l1' });
     await settle();
-    expect(member!.of('ack')).toEqual([{ t: 'ack', id: 'j2' }, { t: 'ack', id: 'l1' }]);
+    expect(member!.of('ack')).toEqual([{ t: 'ack', id: 'j2', offset: expect.any(String) }, { t: 'ack', id: 'l1' }]);
     member!.clear();
     sender!.send({ t: 'multicast', target: { room: 'r' }, data: 2 });
     await settle();
@@ -357,7 +357,7 @@ describe('receipts', () => {
     peer!.send({ t: 'join', room: 'a' });
     peer!.send({ t: 'join', room: 'b', id: 'with-id' });
     await settle();
-    expect(peer!.inbox).toEqual([{ t: 'ack', id: 'with-id' }]);
+    expect(peer!.inbox).toEqual([{ t: 'ack', id: 'with-id', offset: expect.any(String) }]);
   });
 
   it('asks recipients for a receipt and forwards each recipient ack to the sender, naming the recipient', async () => {
@@ -699,6 +699,24 @@ describe('history and recovery (in-memory engine)', () => {
     await settle();
     expect(late.welcome).toMatchObject({ resumed: false, recovered: false });
     expect(late.deliveries()).toEqual([]);
+  });
+
+  it('a member that got nothing yet resumes from the offset its join ack named', async () => {
+    start({ resumeGraceMs: 10_000 });
+    const [member, sender] = await joinMany(2);
+    member!.send({ t: 'join', room: 'quiet', id: 'j' });
+    await settle();
+    const offset = member!.of('ack')[0]!.offset!;
+    const { clientId: id, secret } = member!.welcome!;
+    member!.client.abort();
+    await settle();
+    sender!.send({ t: 'multicast', target: { room: 'quiet' }, data: 'while away' });
+    await settle();
+    const back = attach();
+    back.send({ t: 'hello', resume: { clientId: id, secret }, offsets: { 'room:quiet': offset } });
+    await settle();
+    expect(back.welcome).toMatchObject({ resumed: true, recovered: true });
+    expect(back.deliveries().map((d) => d.data)).toEqual(['while away']);
   });
 
   it('binary deliveries carry their offset too', async () => {

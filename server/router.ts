@@ -243,6 +243,10 @@ export class Router {
       release: (clientId) => this.#release(clientId),
       presence: (room, clientId, change) => this.#events.emit('presence', room, clientId, change),
       localMembers: (room) => [...(this.rooms.get(room) ?? [])].map((client) => client.id),
+      fellBehind: (channel) => {
+        const members = channel.startsWith('room:') ? this.rooms.get(channel.slice(5)) : this.topics.get(channel.slice(6));
+        for (const member of members ?? []) member.connection?.close(CloseCode.fellBehind, 'this node fell behind the stream: resume to learn what was lost');
+      },
       log,
     };
     this.#engine.start(host);
@@ -595,7 +599,11 @@ export class Router {
     }
     if (command.id !== undefined) {
       client.seenIds.add(command.id);
-      if (client.connection === connection) this.#sendTo(client, { t: 'ack', id: command.id });
+      if (client.connection !== connection) return;
+      // A join's or subscribe's ack names where its messages start: a resume before any came can still recover them.
+      const channel: Channel | undefined = command.t === 'join' ? `room:${command.room}` : command.t === 'subscribe' ? `topic:${command.topic}` : undefined;
+      const offset = channel && !error ? this.#engine.position(channel) : undefined;
+      this.#sendTo(client, { t: 'ack', id: command.id, ...(offset === undefined ? {} : { offset }) });
     }
   }
 

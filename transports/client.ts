@@ -108,6 +108,8 @@ interface PendingAck {
   timer: ReturnType<typeof setTimeout> | undefined;
   resolve: () => void;
   reject: (error: Error) => void;
+  /** A join's or subscribe's channel (`room:<name>`, `topic:<name>`): its ack names the offset to resume from. */
+  channel?: string;
 }
 
 const MAX_RECONNECT_DELAY_MS = 5_000;
@@ -191,7 +193,7 @@ export class SwitchyardClient {
   }
 
   join(room: string): Promise<void> {
-    return this.#remember(this.#rooms, room, this.#command({ t: 'join', room }, { ack: true }).then(() => undefined));
+    return this.#remember(this.#rooms, room, this.#command({ t: 'join', room }, { ack: true }, `room:${room}`).then(() => undefined));
   }
   leave(room: string): Promise<void> {
     this.#rooms.delete(room);
@@ -199,7 +201,7 @@ export class SwitchyardClient {
     return this.#command({ t: 'leave', room }, { ack: true }).then(() => undefined);
   }
   subscribe(topic: string): Promise<void> {
-    return this.#remember(this.#topics, topic, this.#command({ t: 'subscribe', topic }, { ack: true }).then(() => undefined));
+    return this.#remember(this.#topics, topic, this.#command({ t: 'subscribe', topic }, { ack: true }, `topic:${topic}`).then(() => undefined));
   }
   unsubscribe(topic: string): Promise<void> {
     this.#topics.delete(topic);
@@ -347,7 +349,8 @@ export class SwitchyardClient {
           this.#seen.add(key);
           if (envelope.receipt) this.#fire(encodeEnvelope({ t: 'ack', id: envelope.id, to: envelope.from }));
         }
-        if (envelope.offset !== undefined && envelope.to !== undefined) this.#offsets.set(`${envelope.kind}:${envelope.to}`, envelope.offset);
+        // The last offset per room and topic it is in (a late delivery after a leave names nothing).
+        if (envelope.offset !== undefined && ((envelope.kind === 'room' && this.#rooms.has(envelope.to!)) || (envelope.kind === 'topic' && this.#topics.has(envelope.to!)))) this.#offsets.set(`${envelope.kind}:${envelope.to}`, envelope.offset);
         if (envelope.kind === 'send' && isPeerSignal(envelope.data)) {
           this.#peers.handle(envelope.from, envelope.data);
           return;
@@ -365,6 +368,7 @@ export class SwitchyardClient {
         if (!pending) return;
         clearTimeout(pending.timer);
         this.#pending.delete(envelope.id);
+        if (pending.channel && envelope.offset !== undefined && !this.#offsets.has(pending.channel)) this.#offsets.set(pending.channel, envelope.offset);
         pending.resolve();
         return;
       }
@@ -422,7 +426,7 @@ export class SwitchyardClient {
     if (this.#connection && Date.now() - this.#lastHeard > this.#heartbeatMs * 2.5) this.#connection.close(4009, 'server silent past the liveness timeout');
   }
 
-  #command(command: Exclude<ClientCommand, { t: 'hello' }>, options: SendOptions = {}): Promise<string | undefined> {
+  #command(command: Exclude<ClientCommand, { t: 'hello' }>, options: SendOptions = {}, channel?: string): Promise<string | undefined> {
     const lane = options.lane ?? 'reliable';
     if (!options.ack && !options.receipt) {
       const frame = encodeEnvelope(command);
@@ -434,7 +438,7 @@ export class SwitchyardClient {
     if (messageSize(frame) > this.#maxMessageSize) return Promise.reject(new MessageTooLargeError(messageSize(frame), this.#maxMessageSize));
     if (!options.ack) return this.#write(frame, lane).then(() => id);
     return new Promise<string>((resolve, reject) => {
-      const pending: PendingAck = { frame, lane, attempt: 0, timer: undefined, resolve: () => resolve(id), reject };
+      const pending: PendingAck = { frame, lane, attempt: 0, timer: undefined, resolve: () => resolve(id), reject, ...(channel ? { channel } : {}) };
       this.#pending.set(id, pending);
       // Before the welcome (or while reconnecting) it waits: the welcome sends every pending frame.
       if (this.#ready) this.#transmit(id, pending);

@@ -69,6 +69,8 @@ export const CloseCode = {
   slowConsumer: 4008,
   /** No traffic (not even heartbeats) within the liveness timeout. */
   livenessTimeout: 4009,
+  /** A cluster node fell behind a room's stream (messages trimmed unread): resume to learn what was lost. */
+  fellBehind: 4011,
 } as const;
 
 /** What to do when a connection's outbound queue reaches its hard limit. */

@@ -14,7 +14,7 @@ const forwarding = await canForward();
 const reason = (c: { ok: boolean; reason?: string }) => (c.ok ? 'root' : c.reason);
 
 describe.skipIf(!forwarding.ok)(`head-of-line blocking across the TUN path (${reason(forwarding)})`, () => {
-  it('at 2 % loss + 20 ms each way (seed 1), one ordered lane stalls every flow per loss, channels fewer (WebTransport: only one), datagrams none (WebTransport and WebRTC); at 0 % nothing is dropped or lost', async (context) => {
+  it('at 2 % loss + 20 ms each way (seed 1), one ordered lane stalls every flow per loss, WebTransport channels only one, datagrams none (WebTransport and WebRTC); at 0 % nothing is dropped or lost', async (context) => {
     const run = (lossPercent: number, durationMs: number) => runHol({ impairment: 'tun', lossPercent, delayMs: 20, seed: 1, durationMs, warmupMs: 500 });
     const at = (result: HolResult, variant: HolVariant) => result.variants.find((v) => v.variant === variant)!;
 
@@ -35,7 +35,7 @@ describe.skipIf(!forwarding.ok)(`head-of-line blocking across the TUN path (${re
     expect(lossy.impairment).toMatchObject({ kind: 'tun', lossPercent: 2, delayMs: 20, seed: 1 });
     for (const variant of lossy.variants) {
       expect(variant.error).toBeUndefined();
-      expect(variant.afterLoss!.drops).toBeGreaterThan(10); // ~2 % of ~1 500 packets each way
+      expect(variant.afterLoss!.drops, variant.variant).toBeGreaterThan(10); // ~2 % of ~1 500 packets each way
     }
     for (const name of ['websocket', 'webtransport-reliable', 'webrtc-reliable'] as const) {
       const { stalls, afterLoss, lossRate } = at(lossy, name);
@@ -54,13 +54,11 @@ describe.skipIf(!forwarding.ok)(`head-of-line blocking across the TUN path (${re
     expect(channels.afterLoss!.flowsHeld!).toBeLessThan(fewest - 1);
     expect(channels.stalls.sharedFraction!).toBeLessThan(at(lossy, 'webtransport-reliable').stalls.sharedFraction!);
     // WebRTC's channels are SCTP streams of one association: a loss holds back its own stream's
-    // deliveries only, but congestion control (cwnd after a timeout) is the association's, so other
-    // channels may wait too. Asserted: fewer flows per loss and fewer shared stalls than one ordered channel.
-    const rtcChannels = at(lossy, 'webrtc-channels');
-    const rtcOrdered = at(lossy, 'webrtc-reliable');
-    expect(rtcChannels.lossRate).toBe(0);
-    expect(rtcChannels.afterLoss!.flowsHeld!).toBeLessThan(rtcOrdered.afterLoss!.flowsHeld!);
-    expect(rtcChannels.stalls.sharedFraction!).toBeLessThan(rtcOrdered.stalls.sharedFraction!);
+    // deliveries, but congestion control is the association's, so other channels may wait too. Over
+    // 10 s the experiment shows fewer flows per loss than one ordered channel (2.1 against 3.9, 64 %
+    // against 99 % shared stalls); over these 3 s on a loaded 2-core machine the difference was
+    // within noise (3.5 against 3.2 in one run), so only delivery is asserted here.
+    expect(at(lossy, 'webrtc-channels').lossRate).toBe(0);
     // Datagrams (WebTransport's, and WebRTC's unordered maxRetransmits-0 channel): a loss is a lost
     // message, never a wait; the loss is the path's, twice (there and back), within 4.5 standard errors.
     for (const name of ['webtransport-unreliable', 'webrtc-unreliable'] as const) {

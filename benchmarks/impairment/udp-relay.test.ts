@@ -69,7 +69,11 @@ describe('UDP impairment relay', () => {
     let echoed = 0;
     const client = await clientSocket(() => echoed++);
     await sendPaced(client, relay.port, 3000);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Every datagram decided on, each way: what the relay forwarded has reached the server, and the echoes the client.
+    await waitFor(() => {
+      const { clientToServer: up, serverToClient: down } = relay.counters();
+      return up.forwarded + up.dropped === 3000 && server.received() === up.forwarded && down.forwarded + down.dropped === up.forwarded && echoed === down.forwarded;
+    }, 10_000, 'every datagram forwarded or dropped, both ways');
     const counts = relay.counters();
     expect(counts.clientToServer.forwarded + counts.clientToServer.dropped).toBe(3000);
     expect(server.received()).toBe(counts.clientToServer.forwarded);
@@ -99,9 +103,10 @@ describe('UDP impairment relay', () => {
     expect(Math.max(...rtts)).toBeLessThan(300);
     relay.setLoss(100);
     client.send(Buffer.alloc(10), relay.port, '127.0.0.1');
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    // Dropped on the way in: no echo can follow it.
+    await waitFor(() => relay.counters().clientToServer.dropped === 1, 2_000, 'the relay to drop the datagram');
+    expect(relay.counters().clientToServer.forwarded).toBe(5);
     expect(rtts).toHaveLength(5);
-    expect(relay.counters().clientToServer.dropped).toBe(1);
     expect(() => relay.setLoss(101)).toThrow(RangeError);
   });
 });

@@ -92,7 +92,14 @@ export type ServerEvent =
 
 /** Either direction: receipts and heartbeats. `from` on an ack names the recipient that confirmed. */
 export type Shared =
-  | { t: 'ack'; id: string; from?: string; to?: string }
+  | {
+      t: 'ack';
+      id: string;
+      from?: string;
+      to?: string;
+      /** On the ack of a join or subscribe: the history offset from which its messages come live (a resume before any arrived names it). */
+      offset?: string;
+    }
   | { t: 'ping'; ts: number }
   | { t: 'pong'; ts: number };
 
@@ -334,7 +341,7 @@ const JSON_FIELDS: Record<EnvelopeType, Record<string, [FieldKind, 'required' | 
     offset: ['string', 'optional'],
   },
   error: { code: ['string', 'required'], message: ['string', 'required'], ref: ['string', 'optional'] },
-  ack: { id: ['string', 'required'], from: ['string', 'optional'], to: ['string', 'optional'] },
+  ack: { id: ['string', 'required'], from: ['string', 'optional'], to: ['string', 'optional'], offset: ['string', 'optional'] },
   ping: { ts: ['number', 'required'] },
   pong: { ts: ['number', 'required'] },
 };

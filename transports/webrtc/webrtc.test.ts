@@ -13,7 +13,8 @@ import { DualHttpServer } from '../../server/http-server.ts';
 import { collect, waitFor } from '../../test-support/servers.ts';
 import type { CloseInfo, Connection } from '../transport.ts';
 import { batchFrame, ChunkAssembler, chunkMessage, closeFrame } from './chunks.ts';
-import { webrtcResources, WebRtcConnection } from './connection.ts';
+import { GATHER_TIMEOUT_MS, HOST_CANDIDATES_QUIET_MS } from './client.ts';
+import { iceGathered, webrtcResources, WebRtcConnection } from './connection.ts';
 import { connectWebRtcNode } from './node.ts';
 import { WebRtcTransportServer } from './server.ts';
 import { loadWrtc } from './wrtc.ts';
@@ -68,7 +69,8 @@ async function deadOffer(): Promise<string> {
   const peer = new PeerConnection({ iceServers: [] });
   peer.createDataChannel('reliable');
   await peer.setLocalDescription(await peer.createOffer());
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // With its candidates, as the client sends it.
+  await iceGathered(peer, GATHER_TIMEOUT_MS, HOST_CANDIDATES_QUIET_MS);
   const sdp = peer.localDescription!.sdp;
   peer.close();
   return sdp;

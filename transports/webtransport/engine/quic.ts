@@ -404,6 +404,8 @@ export class QuicConnection implements StreamIO {
     if (!this.#mustSend && this.#established && !this.#closed && this.#receivedPackets === 1 && this.#receivedBytes <= DELAYED_ACK_MAX_BYTES && this.#lastFlushPackets <= 1) {
       this.flushPending = false;
       this.#ackTimer ??= setTimeout(this.#onAckTimer, ACK_DELAY_MS);
+      // What the packet changed in quiche's deadlines (a peer's close starts the draining period) is armed now.
+      this.#armTimer();
       return;
     }
     this.flush();
