@@ -450,6 +450,9 @@ export class RedisEngine implements RouterEngine {
   /** (Re)connected: writes this node's sessions and memberships again, finds the start of streams watched meanwhile, reads on. */
   async #resynchronise(): Promise<void> {
     try {
+      // Registered as live before any client is recorded under this node, so a node killed within
+      // its first beat interval is still found dead and its clients leave.
+      await this.#redis.syBeat(PREFIX, this.#node, this.#nodeTimeoutMs, this.#limits.maxLength);
       const pipeline = this.#redis.pipeline();
       for (const clientId of this.#sessions.keys()) this.#sessionWrites(pipeline, clientId);
       await pipeline.exec();
