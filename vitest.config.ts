@@ -1,10 +1,12 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Tests that time packets through an impaired path (stalls, added delay): they measure the network
- * path, so they run after everything else, one file at a time, with no other test taking the CPU.
+ * Tests whose outcome depends on timing: packets timed through an impaired path (stalls, added
+ * delay), and the backpressure-fairness reader, which the server rightly cuts or starves (the
+ * stalled-reader rule, 100 ms) when another test takes its CPU. They run after everything else,
+ * one file at a time, with no other test taking the CPU.
  */
-const TIMED_PATH_TESTS = ['benchmarks/experiments/hol.test.ts', 'benchmarks/impairment/tun-path.test.ts'];
+const TIMED_PATH_TESTS = ['benchmarks/experiments/hol.test.ts', 'benchmarks/impairment/tun-path.test.ts', 'server/backpressure-fairness.test.ts'];
 
 export default defineConfig({
   test: {
