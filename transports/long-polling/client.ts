@@ -8,6 +8,7 @@
  * Stats: `wireBytes*` stay null here — fetch hides the HTTP headers; the server side counts them.
  * `rttMs` is smoothed from upstream POST round trips (and, for polling, from GETs answered at once).
  */
+import { ReadingGate } from '../reading-gate.ts';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, type QueuedMessage } from '../base-connection.ts';
 import { decodeBatch, DEFAULT_MAX_BATCH_MESSAGES, encodeBatch } from '../codec/batch.ts';
 import { ConnectError } from '../errors.ts';
@@ -57,7 +58,7 @@ class PollingClientConnection extends BaseConnection {
   /** The server's cap on messages per POST (announced at open). */
   #maxBatchMessages = DEFAULT_MAX_BATCH_MESSAGES;
   /** While reading is paused: settles when it resumes (no GET is made meanwhile). */
-  #readingResumed: { promise: Promise<void>; resolve: () => void } | undefined;
+  readonly #reading = new ReadingGate(this.closed);
 
   constructor(options: PollingClientOptions, mode: Mode) {
     super({ backpressure: options.backpressure, laneFallback: options.laneFallback, defaultPolicy: 'wait' });
@@ -128,21 +129,14 @@ class PollingClientConnection extends BaseConnection {
 
   /** Paused, no GET is made: the server keeps this client's messages queued, where its slow-consumer policy sees them. */
   protected override setReadingPaused(paused: boolean): void {
-    if (paused && !this.#readingResumed) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => (resolve = r));
-      this.#readingResumed = { promise, resolve };
-      void this.closed.then(() => this.setReadingPaused(false));
-    } else if (!paused && this.#readingResumed) {
-      this.#readingResumed.resolve();
-      this.#readingResumed = undefined;
-    }
+    if (paused) this.#reading.pause(() => this.setReadingPaused(false));
+    else this.#reading.resume();
   }
 
   async #pollLoop(): Promise<void> {
     while (this.state === 'open') {
-      if (this.#readingResumed) {
-        await this.#readingResumed.promise;
+      if (this.#reading.paused) {
+        await this.#reading.paused;
         continue;
       }
       const started = Date.now();

@@ -11,6 +11,7 @@
  * - `unreliable` messages are datagrams: one byte (0 text, 1 binary) and the payload. A message
  *   larger than the session's datagram limit is refused with MessageTooLargeError, never split.
  */
+import { ReadingGate } from '../reading-gate.ts';
 import { concatBytes } from '../codec/bytes.ts';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, WIRE_BUFFER_LIMIT, type QueuedMessage } from '../base-connection.ts';
 import { frameMessage, framePrepared, MessageDeframer } from '../codec/message-framing.ts';
@@ -94,7 +95,7 @@ export class WebTransportConnection extends BaseConnection {
   #pausedDatagrams: Uint8Array[] = [];
   #requestedClose: { code: number; reason: string } | undefined;
   /** While reading is paused: settles when it resumes (or the connection closes). */
-  #readingResumed: { promise: Promise<void>; resolve: () => void } | undefined;
+  readonly #reading = new ReadingGate(this.closed);
 
   constructor(session: WebTransportSessionLike | Promise<WebTransportSessionLike>, options: WebTransportConnectionOptions) {
     super({ backpressure: options.backpressure, laneFallback: options.laneFallback, defaultPolicy: options.role === 'server' ? 'disconnect' : 'wait' });
@@ -181,14 +182,8 @@ export class WebTransportConnection extends BaseConnection {
    * Datagrams are not flow-controlled: their reader pauses too, and what overflows is dropped.
    */
   protected override setReadingPaused(paused: boolean): void {
-    if (paused && !this.#readingResumed) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => (resolve = r));
-      this.#readingResumed = { promise, resolve };
-      void this.closed.then(() => this.setReadingPaused(false));
-    } else if (!paused && this.#readingResumed) {
-      this.#readingResumed.resolve();
-      this.#readingResumed = undefined;
+    if (paused) this.#reading.pause(() => this.setReadingPaused(false));
+    else if (this.#reading.resume()) {
       const held = this.#pausedDatagrams;
       this.#pausedDatagrams = [];
       for (const datagram of held) this.#receiveDatagram(datagram);
@@ -299,7 +294,7 @@ export class WebTransportConnection extends BaseConnection {
         if (done) return;
         for (const message of deframer.push(value)) {
           // Checked per message: one chunk can carry thousands, more than a recipient's queue holds.
-          if (this.#readingResumed) await this.#readingResumed.promise;
+          if (this.#reading.paused) await this.#reading.paused;
           if (lane === undefined) {
             lane = parseLaneHeader(message);
             if (writable && !this.#lanes.has(lane)) this.#lanes.set(lane, { writer: writable.getWriter(), opening: undefined, inFlight: 0 });
@@ -321,7 +316,7 @@ export class WebTransportConnection extends BaseConnection {
     const reader = this.#session!.datagrams.readable.getReader();
     try {
       for (;;) {
-        if (this.#readingResumed) await this.#readingResumed.promise;
+        if (this.#reading.paused) await this.#reading.paused;
         const { value, done } = await reader.read();
         if (done) return;
         this.#receiveDatagram(value);
@@ -333,7 +328,7 @@ export class WebTransportConnection extends BaseConnection {
 
   /** The direct path's datagrams: held (bounded) while reading is paused, as the reader above does. */
   #datagramArrived(datagram: Uint8Array): void {
-    if (!this.#readingResumed) return this.#receiveDatagram(datagram);
+    if (!this.#reading.paused) return this.#receiveDatagram(datagram);
     if (this.#pausedDatagrams.length < PAUSED_DATAGRAMS) this.#pausedDatagrams.push(datagram);
     else this.counters.dropped++;
   }
