@@ -15,7 +15,7 @@ import type { TransportName } from '../transports/transport.ts';
 import { REDIS_MISSING, startRedis, type TestRedis } from '../test-support/redis.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { startTcpProxy } from '../test-support/tcp-proxy.ts';
-import { startServer } from './index.ts';
+import { startServer, type ClusterOptions } from './index.ts';
 import type { RouterOptions } from './router.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -32,8 +32,8 @@ interface Node {
 }
 
 /** A cluster node in its own process, resolved once it listens. */
-function startNode(redis: TestRedis, router: RouterOptions = {}): Promise<Node> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test-support/cluster-node.ts'), JSON.stringify({ redis: redis.url, router })], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+function startNode(redis: TestRedis, router: RouterOptions = {}, cluster: Omit<ClusterOptions, 'redis'> = {}): Promise<Node> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test-support/cluster-node.ts'), JSON.stringify({ redis: redis.url, router, cluster })], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   return new Promise((resolve, reject) => {
     let errors = '';
     child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
@@ -64,15 +64,9 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
   const clients: SwitchyardClient[] = [];
   const nodes: Node[] = [];
 
-  /**
-   * History deeper than a burst: a node reads a room's stream live, and one that falls more than
-   * the history behind (2000 messages at once on a loaded machine) finds messages trimmed unread.
-   */
-  const router: RouterOptions = { history: { maxLength: 10_000 } };
-
   beforeAll(async () => {
     redis = await startRedis();
-    [a, b] = await Promise.all([startNode(redis, router), startNode(redis, router)]);
+    [a, b] = await Promise.all([startNode(redis), startNode(redis)]);
     nodes.push(a, b);
   }, 60_000);
   afterAll(async () => {
@@ -186,7 +180,7 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
   });
 
   it('kill -9 of the sender\'s node with 2000 acknowledged messages in flight: the receiver on another node has each exactly once', async () => {
-    const doomed = await startNode(redis, router);
+    const doomed = await startNode(redis);
     nodes.push(doomed);
     const proxy = await startTcpProxy(doomed.port);
     try {

@@ -87,7 +87,16 @@ export interface SwitchyardOptions extends OriginPolicyOptions {
    * Rooms, topics, unicast by id, receipts, history and resumes then work across every process
    * given the same Redis. Without it, this process is the whole server (in memory).
    */
-  cluster?: { redis: string };
+  cluster?: ClusterOptions;
+}
+
+export interface ClusterOptions {
+  /** `redis://host:port` of the Redis every node shares. */
+  redis: string;
+  /** A node silent this long (ms) is taken for dead: its clients leave their rooms, its streams stop waiting for it. Default 5 000. */
+  nodeTimeoutMs?: number;
+  /** Entries a live node may fall behind a room's or topic's stream before it is trimmed under it (the node's members there are closed with 4011 and resume). Default 100 000. */
+  maxBacklog?: number;
 }
 
 export interface SwitchyardServerOptions extends SwitchyardOptions {
@@ -185,7 +194,8 @@ async function createCore(options: SwitchyardOptions & { certificate?: Certifica
   const certificate = await certificateOf(options.certificate);
   let engine: RouterEngine | undefined;
   if (options.cluster) {
-    const redis = new RedisEngine({ url: options.cluster.redis, history: options.router?.history, dedupWindow: options.router?.dedupWindow, sessionTtlMs: options.router?.resumeGraceMs === undefined ? undefined : Math.max(60_000, options.router.resumeGraceMs) });
+    const { redis: url, nodeTimeoutMs, maxBacklog } = options.cluster;
+    const redis = new RedisEngine({ url, nodeTimeoutMs, maxBacklog, history: options.router?.history, dedupWindow: options.router?.dedupWindow, sessionTtlMs: options.router?.resumeGraceMs === undefined ? undefined : Math.max(60_000, options.router.resumeGraceMs) });
     try {
       await redis.connect();
     } catch (error) {
