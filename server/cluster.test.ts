@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Delivery, SwitchyardClient } from '../transports/client.ts';
 import type { NodeClientOptions } from '../transports/node-client.ts';
@@ -207,6 +208,112 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
       await proxy.close();
     }
   }, 120_000);
+
+  /** Stops a node's process (SIGSTOP) until `resume` (SIGCONT): a node that reads nothing for a while, without dying. */
+  function pause(node: Node): () => void {
+    node.child.kill('SIGSTOP');
+    return () => void node.child.kill('SIGCONT');
+  }
+
+  it('a burst larger than the history reaches a receiver on another node completely (its node stalled meanwhile), and the stream is trimmed back to the history once read', async () => {
+    // Default history (1000): live nodes are not bounded by it. The stalled node's own liveness timeout outlasts the stall.
+    const slow = await startNode(redis, {}, { nodeTimeoutMs: 60_000 });
+    nodes.push(slow);
+    const store = new Redis(redis.url);
+    try {
+      const receiver = await connect(slow.url, 'websocket');
+      await receiver.client.join('burst');
+      const sender = await connect(a.url, 'websocket');
+      const burst = 3000;
+      const resume = pause(slow);
+      try {
+        await Promise.all(Array.from({ length: burst }, (_, i) => sender.client.multicast({ room: 'burst' }, i, { ack: true })));
+        // Every one is acknowledged while the receiver's node read nothing: more than the history holds.
+        expect(await store.xlen('sy:s:room:burst')).toBeGreaterThan(burst);
+      } finally {
+        resume();
+      }
+      await sender.client.multicast({ room: 'burst' }, END_MARKER, { ack: true });
+      await waitFor(() => receiver.inbox.some((d) => d.data === END_MARKER), 30_000, 'the end marker');
+      expect(since(receiver.inbox, 0, sender.client.id!).map((d) => d.data)).toEqual(Array.from({ length: burst }, (_, i) => i));
+      expect(slow.log()).not.toMatch(/fell behind/);
+      // Once read, the next messages trim it back to the history's length (approximate trimming: whole stream nodes of 100).
+      await until(async () => {
+        await sender.client.multicast({ room: 'burst' }, 'tick', { ack: true });
+        return (await store.xlen('sy:s:room:burst')) <= 1000 + 100;
+      }, 'the stream to be trimmed to its history');
+    } finally {
+      store.disconnect();
+      await stopNode(slow);
+    }
+  }, 120_000);
+
+  it('a client resuming with offsets older than the history gets recovered: false and what there is, in order, no duplicates', async () => {
+    const proxy = await startTcpProxy(a.port);
+    try {
+      const mover = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket');
+      const sender = await connect(b.url, 'websocket');
+      const recovered: boolean[] = [];
+      mover.client.on('recovery', (complete) => recovered.push(complete));
+      await mover.client.join('window');
+      await sender.client.multicast({ room: 'window' }, -1, { ack: true });
+      await waitFor(() => mover.inbox.length === 1, 10_000, 'the first message');
+      const away = new Promise<void>((resolve) => mover.client.on('state', (state) => state === 'reconnecting' && resolve()));
+      proxy.pointAt(1);
+      proxy.cutAll();
+      await away;
+      // More than the history (1000) while it is away: the oldest it missed are trimmed.
+      const missed = 1300;
+      await Promise.all(Array.from({ length: missed }, (_, i) => sender.client.multicast({ room: 'window' }, i, { ack: true })));
+      proxy.pointAt(b.port);
+      await waitFor(() => recovered.length === 1, 15_000, 'the resume');
+      await sender.client.multicast({ room: 'window' }, 'live', { ack: true });
+      await waitFor(() => mover.inbox.some((d) => d.data === 'live'), 10_000, 'the live message');
+      expect(recovered).toEqual([false]);
+      const got = mover.inbox.slice(1, -1).map((d) => d.data as number);
+      // What the history still held: the newest, in order, each once, and not all of them.
+      expect(got.length).toBeGreaterThanOrEqual(1000);
+      expect(got.length).toBeLessThan(missed);
+      expect(got).toEqual(Array.from({ length: got.length }, (_, i) => missed - got.length + i));
+    } finally {
+      await proxy.close();
+    }
+  }, 60_000);
+
+  it('a node stalled past the backlog is told it fell behind: its members are closed (4011), resume, and hear recovered: false', async () => {
+    // The publishing node trims past a reader more than 200 entries behind (history 100).
+    const publisher = await startServer({ port: 0, certificate: 'none', cluster: { redis: redis.url, maxBacklog: 200 }, router: { history: { maxLength: 100 } } });
+    const stalled = await startNode(redis, { history: { maxLength: 100 } }, { nodeTimeoutMs: 60_000 });
+    nodes.push(stalled);
+    try {
+      const receiver = await connect(stalled.url, 'websocket');
+      const recovered: boolean[] = [];
+      receiver.client.on('recovery', (complete) => recovered.push(complete));
+      await receiver.client.join('behind');
+      const sender = await connect(publisher.urls.http, 'websocket');
+      await sender.client.multicast({ room: 'behind' }, -1, { ack: true });
+      await waitFor(() => receiver.inbox.length === 1, 10_000, 'the first message');
+      const total = 1500;
+      const resume = pause(stalled);
+      try {
+        await Promise.all(Array.from({ length: total }, (_, i) => sender.client.multicast({ room: 'behind' }, i, { ack: true })));
+      } finally {
+        resume();
+      }
+      await waitFor(() => recovered.length === 1, 20_000, 'the resume after the fall-behind');
+      await sender.client.multicast({ room: 'behind' }, 'live', { ack: true });
+      await waitFor(() => receiver.inbox.some((d) => d.data === 'live'), 10_000, 'the live message');
+      expect(stalled.log()).toMatch(/fell behind room:behind/);
+      expect(recovered).toEqual([false]);
+      const got = receiver.inbox.slice(1, -1).map((d) => d.data as number);
+      expect(got.length).toBeLessThan(total);
+      expect(new Set(got).size).toBe(got.length);
+      expect(got).toEqual([...got].sort((x, y) => x - y));
+    } finally {
+      await publisher.close();
+      await stopNode(stalled);
+    }
+  }, 60_000);
 
   it('Redis restart: nodes keep serving their own clients, refuse acknowledged sends with a typed error, say so, and resynchronise', async () => {
     const [x1, x2] = await Promise.all([connect(a.url, 'websocket'), connect(a.url, 'polling')]);
