@@ -180,6 +180,29 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
     }
   });
 
+  it('a member that got nothing yet resumes on another node from the offset its join ack named (an empty stream gets a start entry to point at)', async () => {
+    const proxy = await startTcpProxy(a.port);
+    try {
+      const mover = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket');
+      const sender = await connect(b.url, 'websocket');
+      const recovered: boolean[] = [];
+      mover.client.on('recovery', (complete) => recovered.push(complete));
+      await mover.client.join('quiet');
+      const away = new Promise<void>((resolve) => mover.client.on('state', (state) => state === 'reconnecting' && resolve()));
+      proxy.pointAt(1);
+      proxy.cutAll();
+      await away;
+      await sender.client.multicast({ room: 'quiet' }, 'while away', { ack: true });
+      proxy.pointAt(b.port);
+      await waitFor(() => recovered.length === 1, 15_000, 'the resume');
+      expect(recovered).toEqual([true]);
+      await waitFor(() => mover.inbox.length === 1, 10_000, 'the missed message');
+      expect(mover.inbox.map((d) => d.data)).toEqual(['while away']);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('kill -9 of the sender\'s node with 2000 acknowledged messages in flight: the receiver on another node has each exactly once', async () => {
     const doomed = await startNode(redis);
     nodes.push(doomed);
@@ -340,8 +363,10 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
   it('presence across nodes: joins and leaves reach other nodes, and a killed node\'s clients leave after its timeout', async () => {
     // An observer node in this process, to listen to its events; the member's node is a child to kill.
     const observer = await startServer({ port: 0, certificate: 'none', cluster: { redis: redis.url } });
-    const doomed = await startNode(redis);
+    // Found dead 1.5 s after its last beat (its own nodeTimeoutMs sets how long its liveness key lives).
+    const doomed = await startNode(redis, {}, { nodeTimeoutMs: 1_500 });
     nodes.push(doomed);
+    const store = new Redis(redis.url);
     try {
       const changes: string[] = [];
       observer.on('presence', (room, clientId, change) => room === 'presence' && changes.push(`${change} ${clientId}`));
@@ -363,10 +388,34 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
       console.log(`presence healed ${Date.now() - killed} ms after the kill`);
       expect(changes.slice(4)).toEqual([`leave ${remote.client.id}`]);
       expect(await observer.presence('presence')).toEqual([local.client.id]);
+      // The reaper deleted its inbox and its reader records: nothing of it is left to hold the streams back.
+      expect(await store.exists(`sy:i:${doomed.node}`, `sy:nw:${doomed.node}`)).toBe(0);
+      expect(await store.hexists('sy:r:room:presence', doomed.node)).toBe(0);
     } finally {
+      store.disconnect();
       await observer.close();
     }
   }, 90_000);
+
+  it('presence on a node whose first member joins after the others: the full list at once, and later changes as events', async () => {
+    const early = await Promise.all([connect(a.url, 'websocket'), connect(b.url, 'polling')]);
+    await Promise.all(early.map((c) => c.client.join('late')));
+    // A node that had no member of the room (so read nothing of its stream) until now.
+    const late = await startServer({ port: 0, certificate: 'none', cluster: { redis: redis.url } });
+    try {
+      const changes: string[] = [];
+      late.on('presence', (room, clientId, change) => room === 'late' && changes.push(`${change} ${clientId}`));
+      const newcomer = await connect(late.urls.http, 'websocket');
+      await newcomer.client.join('late');
+      expect((await late.presence('late')).sort()).toEqual([...early, newcomer].map((c) => c.client.id).sort());
+      await early[0]!.client.leave('late');
+      await waitFor(() => changes.includes(`leave ${early[0]!.client.id}`), 10_000, 'the leave event');
+      expect(changes).toEqual([`join ${newcomer.client.id}`, `leave ${early[0]!.client.id}`]);
+      expect((await late.presence('late')).sort()).toEqual([early[1]!, newcomer].map((c) => c.client.id).sort());
+    } finally {
+      await late.close();
+    }
+  });
 
   it('/info names the node and says Redis is reachable', async () => {
     const info = (await (await fetch(`${a.url}/info`)).json()) as { cluster: { engine: string; node: string; connected: boolean } };
