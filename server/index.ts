@@ -126,13 +126,18 @@ export interface SwitchyardHub {
   /** The WebTransport server on the UDP port, when served. */
   readonly webtransport: WebTransportTransportServer | null;
   readonly certificate: CertificateBundle | null;
-  /** Publishes to a topic's subscribers (kind 'topic', from 'server'); returns the deliveries queued. */
+  /**
+   * Publishes to a topic's subscribers (kind 'topic', from 'server'); returns the deliveries queued.
+   * These four return the deliveries queued in this process at once. In a cluster that is always
+   * 0: the message goes through Redis, and each node delivers it to its own recipients when it reads
+   * it (use `presence()` to know who is in a room).
+   */
   publish(topic: string, data: Payload): number;
-  /** Sends to every member of a room (kind 'room', from 'server'). */
+  /** Sends to every member of a room (kind 'room', from 'server'); returns the deliveries queued (0 in a cluster). */
   toRoom(room: string, data: Payload): number;
-  /** Sends to one client by id (kind 'send', from 'server'); 0 when it is not connected. */
+  /** Sends to one client by id (kind 'send', from 'server'); 0 when it is not connected (always 0 in a cluster). */
   sendTo(clientId: string, data: Payload): number;
-  /** Sends to every client (kind 'broadcast', from 'server'). */
+  /** Sends to every client (kind 'broadcast', from 'server'); returns the deliveries queued (0 in a cluster). */
   broadcast(data: Payload): number;
   /** Who is in a room (in a cluster: on every node). */
   presence(room: string): Promise<string[]>;

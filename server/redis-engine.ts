@@ -2,14 +2,21 @@
  * The Redis engine: several server processes (nodes) sharing one Redis behave as one server.
  *
  * Redis Streams carry everything, so one mechanism is both the history and the fan-out between
- * nodes: each room and topic is a stream (`sy:s:room:<name>`, MAXLEN and MINID-trimmed: the
- * bounded history), broadcasts go to `sy:s:all`, and each node has an inbox stream (`sy:i:<node>`)
- * for unicasts, id-list multicasts, receipts and control. A node reads, with one blocking XREAD,
- * its inbox, the broadcast stream and the streams of the rooms and topics it has members in, from
- * the last id it read of each, and delivers every entry to its local recipients (encoded once per
- * node). A stream id is a message's offset: a resuming client names the last it got, and gets what
- * follows from XRANGE. After a Redis outage a node reads on from where it was: nothing in between is
- * skipped, which pub/sub could not promise (it drops what a disconnected subscriber missed).
+ * nodes: each room and topic is a stream (`sy:s:room:<name>`), broadcasts go to `sy:s:all`, and
+ * each node has an inbox stream (`sy:i:<node>`) for unicasts, id-list multicasts, receipts and
+ * control. A node reads, with one blocking XREAD, its inbox, the broadcast stream and the streams
+ * of the rooms and topics it has members in, from the last id it read of each, and delivers every
+ * entry to its local recipients (encoded once per node). After a Redis outage a node reads on from
+ * where it was: nothing in between is skipped, which pub/sub could not promise (it drops what a
+ * disconnected subscriber missed).
+ *
+ * Acknowledged means durable for every live reader: each node records in Redis how far it has read
+ * each stream, and a stream is trimmed to its history (count, age) but never below its slowest live
+ * reader (STREAM_LUA says how, and why not consumer groups). The history bounds what a reconnecting
+ * client can recover (a stream id is a message's offset: a resuming client names the last it got
+ * and gets what follows from XRANGE), not what live nodes receive. Only a node more than
+ * `maxBacklog` entries behind (stalled) is trimmed past, and it is told by the gap in the entries'
+ * counts: its members there are closed (4011) and resume, learning what was lost.
  *
  * Sessions (`sy:c:<id>`: node, secret, memberships) let any node resume a client; the
  * de-duplication window of each client's message ids (`sy:d:<id>`) lives in Redis, checked in the
@@ -18,9 +25,10 @@
  * (a recipient's session and inbox): standalone Redis (or one shard), not Redis Cluster.
  *
  * Presence: `sy:p:<room>` maps each member to its node, and every join and leave is an entry in the
- * room's stream, so the nodes reading that room hear it. Each node renews `sy:n:<node>` every
- * second; one that stops is found dead by the others after `nodeTimeoutMs`, and its clients leave
- * their rooms (their sessions stay resumable elsewhere until they expire).
+ * room's stream, so the nodes reading that room hear it (a node whose first member joins later
+ * reads the whole list from the hash). Each node renews `sy:n:<node>` every second; one that stops
+ * is found dead by the others after `nodeTimeoutMs`: its clients leave their rooms (their sessions
+ * stay resumable elsewhere until they expire), its reader records and its inbox are deleted.
  *
  * While Redis is unreachable the node serves its own clients alone (unacknowledged messages are
  * delivered locally; acknowledged ones are refused with ERR_CLUSTER_UNAVAILABLE), says so in its
@@ -72,6 +80,8 @@ const READ_BATCH = 1000;
 const INBOX_LENGTH = 100_000;
 /** The broadcast stream keeps this many entries past its slowest live reader: broadcasts have no history. */
 const BROADCAST_LENGTH = 1000;
+/** How often (at most) a node records how far it has read: a position a little stale only keeps a few more entries. */
+const RECORD_EVERY_MS = 20;
 /** A blocked XREAD returns after this long anyway, so new watches join the read within it even without a wake. */
 const BLOCK_MS = 2000;
 const OK: PublishOutcome = { ok: true };
@@ -325,6 +335,7 @@ export class RedisEngine implements RouterEngine {
   readonly #positions = new Map<string, Position | null>();
   /** Streams read further since their position was last recorded in Redis. */
   readonly #unrecorded = new Set<string>();
+  /** A recording of positions is under way or scheduled. */
   #recording = false;
   readonly #sessions = new Map<string, LocalSession>();
   readonly #inbox: string;
@@ -663,20 +674,29 @@ export class RedisEngine implements RouterEngine {
 
   /**
    * Records in Redis how far this node has read (what the streams may be trimmed up to), one
-   * script at a time: positions read meanwhile wait for the next (a stale position only keeps more).
+   * script at a time and at most every RECORD_EVERY_MS: positions read meanwhile wait for the next.
    */
   #recordPositions(): void {
-    if (this.#recording || this.#unrecorded.size === 0 || !this.#connected) return;
+    if (this.#recording || this.#unrecorded.size === 0) return;
+    this.#recording = true;
+    setTimeout(() => this.#recordNow(), RECORD_EVERY_MS).unref?.();
+  }
+
+  #recordNow(): void {
+    if (!this.#connected || this.#closed) {
+      this.#recording = false;
+      return;
+    }
     const args: string[] = [];
     let inboxPosition = '';
     for (const stream of this.#unrecorded) {
       const position = this.#positions.get(stream);
       if (!position) continue;
       if (stream === this.#inbox) inboxPosition = position.id;
-      else args.push(stream.slice(PREFIX.length + 2), `${position.n}:${position.id}`);
+      // An entry without a count (not one this engine wrote) leaves the last good record in place: it only keeps more.
+      else if (position.n >= 0) args.push(stream.slice(PREFIX.length + 2), `${position.n}:${position.id}`);
     }
     this.#unrecorded.clear();
-    this.#recording = true;
     this.#redis.syRead(PREFIX, this.#node, this.#inbox, inboxPosition, ...args).then(
       () => {
         this.#recording = false;
