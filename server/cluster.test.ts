@@ -417,6 +417,35 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
     }
   });
 
+  it('a node taken for dead while alive (stalled past its timeout) registers again: its member is announced again and still gets messages', async () => {
+    const observer = await startServer({ port: 0, certificate: 'none', cluster: { redis: redis.url } });
+    const stalled = await startNode(redis, {}, { nodeTimeoutMs: 1_000 });
+    nodes.push(stalled);
+    try {
+      const changes: string[] = [];
+      observer.on('presence', (room, clientId, change) => room === 'revive' && changes.push(`${change} ${clientId}`));
+      const local = await connect(observer.urls.http, 'websocket');
+      await local.client.join('revive');
+      const member = await connect(stalled.url, 'websocket');
+      await member.client.join('revive');
+      await waitFor(() => changes.includes(`join ${member.client.id}`), 10_000, 'the join');
+      const resume = pause(stalled);
+      try {
+        await waitFor(() => changes.includes(`leave ${member.client.id}`), 20_000, 'the stalled node to be taken for dead');
+      } finally {
+        resume();
+      }
+      await waitFor(() => changes.filter((c) => c === `join ${member.client.id}`).length === 2, 10_000, 'the member announced again');
+      expect(stalled.log()).toMatch(/taken for dead/);
+      expect((await observer.presence('revive')).sort()).toEqual([local.client.id, member.client.id].sort());
+      await local.client.multicast({ room: 'revive' }, 'still here?', { ack: true });
+      await waitFor(() => member.inbox.some((d) => d.data === 'still here?'), 10_000, 'a message after the revival');
+    } finally {
+      await observer.close();
+      await stopNode(stalled);
+    }
+  }, 60_000);
+
   it('/info names the node and says Redis is reachable', async () => {
     const info = (await (await fetch(`${a.url}/info`)).json()) as { cluster: { engine: string; node: string; connected: boolean } };
     expect(info.cluster).toEqual({ engine: 'redis', node: a.node, connected: true });
