@@ -658,7 +658,7 @@ export class RedisEngine implements RouterEngine {
     pipeline.sadd(this.#clientsKey, clientId);
     // Through the presence script: a member missing from the room's list (this node was taken for dead, or Redis lost it) is announced again.
     const [minKeep, maxAgeMs] = [this.#limits.maxLength, this.#limits.maxAgeMs];
-    for (const channel of local.channels) if (channel.startsWith('room:')) (pipeline as unknown as Scripts).syPresence(PREFIX, channel.slice(5), clientId, this.#node, 'join', minKeep, maxAgeMs, this.#maxBacklog);
+    for (const channel of local.channels) if (channel.startsWith('room:')) void (pipeline as unknown as Scripts).syPresence(PREFIX, channel.slice(5), clientId, this.#node, 'join', minKeep, maxAgeMs, this.#maxBacklog);
   }
 
   /** Connected clients' sessions outlive this node by sessionTtlMs only: refreshed here while it lives. */
