@@ -568,6 +568,9 @@ export class RedisEngine implements RouterEngine {
     clearInterval(this.#beat);
     this.#wakeReader?.();
     this.#reader.disconnect();
+    // Gone on purpose: without its liveness key the next beat of any node reaps it at once (its
+    // clients leave their rooms, the streams stop waiting for it), rather than after nodeTimeoutMs.
+    if (this.#connected) await this.#redis.del(`${PREFIX}n:${this.#node}`).catch(noop);
     await this.#redis.quit().catch(() => this.#redis.disconnect());
   }
 
