@@ -462,34 +462,38 @@ export class RedisEngine implements RouterEngine {
   /**
    * The entries after `offset`, read from the offset itself: complete only when that entry is still
    * there (streams are trimmed from the oldest end, so nothing after it is gone), no entry is older
-   * than the history's age, and no more than the history's length (plus slack) came after it.
+   * than the history's age, and no more than the history's length (plus slack) came after it (a
+   * slow reader may hold more in the stream: then the newest that many are answered, incomplete).
    * Conservative: an offset whose own entry was just trimmed is answered incomplete even when
    * nothing after it was.
    */
   history(channel: Channel, offset: string, done: (answer: HistoryAnswer) => void): void {
     if (!this.#connected) return done({ entries: [], complete: false });
+    void this.#history(`${PREFIX}s:${channel}`, offset).then(done, () => done({ entries: [], complete: false }));
+  }
+
+  async #history(stream: string, offset: string): Promise<HistoryAnswer> {
     const limit = this.#limits.maxLength + 128;
-    this.#redis.xrangeBuffer(`${PREFIX}s:${channel}`, offset, '+', 'COUNT', limit + 2).then(
-      (range) => {
-        let complete = range.length > 0 && range[0]![0].toString() === offset && range.length <= limit + 1;
-        const oldest = Date.now() - this.#limits.maxAgeMs;
-        const entries: HistoryEntry[] = [];
-        for (const [idBuffer, values] of range) {
-          const id = idBuffer.toString();
-          if (id === offset) continue;
-          if (entries.length === limit) break;
-          // Trimming by age is approximate (whole stream nodes), and a slow reader may hold older entries: they are not history.
-          if (Number(id.slice(0, id.indexOf('-'))) < oldest) {
-            complete = false;
-            continue;
-          }
-          const entry = parseEntry(values);
-          if (entry?.event?.t === 'message') entries.push({ offset: id, event: entry.event, lane: entry.lane });
-        }
-        done({ entries, complete });
-      },
-      () => done({ entries: [], complete: false }),
-    );
+    let range = await this.#redis.xrangeBuffer(stream, offset, '+', 'COUNT', limit + 2);
+    let complete = range.length > 0 && range[0]![0].toString() === offset;
+    if (range.length > limit + 1) {
+      complete = false;
+      range = (await this.#redis.xrevrangeBuffer(stream, '+', `(${offset}`, 'COUNT', limit)).reverse();
+    }
+    const oldest = Date.now() - this.#limits.maxAgeMs;
+    const entries: HistoryEntry[] = [];
+    for (const [idBuffer, values] of range) {
+      const id = idBuffer.toString();
+      if (id === offset) continue;
+      // Trimming by age is approximate (whole stream nodes), and a slow reader may hold older entries: they are not history.
+      if (Number(id.slice(0, id.indexOf('-'))) < oldest) {
+        complete = false;
+        continue;
+      }
+      const entry = parseEntry(values);
+      if (entry?.event?.t === 'message') entries.push({ offset: id, event: entry.event, lane: entry.lane });
+    }
+    return { entries, complete };
   }
 
   register(clientId: string, session: SessionRecord, done: () => void): void {
