@@ -6,17 +6,10 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { startServer, type SwitchyardServer } from '../server/index.ts';
+import { ALL_TRANSPORTS as TRANSPORTS, endMarker, InboxClients, nodeConnectors, sinceMark, type Connected } from '../test-support/clients.ts';
 import { collect, startEchoServer, waitFor, type EchoServer } from '../test-support/servers.ts';
-import type { Delivery, SwitchyardClient } from './client.ts';
-import type { NodeClientOptions } from './node-client.ts';
-import { webrtc } from './node-webrtc.ts';
-import { createClient as createWebTransportClient, nodeConnectors as webTransportConnectors } from './node-webtransport.ts';
 import type { Connection, SendOutcome, SlowConsumerPolicy, TransportName } from './transport.ts';
 
-/** Every Node connector: the opt-in entries (webtransport, webrtc) included. */
-const nodeConnectors = { ...webTransportConnectors, webrtc };
-const createClient = (options: NodeClientOptions) => createWebTransportClient({ ...options, connectors: { webrtc, ...options.connectors } });
-const TRANSPORTS = Object.keys(nodeConnectors) as TransportName[];
 
 /**
  * What each stack lets a connection measure by itself: long-polling and polling time their
@@ -360,16 +353,9 @@ describe.each(TRANSPORTS)('slow-consumer policies and wire stats: %s', (name) =>
   });
 });
 
-const END_MARKER = 'end of this case';
-
-interface Connected {
-  client: SwitchyardClient;
-  inbox: Delivery[];
-}
-
 describe('router over mixed transports', () => {
   let server: SwitchyardServer;
-  const clients: SwitchyardClient[] = [];
+  const clients = new InboxClients();
   let dropFirstAttempt = false;
   const attempts = new Map<string, number>();
 
@@ -389,33 +375,12 @@ describe('router over mixed transports', () => {
     });
   });
   afterAll(async () => {
-    for (const client of clients) client.close();
+    clients.close();
     await server.close();
   });
 
-  async function connect(transport: TransportName): Promise<Connected> {
-    const client = createClient({ url: server.urls.http, transports: transport, ackTimeoutMs: 200 });
-    const inbox: Delivery[] = [];
-    client.on('message', (delivery) => inbox.push(delivery));
-    await client.connect();
-    clients.push(client);
-    return { client, inbox };
-  }
-
-  /**
-   * Sends an end marker from `sender` to itself and each peer, and waits until all have it: the
-   * router handles a client's commands in order and each connection keeps order, so whatever the
-   * sender's earlier commands delivered has arrived by then, and nothing more will.
-   */
-  async function endMarker(sender: Connected, peers: Connected[]): Promise<void> {
-    const everyone = [sender, ...peers];
-    await sender.client.multicast({ ids: everyone.map((p) => p.client.id!) }, END_MARKER, { ack: true });
-    await waitFor(() => everyone.every((p) => p.inbox.some((d) => d.data === END_MARKER && d.from === sender.client.id)), 10_000, 'the end marker');
-  }
-
-  /** What `from` delivered to this inbox since `mark`, without end markers. */
-  function sinceMark(inbox: Delivery[], mark: number, from: string): Delivery[] {
-    return inbox.slice(mark).filter((d) => d.from === from && d.data !== END_MARKER);
+  function connect(transport: TransportName): Promise<Connected> {
+    return clients.connect({ url: server.urls.http, transports: transport, ackTimeoutMs: 200 });
   }
 
   describe.each(TRANSPORTS)('sender on %s', (senderTransport) => {
