@@ -8,6 +8,7 @@ import type { NodeClientOptions } from '../transports/node-client.ts';
 import { createClient as createWebRtcClient, webrtc } from '../transports/node-webrtc.ts';
 import { nodeConnectors as webTransportConnectors, webtransport } from '../transports/node-webtransport.ts';
 import type { TransportName } from '../transports/transport.ts';
+import { expect } from 'vitest';
 import { waitFor } from './servers.ts';
 
 /** Every Node connector. */
@@ -58,4 +59,42 @@ export async function endMarker(sender: Connected, peers: Connected[]): Promise<
 /** What `from` delivered to this inbox since `mark`, without end markers. */
 export function sinceMark(inbox: Delivery[], mark: number, from: string): Delivery[] {
   return inbox.slice(mark).filter((d) => d.from === from && d.data !== END_MARKER);
+}
+
+/**
+ * The router's every-kind case, run on one server and across a cluster: peers at even indices join
+ * a room, the others subscribe to a topic; `sender` broadcasts, sends bytes to the first peer,
+ * multicasts to the room (asking recipients' receipts when `receipt`), publishes to the topic and
+ * multicasts to the second peer and itself by id. Each peer must get exactly its share, and the
+ * sender only the id-list multicast that named it. Returns what each peer got, and the room
+ * multicast's id.
+ */
+export async function deliverEveryKind(sender: Connected, peers: Connected[], name: string, { receipt = false } = {}): Promise<{ got: Delivery[][]; roomMessageId: string | undefined }> {
+  const room = `room-${name}`;
+  const topic = `topic-${name}`;
+  await Promise.all(peers.map((p, i) => (i % 2 === 0 ? p.client.join(room) : p.client.subscribe(topic))));
+  const marks = peers.map((p) => p.inbox.length);
+  const senderMark = sender.inbox.length;
+
+  await sender.client.broadcast({ hello: 'everyone' }, { ack: true });
+  await sender.client.send(peers[0]!.client.id!, Uint8Array.of(1, 2, 3), { ack: true });
+  const roomMessageId = await sender.client.multicast({ room }, 'room only', { ack: true, receipt });
+  await sender.client.publish(topic, { topic: true }, { ack: true });
+  await sender.client.multicast({ ids: [peers[1]!.client.id!, sender.client.id!] }, 'ids', { ack: true });
+
+  await endMarker(sender, peers);
+  const got = peers.map((peer, i) => {
+    const delivered = sinceMark(peer.inbox, marks[i]!, sender.client.id!);
+    const kinds = delivered.map((d) => d.kind);
+    expect(kinds.filter((k) => k === 'broadcast')).toHaveLength(1);
+    expect(kinds.filter((k) => k === 'send')).toHaveLength(i === 0 ? 1 : 0);
+    expect(kinds.filter((k) => k === 'room')).toHaveLength(i % 2 === 0 ? 1 : 0);
+    expect(kinds.filter((k) => k === 'topic')).toHaveLength(i % 2 === 1 ? 1 : 0);
+    expect(kinds.filter((k) => k === 'ids')).toHaveLength(i === 1 ? 1 : 0);
+    const unicast = delivered.find((d) => d.kind === 'send');
+    if (unicast) expect([...(unicast.data as Uint8Array)]).toEqual([1, 2, 3]);
+    return delivered;
+  });
+  expect(sinceMark(sender.inbox, senderMark, sender.client.id!).map((d) => d.kind)).toEqual(['ids']);
+  return { got, roomMessageId };
 }

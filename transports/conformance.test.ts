@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { startServer, type SwitchyardServer } from '../server/index.ts';
-import { ALL_TRANSPORTS as TRANSPORTS, endMarker, InboxClients, nodeConnectors, sinceMark, type Connected } from '../test-support/clients.ts';
+import { ALL_TRANSPORTS as TRANSPORTS, deliverEveryKind, endMarker, InboxClients, nodeConnectors, sinceMark, type Connected } from '../test-support/clients.ts';
 import { collect, startEchoServer, waitFor, type EchoServer } from '../test-support/servers.ts';
 import type { Connection, SendOutcome, SlowConsumerPolicy, TransportName } from './transport.ts';
 
@@ -387,32 +387,7 @@ describe('router over mixed transports', () => {
     it('broadcasts, unicasts, multicasts and publishes to clients on every transport', async () => {
       const sender = await connect(senderTransport);
       const peers = await Promise.all(TRANSPORTS.map((t) => connect(t)));
-      const room = `room-${senderTransport}`;
-      const topic = `topic-${senderTransport}`;
-      await Promise.all(peers.map((p, i) => (i % 2 === 0 ? p.client.join(room) : p.client.subscribe(topic))));
-      const all = [sender, ...peers];
-      const marks = all.map((p) => p.inbox.length);
-
-      await sender.client.broadcast({ hello: 'everyone' }, { ack: true });
-      await sender.client.send(peers[0]!.client.id!, Uint8Array.of(1, 2, 3), { ack: true });
-      await sender.client.multicast({ room }, 'room only', { ack: true });
-      await sender.client.publish(topic, { topic: true }, { ack: true });
-      await sender.client.multicast({ ids: [peers[1]!.client.id!, sender.client.id!] }, 'ids', { ack: true });
-
-      await endMarker(sender, peers);
-      peers.forEach((peer, i) => {
-        const got = sinceMark(peer.inbox, marks[i + 1]!, sender.client.id!);
-        const kinds = got.map((d) => d.kind);
-        expect(kinds.filter((k) => k === 'broadcast')).toHaveLength(1);
-        expect(kinds.filter((k) => k === 'send')).toHaveLength(i === 0 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'room')).toHaveLength(i % 2 === 0 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'topic')).toHaveLength(i % 2 === 1 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'ids')).toHaveLength(i === 1 ? 1 : 0);
-        const unicast = got.find((d) => d.kind === 'send');
-        if (unicast) expect([...(unicast.data as Uint8Array)]).toEqual([1, 2, 3]);
-      });
-      // The sender hears only the id-list multicast that named it.
-      expect(sinceMark(sender.inbox, marks[0]!, sender.client.id!).map((d) => d.kind)).toEqual(['ids']);
+      await deliverEveryKind(sender, peers, senderTransport);
     });
 
     it('acked delivery survives a server that drops the first attempt, exactly once', async () => {
