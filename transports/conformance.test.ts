@@ -34,15 +34,6 @@ const CANNOT: Partial<Record<TransportName, Partial<Record<'stop reading', strin
   webrtc: { 'stop reading': 'an RTCDataChannel cannot stop reading: the API has no receive-side flow control, so SCTP keeps taking data' },
 };
 
-/**
- * Known gap, stated: a WebTransport session close does not wait for its streams, so messages
- * handed to the wire just before it can be lost (counted sent, not dropped). Every other transport
- * delivers them ahead of the close.
- */
-const CLOSE_LOSES_IN_FLIGHT: Partial<Record<TransportName, string>> = {
-  webtransport: 'closing a session resets its streams (WebTransport over HTTP/3, session termination): data still in flight is lost',
-};
-
 function skipUnsupported(context: TestContext, name: TransportName, what: 'stop reading'): void {
   const reason = CANNOT[name]?.[what];
   if (reason) context.skip(`${name}: ${reason}`);
@@ -299,6 +290,20 @@ describe.each(TRANSPORTS)('slow-consumer policies and wire stats: %s', (name) =>
     expect(serverSide.stats().dropped).toBe(0);
   });
 
+  it('a close comes after everything sent before it: queued and in-flight messages all arrive, in order, then the close', async () => {
+    const { client, serverSide, received } = await pair('wait', { highWaterMark: 1024 * 1024, maxQueuedBytes: 16 * 1024 * 1024 });
+    // Some already on the wire, some still queued when close() is called in the same turn.
+    const early = Array.from({ length: 50 }, (_, i) => `early ${i} `.padEnd(8 * 1024, '.'));
+    for (const message of early) expect(serverSide.send(message)).toBe('queued');
+    await new Promise((resolve) => setImmediate(resolve));
+    const late = Array.from({ length: 50 }, (_, i) => `late ${i} `.padEnd(8 * 1024, '.'));
+    for (const message of late) expect(serverSide.send(message)).toBe('queued');
+    serverSide.close(4000, 'done');
+    expect(await client.closed).toMatchObject({ code: 4000, reason: 'done' });
+    expect(received).toEqual([...early, ...late]);
+    expect(serverSide.stats().dropped).toBe(0);
+  });
+
   it("'disconnect' closes with 4008 and its reason on both sides; every queued message is sent or counted dropped", async () => {
     const { client, serverSide, received } = await pair('disconnect');
     expect(burst(serverSide, 5)).toEqual([...Array(4).fill('queued'), 'disconnected']);
@@ -308,9 +313,8 @@ describe.each(TRANSPORTS)('slow-consumer policies and wire stats: %s', (name) =>
     const stats = serverSide.stats();
     expect(stats.messagesOut + stats.dropped).toBe(4);
     const got = received.map((m) => (m as string)[0]);
-    // What was sent arrived, in order (where the close lets it: see CLOSE_LOSES_IN_FLIGHT).
-    if (CLOSE_LOSES_IN_FLIGHT[name]) expect(got).toEqual(['0', '1', '2', '3'].slice(0, got.length));
-    else expect(got).toEqual(['0', '1', '2', '3'].slice(0, stats.messagesOut));
+    // What was sent arrived, in order.
+    expect(got).toEqual(['0', '1', '2', '3'].slice(0, stats.messagesOut));
   });
 
   it("a client that stops reading holds the server back until its 'disconnect' policy cuts it with 4008", async (context) => {
