@@ -304,6 +304,18 @@ describe.each(TRANSPORTS)('slow-consumer policies and wire stats: %s', (name) =>
     expect(serverSide.stats().dropped).toBe(0);
   });
 
+  it("a client's close comes after everything it sent: the server gets every message, in order, then the close", async () => {
+    const { client, serverSide } = await pair('wait', { highWaterMark: 1024 * 1024, maxQueuedBytes: 16 * 1024 * 1024 });
+    const got = collect(serverSide);
+    const sent = Array.from({ length: 100 }, (_, i) => `from client ${i} `.padEnd(8 * 1024, '.'));
+    for (const message of sent.slice(0, 50)) expect(client.send(message)).toBe('queued');
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const message of sent.slice(50)) expect(client.send(message)).toBe('queued');
+    client.close(4001, 'leaving');
+    expect(await serverSide.closed).toMatchObject({ code: 4001, reason: 'leaving' });
+    expect(got).toEqual(sent);
+  });
+
   it("'disconnect' closes with 4008 and its reason on both sides; every queued message is sent or counted dropped", async () => {
     const { client, serverSide, received } = await pair('disconnect');
     expect(burst(serverSide, 5)).toEqual([...Array(4).fill('queued'), 'disconnected']);
