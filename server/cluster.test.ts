@@ -9,10 +9,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Delivery, SwitchyardClient } from '../transports/client.ts';
 import type { NodeClientOptions } from '../transports/node-client.ts';
-import { createClient } from '../transports/node-webtransport.ts';
 import type { TransportName } from '../transports/transport.ts';
+import { deliverEveryKind, END_MARKER, InboxClients, sinceMark, type Connected } from '../test-support/clients.ts';
 import { REDIS_MISSING, startRedis, type TestRedis } from '../test-support/redis.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { startTcpProxy } from '../test-support/tcp-proxy.ts';
@@ -21,7 +20,6 @@ import type { RouterOptions } from './router.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const TRANSPORTS: TransportName[] = ['websocket', 'long-polling', 'polling', 'webtransport'];
-const END_MARKER = 'end of this case';
 
 interface Node {
   child: ChildProcess;
@@ -53,16 +51,11 @@ async function stopNode(node: Node, signal: 'SIGKILL' | 'SIGTERM' = 'SIGTERM'): 
   await exited;
 }
 
-interface Connected {
-  client: SwitchyardClient;
-  inbox: Delivery[];
-}
-
 describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? ` (skipped: ${REDIS_MISSING})` : ''}`, () => {
   let redis: TestRedis;
   let a: Node;
   let b: Node;
-  const clients: SwitchyardClient[] = [];
+  const clients = new InboxClients();
   const nodes: Node[] = [];
 
   beforeAll(async () => {
@@ -71,65 +64,25 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
     nodes.push(a, b);
   }, 60_000);
   afterAll(async () => {
-    for (const client of clients) client.close();
+    clients.close();
     await Promise.all(nodes.map((node) => stopNode(node)));
     await redis?.close();
   });
 
-  async function connect(url: string, transport: TransportName, options: Partial<NodeClientOptions> = {}): Promise<Connected> {
-    const client = createClient({ url, transports: transport, ackTimeoutMs: 500, ...options });
-    const inbox: Delivery[] = [];
-    client.on('message', (delivery) => inbox.push(delivery));
-    await client.connect();
-    clients.push(client);
-    return { client, inbox };
-  }
-
-  /** An end marker from `sender` to itself and each peer: once all have it, everything sent before has arrived (per-sender order). */
-  async function endMarker(sender: Connected, peers: Connected[]): Promise<void> {
-    const everyone = [sender, ...peers];
-    await sender.client.multicast({ ids: everyone.map((p) => p.client.id!) }, END_MARKER, { ack: true });
-    await waitFor(() => everyone.every((p) => p.inbox.some((d) => d.data === END_MARKER && d.from === sender.client.id)), 10_000, 'the end marker');
-  }
-
-  function since(inbox: Delivery[], mark: number, from: string): Delivery[] {
-    return inbox.slice(mark).filter((d) => d.from === from && d.data !== END_MARKER);
+  function connect(url: string, transport: TransportName, options: Partial<NodeClientOptions> = {}): Promise<Connected> {
+    return clients.connect({ url, transports: transport, ackTimeoutMs: 500, ...options });
   }
 
   describe.each(TRANSPORTS)('sender on %s at node A, recipients at node B', (senderTransport) => {
     it('broadcasts, unicasts, multicasts and publishes to clients on every transport; receipts come back across', async () => {
       const sender = await connect(a.url, senderTransport);
       const peers = await Promise.all(TRANSPORTS.map((t) => connect(b.url, t)));
-      const room = `room-${senderTransport}`;
-      const topic = `topic-${senderTransport}`;
-      await Promise.all(peers.map((p, i) => (i % 2 === 0 ? p.client.join(room) : p.client.subscribe(topic))));
-      const marks = peers.map((p) => p.inbox.length);
-      const senderMark = sender.inbox.length;
       const receipts: [string, string][] = [];
       sender.client.on('receipt', (id, from) => receipts.push([id, from]));
-
-      await sender.client.broadcast({ hello: 'everyone' }, { ack: true });
-      await sender.client.send(peers[0]!.client.id!, Uint8Array.of(1, 2, 3), { ack: true });
-      const confirmed = await sender.client.multicast({ room }, 'room only', { ack: true, receipt: true });
-      await sender.client.publish(topic, { topic: true }, { ack: true });
-      await sender.client.multicast({ ids: [peers[1]!.client.id!, sender.client.id!] }, 'ids', { ack: true });
+      const { got, roomMessageId: confirmed } = await deliverEveryKind(sender, peers, senderTransport, { receipt: true });
+      // Room and topic deliveries carry their history offset.
+      for (const d of got.flat()) if (d.kind === 'room' || d.kind === 'topic') expect(d.offset).toMatch(/^\d+-\d+$/);
       await expect(sender.client.send('nobody-has-this-id', 'x', { ack: true })).rejects.toMatchObject({ code: 'ERR_UNKNOWN_CLIENT' });
-
-      await endMarker(sender, peers);
-      peers.forEach((peer, i) => {
-        const got = since(peer.inbox, marks[i]!, sender.client.id!);
-        const kinds = got.map((d) => d.kind);
-        expect(kinds.filter((k) => k === 'broadcast')).toHaveLength(1);
-        expect(kinds.filter((k) => k === 'send')).toHaveLength(i === 0 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'room')).toHaveLength(i % 2 === 0 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'topic')).toHaveLength(i % 2 === 1 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'ids')).toHaveLength(i === 1 ? 1 : 0);
-        const unicast = got.find((d) => d.kind === 'send');
-        if (unicast) expect([...(unicast.data as Uint8Array)]).toEqual([1, 2, 3]);
-        // Room and topic deliveries carry their history offset.
-        for (const d of got) if (d.kind === 'room' || d.kind === 'topic') expect(d.offset).toMatch(/^\d+-\d+$/);
-      });
-      expect(since(sender.inbox, senderMark, sender.client.id!).map((d) => d.kind)).toEqual(['ids']);
       // Every room member (on node B) confirmed the room message to its sender (on node A).
       const roomMembers = peers.filter((_, i) => i % 2 === 0).map((p) => p.client.id!);
       await waitFor(() => receipts.filter(([id]) => id === confirmed).length === roomMembers.length, 10_000, 'recipient receipts');
@@ -221,7 +174,7 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
       await sender.client.multicast({ room: 'durable' }, END_MARKER, { ack: true });
       await waitFor(() => receiver.inbox.some((d) => d.data === END_MARKER), 10_000, 'the end marker');
       const counts = new Map<number, number>();
-      for (const d of since(receiver.inbox, 0, sender.client.id!)) counts.set(d.data as number, (counts.get(d.data as number) ?? 0) + 1);
+      for (const d of sinceMark(receiver.inbox, 0, sender.client.id!)) counts.set(d.data as number, (counts.get(d.data as number) ?? 0) + 1);
       const lost = Array.from({ length: 2000 }, (_, i) => i).filter((i) => !counts.has(i));
       const duplicated = [...counts].filter(([, n]) => n > 1);
       expect({ lost: lost.length, duplicated: duplicated.length }).toEqual({ lost: 0, duplicated: 0 });
