@@ -18,7 +18,8 @@ let factoryKeeper: RTCPeerConnection | undefined;
 const channels = new Map<string, { channel: RTCDataChannel; sent: number }>();
 
 function emit(event: WrtcEvent): void {
-  process.send!(event);
+  // The parent may be gone already (it exited, e.g. its port was taken): this process follows on 'disconnect'.
+  if (process.connected) process.send!(event);
 }
 
 function peerState(id: number, peer: RTCPeerConnection): WrtcEvent {
