@@ -19,6 +19,7 @@
  * Pure functions; no I/O.
  */
 import { ProtocolError } from '../errors.ts';
+import { allocBytes } from './bytes.ts';
 import { utf8Length, writeUtf8 } from './utf8.ts';
 import { readVarint, varintLength, writeVarint } from './varint.ts';
 
@@ -129,6 +130,8 @@ const TARGET_TOPIC = 1;
 const TARGET_IDS = 2;
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
+/** A decoded envelope's data until its payload is read (the payload is read last). */
+const EMPTY = new Uint8Array(0);
 
 /** Encodes an envelope: binary when `data` is bytes, JSON text otherwise. */
 export function encodeEnvelope(envelope: Envelope): string | Uint8Array {
@@ -186,7 +189,7 @@ function encodeBinary(envelope: BinaryEnvelope): Uint8Array {
     size += varintLength(ids.length);
     for (const length of idLengths) size += varintLength(length) + length;
   }
-  const out = new Uint8Array(size);
+  const out = allocBytes(size);
   out[0] = BINARY_MAGIC;
   out[1] = BINARY_TYPE[envelope.t];
   out[2] = (envelope.id !== undefined ? FLAG_ID : 0) | (envelope.receipt ? FLAG_RECEIPT : 0) | (envelope.t === 'message' && envelope.user !== undefined ? FLAG_USER : 0) | (envelope.t === 'message' && envelope.offset !== undefined ? FLAG_OFFSET : 0);
@@ -275,13 +278,18 @@ function decodeBinary(bytes: Uint8Array): Envelope {
     case 'message': {
       const kind = DELIVERY_KINDS[cursor.byte()];
       if (!kind) throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', 'unknown delivery kind');
-      if (flags & FLAG_ID) acked.id = cursor.string('id');
-      if (flags & FLAG_RECEIPT) acked.receipt = true;
+      // Built field by field, not spread from optional parts: this runs once per message received.
+      const id = flags & FLAG_ID ? cursor.string('id') : undefined;
       const from = cursor.string('from');
       const to = cursor.string('to');
-      const user = flags & FLAG_USER ? cursor.string('user') : undefined;
-      const offset = flags & FLAG_OFFSET ? cursor.string('offset') : undefined;
-      return { t: 'message', kind, from, ...(to ? { to } : {}), ...(user === undefined ? {} : { user }), ...(offset === undefined ? {} : { offset }), ...acked, data: cursor.rest() };
+      const message: Extract<Envelope, { t: 'message' }> = { t: 'message', kind, from, data: EMPTY };
+      if (to) message.to = to;
+      if (flags & FLAG_USER) message.user = cursor.string('user');
+      if (flags & FLAG_OFFSET) message.offset = cursor.string('offset');
+      if (id !== undefined) message.id = id;
+      if (flags & FLAG_RECEIPT) message.receipt = true;
+      message.data = cursor.rest();
+      return message;
     }
     case 'multicast': {
       const kind = cursor.byte();
@@ -301,11 +309,13 @@ function decodeBinary(bytes: Uint8Array): Envelope {
       return { t: 'multicast', target, ...acked, data: cursor.rest() };
     }
     default: {
-      if (flags & FLAG_ID) acked.id = cursor.string('id');
-      if (flags & FLAG_RECEIPT) acked.receipt = true;
-      if (type === 'publish') return { t: 'publish', topic: cursor.string('topic'), ...acked, data: cursor.rest() };
-      if (type === 'send') return { t: 'send', to: cursor.string('to'), ...acked, data: cursor.rest() };
-      return { t: 'broadcast', ...acked, data: cursor.rest() };
+      const id = flags & FLAG_ID ? cursor.string('id') : undefined;
+      const command: Extract<Envelope, { t: 'publish' | 'send' | 'broadcast' }> =
+        type === 'publish' ? { t: 'publish', topic: cursor.string('topic'), data: EMPTY } : type === 'send' ? { t: 'send', to: cursor.string('to'), data: EMPTY } : { t: 'broadcast', data: EMPTY };
+      if (id !== undefined) command.id = id;
+      if (flags & FLAG_RECEIPT) command.receipt = true;
+      command.data = cursor.rest();
+      return command;
     }
   }
 }

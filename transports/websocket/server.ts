@@ -63,6 +63,55 @@ function reasonedWebSocketClass(maxMessageSize: number) {
 type ReasonedWebSocket = InstanceType<ReturnType<typeof reasonedWebSocketClass>>;
 
 /**
+ * The last batch framed (`batchFrames`), kept until the current flush round ends: in a fan-out
+ * every subscriber's flush holds the same messages in the same order, so the batch is framed and
+ * copied once and the same chunks are written to every socket (as a lone message's frame is
+ * shared through its PreparedMessage).
+ */
+let lastBatch: { items: readonly PreparedMessage[]; chunks: readonly Uint8Array[] } | undefined;
+const forgetLastBatch = (): void => void (lastBatch = undefined);
+
+/**
+ * Several messages' frames for one write: framed into one buffer, small payloads copied in, a
+ * large one (COPY_BELOW or more) written as it is, so a payload is never copied per recipient
+ * unless it is small. The same messages as the previous batch of this flush round get its chunks.
+ */
+function batchFrames(items: readonly PreparedMessage[]): readonly Uint8Array[] {
+  if (lastBatch && sameMessages(lastBatch.items, items)) return lastBatch.chunks;
+  let copied = 0;
+  for (const prepared of items) {
+    const header = frameHeaderSize(prepared.size, false);
+    copied += prepared.size < COPY_BELOW ? header + prepared.size : header;
+  }
+  const out = Buffer.allocUnsafe(copied);
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  let start = 0;
+  for (const prepared of items) {
+    const payload = prepared.bytes;
+    offset = writeServerFrameHeader(out, offset, prepared.text ? Opcode.text : Opcode.binary, payload.length);
+    if (payload.length < COPY_BELOW) {
+      out.set(payload, offset);
+      offset += payload.length;
+    } else {
+      chunks.push(out.subarray(start, offset), payload);
+      start = offset;
+    }
+  }
+  if (start < offset) chunks.push(out.subarray(start, offset));
+  // Flushes of one round run in one callback: the batch is forgotten once they are all done.
+  if (!lastBatch) queueMicrotask(forgetLastBatch);
+  lastBatch = { items, chunks };
+  return chunks;
+}
+
+function sameMessages(a: readonly PreparedMessage[], b: readonly PreparedMessage[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
  * Server end of one WebSocket.
  *
  * Stats: `wireBytesIn/Out` are the socket's bytesRead/bytesWritten, so they include the HTTP
@@ -160,8 +209,8 @@ class WebSocketServerConnection extends BaseConnection {
    * Writes up to `most` queued messages, until `room` bytes are used (at least one message), in
    * one write (a writev when a large payload rides along) and returns the bytes written. A message
    * alone goes out as its PreparedMessage's frame, built once however many connections send it;
-   * several are framed into one buffer, small payloads copied in, a large one (COPY_BELOW or more)
-   * written as it is: a payload is never copied per recipient unless it is small. The write
+   * several as `batchFrames`, built once for every connection of the flush round with the same
+   * messages. The write
    * carries a callback that runs once Node's buffer took it: that resumes the flush and releases
    * drain waiters whether or not the socket ever reported 'drain' (it only does above its own
    * 16 KiB high-water mark).
@@ -169,37 +218,14 @@ class WebSocketServerConnection extends BaseConnection {
   #writeFrames(room: number, most: number): number {
     const items: PreparedMessage[] = [];
     let bytes = 0;
-    let copied = 0;
     while (this.outbound.length > 0 && bytes < room && items.length < most) {
       const item = this.outbound.shift()!;
-      const { size } = item.prepared;
-      const header = frameHeaderSize(size, false);
       items.push(item.prepared);
-      bytes += header + size;
-      copied += size < COPY_BELOW ? header + size : header;
+      bytes += frameHeaderSize(item.prepared.size, false) + item.prepared.size;
       this.countSent(item);
     }
     if (items.length === 0) return 0;
-    if (items.length === 1) this.#write(items[0]!.framed(serverFrame));
-    else {
-      const out = Buffer.allocUnsafe(copied);
-      const chunks: Uint8Array[] = [];
-      let offset = 0;
-      let start = 0;
-      for (const prepared of items) {
-        const payload = prepared.bytes;
-        offset = writeServerFrameHeader(out, offset, prepared.text ? Opcode.text : Opcode.binary, payload.length);
-        if (payload.length < COPY_BELOW) {
-          out.set(payload, offset);
-          offset += payload.length;
-        } else {
-          chunks.push(out.subarray(start, offset), payload);
-          start = offset;
-        }
-      }
-      if (start < offset) chunks.push(out.subarray(start, offset));
-      this.#write(chunks);
-    }
+    this.#write(items.length === 1 ? items[0]!.framed(serverFrame) : batchFrames(items));
     return bytes;
   }
 
