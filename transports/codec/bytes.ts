@@ -2,16 +2,16 @@
 
 /** Arrays up to this size are carved from a shared slab (allocBytes). */
 const SLAB_BELOW = 512;
-const SLAB_SIZE = 4096;
+const SLAB_SIZE = 8192;
 let slab = new ArrayBuffer(SLAB_SIZE);
 let slabUsed = 0;
 
 /**
  * A new zero-filled array of `length` bytes. Small ones (under 512 bytes: envelopes, frames of
- * short messages) are views into a shared 4 KiB slab, as Node's Buffer.allocUnsafe pools them: a
+ * short messages) are views into a shared 8 KiB slab, as Node's Buffer.allocUnsafe pools them: a
  * typed array over 64 bytes otherwise gets a backing store of its own, which costs several times
  * the encoding it holds. A view keeps its slab alive, so a retained small array holds at most
- * 4 KiB (Node's pool holds 8). Callers must not rely on `.buffer` being theirs alone.
+ * 8 KiB, as with Node's pool. Callers must not rely on `.buffer` being theirs alone.
  */
 export function allocBytes(length: number): Uint8Array {
   if (length >= SLAB_BELOW) return new Uint8Array(length);
