@@ -15,11 +15,26 @@ import { ConnectError } from '../errors.ts';
 import type { ClientTransportOptions, Connection, TransportCapabilities, TransportName } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 
+/** The answer to a PollingFetch: what the client reads of a fetch Response. */
+export interface PollingResponse {
+  ok: boolean;
+  status: number;
+  arrayBuffer(): Promise<ArrayBuffer>;
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+}
+
+/**
+ * What the polling client asks of fetch, and no more: the global fetch is one; Node's client passes
+ * a cheaper one on http.request with a keep-alive agent (node-http-fetch.ts).
+ */
+export type PollingFetch = (url: string, init?: { method?: string; body?: Uint8Array<ArrayBuffer> | string; headers?: Record<string, string>; signal?: AbortSignal }) => Promise<PollingResponse>;
+
 export interface PollingClientOptions extends ClientTransportOptions {
   /** Endpoint path on the server. Default `/lp` (long-polling) or `/poll` (polling). */
   path?: string;
-  /** fetch to use (Node passes one that trusts the server's certificate). Default global fetch. */
-  fetch?: typeof fetch;
+  /** How requests are made (Node passes one on http.request that trusts the server's certificate). Default global fetch. */
+  fetch?: PollingFetch;
 }
 
 /** Attempts per request before the connection is declared lost. */
@@ -41,7 +56,7 @@ class PollingClientConnection extends BaseConnection {
   capabilities: TransportCapabilities;
   readonly #base: string;
   readonly #mode: Mode;
-  readonly #fetch: typeof fetch;
+  readonly #fetch: PollingFetch;
   #sid: string | undefined;
   #nextDownSeq = 0;
   #nextUpSeq = 0;
@@ -64,7 +79,7 @@ class PollingClientConnection extends BaseConnection {
     super({ backpressure: options.backpressure, laneFallback: options.laneFallback, defaultPolicy: 'wait' });
     this.transport = mode.transport;
     this.#mode = { ...mode, path: options.path ?? mode.path };
-    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
+    this.#fetch = options.fetch ?? ((url, init) => fetch(url, init));
     this.#base = new URL(this.#mode.path, options.url).toString();
     this.capabilities = {
       unreliable: false,
@@ -210,7 +225,7 @@ class PollingClientConnection extends BaseConnection {
    * fetch with retries and backoff, returning the whole body: a body cut off mid-way is retried
    * like a failed request (the sequence numbers make the retry safe). HTTP errors (4xx/5xx) are final.
    */
-  async #request(url: string, init: RequestInit): Promise<Uint8Array> {
+  async #request(url: string, init: Parameters<PollingFetch>[1] & object): Promise<Uint8Array> {
     for (let attempt = 1; ; attempt++) {
       try {
         const response = await this.#fetch(url, init);
