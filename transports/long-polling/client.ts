@@ -1,9 +1,11 @@
 /**
  * HTTP polling transports, client side, on `fetch` only (browser and Node): `long-polling` keeps
  * one GET outstanding and re-polls as soon as it returns; `polling` GETs at a fixed interval.
- * Upstream messages go in POSTs, one in flight at a time, batching what queued meanwhile; every
- * request is retried with backoff (same sequence numbers, so nothing is delivered twice) before
- * the connection gives up with 1006. Endpoints: see ./server.ts.
+ * Upstream messages go in POSTs, one in flight at a time, batching what queued meanwhile; a POST
+ * acknowledges like a GET, and its answer may carry messages the server queued for us meanwhile
+ * (an echo needs no wake-up of the held GET). Every request is retried with backoff (same sequence
+ * numbers, so nothing is delivered twice) before the connection gives up with 1006. Endpoints: see
+ * ./server.ts.
  *
  * Stats: `wireBytes*` stay null here — fetch hides the HTTP headers; the server side counts them.
  * `rttMs` is smoothed from upstream POST round trips (and, for polling, from GETs answered at once).
@@ -165,28 +167,36 @@ class PollingClientConnection extends BaseConnection {
         this.#lost(error);
         return;
       }
-      if (this.#closed()) return;
-      let batch;
-      try {
-        batch = decodeBatch(body, this.capabilities.maxMessageSize);
-      } catch (error) {
-        this.finishClose({ code: CloseCode.protocolError, reason: `bad batch from server: ${(error as Error).message}`, wasClean: false });
-        return;
-      }
-      batch.messages.forEach((message, i) => {
-        // Messages the previous (lost) response already delivered come again: skip them.
-        if (batch.firstSeq + i < this.#nextDownSeq) return;
-        this.#nextDownSeq = batch.firstSeq + i + 1;
-        this.deliver(message);
-      });
-      if (batch.close) {
-        // Let the server forget the acknowledged messages; its session is already gone.
-        this.finishClose({ ...(this.#requestedClose ?? batch.close), wasClean: true });
-        return;
-      }
+      if (this.#closed() || !this.#deliverBatch(body)) return;
       const wait = this.#mode.intervalMs - (Date.now() - started);
       if (wait > 0) await new Promise((resolve) => (this.#pollTimer = setTimeout(resolve, wait)));
     }
+  }
+
+  /**
+   * Delivers a batch from a GET's answer or a POST's: messages an earlier answer already delivered
+   * come again (a lost response, or a POST's and a GET's answers both carrying them) and are skipped.
+   * False when the connection ended (a close record, or a malformed batch).
+   */
+  #deliverBatch(body: Uint8Array): boolean {
+    let batch;
+    try {
+      batch = decodeBatch(body, this.capabilities.maxMessageSize);
+    } catch (error) {
+      this.finishClose({ code: CloseCode.protocolError, reason: `bad batch from server: ${(error as Error).message}`, wasClean: false });
+      return false;
+    }
+    for (let i = 0; i < batch.messages.length && this.state !== 'closed'; i++) {
+      if (batch.firstSeq + i < this.#nextDownSeq) continue;
+      this.#nextDownSeq = batch.firstSeq + i + 1;
+      this.deliver(batch.messages[i]!);
+    }
+    if (batch.close) {
+      // Let the server forget the acknowledged messages; its session is already gone.
+      this.finishClose({ ...(this.#requestedClose ?? batch.close), wasClean: true });
+      return false;
+    }
+    return this.state !== 'closed';
   }
 
   async #post(): Promise<void> {
@@ -206,8 +216,12 @@ class PollingClientConnection extends BaseConnection {
     const firstSeq = this.#nextUpSeq;
     const body = encodeBatch({ firstSeq, messages: items.map((item) => item.prepared.message) });
     const started = Date.now();
+    let answer: Uint8Array;
     try {
-      await this.#request(`${this.#base}/${this.#sid}`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+      // `ack` lets the server answer with what it queued for us meanwhile (an echo, a reply);
+      // while reading is paused it is left out, so what is ours stays queued on the server.
+      const ack = this.#reading.paused ? '' : `?ack=${this.#nextDownSeq}`;
+      answer = await this.#request(`${this.#base}/${this.#sid}${ack}`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
       this.#sampleRtt(Date.now() - started);
     } catch (error) {
       this.#lost(error);
@@ -217,6 +231,7 @@ class PollingClientConnection extends BaseConnection {
     for (const item of items) this.countSent(item);
     this.#posting = undefined;
     this.#postingBytes = 0;
+    if (answer.length > 0 && !this.#deliverBatch(answer)) return;
     this.onFlushed();
     if (this.state === 'open') this.flush();
   }
