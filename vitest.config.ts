@@ -1,19 +1,12 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * The WebRTC transport suite's worker died once (wrtc's native binding, no JS error) in three full
- * runs while other files ran beside it; alone it passed every time. Not understood yet: it runs
- * alone until it is.
- */
-const ALONE_UNTIL_EXPLAINED = 'transports/webrtc/webrtc.test.ts';
-
-/**
  * Tests whose outcome depends on timing: packets timed through an impaired path (stalls, added
  * delay), and the backpressure-fairness reader, which the server rightly cuts or starves (the
  * stalled-reader rule, 100 ms) when another test takes its CPU. They run after everything else,
  * one file at a time, with no other test taking the CPU.
  */
-const TIMED_PATH_TESTS = ['benchmarks/experiments/hol.test.ts', 'benchmarks/impairment/tun-path.test.ts', 'server/backpressure-fairness.test.ts', ALONE_UNTIL_EXPLAINED];
+const TIMED_PATH_TESTS = ['benchmarks/experiments/hol.test.ts', 'benchmarks/impairment/tun-path.test.ts', 'server/backpressure-fairness.test.ts'];
 
 export default defineConfig({
   test: {

@@ -28,8 +28,17 @@ import { batchFrame, ChunkAssembler, chunkMessage, closeFrame } from './chunks.t
 const DEFAULT_SCTP_MAX_MESSAGE = 65_536;
 /** Data channels a peer may open on one connection; more close it (each costs memory on both sides). */
 const MAX_CHANNELS = 256;
-/** How long a close waits for the peer's answering close frame. */
+/** How long a close waits for the peer's answering close frame (and an answering side for the peer's teardown). */
 const CLOSE_TIMEOUT_MS = 2_000;
+/*
+ * WRTC_CLOSE_RACE. wrtc (node-webrtc) handles a channel's close on libwebrtc's signalling thread and
+ * clears the channel's native pointer there, while send(), bufferedAmount and readyState read it
+ * on the JS thread without a lock: a channel that the *peer* closes while this side uses it can
+ * crash the process (SIGSEGV in RTCDataChannel::Send, reproduced with two wrtc peers, one closing
+ * while the other sends). So an orderly close never lets the peer's teardown meet our use: the side
+ * that answers a close frame goes quiet (touches no channel) and lets the side that asked tear down
+ * first. A peer that vanishes or aborts without a close frame can still meet a send in flight.
+ */
 /** How long ICE may stay `disconnected` (no consent answers: the peer vanished) before the connection ends. */
 const DISCONNECTED_TIMEOUT_MS = 5_000;
 /** getStats() is asynchronous: stats() answers from a sample at most this old and refreshes it. */
@@ -151,7 +160,7 @@ export class WebRtcConnection extends BaseConnection {
 
   readonly #onStateChange = (): void => {
     const peer = this.#peer;
-    if (!peer || this.state === 'closed') return;
+    if (!peer || this.#tornDown) return;
     const state = peer.connectionState;
     const ice = peer.iceConnectionState;
     if (state === 'failed' || state === 'closed' || ice === 'failed' || ice === 'closed') {
@@ -236,7 +245,7 @@ export class WebRtcConnection extends BaseConnection {
     const lane = channel.label as Lane;
     if (this.#senders.get(lane) === channel) this.#senders.delete(lane);
     // Without its reliable channel the connection is over: cleanly if a close was under way.
-    if (lane === 'reliable' && this.state !== 'closed') {
+    if (lane === 'reliable') {
       this.#end(this.#requestedClose ? { ...this.#requestedClose, wasClean: true } : { code: CloseCode.abnormal, reason: 'webrtc reliable data channel closed without a close frame', wasClean: false });
     }
   }
@@ -258,6 +267,7 @@ export class WebRtcConnection extends BaseConnection {
   }
 
   protected override sinkBufferedBytes(): number {
+    if (this.state === 'closed') return 0; // see WRTC_CLOSE_RACE
     let bytes = 0;
     for (const channel of this.#channels) bytes += this.#bufferedAmount(channel);
     return bytes;
@@ -299,8 +309,11 @@ export class WebRtcConnection extends BaseConnection {
     } catch {
       // The peer is closing anyway.
     }
-    // The peer tears down once our answer arrives; ours goes when the answer has left (or soon after).
-    this.#finish({ code, reason, wasClean: true }, true);
+    // The peer tears down once our answer arrives. Until then this side touches no channel (see
+    // WRTC_CLOSE_RACE) and waits for that, or tears down alone after CLOSE_TIMEOUT_MS.
+    this.finishClose({ code, reason, wasClean: true });
+    this.#clearTimers();
+    this.#closeTimer = setTimeout(() => this.#teardown(), CLOSE_TIMEOUT_MS);
   }
 
   /** Sends a reliable lane's queue while its channel has room, small messages batched; false if the connection ended. */
@@ -439,31 +452,24 @@ export class WebRtcConnection extends BaseConnection {
     );
   }
 
+  /** Ends the connection (if it has not ended yet) and tears the peer connection down now. */
   #end(info: CloseInfo): void {
-    this.#finish(info, false);
+    if (this.state !== 'closed') this.finishClose(info);
+    this.#teardown();
   }
 
-  #finish(info: CloseInfo, afterSendsLeave: boolean): void {
+  #clearTimers(): void {
     this.#iceStateAtEnd ??= this.#peer?.iceConnectionState;
-    if (this.state !== 'closed') this.finishClose(info);
     clearTimeout(this.#openTimer);
     clearTimeout(this.#closeTimer);
     clearTimeout(this.#disconnectedTimer);
     clearTimeout(this.#pollTimer);
-    if (!afterSendsLeave) return this.#teardown();
-    const reliable = this.#senders.get('reliable');
-    const deadline = Date.now() + CLOSE_TIMEOUT_MS;
-    const check = (): void => {
-      if (this.#tornDown) return;
-      if (!reliable || reliable.readyState !== 'open' || reliable.bufferedAmount === 0 || Date.now() > deadline) this.#teardown();
-      else setTimeout(check, POLL_MS);
-    };
-    check();
   }
 
   /** Closes the peer connection and forgets its channels; once. */
   #teardown(): void {
     if (this.#tornDown) return;
+    this.#clearTimers();
     this.#tornDown = true;
     webrtcResources.dataChannels -= this.#channels.size;
     for (const channel of this.#channels) {

@@ -183,11 +183,13 @@ describe('webrtc server against strangers', () => {
 
   it('releases every peer connection and data channel after churn', async () => {
     // Warm up (wrtc's threads, the server's factory keeper) before counting.
+    const baseline = { ...webrtcResources };
     const warmUp = connectWebRtcNode({ url });
     await warmUp.opened;
     warmUp.close();
     await warmUp.closed;
-    const baseline = { ...webrtcResources };
+    // The answering side lets the closing side tear down first (WRTC_CLOSE_RACE in connection.ts).
+    await waitFor(() => webrtcResources.peerConnections === baseline.peerConnections && webrtcResources.dataChannels === baseline.dataChannels, 5_000, 'the warm-up released');
     await agent.close();
     agent = new Agent();
     const fdsBefore = openFds();
@@ -213,6 +215,42 @@ describe('webrtc server against strangers', () => {
     await agent.close();
     agent = new Agent();
     await waitFor(() => openFds() <= fdsBefore + 10, 5_000, `file descriptors back near ${fdsBefore} (now ${openFds()})`);
+  });
+
+  it('the side that answers a close frame touches no data channel until the peer connection is torn down (wrtc crashes when the peer closes a channel in use)', async () => {
+    // A client whose data channels record every use: send, bufferedAmount, readyState.
+    const Wrtc = await loadWrtc();
+    let answered = false;
+    let tornDown = false;
+    const usesAfterAnswer: string[] = [];
+    const watched = (channel: RTCDataChannel): RTCDataChannel =>
+      new Proxy(channel, {
+        get(target, key) {
+          if ((key === 'send' || key === 'bufferedAmount' || key === 'readyState') && answered && !tornDown) usesAfterAnswer.push(`${target.label}.${key}`);
+          const value = Reflect.get(target, key, target) as unknown;
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+        set: (target, key, value) => Reflect.set(target, key, value, target),
+      });
+    class WatchedPeerConnection extends Wrtc {
+      override createDataChannel(label: string, init?: RTCDataChannelInit): RTCDataChannel {
+        return watched(super.createDataChannel(label, init));
+      }
+      override close(): void {
+        tornDown = true;
+        super.close();
+      }
+    }
+    const client = connectWebRtcNode({ url, RTCPeerConnection: WatchedPeerConnection });
+    const echoes = collect(client);
+    await client.opened;
+    for (let i = 0; i < 20; i++) client.send(new Uint8Array(32 * 1024));
+    await waitFor(() => echoes.length === 20, 10_000, 'echoes');
+    client.on('close', () => (answered = true)); // emitted right after the answering close frame is sent
+    serverSide.at(-1)!.close(4100, 'server asks');
+    expect(await client.closed).toMatchObject({ code: 4100, wasClean: true });
+    await waitFor(() => tornDown, 5_000, 'the client torn down after the server');
+    expect(usesAfterAnswer).toEqual([]);
   });
 
   it('closes a connection that sends a message over the server limit with 1009, and refuses an oversized unreliable one at once', async () => {
