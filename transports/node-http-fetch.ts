@@ -9,10 +9,9 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { PollingFetch, PollingResponse } from './long-polling/client.ts';
-import type { NodeTlsOptions } from './node-client.ts';
 
 /** A PollingFetch on its own keep-alive agent, trusting `tls.ca` (or not verifying) for https. */
-export function nodeHttpFetch(tls: NodeTlsOptions = {}): PollingFetch {
+export function nodeHttpFetch(tls: { ca?: string; rejectUnauthorized?: boolean } = {}): PollingFetch {
   const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true, ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized }) };
   return (url, init = {}) =>
     new Promise<PollingResponse>((resolve, reject) => {

@@ -189,7 +189,7 @@ class PollingServerConnection extends BaseConnection {
         if (this.outbound.length > 0) this.requestFlush();
         return undefined;
       }
-      const body = this.#takeBatch();
+      const { body } = this.#takeBatch(false);
       if (this.outbound.length > 0) this.requestFlush();
       this.onFlushed();
       return body;
@@ -254,8 +254,7 @@ class PollingServerConnection extends BaseConnection {
     if (!held) return;
     this.#held = undefined;
     clearTimeout(held.timer);
-    const closing = this.outbound.length === 0 ? this.#closing : undefined;
-    const body = this.#takeBatch(closing);
+    const { body, closing } = this.#takeBatch(true);
     this.server.send(this, held.response, 200, body, 'application/octet-stream');
     if (closing) this.#finish({ ...closing, wasClean: true }, body);
     this.onFlushed();
@@ -263,9 +262,10 @@ class PollingServerConnection extends BaseConnection {
 
   /**
    * A batch of the unacknowledged messages, then new ones moved from the queue up to the batch cap
-   * (now unacknowledged too), and `closing`'s close record when the queue is empty.
+   * (now unacknowledged too), and (`withClose`) the close record of a closing session once the
+   * queue is empty; `closing` says whether it went in.
    */
-  #takeBatch(closing?: { code: number; reason: string }): readonly Uint8Array[] {
+  #takeBatch(withClose: boolean): { body: readonly Uint8Array[]; closing: { code: number; reason: string } | undefined } {
     let bytes = this.#unackedBytes;
     while (this.outbound.length > 0 && (bytes < MAX_BATCH_BYTES || this.#unacked.length === 0)) {
       const item = this.outbound.shift()!;
@@ -275,8 +275,9 @@ class PollingServerConnection extends BaseConnection {
       this.countSent(item);
     }
     const firstSeq = this.#unacked[0]?.seq ?? this.#nextSeq;
+    const closing = withClose && this.outbound.length === 0 ? this.#closing : undefined;
     // Each message's frame is built once, for every recipient and every resend.
-    return batchParts(firstSeq, this.#unacked.map((m) => m.prepared.framed(framePreparedParts)), this.outbound.length === 0 ? closing : undefined);
+    return { body: batchParts(firstSeq, this.#unacked.map((m) => m.prepared.framed(framePreparedParts)), closing), closing };
   }
 
   /** Ends the session; `lastBody` (a batch ending in the close record) is kept a while for retried GETs. */
