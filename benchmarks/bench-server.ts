@@ -8,6 +8,8 @@
  *   node --import tsx benchmarks/bench-server.ts switchyard|ws|ws-tuned|socketio
  *   node --import tsx benchmarks/bench-server.ts switchyard-cluster redis://127.0.0.1:<port>   (one node of a cluster)
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
@@ -17,6 +19,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { createCertificate } from '../certs/index.ts';
 import { handOverByFirstByte } from '../server/http-server.ts';
 import { startServer } from '../server/index.ts';
+import { wrtcProcesses } from '../transports/webrtc/wrtc-remote.ts';
 import { RawOp, rawTopic, type ServerKind } from './raw-protocol.ts';
 
 
@@ -144,16 +147,36 @@ async function main(kind: ServerKind): Promise<void> {
     // DTLS run), quiche's and libuv's pool, not only the JS thread (benchmarks/run.test.ts checks it).
     // Memory: heap + external is what JS holds; RSS also counts native allocations (wrtc's peer
     // connections live outside the JS heap), and pages the heap keeps after a GC.
+    // The server's wrtc runs in a child process (transports/webrtc/wrtc-remote.ts): its CPU and RSS
+    // are the server's too, and are added.
     if (message === 'cpu') {
       const { user, system } = process.cpuUsage();
-      process.send?.({ cpuMicros: user + system });
+      process.send?.({ cpuMicros: user + system + wrtcProcessUsage().cpuMicros });
     } else if (message === 'memory') {
       (globalThis as { gc?: () => void }).gc?.();
       const { heapUsed, external, rss } = process.memoryUsage();
-      process.send?.({ memoryBytes: heapUsed + external, rssBytes: rss });
+      process.send?.({ memoryBytes: heapUsed + external, rssBytes: rss + wrtcProcessUsage().rssBytes });
     }
   });
   process.on('disconnect', () => process.exit(0));
+}
+
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+/** CPU time (all its threads, from /proc: user + system) and RSS of the server's wrtc process, if it runs. */
+function wrtcProcessUsage(): { cpuMicros: number; rssBytes: number } {
+  const pid = wrtcProcesses.pid;
+  if (pid === undefined) return { cpuMicros: 0, rssBytes: 0 };
+  try {
+    // The fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+    return { cpuMicros: (ticks / CLOCK_TICKS_PER_SECOND) * 1e6, rssBytes: rssKiB * 1024 };
+  } catch {
+    return { cpuMicros: 0, rssBytes: 0 }; // it ended (a crash): its sessions ended with it
+  }
 }
 
 const kind = process.argv[2];

@@ -6,11 +6,10 @@
  * frames written hold (distinct buffers of at least 1 MiB), and the ArrayBuffer memory it added.
  */
 import { Bench } from 'tinybench';
-import { Router } from '../server/router.ts';
 import { decodeEnvelope, encodeEnvelope, type Envelope } from '../transports/codec/envelope.ts';
 import { frameMessage, MessageDeframer } from '../transports/codec/message-framing.ts';
 import { encodeVarint, readVarint } from '../transports/codec/varint.ts';
-import { FramingConnection } from '../test-support/framing-connection.ts';
+import { payloadBuffers, publishKept, startFanOut } from '../test-support/framing-connection.ts';
 
 const json: Envelope = { t: 'publish', topic: 'prices', data: { symbol: 'EURUSD', bid: 1.0842, ask: 1.0844, ts: 1732406400000 }, id: 'k3Zf.17' };
 const binary: Envelope = { t: 'publish', topic: 'moves', data: new Uint8Array(64).fill(7), id: 'k3Zf.18' };
@@ -18,16 +17,8 @@ const jsonFrame = encodeEnvelope(json);
 const binaryFrame = encodeEnvelope(binary);
 const framed = frameMessage(new Uint8Array(1024));
 
-const router = new Router({ heartbeatMs: 3_600_000 });
-const publisher = new FramingConnection();
-const subscribers = Array.from({ length: 1000 }, () => new FramingConnection());
-for (const connection of [publisher, ...subscribers]) {
-  router.attach(connection);
-  connection.receive(encodeEnvelope({ t: 'hello' }));
-}
-await new Promise((resolve) => setTimeout(resolve, 10));
-for (const connection of subscribers) connection.receive(encodeEnvelope({ t: 'subscribe', topic: 'fan' }));
-const fanOut = encodeEnvelope({ t: 'publish', topic: 'fan', data: new Uint8Array(64) });
+const fanOut = await startFanOut(1000, 'fan');
+const smallPublish = encodeEnvelope({ t: 'publish', topic: 'fan', data: new Uint8Array(64) });
 
 const bench = new Bench({ name: 'switchyard micro', time: 500 });
 bench
@@ -38,7 +29,7 @@ bench
   .add('varint encode+read', () => void readVarint(encodeVarint(494878333), 0))
   .add('frame+deframe 1 KiB', () => void new MessageDeframer(1 << 20).push(framed))
   .add('router fan-out to 1000 subscribers', async () => {
-    publisher.receive(fanOut);
+    fanOut.publisher.receive(smallPublish);
     await Promise.resolve(); // let the queues flush (one microtask per tick, as on a real server)
   });
 
@@ -58,16 +49,11 @@ const perSecond = ((fanTask?.result as { throughput?: { mean: number } } | undef
 console.log(`router fan-out: ${Math.round(perSecond).toLocaleString('en-US')} deliveries/s in memory (1 publish → 1000 queues)`);
 
 // One 1 MiB publish to the 1000, every frame kept as a socket would hold it until written.
-for (const connection of subscribers) connection.keep = true;
-const big = encodeEnvelope({ t: 'publish', topic: 'fan', data: new Uint8Array(1 << 20).fill(1) });
 const arrayBuffersBefore = process.memoryUsage().arrayBuffers;
-publisher.receive(big);
-await new Promise((resolve) => setImmediate(resolve));
+const frames = await publishKept(fanOut, 'fan', new Uint8Array(1 << 20).fill(1));
 const arrayBuffersAdded = process.memoryUsage().arrayBuffers - arrayBuffersBefore;
-const frames = subscribers.flatMap((connection) => connection.written);
-const payloadBuffers = new Set(frames.flat().filter((part) => part.length >= 1 << 20).map((part) => part.buffer));
 console.log(
-  `1 MiB fan-out to ${subscribers.length} in-memory connections: ${frames.length} frames written, ${payloadBuffers.size} distinct payload buffer(s) among them, ` +
-    `${(arrayBuffersAdded / 2 ** 20).toFixed(1)} MiB of ArrayBuffer memory added (per-recipient copies would be ${subscribers.length} buffers, ~${subscribers.length} MiB)`,
+  `1 MiB fan-out to ${fanOut.subscribers.length} in-memory connections: ${frames.length} frames written, ${payloadBuffers(frames, 1 << 20)} distinct payload buffer(s) among them, ` +
+    `${(arrayBuffersAdded / 2 ** 20).toFixed(1)} MiB of ArrayBuffer memory added (per-recipient copies would be ${fanOut.subscribers.length} buffers, ~${fanOut.subscribers.length} MiB)`,
 );
-router.close();
+fanOut.router.close();

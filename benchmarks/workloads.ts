@@ -224,57 +224,79 @@ export async function echoAtRate(target: Target, endpoint: Endpoint, probe: Serv
     awaited.delete(sequence);
     if (sent.measured) histogram.record(Math.max(1, Math.round((lastProgress - sent.intended) * 1e6)));
   });
-  let late = 0;
-  let measuredSends = 0;
   try {
-    const start = performance.now() + 10;
-    const recordFrom = start + durationMs * WARMUP;
-    const total = Math.floor((rate * durationMs) / 1000);
-    let cpuBefore: number | undefined;
-    let firstMeasured = 0;
-    let lastMeasured = 0;
-    for (let i = 0; i < total; i++) {
-      const intended = start + (i * 1000) / rate;
-      await until(intended);
-      const measured = intended >= recordFrom;
-      if (measured && cpuBefore === undefined) {
-        cpuBefore = await probe.cpuMicros();
-        firstMeasured = performance.now();
-      }
-      const now = performance.now();
-      if (measured && now - intended > 1) late++;
+    const schedule = new OpenLoop(rate, durationMs);
+    const { cpuBefore, sends, firstAt, lastAt, report } = await schedule.run((i, intended, measured) => {
       const message = payload.slice();
       view(message).setUint32(SEQUENCE_OFFSET, i);
       awaited.set(i, { intended, measured });
-      if (measured) {
-        measuredSends++;
-        lastMeasured = now;
-      }
       client.sendToSelf(message);
-    }
+    }, probe);
     // The tail: wait while replies keep coming (an unreliable lane's losses end it after 500 ms).
     const quiet = target.lane === 'unreliable' ? 500 : LOST_AFTER_MS;
     lastProgress = performance.now();
     while (awaited.size > 0 && performance.now() - lastProgress < quiet) await sleep(10);
     const lost = [...awaited.values()].filter((m) => m.measured).length;
     const cpuMicros = (await probe.cpuMicros()) - (cpuBefore ?? 0);
-    const achievedRate = measuredSends > 1 ? Math.round((measuredSends - 1) / ((lastMeasured - firstMeasured) / 1000)) : 0;
     return {
       latency: summarize(histogram),
-      msgsPerSec: Math.round(histogram.count / ((lastMeasured - firstMeasured) / 1000 || 1)),
-      serverCpuMicrosPerMsg: measuredSends ? round(cpuMicros / measuredSends) : undefined,
+      msgsPerSec: Math.round(histogram.count / ((lastAt - firstAt) / 1000 || 1)),
+      serverCpuMicrosPerMsg: sends ? round(cpuMicros / sends) : undefined,
       lost,
       misrouted,
-      ...openLoop(rate, achievedRate, late, measuredSends),
+      ...report,
     };
   } finally {
     client.close();
   }
 }
 
-/** The open-loop bookkeeping every open-loop cell reports. */
-function openLoop(targetRate: number, achievedRate: number, lateSends: number, sends: number): Pick<CellResult, 'targetRate' | 'achievedRate' | 'lateSends' | 'generatorBehind'> {
-  return { targetRate, achievedRate, lateSends, generatorBehind: achievedRate < targetRate * 0.97 || lateSends > sends * 0.01 };
+/**
+ * The sending side of every open-loop cell: `rate` sends per second for `durationMs`, from 10 ms
+ * from now, each made at its intended time whatever the replies do. Sends from `recordFrom` (the
+ * end of the warm-up) on are measured.
+ */
+class OpenLoop {
+  readonly #start = performance.now() + 10;
+  readonly recordFrom: number;
+  readonly #total: number;
+
+  constructor(
+    readonly rate: number,
+    durationMs: number,
+  ) {
+    this.recordFrom = this.#start + durationMs * WARMUP;
+    this.#total = Math.floor((rate * durationMs) / 1000);
+  }
+
+  /**
+   * Calls `send(i, intended, measured)` for each send at its intended time; with a `probe`, reads
+   * the server's CPU just before the first measured send. Returns that reading, the measured
+   * sends' count and span, and what every open-loop cell reports: the rate achieved, the sends
+   * more than 1 ms late, and whether the generator fell behind.
+   */
+  async run(send: (i: number, intended: number, measured: boolean) => void, probe?: ServerProbe) {
+    let cpuBefore: number | undefined;
+    let sends = 0;
+    let late = 0;
+    let firstAt = 0;
+    let lastAt = 0;
+    for (let i = 0; i < this.#total; i++) {
+      const intended = this.#start + (i * 1000) / this.rate;
+      await until(intended);
+      const measured = intended >= this.recordFrom;
+      if (measured && sends === 0 && probe) cpuBefore = await probe.cpuMicros();
+      const now = performance.now();
+      send(i, intended, measured);
+      if (!measured) continue;
+      if (sends++ === 0) firstAt = now;
+      lastAt = now;
+      if (now - intended > 1) late++;
+    }
+    const achievedRate = sends > 1 ? Math.round((sends - 1) / ((lastAt - firstAt) / 1000)) : 0;
+    const generatorBehind = achievedRate < this.rate * 0.97 || late > sends * 0.01;
+    return { cpuBefore, sends, firstAt, lastAt, report: { targetRate: this.rate, achievedRate, lateSends: late, generatorBehind } satisfies Pick<CellResult, 'targetRate' | 'achievedRate' | 'lateSends' | 'generatorBehind'> };
+  }
 }
 
 /** Closed loop with `window` messages in flight: echo throughput and server CPU per message. */
@@ -374,45 +396,26 @@ export async function fanOut(target: Target, endpoint: Endpoint, probe: ServerPr
     );
     const publisher = await target.connect(endpoint);
     clients.push(publisher);
-    const start = performance.now() + 10;
-    recordFrom = start + durationMs * WARMUP;
-    const total = Math.floor((rate * durationMs) / 1000);
-    let before: number | undefined;
-    let late = 0;
-    let sends = 0;
-    let first = 0;
-    let last = 0;
-    for (let i = 0; i < total; i++) {
-      const intended = start + (i * 1000) / rate;
-      await until(intended);
-      const measured = intended >= recordFrom;
-      if (measured && before === undefined) {
-        before = await probe.cpuMicros();
-        first = performance.now();
-      }
-      const now = performance.now();
+    const schedule = new OpenLoop(rate, durationMs);
+    recordFrom = schedule.recordFrom;
+    const { cpuBefore, report } = await schedule.run((i, intended, measured) => {
       publisher.publish(topic, stampedPayload(intended, i));
-      if (measured) {
-        expected += subscribers;
-        sends++;
-        last = now;
-        if (now - intended > 1) late++;
-      }
-    }
+      if (measured) expected += subscribers;
+    }, probe);
     // Give the tail time to arrive; what never arrives is reported as lost.
     const quiet = target.lane === 'unreliable' ? 500 : LOST_AFTER_MS;
     lastProgress = performance.now();
     while (deliveries < expected && performance.now() - lastProgress < quiet) await sleep(20);
     const after = await probe.cpuMicros();
     const seconds = (durationMs * (1 - WARMUP)) / 1000;
-    const cpuSeconds = (after - (before ?? after)) / 1e6;
+    const cpuSeconds = (after - (cpuBefore ?? after)) / 1e6;
     return {
       latency: summarize(histogram),
       msgsPerSec: Math.round(deliveries / seconds),
       deliveriesPerCpuSecond: cpuSeconds > 0 ? Math.round(deliveries / cpuSeconds) : undefined,
       lost: Math.max(0, expected - deliveries),
       misrouted,
-      ...openLoop(rate, sends > 1 ? Math.round((sends - 1) / ((last - first) / 1000)) : 0, late, sends),
+      ...report,
     };
   } finally {
     for (const client of clients) client.close();
@@ -577,24 +580,12 @@ export async function pubSub(target: Target, endpoint: Endpoint, rate: number, d
     );
     const publisher = await target.connect(endpoint);
     clients.push(publisher);
-    const start = performance.now() + 10;
-    recordFrom = start + durationMs * WARMUP;
-    const total = Math.floor((rate * durationMs) / 1000);
-    let late = 0;
-    let sends = 0;
-    let first = 0;
-    let last = 0;
-    for (let i = 0; i < total; i++) {
-      const intended = start + (i * 1000) / rate;
-      await until(intended);
-      const now = performance.now();
+    const schedule = new OpenLoop(rate, durationMs);
+    recordFrom = schedule.recordFrom;
+    const { report } = await schedule.run((i, intended, measured) => {
       publisher.publish(`t${i % TOPICS}`, stampedPayload(intended, i));
-      if (intended < recordFrom) continue;
-      expected += followers.get(i % TOPICS) ?? 0;
-      if (sends++ === 0) first = now;
-      last = now;
-      if (now - intended > 1) late++;
-    }
+      if (measured) expected += followers.get(i % TOPICS) ?? 0;
+    });
     const quiet = target.lane === 'unreliable' ? 500 : LOST_AFTER_MS;
     lastProgress = performance.now();
     while (deliveries < expected && performance.now() - lastProgress < quiet) await sleep(20);
@@ -603,7 +594,7 @@ export async function pubSub(target: Target, endpoint: Endpoint, rate: number, d
       msgsPerSec: Math.round(deliveries / ((durationMs * (1 - WARMUP)) / 1000)),
       lost: Math.max(0, expected - deliveries),
       misrouted,
-      ...openLoop(rate, sends > 1 ? Math.round((sends - 1) / ((last - first) / 1000)) : 0, late, sends),
+      ...report,
     };
   } finally {
     for (const client of clients) client.close();

@@ -7,20 +7,19 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Delivery, SwitchyardClient } from '../transports/client.ts';
 import type { NodeClientOptions } from '../transports/node-client.ts';
-import { createClient } from '../transports/node-webtransport.ts';
 import type { TransportName } from '../transports/transport.ts';
+import { deliverEveryKind, END_MARKER, InboxClients, sinceMark, type Connected } from '../test-support/clients.ts';
 import { REDIS_MISSING, startRedis, type TestRedis } from '../test-support/redis.ts';
 import { waitFor } from '../test-support/servers.ts';
 import { startTcpProxy } from '../test-support/tcp-proxy.ts';
-import { startServer } from './index.ts';
+import { startServer, type ClusterOptions } from './index.ts';
 import type { RouterOptions } from './router.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const TRANSPORTS: TransportName[] = ['websocket', 'long-polling', 'polling', 'webtransport'];
-const END_MARKER = 'end of this case';
 
 interface Node {
   child: ChildProcess;
@@ -32,8 +31,8 @@ interface Node {
 }
 
 /** A cluster node in its own process, resolved once it listens. */
-function startNode(redis: TestRedis, router: RouterOptions = {}): Promise<Node> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test-support/cluster-node.ts'), JSON.stringify({ redis: redis.url, router })], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+function startNode(redis: TestRedis, router: RouterOptions = {}, cluster: Omit<ClusterOptions, 'redis'> = {}): Promise<Node> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test-support/cluster-node.ts'), JSON.stringify({ redis: redis.url, router, cluster })], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   return new Promise((resolve, reject) => {
     let errors = '';
     child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
@@ -52,89 +51,38 @@ async function stopNode(node: Node, signal: 'SIGKILL' | 'SIGTERM' = 'SIGTERM'): 
   await exited;
 }
 
-interface Connected {
-  client: SwitchyardClient;
-  inbox: Delivery[];
-}
-
 describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? ` (skipped: ${REDIS_MISSING})` : ''}`, () => {
   let redis: TestRedis;
   let a: Node;
   let b: Node;
-  const clients: SwitchyardClient[] = [];
+  const clients = new InboxClients();
   const nodes: Node[] = [];
-
-  /**
-   * History deeper than a burst: a node reads a room's stream live, and one that falls more than
-   * the history behind (2000 messages at once on a loaded machine) finds messages trimmed unread.
-   */
-  const router: RouterOptions = { history: { maxLength: 10_000 } };
 
   beforeAll(async () => {
     redis = await startRedis();
-    [a, b] = await Promise.all([startNode(redis, router), startNode(redis, router)]);
+    [a, b] = await Promise.all([startNode(redis), startNode(redis)]);
     nodes.push(a, b);
   }, 60_000);
   afterAll(async () => {
-    for (const client of clients) client.close();
+    clients.close();
     await Promise.all(nodes.map((node) => stopNode(node)));
     await redis?.close();
   });
 
-  async function connect(url: string, transport: TransportName, options: Partial<NodeClientOptions> = {}): Promise<Connected> {
-    const client = createClient({ url, transports: transport, ackTimeoutMs: 500, ...options });
-    const inbox: Delivery[] = [];
-    client.on('message', (delivery) => inbox.push(delivery));
-    await client.connect();
-    clients.push(client);
-    return { client, inbox };
-  }
-
-  /** An end marker from `sender` to itself and each peer: once all have it, everything sent before has arrived (per-sender order). */
-  async function endMarker(sender: Connected, peers: Connected[]): Promise<void> {
-    const everyone = [sender, ...peers];
-    await sender.client.multicast({ ids: everyone.map((p) => p.client.id!) }, END_MARKER, { ack: true });
-    await waitFor(() => everyone.every((p) => p.inbox.some((d) => d.data === END_MARKER && d.from === sender.client.id)), 10_000, 'the end marker');
-  }
-
-  function since(inbox: Delivery[], mark: number, from: string): Delivery[] {
-    return inbox.slice(mark).filter((d) => d.from === from && d.data !== END_MARKER);
+  function connect(url: string, transport: TransportName, options: Partial<NodeClientOptions> = {}): Promise<Connected> {
+    return clients.connect({ url, transports: transport, ackTimeoutMs: 500, ...options });
   }
 
   describe.each(TRANSPORTS)('sender on %s at node A, recipients at node B', (senderTransport) => {
     it('broadcasts, unicasts, multicasts and publishes to clients on every transport; receipts come back across', async () => {
       const sender = await connect(a.url, senderTransport);
       const peers = await Promise.all(TRANSPORTS.map((t) => connect(b.url, t)));
-      const room = `room-${senderTransport}`;
-      const topic = `topic-${senderTransport}`;
-      await Promise.all(peers.map((p, i) => (i % 2 === 0 ? p.client.join(room) : p.client.subscribe(topic))));
-      const marks = peers.map((p) => p.inbox.length);
-      const senderMark = sender.inbox.length;
       const receipts: [string, string][] = [];
       sender.client.on('receipt', (id, from) => receipts.push([id, from]));
-
-      await sender.client.broadcast({ hello: 'everyone' }, { ack: true });
-      await sender.client.send(peers[0]!.client.id!, Uint8Array.of(1, 2, 3), { ack: true });
-      const confirmed = await sender.client.multicast({ room }, 'room only', { ack: true, receipt: true });
-      await sender.client.publish(topic, { topic: true }, { ack: true });
-      await sender.client.multicast({ ids: [peers[1]!.client.id!, sender.client.id!] }, 'ids', { ack: true });
+      const { got, roomMessageId: confirmed } = await deliverEveryKind(sender, peers, senderTransport, { receipt: true });
+      // Room and topic deliveries carry their history offset.
+      for (const d of got.flat()) if (d.kind === 'room' || d.kind === 'topic') expect(d.offset).toMatch(/^\d+-\d+$/);
       await expect(sender.client.send('nobody-has-this-id', 'x', { ack: true })).rejects.toMatchObject({ code: 'ERR_UNKNOWN_CLIENT' });
-
-      await endMarker(sender, peers);
-      peers.forEach((peer, i) => {
-        const got = since(peer.inbox, marks[i]!, sender.client.id!);
-        const kinds = got.map((d) => d.kind);
-        expect(kinds.filter((k) => k === 'broadcast')).toHaveLength(1);
-        expect(kinds.filter((k) => k === 'send')).toHaveLength(i === 0 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'room')).toHaveLength(i % 2 === 0 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'topic')).toHaveLength(i % 2 === 1 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'ids')).toHaveLength(i === 1 ? 1 : 0);
-        const unicast = got.find((d) => d.kind === 'send');
-        if (unicast) expect([...(unicast.data as Uint8Array)]).toEqual([1, 2, 3]);
-        // Room and topic deliveries carry their history offset.
-        for (const d of got) if (d.kind === 'room' || d.kind === 'topic') expect(d.offset).toMatch(/^\d+-\d+$/);
-      });
-      expect(since(sender.inbox, senderMark, sender.client.id!).map((d) => d.kind)).toEqual(['ids']);
       // Every room member (on node B) confirmed the room message to its sender (on node A).
       const roomMembers = peers.filter((_, i) => i % 2 === 0).map((p) => p.client.id!);
       await waitFor(() => receipts.filter(([id]) => id === confirmed).length === roomMembers.length, 10_000, 'recipient receipts');
@@ -185,8 +133,31 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
     }
   });
 
+  it('a member that got nothing yet resumes on another node from the offset its join ack named (an empty stream gets a start entry to point at)', async () => {
+    const proxy = await startTcpProxy(a.port);
+    try {
+      const mover = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket');
+      const sender = await connect(b.url, 'websocket');
+      const recovered: boolean[] = [];
+      mover.client.on('recovery', (complete) => recovered.push(complete));
+      await mover.client.join('quiet');
+      const away = new Promise<void>((resolve) => mover.client.on('state', (state) => state === 'reconnecting' && resolve()));
+      proxy.pointAt(1);
+      proxy.cutAll();
+      await away;
+      await sender.client.multicast({ room: 'quiet' }, 'while away', { ack: true });
+      proxy.pointAt(b.port);
+      await waitFor(() => recovered.length === 1, 15_000, 'the resume');
+      expect(recovered).toEqual([true]);
+      await waitFor(() => mover.inbox.length === 1, 10_000, 'the missed message');
+      expect(mover.inbox.map((d) => d.data)).toEqual(['while away']);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('kill -9 of the sender\'s node with 2000 acknowledged messages in flight: the receiver on another node has each exactly once', async () => {
-    const doomed = await startNode(redis, router);
+    const doomed = await startNode(redis);
     nodes.push(doomed);
     const proxy = await startTcpProxy(doomed.port);
     try {
@@ -203,7 +174,7 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
       await sender.client.multicast({ room: 'durable' }, END_MARKER, { ack: true });
       await waitFor(() => receiver.inbox.some((d) => d.data === END_MARKER), 10_000, 'the end marker');
       const counts = new Map<number, number>();
-      for (const d of since(receiver.inbox, 0, sender.client.id!)) counts.set(d.data as number, (counts.get(d.data as number) ?? 0) + 1);
+      for (const d of sinceMark(receiver.inbox, 0, sender.client.id!)) counts.set(d.data as number, (counts.get(d.data as number) ?? 0) + 1);
       const lost = Array.from({ length: 2000 }, (_, i) => i).filter((i) => !counts.has(i));
       const duplicated = [...counts].filter(([, n]) => n > 1);
       expect({ lost: lost.length, duplicated: duplicated.length }).toEqual({ lost: 0, duplicated: 0 });
@@ -213,6 +184,139 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
       await proxy.close();
     }
   }, 120_000);
+
+  /** Stops a node's process (SIGSTOP) until `resume` (SIGCONT): a node that reads nothing for a while, without dying. */
+  function pause(node: Node): () => void {
+    node.child.kill('SIGSTOP');
+    return () => void node.child.kill('SIGCONT');
+  }
+
+  it('a burst larger than the history reaches a receiver on another node completely (its node stalled meanwhile); a resume meanwhile gets only the newest of the history, told recovered: false; the stream is trimmed back once read', async () => {
+    // Default history (1000): live nodes are not bounded by it. The stalled node's own liveness timeout outlasts the stall.
+    const slow = await startNode(redis, {}, { nodeTimeoutMs: 60_000 });
+    nodes.push(slow);
+    const store = new Redis(redis.url);
+    const proxy = await startTcpProxy(a.port);
+    try {
+      const receiver = await connect(slow.url, 'websocket');
+      await receiver.client.join('burst');
+      const sender = await connect(a.url, 'websocket');
+      // A second member goes away before the burst, and resumes while the stream holds more than the history.
+      const mover = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket');
+      const recovered: boolean[] = [];
+      mover.client.on('recovery', (complete) => recovered.push(complete));
+      await mover.client.join('burst');
+      const away = new Promise<void>((resolve) => mover.client.on('state', (state) => state === 'reconnecting' && resolve()));
+      proxy.pointAt(1);
+      proxy.cutAll();
+      await away;
+      const burst = 3000;
+      const resume = pause(slow);
+      try {
+        await Promise.all(Array.from({ length: burst }, (_, i) => sender.client.multicast({ room: 'burst' }, i, { ack: true })));
+        // Every one is acknowledged while the receiver's node read nothing: more than the history holds.
+        expect(await store.xlen('sy:s:room:burst')).toBeGreaterThanOrEqual(burst);
+        // A resume is bounded by the history, not by what the stalled node holds back: the newest 1000 + 128, and told so.
+        proxy.pointAt(b.port);
+        await waitFor(() => recovered.length === 1, 15_000, 'the resume');
+        expect(recovered).toEqual([false]);
+        await waitFor(() => mover.inbox.length >= 1128, 15_000, 'the recovered messages');
+        expect(mover.inbox.map((d) => d.data)).toEqual(Array.from({ length: 1128 }, (_, i) => burst - 1128 + i));
+      } finally {
+        resume();
+      }
+      await sender.client.multicast({ room: 'burst' }, END_MARKER, { ack: true });
+      await waitFor(() => receiver.inbox.some((d) => d.data === END_MARKER), 30_000, 'the end marker');
+      expect(sinceMark(receiver.inbox, 0, sender.client.id!).map((d) => d.data)).toEqual(Array.from({ length: burst }, (_, i) => i));
+      expect(slow.log()).not.toMatch(/fell behind/);
+      // Once read, the next messages trim it back to the history's length (approximate trimming: whole stream nodes of 100).
+      await until(async () => {
+        await sender.client.multicast({ room: 'burst' }, 'tick', { ack: true });
+        return (await store.xlen('sy:s:room:burst')) <= 1000 + 100;
+      }, 'the stream to be trimmed to its history');
+    } finally {
+      store.disconnect();
+      await proxy.close();
+      await stopNode(slow);
+    }
+  }, 120_000);
+
+  it('a client resuming with offsets older than the history gets recovered: false and what there is, in order, no duplicates', async () => {
+    const proxy = await startTcpProxy(a.port);
+    try {
+      const mover = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket');
+      const sender = await connect(b.url, 'websocket');
+      const recovered: boolean[] = [];
+      mover.client.on('recovery', (complete) => recovered.push(complete));
+      await mover.client.join('window');
+      await sender.client.multicast({ room: 'window' }, -1, { ack: true });
+      await waitFor(() => mover.inbox.length === 1, 10_000, 'the first message');
+      const away = new Promise<void>((resolve) => mover.client.on('state', (state) => state === 'reconnecting' && resolve()));
+      proxy.pointAt(1);
+      proxy.cutAll();
+      await away;
+      // More than the history (1000) while it is away, until its last offset is trimmed (a node
+      // still reading the room, its old one, holds back trimming until it has read).
+      const store = new Redis(redis.url);
+      let missed = 0;
+      try {
+        const offset = mover.inbox[0]!.offset!;
+        while (missed < 1300 || (await store.xrange('sy:s:room:window', offset, offset)).length > 0) {
+          await Promise.all(Array.from({ length: 100 }, (_, i) => sender.client.multicast({ room: 'window' }, missed + i, { ack: true })));
+          missed += 100;
+        }
+      } finally {
+        store.disconnect();
+      }
+      proxy.pointAt(b.port);
+      await waitFor(() => recovered.length === 1, 15_000, 'the resume');
+      await sender.client.multicast({ room: 'window' }, 'live', { ack: true });
+      await waitFor(() => mover.inbox.some((d) => d.data === 'live'), 10_000, 'the live message');
+      expect(recovered).toEqual([false]);
+      const got = mover.inbox.slice(1, -1).map((d) => d.data as number);
+      // What the history still held: the newest, in order, each once, and not all of them.
+      expect(got.length).toBeGreaterThanOrEqual(1000);
+      expect(got.length).toBeLessThan(missed);
+      expect(got).toEqual(Array.from({ length: got.length }, (_, i) => missed - got.length + i));
+    } finally {
+      await proxy.close();
+    }
+  }, 60_000);
+
+  it('a node stalled past the backlog is told it fell behind: its members are closed (4011), resume, and hear recovered: false', async () => {
+    // The publishing node trims past a reader more than 200 entries behind (history 100).
+    const publisher = await startServer({ port: 0, certificate: 'none', cluster: { redis: redis.url, maxBacklog: 200 }, router: { history: { maxLength: 100 } } });
+    const stalled = await startNode(redis, { history: { maxLength: 100 } }, { nodeTimeoutMs: 60_000 });
+    nodes.push(stalled);
+    try {
+      const receiver = await connect(stalled.url, 'websocket');
+      const recovered: boolean[] = [];
+      receiver.client.on('recovery', (complete) => recovered.push(complete));
+      await receiver.client.join('behind');
+      const sender = await connect(publisher.urls.http, 'websocket');
+      await sender.client.multicast({ room: 'behind' }, -1, { ack: true });
+      await waitFor(() => receiver.inbox.length === 1, 10_000, 'the first message');
+      const total = 1500;
+      const resume = pause(stalled);
+      try {
+        await Promise.all(Array.from({ length: total }, (_, i) => sender.client.multicast({ room: 'behind' }, i, { ack: true })));
+      } finally {
+        resume();
+      }
+      await waitFor(() => recovered.length === 1, 20_000, 'the resume after the fall-behind');
+      await sender.client.multicast({ room: 'behind' }, 'live', { ack: true });
+      await waitFor(() => receiver.inbox.some((d) => d.data === 'live'), 10_000, 'the live message');
+      expect(stalled.log()).toMatch(/fell behind room:behind/);
+      expect(recovered).toEqual([false]);
+      const got = receiver.inbox.slice(1, -1).map((d) => d.data as number);
+      expect(got.length).toBeLessThan(total);
+      expect(new Set(got).size).toBe(got.length);
+      expect(got).toEqual([...got].sort((x, y) => x - y));
+    } finally {
+      await publisher.close();
+      await stopNode(stalled);
+    }
+  }, 60_000);
 
   it('Redis restart: nodes keep serving their own clients, refuse acknowledged sends with a typed error, say so, and resynchronise', async () => {
     const [x1, x2] = await Promise.all([connect(a.url, 'websocket'), connect(a.url, 'polling')]);
@@ -239,8 +343,10 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
   it('presence across nodes: joins and leaves reach other nodes, and a killed node\'s clients leave after its timeout', async () => {
     // An observer node in this process, to listen to its events; the member's node is a child to kill.
     const observer = await startServer({ port: 0, certificate: 'none', cluster: { redis: redis.url } });
-    const doomed = await startNode(redis);
+    // Found dead 1.5 s after its last beat (its own nodeTimeoutMs sets how long its liveness key lives).
+    const doomed = await startNode(redis, {}, { nodeTimeoutMs: 1_500 });
     nodes.push(doomed);
+    const store = new Redis(redis.url);
     try {
       const changes: string[] = [];
       observer.on('presence', (room, clientId, change) => room === 'presence' && changes.push(`${change} ${clientId}`));
@@ -262,10 +368,63 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
       console.log(`presence healed ${Date.now() - killed} ms after the kill`);
       expect(changes.slice(4)).toEqual([`leave ${remote.client.id}`]);
       expect(await observer.presence('presence')).toEqual([local.client.id]);
+      // The reaper deleted its inbox and its reader records: nothing of it is left to hold the streams back.
+      expect(await store.exists(`sy:i:${doomed.node}`, `sy:nw:${doomed.node}`)).toBe(0);
+      expect(await store.hexists('sy:r:room:presence', doomed.node)).toBe(0);
     } finally {
+      store.disconnect();
       await observer.close();
     }
   }, 90_000);
+
+  it('presence on a node whose first member joins after the others: the full list at once, and later changes as events', async () => {
+    const early = await Promise.all([connect(a.url, 'websocket'), connect(b.url, 'polling')]);
+    await Promise.all(early.map((c) => c.client.join('late')));
+    // A node that had no member of the room (so read nothing of its stream) until now.
+    const late = await startServer({ port: 0, certificate: 'none', cluster: { redis: redis.url } });
+    try {
+      const changes: string[] = [];
+      late.on('presence', (room, clientId, change) => room === 'late' && changes.push(`${change} ${clientId}`));
+      const newcomer = await connect(late.urls.http, 'websocket');
+      await newcomer.client.join('late');
+      expect((await late.presence('late')).sort()).toEqual([...early, newcomer].map((c) => c.client.id).sort());
+      await early[0]!.client.leave('late');
+      await waitFor(() => changes.includes(`leave ${early[0]!.client.id}`), 10_000, 'the leave event');
+      expect(changes).toEqual([`join ${newcomer.client.id}`, `leave ${early[0]!.client.id}`]);
+      expect((await late.presence('late')).sort()).toEqual([early[1]!, newcomer].map((c) => c.client.id).sort());
+    } finally {
+      await late.close();
+    }
+  });
+
+  it('a node taken for dead while alive (stalled past its timeout) registers again: its member is announced again and still gets messages', async () => {
+    const observer = await startServer({ port: 0, certificate: 'none', cluster: { redis: redis.url } });
+    const stalled = await startNode(redis, {}, { nodeTimeoutMs: 1_000 });
+    nodes.push(stalled);
+    try {
+      const changes: string[] = [];
+      observer.on('presence', (room, clientId, change) => room === 'revive' && changes.push(`${change} ${clientId}`));
+      const local = await connect(observer.urls.http, 'websocket');
+      await local.client.join('revive');
+      const member = await connect(stalled.url, 'websocket');
+      await member.client.join('revive');
+      await waitFor(() => changes.includes(`join ${member.client.id}`), 10_000, 'the join');
+      const resume = pause(stalled);
+      try {
+        await waitFor(() => changes.includes(`leave ${member.client.id}`), 20_000, 'the stalled node to be taken for dead');
+      } finally {
+        resume();
+      }
+      await waitFor(() => changes.filter((c) => c === `join ${member.client.id}`).length === 2, 10_000, 'the member announced again');
+      expect(stalled.log()).toMatch(/taken for dead/);
+      expect((await observer.presence('revive')).sort()).toEqual([local.client.id, member.client.id].sort());
+      await local.client.multicast({ room: 'revive' }, 'still here?', { ack: true });
+      await waitFor(() => member.inbox.some((d) => d.data === 'still here?'), 10_000, 'a message after the revival');
+    } finally {
+      await observer.close();
+      await stopNode(stalled);
+    }
+  }, 60_000);
 
   it('/info names the node and says Redis is reachable', async () => {
     const info = (await (await fetch(`${a.url}/info`)).json()) as { cluster: { engine: string; node: string; connected: boolean } };

@@ -8,10 +8,9 @@
  */
 import type { AddressInfo } from 'node:net';
 import http from 'node:http';
-import path from 'node:path';
-import { build } from 'esbuild';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundleBrowserClient, CLIENT_PAGE } from '../test-support/browser-page.ts';
 import { launchChromium } from '../test-support/chromium.ts';
 import type { ConnectRequest } from '../transports/webtransport/engine/h3-connection.ts';
 import { startServer, type SwitchyardServer } from './index.ts';
@@ -21,18 +20,10 @@ let pageOrigin: string;
 let browser: Browser;
 
 beforeAll(async () => {
-  const bundle = await build({
-    entryPoints: [path.resolve(import.meta.dirname, '../transports/browser-client.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    write: false,
-  });
-  const script = bundle.outputFiles[0]!.text;
+  const script = await bundleBrowserClient();
   pageServer = http.createServer((request, response) => {
     if (request.url === '/client.js') response.writeHead(200, { 'content-type': 'text/javascript' }).end(script);
-    else response.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><script type="module">import * as switchyard from "/client.js"; window.switchyard = switchyard;</script>');
+    else response.writeHead(200, { 'content-type': 'text/html' }).end(CLIENT_PAGE);
   });
   await new Promise<void>((resolve) => pageServer.listen(0, '127.0.0.1', resolve));
   pageOrigin = `http://127.0.0.1:${(pageServer.address() as AddressInfo).port}`;

@@ -92,6 +92,11 @@ export interface EngineStatus {
   connected: boolean;
 }
 
+/**
+ * What a reconnecting client can recover. Not what live recipients get: every node with a member
+ * receives every message however many came at once (the Redis engine keeps a stream's entries past
+ * these bounds until every live node reading it has read them).
+ */
 export interface HistoryOptions {
   /** Messages kept per room and per topic. Default 1000. */
   maxLength?: number;

@@ -1,7 +1,8 @@
 /**
  * Hostile input against the TCP port, as a stranger would send it (issue 11): request targets
  * that used to crash the process, stalled connections at every stage, and proof that the
- * deadlines leave healthy long-polls and WebSockets alone. Real sockets, real TLS.
+ * deadlines leave healthy long-polls and WebSockets alone; and a crash of the WebRTC native library
+ * (in its own process) ending only the WebRTC sessions. Real sockets, real TLS, real wrtc.
  */
 import http from 'node:http';
 import net from 'node:net';
@@ -11,6 +12,11 @@ import WebSocket from 'ws';
 import type { HttpTransportServer } from '../transports/http-transport-server.ts';
 import { bystanderWorks } from '../test-support/bystander.ts';
 import { waitFor } from '../test-support/servers.ts';
+import type { Delivery } from '../transports/client.ts';
+import { createClient } from '../transports/node-client.ts';
+import { webrtc as webrtcConnector } from '../transports/node-webrtc.ts';
+import type { CloseInfo } from '../transports/transport.ts';
+import { wrtcProcesses } from '../transports/webrtc/wrtc-remote.ts';
 import { DualHttpServer } from './http-server.ts';
 import { startServer, type SwitchyardServer } from './index.ts';
 
@@ -194,4 +200,34 @@ describe('deadlines on the TCP port', () => {
     expect(allClosedMs).toBeLessThan(connectedMs + timeouts.firstByteTimeoutMs + timeouts.tlsHandshakeTimeoutMs + timeouts.headersTimeoutMs + 5_000);
     await bystanderWorks(server.urls.http);
   }, 60_000);
+});
+
+describe('a crash in the WebRTC native library', () => {
+  it('ends only the WebRTC sessions (1006); other clients keep working, and the next WebRTC client connects', async () => {
+    const server = await startServer({ port: 0, certificate: 'none' });
+    try {
+      const first = createClient({ url: server.urls.http, transports: 'webrtc', connectors: { webrtc: webrtcConnector } });
+      await first.connect();
+      const serverCloses: CloseInfo[] = [];
+      server.on('connection-closed', (_client, info) => serverCloses.push(info));
+      const before = { ...wrtcProcesses };
+      // What wrtc's close race does to the process that holds the peer connections (wrtc-remote.ts).
+      process.kill(before.pid!, 'SIGSEGV');
+      await waitFor(() => serverCloses.length === 1, 5_000, 'the server side of the WebRTC session to end');
+      expect(serverCloses[0]).toMatchObject({ code: 1006, wasClean: false });
+      expect(wrtcProcesses).toMatchObject({ lost: before.lost + 1, lastLoss: 'SIGSEGV' });
+      await bystanderWorks(server.urls.http);
+      first.close();
+      const next = createClient({ url: server.urls.http, transports: 'webrtc', connectors: { webrtc: webrtcConnector } });
+      const inbox: Delivery[] = [];
+      next.on('message', (d) => inbox.push(d));
+      await next.connect();
+      await next.send(next.id!, 'after the crash', { ack: true });
+      await waitFor(() => inbox.length === 1, 5_000, 'an echo over the new WebRTC process');
+      expect(wrtcProcesses.started).toBe(before.started + 1);
+      next.close();
+    } finally {
+      await server.close();
+    }
+  }, 30_000);
 });

@@ -87,7 +87,16 @@ export interface SwitchyardOptions extends OriginPolicyOptions {
    * Rooms, topics, unicast by id, receipts, history and resumes then work across every process
    * given the same Redis. Without it, this process is the whole server (in memory).
    */
-  cluster?: { redis: string };
+  cluster?: ClusterOptions;
+}
+
+export interface ClusterOptions {
+  /** `redis://host:port` of the Redis every node shares. */
+  redis: string;
+  /** A node silent this long (ms) is taken for dead: its clients leave their rooms, its streams stop waiting for it. Default 5 000. */
+  nodeTimeoutMs?: number;
+  /** Entries a live node may fall behind a room's or topic's stream before it is trimmed under it (the node's members there are closed with 4011 and resume). Default 100 000. */
+  maxBacklog?: number;
 }
 
 export interface SwitchyardServerOptions extends SwitchyardOptions {
@@ -117,13 +126,18 @@ export interface SwitchyardHub {
   /** The WebTransport server on the UDP port, when served. */
   readonly webtransport: WebTransportTransportServer | null;
   readonly certificate: CertificateBundle | null;
-  /** Publishes to a topic's subscribers (kind 'topic', from 'server'); returns the deliveries queued. */
+  /**
+   * Publishes to a topic's subscribers (kind 'topic', from 'server'); returns the deliveries queued.
+   * These four return the deliveries queued in this process at once. In a cluster that is always
+   * 0: the message goes through Redis, and each node delivers it to its own recipients when it reads
+   * it (use `presence()` to know who is in a room).
+   */
   publish(topic: string, data: Payload): number;
-  /** Sends to every member of a room (kind 'room', from 'server'). */
+  /** Sends to every member of a room (kind 'room', from 'server'); returns the deliveries queued (0 in a cluster). */
   toRoom(room: string, data: Payload): number;
-  /** Sends to one client by id (kind 'send', from 'server'); 0 when it is not connected. */
+  /** Sends to one client by id (kind 'send', from 'server'); 0 when it is not connected (always 0 in a cluster). */
   sendTo(clientId: string, data: Payload): number;
-  /** Sends to every client (kind 'broadcast', from 'server'). */
+  /** Sends to every client (kind 'broadcast', from 'server'); returns the deliveries queued (0 in a cluster). */
   broadcast(data: Payload): number;
   /** Who is in a room (in a cluster: on every node). */
   presence(room: string): Promise<string[]>;
@@ -185,7 +199,8 @@ async function createCore(options: SwitchyardOptions & { certificate?: Certifica
   const certificate = await certificateOf(options.certificate);
   let engine: RouterEngine | undefined;
   if (options.cluster) {
-    const redis = new RedisEngine({ url: options.cluster.redis, history: options.router?.history, dedupWindow: options.router?.dedupWindow, sessionTtlMs: options.router?.resumeGraceMs === undefined ? undefined : Math.max(60_000, options.router.resumeGraceMs) });
+    const { redis: url, nodeTimeoutMs, maxBacklog } = options.cluster;
+    const redis = new RedisEngine({ url, nodeTimeoutMs, maxBacklog, history: options.router?.history, dedupWindow: options.router?.dedupWindow, sessionTtlMs: options.router?.resumeGraceMs === undefined ? undefined : Math.max(60_000, options.router.resumeGraceMs) });
     try {
       await redis.connect();
     } catch (error) {

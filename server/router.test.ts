@@ -719,6 +719,16 @@ describe('history and recovery (in-memory engine)', () => {
     expect(back.deliveries().map((d) => d.data)).toEqual(['while away']);
   });
 
+  it('the history bounds what a resume recovers, not what live members get: a burst past maxLength reaches a member whole', async () => {
+    start({ history: { maxLength: 4 } });
+    const [member, sender] = await joinMany(2);
+    member!.send({ t: 'join', room: 'burst' });
+    await settle();
+    for (let i = 0; i < 20; i++) sender!.send({ t: 'multicast', target: { room: 'burst' }, data: i });
+    await settle();
+    expect(member!.deliveries().map((d) => d.data)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  });
+
   it('binary deliveries carry their offset too', async () => {
     start();
     const [member, sender] = await joinMany(2);

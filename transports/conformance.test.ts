@@ -6,17 +6,10 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { startServer, type SwitchyardServer } from '../server/index.ts';
+import { ALL_TRANSPORTS as TRANSPORTS, deliverEveryKind, endMarker, InboxClients, nodeConnectors, sinceMark, type Connected } from '../test-support/clients.ts';
 import { collect, startEchoServer, waitFor, type EchoServer } from '../test-support/servers.ts';
-import type { Delivery, SwitchyardClient } from './client.ts';
-import type { NodeClientOptions } from './node-client.ts';
-import { webrtc } from './node-webrtc.ts';
-import { createClient as createWebTransportClient, nodeConnectors as webTransportConnectors } from './node-webtransport.ts';
 import type { Connection, SendOutcome, SlowConsumerPolicy, TransportName } from './transport.ts';
 
-/** Every Node connector: the opt-in entries (webtransport, webrtc) included. */
-const nodeConnectors = { ...webTransportConnectors, webrtc };
-const createClient = (options: NodeClientOptions) => createWebTransportClient({ ...options, connectors: { webrtc, ...options.connectors } });
-const TRANSPORTS = Object.keys(nodeConnectors) as TransportName[];
 
 /**
  * What each stack lets a connection measure by itself: long-polling and polling time their
@@ -39,15 +32,6 @@ const STACK_MEASURES: Record<TransportName, { rtt: boolean; losses: boolean; wir
  */
 const CANNOT: Partial<Record<TransportName, Partial<Record<'stop reading', string>>>> = {
   webrtc: { 'stop reading': 'an RTCDataChannel cannot stop reading: the API has no receive-side flow control, so SCTP keeps taking data' },
-};
-
-/**
- * Known gap, stated: a WebTransport session close does not wait for its streams, so messages
- * handed to the wire just before it can be lost (counted sent, not dropped). Every other transport
- * delivers them ahead of the close.
- */
-const CLOSE_LOSES_IN_FLIGHT: Partial<Record<TransportName, string>> = {
-  webtransport: 'closing a session resets its streams (WebTransport over HTTP/3, session termination): data still in flight is lost',
 };
 
 function skipUnsupported(context: TestContext, name: TransportName, what: 'stop reading'): void {
@@ -306,6 +290,32 @@ describe.each(TRANSPORTS)('slow-consumer policies and wire stats: %s', (name) =>
     expect(serverSide.stats().dropped).toBe(0);
   });
 
+  it('a close comes after everything sent before it: queued and in-flight messages all arrive, in order, then the close', async () => {
+    const { client, serverSide, received } = await pair('wait', { highWaterMark: 1024 * 1024, maxQueuedBytes: 16 * 1024 * 1024 });
+    // Some already on the wire, some still queued when close() is called in the same turn.
+    const early = Array.from({ length: 50 }, (_, i) => `early ${i} `.padEnd(8 * 1024, '.'));
+    for (const message of early) expect(serverSide.send(message)).toBe('queued');
+    await new Promise((resolve) => setImmediate(resolve));
+    const late = Array.from({ length: 50 }, (_, i) => `late ${i} `.padEnd(8 * 1024, '.'));
+    for (const message of late) expect(serverSide.send(message)).toBe('queued');
+    serverSide.close(4000, 'done');
+    expect(await client.closed).toMatchObject({ code: 4000, reason: 'done' });
+    expect(received).toEqual([...early, ...late]);
+    expect(serverSide.stats().dropped).toBe(0);
+  });
+
+  it("a client's close comes after everything it sent: the server gets every message, in order, then the close", async () => {
+    const { client, serverSide } = await pair('wait', { highWaterMark: 1024 * 1024, maxQueuedBytes: 16 * 1024 * 1024 });
+    const got = collect(serverSide);
+    const sent = Array.from({ length: 100 }, (_, i) => `from client ${i} `.padEnd(8 * 1024, '.'));
+    for (const message of sent.slice(0, 50)) expect(client.send(message)).toBe('queued');
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const message of sent.slice(50)) expect(client.send(message)).toBe('queued');
+    client.close(4001, 'leaving');
+    expect(await serverSide.closed).toMatchObject({ code: 4001, reason: 'leaving' });
+    expect(got).toEqual(sent);
+  });
+
   it("'disconnect' closes with 4008 and its reason on both sides; every queued message is sent or counted dropped", async () => {
     const { client, serverSide, received } = await pair('disconnect');
     expect(burst(serverSide, 5)).toEqual([...Array(4).fill('queued'), 'disconnected']);
@@ -315,9 +325,8 @@ describe.each(TRANSPORTS)('slow-consumer policies and wire stats: %s', (name) =>
     const stats = serverSide.stats();
     expect(stats.messagesOut + stats.dropped).toBe(4);
     const got = received.map((m) => (m as string)[0]);
-    // What was sent arrived, in order (where the close lets it: see CLOSE_LOSES_IN_FLIGHT).
-    if (CLOSE_LOSES_IN_FLIGHT[name]) expect(got).toEqual(['0', '1', '2', '3'].slice(0, got.length));
-    else expect(got).toEqual(['0', '1', '2', '3'].slice(0, stats.messagesOut));
+    // What was sent arrived, in order.
+    expect(got).toEqual(['0', '1', '2', '3'].slice(0, stats.messagesOut));
   });
 
   it("a client that stops reading holds the server back until its 'disconnect' policy cuts it with 4008", async (context) => {
@@ -360,16 +369,9 @@ describe.each(TRANSPORTS)('slow-consumer policies and wire stats: %s', (name) =>
   });
 });
 
-const END_MARKER = 'end of this case';
-
-interface Connected {
-  client: SwitchyardClient;
-  inbox: Delivery[];
-}
-
 describe('router over mixed transports', () => {
   let server: SwitchyardServer;
-  const clients: SwitchyardClient[] = [];
+  const clients = new InboxClients();
   let dropFirstAttempt = false;
   const attempts = new Map<string, number>();
 
@@ -389,65 +391,19 @@ describe('router over mixed transports', () => {
     });
   });
   afterAll(async () => {
-    for (const client of clients) client.close();
+    clients.close();
     await server.close();
   });
 
-  async function connect(transport: TransportName): Promise<Connected> {
-    const client = createClient({ url: server.urls.http, transports: transport, ackTimeoutMs: 200 });
-    const inbox: Delivery[] = [];
-    client.on('message', (delivery) => inbox.push(delivery));
-    await client.connect();
-    clients.push(client);
-    return { client, inbox };
-  }
-
-  /**
-   * Sends an end marker from `sender` to itself and each peer, and waits until all have it: the
-   * router handles a client's commands in order and each connection keeps order, so whatever the
-   * sender's earlier commands delivered has arrived by then, and nothing more will.
-   */
-  async function endMarker(sender: Connected, peers: Connected[]): Promise<void> {
-    const everyone = [sender, ...peers];
-    await sender.client.multicast({ ids: everyone.map((p) => p.client.id!) }, END_MARKER, { ack: true });
-    await waitFor(() => everyone.every((p) => p.inbox.some((d) => d.data === END_MARKER && d.from === sender.client.id)), 10_000, 'the end marker');
-  }
-
-  /** What `from` delivered to this inbox since `mark`, without end markers. */
-  function sinceMark(inbox: Delivery[], mark: number, from: string): Delivery[] {
-    return inbox.slice(mark).filter((d) => d.from === from && d.data !== END_MARKER);
+  function connect(transport: TransportName): Promise<Connected> {
+    return clients.connect({ url: server.urls.http, transports: transport, ackTimeoutMs: 200 });
   }
 
   describe.each(TRANSPORTS)('sender on %s', (senderTransport) => {
     it('broadcasts, unicasts, multicasts and publishes to clients on every transport', async () => {
       const sender = await connect(senderTransport);
       const peers = await Promise.all(TRANSPORTS.map((t) => connect(t)));
-      const room = `room-${senderTransport}`;
-      const topic = `topic-${senderTransport}`;
-      await Promise.all(peers.map((p, i) => (i % 2 === 0 ? p.client.join(room) : p.client.subscribe(topic))));
-      const all = [sender, ...peers];
-      const marks = all.map((p) => p.inbox.length);
-
-      await sender.client.broadcast({ hello: 'everyone' }, { ack: true });
-      await sender.client.send(peers[0]!.client.id!, Uint8Array.of(1, 2, 3), { ack: true });
-      await sender.client.multicast({ room }, 'room only', { ack: true });
-      await sender.client.publish(topic, { topic: true }, { ack: true });
-      await sender.client.multicast({ ids: [peers[1]!.client.id!, sender.client.id!] }, 'ids', { ack: true });
-
-      await endMarker(sender, peers);
-      peers.forEach((peer, i) => {
-        const got = sinceMark(peer.inbox, marks[i + 1]!, sender.client.id!);
-        const kinds = got.map((d) => d.kind);
-        expect(kinds.filter((k) => k === 'broadcast')).toHaveLength(1);
-        expect(kinds.filter((k) => k === 'send')).toHaveLength(i === 0 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'room')).toHaveLength(i % 2 === 0 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'topic')).toHaveLength(i % 2 === 1 ? 1 : 0);
-        expect(kinds.filter((k) => k === 'ids')).toHaveLength(i === 1 ? 1 : 0);
-        const unicast = got.find((d) => d.kind === 'send');
-        if (unicast) expect([...(unicast.data as Uint8Array)]).toEqual([1, 2, 3]);
-      });
-      // The sender hears only the id-list multicast that named it.
-      expect(sinceMark(sender.inbox, marks[0]!, sender.client.id!).map((d) => d.kind)).toEqual(['ids']);
+      await deliverEveryKind(sender, peers, senderTransport);
     });
 
     it('acked delivery survives a server that drops the first attempt, exactly once', async () => {

@@ -3,11 +3,10 @@
  * each transport's framing of it is built once and never copies a large payload.
  */
 import { describe, expect, it } from 'vitest';
-import { Router } from '../server/router.ts';
-import { FramingConnection } from '../test-support/framing-connection.ts';
+import { payloadBuffers, publishKept, startFanOut } from '../test-support/framing-connection.ts';
 import { batchParts, decodeBatch } from './codec/batch.ts';
 import { COPY_BELOW, concatBytes } from './codec/bytes.ts';
-import { decodeEnvelope, encodeEnvelope } from './codec/envelope.ts';
+import { decodeEnvelope } from './codec/envelope.ts';
 import { framePrepared, framePreparedParts, MessageDeframer } from './codec/message-framing.ts';
 import { PreparedMessage, prepare } from './prepared-message.ts';
 import type { Message } from './transport.ts';
@@ -91,28 +90,17 @@ describe('framings of a prepared message', () => {
 
 describe('a fan-out through the router', () => {
   it('writes a 1 MiB publish to 1000 recipients from one frame: encoded and framed once, the payload never copied', async () => {
-    const router = new Router({ heartbeatMs: 3_600_000 });
-    const publisher = new FramingConnection();
-    const subscribers = Array.from({ length: 1000 }, () => new FramingConnection());
-    for (const connection of [publisher, ...subscribers]) {
-      router.attach(connection);
-      connection.receive(encodeEnvelope({ t: 'hello' }));
-    }
-    await new Promise((resolve) => setImmediate(resolve));
-    for (const connection of subscribers) connection.receive(encodeEnvelope({ t: 'subscribe', topic: 'big' }));
-    await new Promise((resolve) => setImmediate(resolve));
-    for (const connection of subscribers) connection.keep = true;
+    const fanOut = await startFanOut(1000, 'big');
     const data = new Uint8Array(1 << 20).fill(42);
-    publisher.receive(encodeEnvelope({ t: 'publish', topic: 'big', data }));
-    await new Promise((resolve) => setImmediate(resolve));
+    const frames = await publishKept(fanOut, 'big', data);
 
-    const frames = subscribers.flatMap((connection) => connection.written);
     expect(frames).toHaveLength(1000);
     expect(new Set(frames).size).toBe(1);
+    expect(payloadBuffers(frames, 1 << 20)).toBe(1);
     const [header, payload] = frames[0]!;
     expect(header!.length).toBe(10);
     const delivery = decodeEnvelope(payload!);
     expect(delivery.t === 'message' && delivery.data instanceof Uint8Array && sameBytes(delivery.data, data)).toBe(true);
-    router.close();
+    fanOut.router.close();
   });
 });

@@ -2,10 +2,10 @@
  * Real kernel packet loss between two namespaces: UDP counts, a TCP transfer that survives it, and
  * cleanup. Runs as root (CI is); elsewhere it is skipped with the reason canImpair() gives.
  */
-import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
+import { lineFrom } from '../../test-support/child-output.ts';
 import { canImpair, createImpairedPath, removeStalePaths, type ImpairedPath } from './netns.ts';
 
 const capability = await canImpair();
@@ -13,19 +13,6 @@ const paths: ImpairedPath[] = [];
 afterEach(async () => {
   await Promise.all(paths.splice(0).map((path) => path.destroy()));
 });
-
-/** Collects a child's stdout and resolves on a line matching `pattern`. */
-function lineFrom(child: ChildProcess, pattern: RegExp): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buffer = '';
-    child.stdout!.on('data', (data: Buffer) => {
-      buffer += data.toString();
-      const line = buffer.split('\n').find((l) => pattern.test(l));
-      if (line) resolve(line);
-    });
-    child.once('exit', (code) => reject(new Error(`process exited (${code}) before printing ${pattern}: ${buffer}`)));
-  });
-}
 
 const UDP_RECEIVER = `
 const socket = require('node:dgram').createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });

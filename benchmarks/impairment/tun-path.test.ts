@@ -9,6 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
+import { lineFrom } from '../../test-support/child-output.ts';
 import { canForward, createTunPath, forwarderSpec, type LinkImpairment, type TunPath } from './tun-path.ts';
 
 const capability = await canForward();
@@ -29,19 +30,6 @@ async function path(clientToServer: LinkImpairment, serverToClient: LinkImpairme
   const created = await createTunPath({ clientToServer, serverToClient, ...extra });
   paths.push(created);
   return created;
-}
-
-/** Resolves with the first stdout line matching `pattern`. */
-function lineFrom(child: ChildProcess, pattern: RegExp): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buffer = '';
-    child.stdout!.on('data', (data: Buffer) => {
-      buffer += data.toString();
-      const line = buffer.split('\n').find((l) => pattern.test(l));
-      if (line) resolve(line);
-    });
-    child.once('exit', (code) => reject(new Error(`process exited (${code}) before printing ${pattern}: ${buffer}`)));
-  });
 }
 
 /** In the server namespace: a TCP server (echo, or sink that hashes) and a UDP echo/counter. */

@@ -7,7 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { collect, startEchoServer, waitFor, type EchoServer } from '../../test-support/servers.ts';
-import { decodeBatch, encodeBatch } from '../codec/batch.ts';
+import { decodeBatch, encodeBatch, type Batch } from '../codec/batch.ts';
 import { connectLongPolling } from './client.ts';
 
 let server: EchoServer | undefined;
@@ -23,6 +23,32 @@ async function openSession(url: string, path = '/lp'): Promise<string> {
 
 function post(url: string, body: Uint8Array): Promise<Response> {
   return fetch(url, { method: 'POST', body: body as Uint8Array<ArrayBuffer> });
+}
+
+/**
+ * A fetch whose first GET answer with a batch that `matches` is lost after the server sent it:
+ * the connection fails before its headers, or the body breaks off halfway. `lost` counts them.
+ */
+function losingFirstGet(matches: (batch: Batch) => boolean, where: 'before its headers' | 'mid-body'): { fetch: typeof fetch; lost: number } {
+  const lossy: { fetch: typeof fetch; lost: number } = {
+    lost: 0,
+    fetch: async (input, init) => {
+      const response = await fetch(input, init);
+      if ((init?.method ?? 'GET') !== 'GET' || lossy.lost > 0) return response;
+      const body = new Uint8Array(await response.arrayBuffer());
+      if (!matches(decodeBatch(body, 1 << 20))) return new Response(body, { status: response.status });
+      lossy.lost++;
+      if (where === 'before its headers') throw new TypeError('fetch failed: connection reset');
+      const cut = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(body.subarray(0, body.length >> 1));
+          controller.error(new TypeError('terminated: other side closed'));
+        },
+      });
+      return new Response(cut, { status: 200 });
+    },
+  };
+  return lossy;
 }
 
 describe('long-polling sessions', () => {
@@ -121,24 +147,8 @@ describe('long-polling sessions', () => {
 
   it.each(['before its headers', 'mid-body'] as const)('a GET response lost %s loses nothing: the client gets everything exactly once, in order', async (where) => {
     server = await startEchoServer();
-    let lost = 0;
-    // A fetch whose first GET answer carrying messages breaks off after the server sent it.
-    const lossyFetch: typeof fetch = async (input, init) => {
-      const response = await fetch(input, init);
-      if ((init?.method ?? 'GET') !== 'GET' || lost > 0) return response;
-      const body = new Uint8Array(await response.arrayBuffer());
-      if (decodeBatch(body, 1 << 20).messages.length === 0) return new Response(body, { status: response.status });
-      lost++;
-      if (where === 'before its headers') throw new TypeError('fetch failed: connection reset');
-      const cut = new ReadableStream<Uint8Array>({
-        start(controller) {
-          controller.enqueue(body.subarray(0, body.length >> 1));
-          controller.error(new TypeError('terminated: other side closed'));
-        },
-      });
-      return new Response(cut, { status: 200 });
-    };
-    const client = connectLongPolling({ url: server.url, fetch: lossyFetch });
+    const lossy = losingFirstGet((batch) => batch.messages.length > 0, where);
+    const client = connectLongPolling({ url: server.url, fetch: lossy.fetch });
     const received = collect(client);
     await client.opened;
     const sent = Array.from({ length: 100 }, (_, i) => `m${i}`);
@@ -146,7 +156,7 @@ describe('long-polling sessions', () => {
     // The echo of a last message comes after every resend of the earlier ones: nothing more follows.
     client.send('end');
     await waitFor(() => received.includes('end'));
-    expect(lost).toBe(1);
+    expect(lossy.lost).toBe(1);
     expect(received).toEqual([...sent, 'end']);
     client.close();
   });
@@ -223,23 +233,15 @@ describe('long-polling edge cases', () => {
 
   it('a lost final response (messages + close record) is sent again: nothing lost, close still clean', async () => {
     server = await startEchoServer();
-    let lost = 0;
-    const lossyFetch: typeof fetch = async (input, init) => {
-      const response = await fetch(input, init);
-      if ((init?.method ?? 'GET') !== 'GET' || lost > 0) return response;
-      const body = new Uint8Array(await response.arrayBuffer());
-      if (!decodeBatch(body, 1 << 20).close) return new Response(body, { status: response.status });
-      lost++;
-      throw new TypeError('fetch failed: connection reset');
-    };
-    const client = connectLongPolling({ url: server.url, fetch: lossyFetch });
+    const lossy = losingFirstGet((batch) => batch.close !== undefined, 'before its headers');
+    const client = connectLongPolling({ url: server.url, fetch: lossy.fetch });
     const received = collect(client);
     await client.opened;
     client.send('a');
     client.send(Uint8Array.of(1));
     client.send('close:4005:bye');
     expect(await client.closed).toEqual({ code: 4005, reason: 'bye', wasClean: true });
-    expect(lost).toBe(1);
+    expect(lossy.lost).toBe(1);
     expect(received).toEqual(['a', Uint8Array.of(1)]);
     expect(server.transports.find((t) => t.name === 'long-polling')!.connectionCount).toBe(0);
   });

@@ -4,57 +4,25 @@
  * lane to Node clients on websocket, webtransport and webrtc and receives on the sender's lanes;
  * with the signalling endpoint unreachable the client falls back to WebSocket and says why.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { build } from 'esbuild';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, staticFiles, type SwitchyardServer } from '../../server/index.ts';
-import { launchChromium } from '../../test-support/chromium.ts';
+import type { SwitchyardServer } from '../../server/index.ts';
+import { openBrowserClientPage } from '../../test-support/browser-page.ts';
+import { createClient } from '../../test-support/clients.ts';
 import { waitFor } from '../../test-support/servers.ts';
 import type { Delivery } from '../client.ts';
-import { webtransport } from '../node-webtransport.ts';
-import { createClient as createWebRtcClient } from '../node-webrtc.ts';
-
-/** Node clients with every transport (webtransport and webrtc are opt-in entries) and peer(). */
-const createClient: typeof createWebRtcClient = (options) => createWebRtcClient({ ...options, connectors: { webtransport, ...options.connectors } });
 
 type PageModule = typeof import('../browser-client.ts') & typeof import('./client.ts');
 
 let server: SwitchyardServer;
-let browser: Browser;
 let page: Page;
-let labDir: string;
+let close: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  labDir = await mkdtemp(path.join(os.tmpdir(), 'switchyard-rtc-page-'));
-  const bundle = await build({
-    stdin: {
-      contents: "export * from './transports/browser-client.ts'; export { connectWebRtc } from './transports/webrtc/client.ts';",
-      resolveDir: path.resolve(import.meta.dirname, '../..'),
-      loader: 'ts',
-    },
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    write: false,
-  });
-  await writeFile(path.join(labDir, 'client.js'), bundle.outputFiles[0]!.text);
-  await writeFile(path.join(labDir, 'index.html'), '<!doctype html><script type="module">import * as switchyard from "./client.js"; window.switchyard = switchyard; window.ready = true;</script>');
-  server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [{ handleRequest: staticFiles(labDir) }] });
-  browser = await launchChromium();
-  page = await browser.newPage();
-  await page.goto(`${server.urls.http}/`);
-  await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+  ({ server, page, close } = await openBrowserClientPage("export { connectWebRtc } from './transports/webrtc/client.ts';"));
 }, 60_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  await rm(labDir, { recursive: true, force: true });
-});
+afterAll(() => close?.());
 
 describe('browser client on webrtc (Chromium)', () => {
   it('sends on every lane to Node clients on websocket, webtransport and webrtc, and receives on the sender lanes', async () => {

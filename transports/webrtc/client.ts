@@ -62,11 +62,15 @@ export function connectWebRtc(options: WebRtcClientOptions): Connection {
       await iceGathered(peer, GATHER_TIMEOUT_MS, options.iceServers?.length ? undefined : HOST_CANDIDATES_QUIET_MS);
       const url = new URL(options.url);
       url.pathname = url.pathname.replace(/\/+$/, '') + (options.path ?? SIGNALLING_PATH);
-      const response = await fetchFn(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/sdp' },
-        body: peer.localDescription!.sdp,
-      });
+      const offer = peer.localDescription!.sdp;
+      let response = await fetchFn(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: offer });
+      // 503 ERR_BUSY: too many sessions connecting at once; the server says when to ask again.
+      while (response.status === 503 && response.headers.has('retry-after') && peer.signalingState !== 'closed') {
+        await response.body?.cancel();
+        const seconds = Number(response.headers.get('retry-after'));
+        await new Promise((resolve) => setTimeout(resolve, (Number.isFinite(seconds) ? seconds : 1) * 1000 * (0.5 + Math.random() / 2)));
+        response = await fetchFn(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: offer });
+      }
       const body = await response.text();
       if (response.status !== 201) throw new Error(`POST ${url.pathname} answered ${response.status}: ${body.slice(0, 200)}`);
       const location = response.headers.get('location');

@@ -19,7 +19,7 @@ import type { Connection, ServerTransportOptions } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 import { GATHER_TIMEOUT_MS, HOST_CANDIDATES_QUIET_MS, SIGNALLING_PATH, type PeerConnectionClass } from './client.ts';
 import { errorText, iceGathered, WebRtcConnection } from './connection.ts';
-import { loadWrtc } from './wrtc.ts';
+import { IsolatedRTCPeerConnection, startWrtcProcess, type RemotePeerConnection } from './wrtc-remote.ts';
 
 export interface WebRtcServerOptions extends ServerTransportOptions {
   /** Signalling path. Default `/rtc`. */
@@ -39,7 +39,7 @@ export interface WebRtcServerOptions extends ServerTransportOptions {
   maxPending?: number;
   /** STUN/TURN servers for the server's peer connections; default none (host candidates). */
   iceServers?: RTCIceServer[];
-  /** `RTCPeerConnection` implementation; default `@roamhq/wrtc`'s. */
+  /** `RTCPeerConnection` implementation; default `@roamhq/wrtc`'s in a child process (wrtc-remote.ts). */
   RTCPeerConnection?: PeerConnectionClass | Promise<PeerConnectionClass>;
 }
 
@@ -78,17 +78,12 @@ export class WebRtcTransportServer implements HttpTransportServer {
   #signalling = 0;
   #handler: ((connection: Connection) => void) | undefined;
   #closed = false;
-  /**
-   * An idle peer connection held while the server runs: wrtc releases its native factory when its
-   * last peer connection closes and leaks 8 descriptors each time it makes a new one (measured),
-   * so without this every idle → busy cycle of the server leaked.
-   */
-  #factoryKeeper: RTCPeerConnection | undefined;
   readonly #stats: WebRtcSignallingStats = { answered: 0, badOffers: 0, busy: 0, unknownSessions: 0, deleted: 0, iceTimeouts: 0 };
 
   constructor(options: WebRtcServerOptions = {}) {
     this.#options = options;
     this.path = options.path ?? SIGNALLING_PATH;
+    if (!options.RTCPeerConnection) startWrtcProcess();
   }
 
   /** Open connections. */
@@ -170,9 +165,8 @@ export class WebRtcTransportServer implements HttpTransportServer {
 
   /** Makes the server's peer for one offer; resolves with its answer (candidates included). */
   async #answer(offer: string, handOver: () => void): Promise<{ id: string; sdp: string }> {
-    const PeerConnection = await (this.#options.RTCPeerConnection ?? loadWrtc());
+    const PeerConnection = await (this.#options.RTCPeerConnection ?? IsolatedRTCPeerConnection);
     if (this.#closed) throw new SignallingError(503, 'ERR_SHUTTING_DOWN', 'server is shutting down');
-    this.#factoryKeeper ??= new PeerConnection({ iceServers: [] });
     const peer = new PeerConnection({ iceServers: this.#options.iceServers ?? [] });
     const iceTimeoutMs = this.#options.iceTimeoutMs ?? 10_000;
     const connection = new WebRtcConnection(peer, {
@@ -209,7 +203,9 @@ export class WebRtcTransportServer implements HttpTransportServer {
         }
         await peer.setLocalDescription(await peer.createAnswer());
         await iceGathered(peer, GATHER_TIMEOUT_MS, this.#options.iceServers?.length ? undefined : HOST_CANDIDATES_QUIET_MS);
-        return peer.localDescription!.sdp;
+        // The isolated peer connection (wrtc-remote.ts) answers from its process; a given RTCPeerConnection at once.
+        const isolated = peer as Partial<Pick<RemotePeerConnection, 'fetchLocalDescription'>>;
+        return ((await isolated.fetchLocalDescription?.()) ?? peer.localDescription)!.sdp!;
       };
       return { id, sdp: await Promise.race([negotiate(), timeout]) };
     } catch (error) {
@@ -227,7 +223,6 @@ export class WebRtcTransportServer implements HttpTransportServer {
     const connections = [...this.#sessions.values()];
     for (const connection of connections) connection.close(CloseCode.goingAway, 'server shutting down');
     await Promise.all(connections.map((connection) => connection.closed));
-    this.#factoryKeeper?.close();
   }
 }
 

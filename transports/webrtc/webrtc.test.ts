@@ -18,6 +18,7 @@ import { iceGathered, webrtcResources, WebRtcConnection } from './connection.ts'
 import { connectWebRtcNode } from './node.ts';
 import { WebRtcTransportServer } from './server.ts';
 import { loadWrtc } from './wrtc.ts';
+import { wrtcProcesses } from './wrtc-remote.ts';
 
 describe('webrtc chunk codec', () => {
   const reassemble = (wires: (string | Uint8Array)[], max = 1 << 20) => {
@@ -61,7 +62,8 @@ describe('webrtc chunk codec', () => {
   });
 });
 
-const openFds = () => readdirSync('/proc/self/fd').length;
+/** Descriptors of this process and of the server's wrtc process (where the native side's sockets are). */
+const openFds = () => readdirSync('/proc/self/fd').length + (wrtcProcesses.pid ? readdirSync(`/proc/${wrtcProcesses.pid}/fd`).length : 0);
 
 /** A real offer from a wrtc peer that is then closed: answering it can never complete ICE. */
 async function deadOffer(): Promise<string> {
@@ -83,7 +85,11 @@ describe('webrtc server against strangers', () => {
   const serverSide: Connection[] = [];
   const serverCloses: CloseInfo[] = [];
 
+  // The clients' wrtc (in this process) leaks 8 descriptors whenever its last peer connection
+  // closes and a new one starts (the server's process holds an idle one against it): hold one here too.
+  let clientFactoryKeeper: RTCPeerConnection | undefined;
   beforeAll(async () => {
+    clientFactoryKeeper = new (await loadWrtc())();
     rtc = new WebRtcTransportServer({ maxPending: 64, iceTimeoutMs: 3_000, maxOfferBytes: 16 * 1024, maxMessageSize: 64 * 1024 });
     rtc.onConnection((connection) => {
       serverSide.push(connection);
@@ -97,6 +103,7 @@ describe('webrtc server against strangers', () => {
   afterAll(async () => {
     await rtc.close();
     await http.close();
+    clientFactoryKeeper?.close();
   });
 
   // Its own HTTP agent, closed before descriptors are counted (keep-alive sockets are not leaks).
@@ -161,7 +168,7 @@ describe('webrtc server against strangers', () => {
     // Never more than 64 waiting at once: every answer beyond 64 needed an earlier session to time out.
     expect(answered).toBeLessThanOrEqual(64 + rtc.signallingStats().iceTimeouts - timeoutsBefore);
     expect(statuses.filter((s) => s === 503).length).toBeGreaterThan(0);
-    expect(statuses.every((s) => s === 201 || s === 503)).toBe(true);
+    expect(statuses.filter((s) => s !== 201 && s !== 503)).toEqual([]);
     expect(rtc.pendingCount).toBeLessThanOrEqual(64);
     await waitFor(() => rtc.pendingCount === 0, 15_000, 'every unconnected session to time out');
     await agent.close();

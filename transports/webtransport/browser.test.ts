@@ -5,23 +5,18 @@
  * pointed at a closed UDP port the client falls back to WebSocket and says why.
  */
 import dgram from 'node:dgram';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { build } from 'esbuild';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, staticFiles, type SwitchyardServer } from '../../server/index.ts';
-import { launchChromium } from '../../test-support/chromium.ts';
+import type { SwitchyardServer } from '../../server/index.ts';
+import { openBrowserClientPage } from '../../test-support/browser-page.ts';
 import { waitFor } from '../../test-support/servers.ts';
 import type { Delivery } from '../client.ts';
 import { createClient } from '../node-webtransport.ts';
 import { connectWebTransportNode } from './node.ts';
 
 let server: SwitchyardServer;
-let browser: Browser;
 let page: Page;
-let labDir: string;
+let close: (() => Promise<void>) | undefined;
 
 async function closedUdpPort(): Promise<number> {
   const socket = dgram.createSocket('udp4');
@@ -32,34 +27,11 @@ async function closedUdpPort(): Promise<number> {
 }
 
 beforeAll(async () => {
-  labDir = await mkdtemp(path.join(os.tmpdir(), 'switchyard-page-'));
-  const bundle = await build({
-    stdin: {
-      contents: "export * from './transports/browser-client.ts'; export { connectWebTransport } from './transports/webtransport/client.ts';",
-      resolveDir: path.resolve(import.meta.dirname, '../..'),
-      loader: 'ts',
-    },
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    write: false,
-  });
-  await writeFile(path.join(labDir, 'client.js'), bundle.outputFiles[0]!.text);
-  await writeFile(path.join(labDir, 'index.html'), '<!doctype html><script type="module">import * as switchyard from "./client.js"; window.switchyard = switchyard; window.ready = true;</script>');
   // Every WebTransport connection first completes a stateless Retry: Chromium must follow it.
-  server = await startServer({ port: 0, certificate: 'ephemeral', plugins: [{ handleRequest: staticFiles(labDir) }], webtransport: { retryAfterHandshakes: 0 } });
-  browser = await launchChromium();
-  page = await browser.newPage();
-  await page.goto(`${server.urls.http}/`);
-  await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+  ({ server, page, close } = await openBrowserClientPage("export { connectWebTransport } from './transports/webtransport/client.ts';", { webtransport: { retryAfterHandshakes: 0 } }));
 }, 60_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  await rm(labDir, { recursive: true, force: true });
-});
+afterAll(() => close?.());
 
 describe('browser client (Chromium)', () => {
   it('joins a room over WebTransport with Node clients on WebSocket and WebTransport; lanes arrive as specified', async () => {

@@ -10,6 +10,12 @@
  *   the first time it sends on that channel, and the peer answers on the same stream;
  * - `unreliable` messages are datagrams: one byte (0 text, 1 binary) and the payload. A message
  *   larger than the session's datagram limit is refused with MessageTooLargeError, never split.
+ *
+ * Closing: the side that closes ends each lane's stream after what it wrote (FIN); the peer reads
+ * to that end, writes what it still had queued for the lane and ends its side in turn; once every
+ * lane came back (or CLOSE_GRACE_MS passed) the closer closes the session. Closing the session at
+ * once would lose what is in flight: the CLOSE_WEBTRANSPORT_SESSION capsule travels on the CONNECT
+ * stream, can overtake the lanes' data, and the peer resets every stream of a closed session.
  */
 import { ReadingGate } from '../reading-gate.ts';
 import { concatBytes } from '../codec/bytes.ts';
@@ -64,6 +70,8 @@ const DEFAULT_MAX_DATAGRAM = 1100;
 const MAX_DATAGRAMS_IN_FLIGHT = 256;
 /** Datagrams the direct path holds while reading is paused, beyond which they are dropped (counted). */
 const PAUSED_DATAGRAMS = 256;
+/** How long a closing side waits for the peer to end its lanes before closing the session anyway. */
+const CLOSE_GRACE_MS = 2_000;
 const DATAGRAM_TEXT = 0;
 const DATAGRAM_BINARY = 1;
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -73,6 +81,8 @@ interface LaneStream {
   /** Set while the stream is being opened; messages wait in `pending` meanwhile. */
   opening: Promise<void> | undefined;
   inFlight: number;
+  /** Settles when the peer has ended its side of the lane's stream (or the stream failed). */
+  readEnded: Promise<void>;
 }
 
 export interface WebTransportConnectionOptions {
@@ -199,14 +209,45 @@ export class WebTransportConnection extends BaseConnection {
   protected closeTransport(code: number, reason: string): void {
     this.#requestedClose = { code, reason };
     // Without a session yet, #start closes it as soon as it exists.
-    this.#session?.close({ closeCode: code, reason });
+    const session = this.#session;
+    if (!session) return;
+    if (code === CloseCode.slowConsumer) {
+      // The consumer is being dropped for not reading: its backlog would never arrive (as on websocket).
+      this.counters.dropped += this.outbound.length;
+      this.outbound.clear();
+    } else {
+      // What was sent before close() goes out before the lanes end.
+      for (const name of this.outbound.lanes()) this.#writeAll(name);
+    }
+    void this.#closeAfterLanes(session, code, reason);
+  }
+
+  /** Ends every lane's stream, waits (bounded) for the peer to end its side of each, then closes the session. */
+  async #closeAfterLanes(session: WebTransportSessionLike, code: number, reason: string): Promise<void> {
+    const lanes = [...this.#lanes.values()].filter((lane) => lane.writer);
+    for (const lane of lanes) {
+      lane.writer!.close().catch(() => undefined);
+      lane.writer = undefined;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([Promise.all(lanes.map((lane) => lane.readEnded)), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+    clearTimeout(timer);
+    session.close({ closeCode: code, reason });
+  }
+
+  /** Hands everything queued for a lane to the wire now, whatever is in flight; what cannot go (no stream yet) is counted dropped. */
+  #writeAll(name: Lane): void {
+    const lane = this.#lanes.get(name);
+    if (name === 'unreliable') for (let item; (item = this.outbound.shiftLane(name)); ) this.#sendDatagram(item);
+    else if (lane?.writer) this.#writeLane(lane, name, Infinity);
+    for (; this.outbound.shiftLane(name); ) this.counters.dropped++;
   }
 
   /** Everything a lane may send now, framed into one buffer: one stream write per flush, not one per message. */
-  #writeLane(lane: LaneStream, name: Lane): void {
+  #writeLane(lane: LaneStream, name: Lane, limit = WIRE_BUFFER_LIMIT): void {
     const frames: Uint8Array[] = [];
     let bytes = 0;
-    while (lane.inFlight + bytes < WIRE_BUFFER_LIMIT) {
+    while (lane.inFlight + bytes < limit) {
       const item = this.outbound.shiftLane(name);
       if (!item) break;
       // Framed once per message, however many connections send it.
@@ -256,13 +297,13 @@ export class WebTransportConnection extends BaseConnection {
   #openLane(name: Lane): Promise<void> {
     const existing = this.#lanes.get(name);
     if (existing?.opening) return existing.opening;
-    const lane: LaneStream = { writer: undefined, opening: undefined, inFlight: 0 };
+    const lane: LaneStream = { writer: undefined, opening: undefined, inFlight: 0, readEnded: Promise.resolve() };
     this.#lanes.set(name, lane);
     lane.opening = this.#session!.createBidirectionalStream().then((stream) => {
       lane.writer = stream.writable.getWriter();
       lane.opening = undefined;
       void lane.writer.write(frameMessage(name)).catch(() => undefined);
-      void this.#readStream(stream.readable, name);
+      lane.readEnded = this.#readStream(stream.readable, name);
     });
     return lane.opening;
   }
@@ -282,22 +323,38 @@ export class WebTransportConnection extends BaseConnection {
 
   /**
    * Reads framed messages from a stream. A stream the peer opened starts with its lane's name
-   * (`knownLane` undefined); its writable side becomes our way to answer on that lane.
+   * (`knownLane` undefined); its writable side becomes our way to answer on that lane. When the
+   * peer ends the stream (it is closing), this side's queued messages for the lane follow and the
+   * stream's writable side ends too.
    */
   async #readStream(readable: ReadableStream<Uint8Array>, knownLane: Lane | undefined, writable?: WritableStream<Uint8Array>): Promise<void> {
     const reader = readable.getReader();
     const deframer = new MessageDeframer(this.capabilities.maxMessageSize);
     let lane = knownLane;
+    /** The lane this stream carries our side of (undefined for a peer's second stream of a lane we already have). */
+    let mine = knownLane === undefined ? undefined : this.#lanes.get(knownLane);
+    let readEnded!: () => void;
+    const ended = new Promise<void>((resolve) => (readEnded = resolve));
     try {
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) return;
+        if (done) {
+          if (mine?.writer) {
+            this.#writeAll(lane!);
+            mine.writer.close().catch(() => undefined);
+            mine.writer = undefined;
+          } else if (writable && !writable.locked) writable.close().catch(() => undefined);
+          return;
+        }
         for (const message of deframer.push(value)) {
           // Checked per message: one chunk can carry thousands, more than a recipient's queue holds.
           if (this.#reading.paused) await this.#reading.paused;
           if (lane === undefined) {
             lane = parseLaneHeader(message);
-            if (writable && !this.#lanes.has(lane)) this.#lanes.set(lane, { writer: writable.getWriter(), opening: undefined, inFlight: 0 });
+            if (writable && !this.#lanes.has(lane)) {
+              mine = { writer: writable.getWriter(), opening: undefined, inFlight: 0, readEnded: ended };
+              this.#lanes.set(lane, mine);
+            }
             if (lane === 'reliable' && this.#role === 'server') this.markOpen();
             if (this.outbound.length > 0) this.requestFlush();
             continue;
@@ -309,6 +366,7 @@ export class WebTransportConnection extends BaseConnection {
       if (error instanceof ProtocolError) this.close(error.closeCode ?? CloseCode.protocolError, error.message);
     } finally {
       reader.releaseLock();
+      readEnded();
     }
   }
 
