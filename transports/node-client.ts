@@ -1,13 +1,15 @@
 /**
  * Node entry point of the client (`switchyard/node`): the client core with Node's transports —
- * `ws` for WebSocket, fetch for long-polling and polling. WebTransport is the opt-in
+ * `ws` for WebSocket, keep-alive http.request for long-polling and polling. WebTransport is the opt-in
  * `switchyard/node/webtransport` (node-webtransport.ts): it loads a native QUIC binding, which a
  * WebSocket client should not pay for. For https/wss against a self-signed certificate pass its PEM
- * as `transportOptions.ca` (or `rejectUnauthorized: false`): both WebSocket and fetch then use it
- * (undici is loaded only then: Node's global fetch takes no TLS options).
+ * as `transportOptions.ca` (or `rejectUnauthorized: false`): WebSocket, the polling requests and
+ * the signalling fetch of the other transports then use it (undici is loaded only then: Node's
+ * global fetch takes no TLS options).
  */
 import { SwitchyardClient, type ClientOptions } from './client.ts';
 import { connectLongPolling, connectPolling, type PollingClientOptions } from './long-polling/client.ts';
+import { nodeHttpFetch } from './node-http-fetch.ts';
 import type { ClientTransportFactory, ClientTransportOptions, TransportName } from './transport.ts';
 import { connectWebSocketNode } from './websocket/node.ts';
 
@@ -28,7 +30,7 @@ export function fetchTrusting(tls: NodeTlsOptions): typeof fetch | undefined {
 }
 
 function polling(connect: (options: PollingClientOptions) => ReturnType<ClientTransportFactory>): ClientTransportFactory {
-  return (options: ClientTransportOptions & NodeTlsOptions) => connect({ ...options, fetch: fetchTrusting(options) });
+  return (options: ClientTransportOptions & NodeTlsOptions) => connect({ ...options, fetch: nodeHttpFetch(options) });
 }
 
 export * from './client.ts';

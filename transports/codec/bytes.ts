@@ -1,5 +1,30 @@
 /** Byte helpers shared by the codecs and transports (browser-safe). */
 
+/** Arrays up to this size are carved from a shared slab (allocBytes). */
+const SLAB_BELOW = 512;
+const SLAB_SIZE = 8192;
+let slab = new ArrayBuffer(SLAB_SIZE);
+let slabUsed = 0;
+
+/**
+ * A new zero-filled array of `length` bytes. Small ones (under 512 bytes: envelopes, frames of
+ * short messages) are views into a shared 8 KiB slab, as Node's Buffer.allocUnsafe pools them: a
+ * typed array over 64 bytes otherwise gets a backing store of its own, which costs several times
+ * the encoding it holds. A view keeps its slab alive, so a retained small array holds at most
+ * 8 KiB, as with Node's pool. Callers must not rely on `.buffer` being theirs alone.
+ */
+export function allocBytes(length: number): Uint8Array {
+  if (length >= SLAB_BELOW) return new Uint8Array(length);
+  if (slabUsed + length > SLAB_SIZE) {
+    slab = new ArrayBuffer(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const out = new Uint8Array(slab, slabUsed, length);
+  // 8-byte aligned, so a DataView or wider typed array over an array stays aligned.
+  slabUsed = (slabUsed + length + 7) & ~7;
+  return out;
+}
+
 /** The parts laid end to end in one new array of `length` bytes (their summed length). */
 export function concatBytes(parts: readonly Uint8Array[], length: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(length);

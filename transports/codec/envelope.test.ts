@@ -70,6 +70,20 @@ describe('envelope binary form', () => {
     expect(() => decodeEnvelope(Uint8Array.of(0xb1, 1, 8, 1, 0x74))).toThrow(expect.objectContaining({ code: 'ERR_ENVELOPE_BAD_FIELD' }));
   });
 
+  it('decodes each short field as itself, however many alike share its cache slot', () => {
+    // 2000 distinct ids over 256 cache slots, decoded in two passes: every slot is shared and
+    // overwritten, and a cached string must never stand in for different bytes of the same length.
+    const ids = Array.from({ length: 2000 }, (_, i) => `client-${i.toString(36).padStart(4, '0')}`);
+    for (let pass = 0; pass < 2; pass++) {
+      for (const to of ids) expect((decodeEnvelope(encodeEnvelope({ t: 'send', to, data: new Uint8Array(1) })) as { to: string }).to).toBe(to);
+    }
+  });
+
+  it('encodes envelopes into arrays that do not overlap (small ones share a slab)', () => {
+    const frames = Array.from({ length: 300 }, (_, i) => encodeEnvelope({ t: 'send', to: 'c', data: new Uint8Array(40).fill(i & 0xff) }) as Uint8Array);
+    frames.forEach((frame, i) => expect((decodeEnvelope(frame) as { data: Uint8Array }).data).toEqual(new Uint8Array(40).fill(i & 0xff)));
+  });
+
   it('reports truncation at every cut point as a typed error', () => {
     const frame = encodeEnvelope({ t: 'multicast', target: { ids: ['alpha', 'beta'] }, id: 'm', data: new Uint8Array(0) }) as Uint8Array;
     for (let cut = 0; cut < frame.length; cut++) {

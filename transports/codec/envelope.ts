@@ -19,6 +19,7 @@
  * Pure functions; no I/O.
  */
 import { ProtocolError } from '../errors.ts';
+import { allocBytes } from './bytes.ts';
 import { utf8Length, writeUtf8 } from './utf8.ts';
 import { readVarint, varintLength, writeVarint } from './varint.ts';
 
@@ -129,6 +130,8 @@ const TARGET_TOPIC = 1;
 const TARGET_IDS = 2;
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
+/** A decoded envelope's data until its payload is read (the payload is read last). */
+const EMPTY = new Uint8Array(0);
 
 /** Encodes an envelope: binary when `data` is bytes, JSON text otherwise. */
 export function encodeEnvelope(envelope: Envelope): string | Uint8Array {
@@ -143,57 +146,67 @@ export function decodeEnvelope(frame: string | Uint8Array): Envelope {
 
 type BinaryEnvelope = Extract<Envelope, { t: BinaryType }> & { data: Uint8Array };
 
+/** encodeBinary's working lists, reused (it runs once per message sent and is never re-entered): `fields` entries are valid. */
+const fieldStrings: string[] = ['', '', '', '', ''];
+const fieldLengths: number[] = [0, 0, 0, 0, 0];
+
 function encodeBinary(envelope: BinaryEnvelope): Uint8Array {
-  const strings: string[] = [];
+  const strings = fieldStrings;
+  let fields = 0;
   let targetKind = -1;
-  let ids: string[] = [];
-  if (envelope.id !== undefined) strings.push(envelope.id);
+  let ids: readonly string[] = NO_IDS;
+  if (envelope.id !== undefined) strings[fields++] = envelope.id;
   switch (envelope.t) {
     case 'publish':
-      strings.push(envelope.topic);
+      strings[fields++] = envelope.topic;
       break;
     case 'send':
-      strings.push(envelope.to);
+      strings[fields++] = envelope.to;
       break;
     case 'broadcast':
       break;
     case 'multicast':
       if ('room' in envelope.target) {
         targetKind = TARGET_ROOM;
-        strings.push(envelope.target.room);
+        strings[fields++] = envelope.target.room;
       } else if ('topic' in envelope.target) {
         targetKind = TARGET_TOPIC;
-        strings.push(envelope.target.topic);
+        strings[fields++] = envelope.target.topic;
       } else {
         targetKind = TARGET_IDS;
         ids = envelope.target.ids;
       }
       break;
     case 'message':
-      strings.push(envelope.from, envelope.to ?? '');
-      if (envelope.user !== undefined) strings.push(envelope.user);
-      if (envelope.offset !== undefined) strings.push(envelope.offset);
+      strings[fields++] = envelope.from;
+      strings[fields++] = envelope.to ?? '';
+      if (envelope.user !== undefined) strings[fields++] = envelope.user;
+      if (envelope.offset !== undefined) strings[fields++] = envelope.offset;
       break;
   }
   // Sized first, then written in place: no encoded copy of each string.
-  const lengths = strings.map(utf8Length);
-  const idLengths = ids.map(utf8Length);
+  const lengths = fieldLengths;
   let size = 3 + envelope.data.byteLength;
-  for (const length of lengths) size += varintLength(length) + length;
+  for (let i = 0; i < fields; i++) {
+    const length = utf8Length(strings[i]!);
+    lengths[i] = length;
+    size += varintLength(length) + length;
+  }
   if (envelope.t === 'message') size += 1;
   if (targetKind >= 0) size += 1;
+  const idLengths = targetKind === TARGET_IDS ? ids.map(utf8Length) : NO_LENGTHS;
   if (targetKind === TARGET_IDS) {
     size += varintLength(ids.length);
     for (const length of idLengths) size += varintLength(length) + length;
   }
-  const out = new Uint8Array(size);
+  const out = allocBytes(size);
   out[0] = BINARY_MAGIC;
   out[1] = BINARY_TYPE[envelope.t];
   out[2] = (envelope.id !== undefined ? FLAG_ID : 0) | (envelope.receipt ? FLAG_RECEIPT : 0) | (envelope.t === 'message' && envelope.user !== undefined ? FLAG_USER : 0) | (envelope.t === 'message' && envelope.offset !== undefined ? FLAG_OFFSET : 0);
   let offset = 3;
   if (envelope.t === 'message') out[offset++] = DELIVERY_KINDS.indexOf(envelope.kind);
   if (targetKind >= 0) out[offset++] = targetKind;
-  for (let i = 0; i < strings.length; i++) offset = writeString(out, offset, strings[i]!, lengths[i]!);
+  for (let i = 0; i < fields; i++) offset = writeString(out, offset, strings[i]!, lengths[i]!);
   if (targetKind === TARGET_IDS) {
     offset = writeVarint(out, offset, ids.length);
     for (let i = 0; i < ids.length; i++) offset = writeString(out, offset, ids[i]!, idLengths[i]!);
@@ -201,6 +214,9 @@ function encodeBinary(envelope: BinaryEnvelope): Uint8Array {
   out.set(envelope.data, offset);
   return out;
 }
+
+const NO_IDS: readonly string[] = [];
+const NO_LENGTHS: readonly number[] = [];
 
 function writeString(out: Uint8Array, offset: number, text: string, length: number): number {
   return writeUtf8(out, writeVarint(out, offset, length), text, length);
@@ -231,8 +247,11 @@ class BinaryCursor {
   string(field: string): string {
     const length = this.varint();
     if (this.offset + length > this.bytes.length) throw truncated();
-    const slice = this.bytes.subarray(this.offset, (this.offset += length));
-    if (length <= SHORT_ASCII && isAscii(slice)) return String.fromCharCode.apply(null, slice as unknown as number[]);
+    const start = this.offset;
+    this.offset += length;
+    const ascii = length <= SHORT_ASCII ? shortAscii(this.bytes, start, this.offset) : undefined;
+    if (ascii !== undefined) return ascii;
+    const slice = this.bytes.subarray(start, this.offset);
     try {
       return textDecoder.decode(slice);
     } catch (cause) {
@@ -247,13 +266,35 @@ class BinaryCursor {
 
 /**
  * Fields up to this long that are ASCII (ids, topics, rooms: the usual case) are made with
- * String.fromCharCode: cheaper than a TextDecoder call, which costs more than decoding a short string.
+ * String.fromCharCode, cheaper than a TextDecoder call, or taken from `recentFields`.
  */
 const SHORT_ASCII = 64;
 
-function isAscii(bytes: Uint8Array): boolean {
-  for (let i = 0; i < bytes.length; i++) if (bytes[i]! > 0x7f) return false;
-  return true;
+/**
+ * Short ASCII fields decoded lately, by a hash of their bytes: the same few client ids and topics
+ * recur in message after message, and a cached one costs a comparison instead of a new string.
+ * 256 slots of at most SHORT_ASCII characters: bounded whatever arrives.
+ */
+const recentFields: (string | undefined)[] = new Array<string | undefined>(256).fill(undefined);
+
+/** `bytes[start, end)` as a string when it is all ASCII, else undefined. */
+function shortAscii(bytes: Uint8Array, start: number, end: number): string | undefined {
+  let hash = end - start;
+  for (let i = start; i < end; i++) {
+    const byte = bytes[i]!;
+    if (byte > 0x7f) return undefined;
+    hash = (hash * 31 + byte) | 0;
+  }
+  const slot = hash & 255;
+  const cached = recentFields[slot];
+  if (cached !== undefined && cached.length === end - start) {
+    let i = 0;
+    while (i < cached.length && cached.charCodeAt(i) === bytes[start + i]) i++;
+    if (i === cached.length) return cached;
+  }
+  const text = String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+  recentFields[slot] = text;
+  return text;
 }
 
 function truncated(): EnvelopeError {
@@ -275,13 +316,18 @@ function decodeBinary(bytes: Uint8Array): Envelope {
     case 'message': {
       const kind = DELIVERY_KINDS[cursor.byte()];
       if (!kind) throw new EnvelopeError('ERR_ENVELOPE_BAD_FIELD', 'unknown delivery kind');
-      if (flags & FLAG_ID) acked.id = cursor.string('id');
-      if (flags & FLAG_RECEIPT) acked.receipt = true;
+      // Built field by field, not spread from optional parts: this runs once per message received.
+      const id = flags & FLAG_ID ? cursor.string('id') : undefined;
       const from = cursor.string('from');
       const to = cursor.string('to');
-      const user = flags & FLAG_USER ? cursor.string('user') : undefined;
-      const offset = flags & FLAG_OFFSET ? cursor.string('offset') : undefined;
-      return { t: 'message', kind, from, ...(to ? { to } : {}), ...(user === undefined ? {} : { user }), ...(offset === undefined ? {} : { offset }), ...acked, data: cursor.rest() };
+      const message: Extract<Envelope, { t: 'message' }> = { t: 'message', kind, from, data: EMPTY };
+      if (to) message.to = to;
+      if (flags & FLAG_USER) message.user = cursor.string('user');
+      if (flags & FLAG_OFFSET) message.offset = cursor.string('offset');
+      if (id !== undefined) message.id = id;
+      if (flags & FLAG_RECEIPT) message.receipt = true;
+      message.data = cursor.rest();
+      return message;
     }
     case 'multicast': {
       const kind = cursor.byte();
@@ -301,11 +347,13 @@ function decodeBinary(bytes: Uint8Array): Envelope {
       return { t: 'multicast', target, ...acked, data: cursor.rest() };
     }
     default: {
-      if (flags & FLAG_ID) acked.id = cursor.string('id');
-      if (flags & FLAG_RECEIPT) acked.receipt = true;
-      if (type === 'publish') return { t: 'publish', topic: cursor.string('topic'), ...acked, data: cursor.rest() };
-      if (type === 'send') return { t: 'send', to: cursor.string('to'), ...acked, data: cursor.rest() };
-      return { t: 'broadcast', ...acked, data: cursor.rest() };
+      const id = flags & FLAG_ID ? cursor.string('id') : undefined;
+      const command: Extract<Envelope, { t: 'publish' | 'send' | 'broadcast' }> =
+        type === 'publish' ? { t: 'publish', topic: cursor.string('topic'), data: EMPTY } : type === 'send' ? { t: 'send', to: cursor.string('to'), data: EMPTY } : { t: 'broadcast', data: EMPTY };
+      if (id !== undefined) command.id = id;
+      if (flags & FLAG_RECEIPT) command.receipt = true;
+      command.data = cursor.rest();
+      return command;
     }
   }
 }

@@ -7,7 +7,7 @@ import { ProtocolError } from '../errors.ts';
 import type { PreparedMessage } from '../prepared-message.ts';
 import type { Message } from '../transport.ts';
 import { readVarint, varintLength, writeVarint } from './varint.ts';
-import { COPY_BELOW, concatBytes } from './bytes.ts';
+import { allocBytes, COPY_BELOW, concatBytes } from './bytes.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -38,7 +38,7 @@ export function framePreparedParts(prepared: PreparedMessage): readonly Uint8Arr
 
 function frameBytes(payload: Uint8Array, binary: boolean): Uint8Array {
   const header = payload.length * 2 + (binary ? 1 : 0);
-  const frame = new Uint8Array(varintLength(header) + payload.length);
+  const frame = allocBytes(varintLength(header) + payload.length);
   frame.set(payload, writeVarint(frame, 0, header));
   return frame;
 }

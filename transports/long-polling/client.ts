@@ -1,9 +1,11 @@
 /**
  * HTTP polling transports, client side, on `fetch` only (browser and Node): `long-polling` keeps
  * one GET outstanding and re-polls as soon as it returns; `polling` GETs at a fixed interval.
- * Upstream messages go in POSTs, one in flight at a time, batching what queued meanwhile; every
- * request is retried with backoff (same sequence numbers, so nothing is delivered twice) before
- * the connection gives up with 1006. Endpoints: see ./server.ts.
+ * Upstream messages go in POSTs, one in flight at a time, batching what queued meanwhile; a POST
+ * acknowledges like a GET, and its answer may carry messages the server queued for us meanwhile
+ * (an echo needs no wake-up of the held GET). Every request is retried with backoff (same sequence
+ * numbers, so nothing is delivered twice) before the connection gives up with 1006. Endpoints: see
+ * ./server.ts.
  *
  * Stats: `wireBytes*` stay null here — fetch hides the HTTP headers; the server side counts them.
  * `rttMs` is smoothed from upstream POST round trips (and, for polling, from GETs answered at once).
@@ -15,11 +17,26 @@ import { ConnectError } from '../errors.ts';
 import type { ClientTransportOptions, Connection, TransportCapabilities, TransportName } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 
+/** The answer to a PollingFetch: what the client reads of a fetch Response. */
+export interface PollingResponse {
+  ok: boolean;
+  status: number;
+  arrayBuffer(): Promise<ArrayBuffer>;
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+}
+
+/**
+ * What the polling client asks of fetch, and no more: the global fetch is one; Node's client passes
+ * a cheaper one on http.request with a keep-alive agent (node-http-fetch.ts).
+ */
+export type PollingFetch = (url: string, init?: { method?: string; body?: Uint8Array<ArrayBuffer> | string; headers?: Record<string, string>; signal?: AbortSignal }) => Promise<PollingResponse>;
+
 export interface PollingClientOptions extends ClientTransportOptions {
   /** Endpoint path on the server. Default `/lp` (long-polling) or `/poll` (polling). */
   path?: string;
-  /** fetch to use (Node passes one that trusts the server's certificate). Default global fetch. */
-  fetch?: typeof fetch;
+  /** How requests are made (Node passes one on http.request that trusts the server's certificate). Default global fetch. */
+  fetch?: PollingFetch;
 }
 
 /** Attempts per request before the connection is declared lost. */
@@ -41,7 +58,7 @@ class PollingClientConnection extends BaseConnection {
   capabilities: TransportCapabilities;
   readonly #base: string;
   readonly #mode: Mode;
-  readonly #fetch: typeof fetch;
+  readonly #fetch: PollingFetch;
   #sid: string | undefined;
   #nextDownSeq = 0;
   #nextUpSeq = 0;
@@ -64,7 +81,7 @@ class PollingClientConnection extends BaseConnection {
     super({ backpressure: options.backpressure, laneFallback: options.laneFallback, defaultPolicy: 'wait' });
     this.transport = mode.transport;
     this.#mode = { ...mode, path: options.path ?? mode.path };
-    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
+    this.#fetch = options.fetch ?? ((url, init) => fetch(url, init));
     this.#base = new URL(this.#mode.path, options.url).toString();
     this.capabilities = {
       unreliable: false,
@@ -150,28 +167,36 @@ class PollingClientConnection extends BaseConnection {
         this.#lost(error);
         return;
       }
-      if (this.#closed()) return;
-      let batch;
-      try {
-        batch = decodeBatch(body, this.capabilities.maxMessageSize);
-      } catch (error) {
-        this.finishClose({ code: CloseCode.protocolError, reason: `bad batch from server: ${(error as Error).message}`, wasClean: false });
-        return;
-      }
-      batch.messages.forEach((message, i) => {
-        // Messages the previous (lost) response already delivered come again: skip them.
-        if (batch.firstSeq + i < this.#nextDownSeq) return;
-        this.#nextDownSeq = batch.firstSeq + i + 1;
-        this.deliver(message);
-      });
-      if (batch.close) {
-        // Let the server forget the acknowledged messages; its session is already gone.
-        this.finishClose({ ...(this.#requestedClose ?? batch.close), wasClean: true });
-        return;
-      }
+      if (this.#closed() || !this.#deliverBatch(body)) return;
       const wait = this.#mode.intervalMs - (Date.now() - started);
       if (wait > 0) await new Promise((resolve) => (this.#pollTimer = setTimeout(resolve, wait)));
     }
+  }
+
+  /**
+   * Delivers a batch from a GET's answer or a POST's: messages an earlier answer already delivered
+   * come again (a lost response, or a POST's and a GET's answers both carrying them) and are skipped.
+   * False when the connection ended (a close record, or a malformed batch).
+   */
+  #deliverBatch(body: Uint8Array): boolean {
+    let batch;
+    try {
+      batch = decodeBatch(body, this.capabilities.maxMessageSize);
+    } catch (error) {
+      this.finishClose({ code: CloseCode.protocolError, reason: `bad batch from server: ${(error as Error).message}`, wasClean: false });
+      return false;
+    }
+    for (let i = 0; i < batch.messages.length && this.state !== 'closed'; i++) {
+      if (batch.firstSeq + i < this.#nextDownSeq) continue;
+      this.#nextDownSeq = batch.firstSeq + i + 1;
+      this.deliver(batch.messages[i]!);
+    }
+    if (batch.close) {
+      // Let the server forget the acknowledged messages; its session is already gone.
+      this.finishClose({ ...(this.#requestedClose ?? batch.close), wasClean: true });
+      return false;
+    }
+    return this.state !== 'closed';
   }
 
   async #post(): Promise<void> {
@@ -191,8 +216,12 @@ class PollingClientConnection extends BaseConnection {
     const firstSeq = this.#nextUpSeq;
     const body = encodeBatch({ firstSeq, messages: items.map((item) => item.prepared.message) });
     const started = Date.now();
+    let answer: Uint8Array;
     try {
-      await this.#request(`${this.#base}/${this.#sid}`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+      // `ack` lets the server answer with what it queued for us meanwhile (an echo, a reply);
+      // while reading is paused it is left out, so what is ours stays queued on the server.
+      const ack = this.#reading.paused ? '' : `?ack=${this.#nextDownSeq}`;
+      answer = await this.#request(`${this.#base}/${this.#sid}${ack}`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
       this.#sampleRtt(Date.now() - started);
     } catch (error) {
       this.#lost(error);
@@ -202,6 +231,7 @@ class PollingClientConnection extends BaseConnection {
     for (const item of items) this.countSent(item);
     this.#posting = undefined;
     this.#postingBytes = 0;
+    if (answer.length > 0 && !this.#deliverBatch(answer)) return;
     this.onFlushed();
     if (this.state === 'open') this.flush();
   }
@@ -210,7 +240,7 @@ class PollingClientConnection extends BaseConnection {
    * fetch with retries and backoff, returning the whole body: a body cut off mid-way is retried
    * like a failed request (the sequence numbers make the retry safe). HTTP errors (4xx/5xx) are final.
    */
-  async #request(url: string, init: RequestInit): Promise<Uint8Array> {
+  async #request(url: string, init: Parameters<PollingFetch>[1] & object): Promise<Uint8Array> {
     for (let attempt = 1; ; attempt++) {
       try {
         const response = await this.#fetch(url, init);

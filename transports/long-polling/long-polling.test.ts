@@ -85,6 +85,30 @@ describe('long-polling sessions', () => {
     expect(batch.messages).toEqual(['once']);
   });
 
+  it('answers a POST with ack with what it queued meanwhile, and leaves the held GET held', async () => {
+    server = await startEchoServer();
+    const sid = await openSession(server.url);
+    const base = `${server.url}/lp/${sid}`;
+    const held = fetch(`${base}?ack=0`).then(async (response) => decodeBatch(new Uint8Array(await response.arrayBuffer()), 1 << 20));
+    await waitFor(() => server!.connections.length === 1);
+    // The echo of each POST comes back in its answer (BOSH-style); the ack of the second drops the first echo.
+    const first = await post(`${base}?ack=0`, encodeBatch({ firstSeq: 0, messages: ['one'] }));
+    expect([first.status, decodeBatch(new Uint8Array(await first.arrayBuffer()), 1 << 20)]).toEqual([200, { firstSeq: 0, messages: ['one'] }]);
+    const second = await post(`${base}?ack=1`, encodeBatch({ firstSeq: 1, messages: ['two'] }));
+    expect([second.status, decodeBatch(new Uint8Array(await second.arrayBuffer()), 1 << 20)]).toEqual([200, { firstSeq: 1, messages: ['two'] }]);
+    // Without ack a POST is answered 204 and its echo goes to the held GET, after the unacknowledged
+    // 'two': the GET was held all along (answered earlier, it would have carried 'one').
+    expect((await post(base, encodeBatch({ firstSeq: 2, messages: ['three'] }))).status).toBe(204);
+    expect(await held).toEqual({ firstSeq: 1, messages: ['two', 'three'] });
+  });
+
+  it('answers a POST with an ack beyond what was sent with a typed error', async () => {
+    server = await startEchoServer();
+    const sid = await openSession(server.url);
+    const response = await post(`${server.url}/lp/${sid}?ack=5`, encodeBatch({ firstSeq: 0, messages: ['x'] }));
+    expect([response.status, ((await response.json()) as { error: { code: string } }).error.code]).toEqual([400, 'ERR_BAD_ACK']);
+  });
+
   it('keeps a polling client alive through holds longer than pollTimeoutMs', async () => {
     server = await startEchoServer({ pollTimeoutMs: 150 });
     const client = connectLongPolling({ url: server.url });

@@ -10,7 +10,11 @@
  *                                A second GET replaces a held one, which is answered with an empty
  *                                batch (not 409: a client whose GET broke off may retry while the
  *                                server still holds the old one).
- *   POST {path}/{sid}          ← batch of upstream messages → 204; seqs already seen are skipped (retries)
+ *   POST {path}/{sid}[?ack=N]  ← batch of upstream messages → 204; seqs already seen are skipped (retries).
+ *                                With `ack` (acknowledging as a GET's does) the answer may instead be 200
+ *                                with a batch, as BOSH allows: what was queued for the client while the
+ *                                POST was delivered (an echo, a reply), from the first unacknowledged
+ *                                message on, so it needs no wake-up of the held GET.
  *   POST {path}/{sid}/close    ← JSON { code, reason } → 204: the client's close
  * Errors are JSON `{ "error": { "code", "message" } }`: 400 bad body or ack, 404 unknown session,
  * 405 wrong method, 413 body, message or message count over the limit (and the session closes with 1009).
@@ -77,6 +81,11 @@ class PollingServerConnection extends BaseConnection {
   #receiving: Promise<void> = Promise.resolve();
   /** While reading is paused: resolved on resume (the POST being delivered waits, unanswered). */
   #readingResumed: { promise: Promise<void>; resolve: () => void } | undefined;
+  /**
+   * POSTs with `ack` being delivered in this turn, or delivered and not yet answered: what they
+   * queue waits for their answer rather than going to the held GET.
+   */
+  #answeringPosts = 0;
 
   constructor(
     readonly transport: TransportName,
@@ -119,8 +128,7 @@ class PollingServerConnection extends BaseConnection {
 
   /** A GET: acknowledge, then answer now (something to send, or short polling) or hold. */
   poll(ack: number, response: ServerResponse): void {
-    if (ack > this.#nextSeq) throw new ProtocolError('ERR_BAD_ACK', `ack ${ack} is beyond the last message sent (${this.#nextSeq})`);
-    while (this.#unacked.length > 0 && this.#unacked[0]!.seq < ack) this.#unackedBytes -= this.#unacked.shift()!.prepared.size;
+    this.#acknowledge(ack);
     if (this.#held) {
       // A newer GET replaces the held one; everything goes to the newer one.
       const replaced = this.#held;
@@ -146,21 +154,58 @@ class PollingServerConnection extends BaseConnection {
    * between; resolves once all are delivered (then the POST is answered). POSTs of one session are
    * delivered in the order they arrived.
    */
-  receive(body: Uint8Array): Promise<void> {
+  receive(body: Uint8Array, ack: number | undefined): Promise<readonly Uint8Array[] | undefined> {
     const batch = decodeBatch(body, this.server.maxMessageSize, this.server.maxBatchMessages);
+    if (ack !== undefined) this.#acknowledge(ack);
+    const answering = ack !== undefined;
     const delivered = this.#receiving.then(async () => {
-      for (let i = 0; i < batch.messages.length && this.state === 'open'; i++) {
-        if (i > 0 && i % MESSAGES_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
-        while (this.#readingResumed) await this.#readingResumed.promise;
-        const seq = batch.firstSeq + i;
-        if (seq < this.#expectedUpSeq) continue; // a retry of something already delivered
-        if (seq > this.#expectedUpSeq) throw new ProtocolError('ERR_SEQUENCE_GAP', `expected upstream seq ${this.#expectedUpSeq}, got ${seq}`);
-        this.#expectedUpSeq++;
-        this.deliver(batch.messages[i]!);
+      if (answering) this.#answeringPosts++;
+      try {
+        for (let i = 0; i < batch.messages.length && this.state === 'open'; i++) {
+          if ((i > 0 && i % MESSAGES_PER_TURN === 0) || this.#readingResumed) {
+            // Waiting (other I/O's turn, or paused reading) the held GET takes what is queued.
+            if (answering) this.#stopAnswering();
+            if (i > 0 && i % MESSAGES_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
+            while (this.#readingResumed) await this.#readingResumed.promise;
+            if (answering) this.#answeringPosts++;
+          }
+          const seq = batch.firstSeq + i;
+          if (seq < this.#expectedUpSeq) continue; // a retry of something already delivered
+          if (seq > this.#expectedUpSeq) throw new ProtocolError('ERR_SEQUENCE_GAP', `expected upstream seq ${this.#expectedUpSeq}, got ${seq}`);
+          this.#expectedUpSeq++;
+          this.deliver(batch.messages[i]!);
+        }
+      } catch (error) {
+        if (answering) this.#stopAnswering();
+        throw error;
       }
     });
     this.#receiving = delivered.catch(() => undefined);
-    return delivered;
+    if (!answering) return delivered.then(() => undefined);
+    return delivered.then(() => {
+      this.#stopAnswering(false);
+      // Only for something new: what was already sent waits in the held GET's answer or is in flight.
+      if (this.outbound.length === 0 || this.#closing || this.state !== 'open') {
+        if (this.outbound.length > 0) this.requestFlush();
+        return undefined;
+      }
+      const { body } = this.#takeBatch(false);
+      if (this.outbound.length > 0) this.requestFlush();
+      this.onFlushed();
+      return body;
+    });
+  }
+
+  /** Forgets the messages before `ack`: the client has them. */
+  #acknowledge(ack: number): void {
+    if (ack > this.#nextSeq) throw new ProtocolError('ERR_BAD_ACK', `ack ${ack} is beyond the last message sent (${this.#nextSeq})`);
+    while (this.#unacked.length > 0 && this.#unacked[0]!.seq < ack) this.#unackedBytes -= this.#unacked.shift()!.prepared.size;
+  }
+
+  /** A POST with `ack` stops holding back the held GET (and, unless it is about to answer, lets it take what is queued). */
+  #stopAnswering(flush = true): void {
+    this.#answeringPosts--;
+    if (flush && this.#answeringPosts === 0 && this.outbound.length > 0) this.requestFlush();
   }
 
   protected override setReadingPaused(paused: boolean): void {
@@ -185,7 +230,7 @@ class PollingServerConnection extends BaseConnection {
   }
 
   protected flush(): void {
-    if (this.#held) this.#answerHeld();
+    if (this.#held && this.#answeringPosts === 0) this.#answerHeld();
   }
 
   protected override sinkBufferedBytes(): number {
@@ -209,6 +254,18 @@ class PollingServerConnection extends BaseConnection {
     if (!held) return;
     this.#held = undefined;
     clearTimeout(held.timer);
+    const { body, closing } = this.#takeBatch(true);
+    this.server.send(this, held.response, 200, body, 'application/octet-stream');
+    if (closing) this.#finish({ ...closing, wasClean: true }, body);
+    this.onFlushed();
+  }
+
+  /**
+   * A batch of the unacknowledged messages, then new ones moved from the queue up to the batch cap
+   * (now unacknowledged too), and (`withClose`) the close record of a closing session once the
+   * queue is empty; `closing` says whether it went in.
+   */
+  #takeBatch(withClose: boolean): { body: readonly Uint8Array[]; closing: { code: number; reason: string } | undefined } {
     let bytes = this.#unackedBytes;
     while (this.outbound.length > 0 && (bytes < MAX_BATCH_BYTES || this.#unacked.length === 0)) {
       const item = this.outbound.shift()!;
@@ -218,12 +275,9 @@ class PollingServerConnection extends BaseConnection {
       this.countSent(item);
     }
     const firstSeq = this.#unacked[0]?.seq ?? this.#nextSeq;
-    const closing = this.outbound.length === 0 ? this.#closing : undefined;
+    const closing = withClose && this.outbound.length === 0 ? this.#closing : undefined;
     // Each message's frame is built once, for every recipient and every resend.
-    const body = batchParts(firstSeq, this.#unacked.map((m) => m.prepared.framed(framePreparedParts)), closing);
-    this.server.send(this, held.response, 200, body, 'application/octet-stream');
-    if (closing) this.#finish({ ...closing, wasClean: true }, body);
-    this.onFlushed();
+    return { body: batchParts(firstSeq, this.#unacked.map((m) => m.prepared.framed(framePreparedParts)), closing), closing };
   }
 
   /** Ends the session; `lastBody` (a batch ending in the close record) is kept a while for retried GETs. */
@@ -323,6 +377,12 @@ export class HttpPollingServer implements HttpTransportServer {
       this.#error(connection, response, 405, 'ERR_METHOD', `${request.method} is not allowed here`);
       return true;
     }
+    const postAck = action === undefined && queryAt >= 0 ? new URLSearchParams(target.slice(queryAt + 1)).get('ack') : null;
+    const ack = postAck === null ? undefined : Number(postAck);
+    if (ack !== undefined && (!Number.isSafeInteger(ack) || ack < 0)) {
+      request.resume();
+      return this.#error(connection, response, 400, 'ERR_BAD_ACK', 'ack must be a non-negative integer'), true;
+    }
     // One message plus framing always fits; a close reason is bounded like a message.
     const limit = this.maxMessageSize * 2 + 1024;
     void readBody(request, limit).then(
@@ -334,14 +394,14 @@ export class HttpPollingServer implements HttpTransportServer {
         }
         connection.countIn(body.length);
         if (action === 'close') return this.#close(connection, response, body);
-        let delivered: Promise<void>;
+        let delivered: Promise<readonly Uint8Array[] | undefined>;
         try {
-          delivered = connection.receive(body);
+          delivered = connection.receive(body, ack);
         } catch (error) {
           delivered = Promise.reject(error);
         }
         delivered.then(
-          () => this.send(connection, response, 204, undefined, undefined),
+          (answer) => (answer ? this.send(connection, response, 200, answer, 'application/octet-stream') : this.send(connection, response, 204, undefined, undefined)),
           (error: unknown) => {
             const { code, closeCode, message } = error as ProtocolError;
             if (closeCode === CloseCode.messageTooBig) {

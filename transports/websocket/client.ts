@@ -40,14 +40,12 @@ export const DEFAULT_WEBSOCKET_PATH = '/ws';
 
 /**
  * A flush writes its messages corked in chunks of this many (where the WebSocket can cork: `ws` in
- * Node), and the server answers a pipelining peer with this many first, then the rest: far fewer
- * syscalls than one write per message, while the peer can start on the first chunk as the next is
- * written. With both sides
- * writing a whole flush at once, a pipelined exchange convoys (each side idle while the other
- * handles the batch): measured with 32 echoes in flight, 75k msg/s for whole flushes, 73k for one
- * write per message, 100–130k with chunks of 8.
+ * Node): far fewer syscalls than one write per message, while the server can start on the first
+ * chunk as the next is written. With both sides writing a whole flush at once, a pipelined
+ * exchange convoys (each side idle while the other handles the batch): measured with 32 echoes in
+ * flight, 75k msg/s for whole flushes, 73k for one write per message, 100–130k with chunks of 8.
  */
-export const MESSAGES_PER_WRITE = 8;
+const MESSAGES_PER_WRITE = 8;
 
 /** The browser's WebSocket has no drain event: while something waits, bufferedAmount is polled. */
 const POLL_INTERVAL_MS = 5;

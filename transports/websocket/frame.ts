@@ -4,7 +4,7 @@
  * recipients, from its prepared message. The lab's wire tap reads and writes frames of both
  * directions with the same functions.
  */
-import { COPY_BELOW } from '../codec/bytes.ts';
+import { allocBytes, COPY_BELOW } from '../codec/bytes.ts';
 import type { PreparedMessage } from '../prepared-message.ts';
 
 export const Opcode = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const;
@@ -114,11 +114,11 @@ export function serverFrame(prepared: PreparedMessage): readonly Uint8Array[] {
   const opcode = prepared.text ? Opcode.text : Opcode.binary;
   const headerSize = frameHeaderSize(payload.length, false);
   if (payload.length >= COPY_BELOW) {
-    const header = new Uint8Array(headerSize);
+    const header = allocBytes(headerSize);
     writeServerFrameHeader(header, 0, opcode, payload.length);
     return [header, payload];
   }
-  const frame = new Uint8Array(headerSize + payload.length);
+  const frame = allocBytes(headerSize + payload.length);
   frame.set(payload, writeServerFrameHeader(frame, 0, opcode, payload.length));
   return [frame];
 }
