@@ -19,7 +19,7 @@ import type { Connection, ServerTransportOptions } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
 import { GATHER_TIMEOUT_MS, HOST_CANDIDATES_QUIET_MS, SIGNALLING_PATH, type PeerConnectionClass } from './client.ts';
 import { errorText, iceGathered, WebRtcConnection } from './connection.ts';
-import { IsolatedRTCPeerConnection, startWrtcProcess, type RemotePeerConnection } from './wrtc-remote.ts';
+import { IsolatedRTCPeerConnection, type RemotePeerConnection } from './wrtc-remote.ts';
 
 export interface WebRtcServerOptions extends ServerTransportOptions {
   /** Signalling path. Default `/rtc`. */
@@ -83,7 +83,6 @@ export class WebRtcTransportServer implements HttpTransportServer {
   constructor(options: WebRtcServerOptions = {}) {
     this.#options = options;
     this.path = options.path ?? SIGNALLING_PATH;
-    if (!options.RTCPeerConnection) startWrtcProcess();
   }
 
   /** Open connections. */

@@ -171,4 +171,6 @@ function reply(command: WrtcCommand, value: unknown, error?: unknown): void {
 
 process.on('message', handle);
 process.on('disconnect', () => process.exit(0));
+// A reply to a parent that just died (EPIPE): nothing to do but follow it.
+process.on('error', () => process.exit(0));
 emit({ ev: 'ready', id: 0 });

@@ -8,7 +8,8 @@
  * server sends on it can crash the process — reproduced here in RTCDataChannel::Send within a few
  * hundred aborted transfers. In the child, such a crash ends only the WebRTC sessions it held
  * (their connections see ICE failed and close with 1006); the server, its other transports and
- * every other client keep working, and the next offer starts a new child.
+ * every other client keep working, and the next offer starts a new child. The child starts at the
+ * first offer (it loads wrtc: about a second), so a server nobody reaches over WebRTC never runs it.
  *
  * bufferedAmount is the child's last reading plus what was sent after it, so backpressure also
  * covers what still travels over IPC.
@@ -56,7 +57,6 @@ class WrtcHost {
   readonly #replies = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   #nextPeer = 1;
   #nextRequest = 1;
-  #startedAt = 0;
 
   register(peer: RemotePeerConnection): number {
     const id = this.#nextPeer++;
@@ -66,7 +66,7 @@ class WrtcHost {
   }
 
   send(command: WrtcCommand): void {
-    const child = this.start();
+    const child = this.#start();
     if (!this.#ready) this.#waiting.push(command);
     else if (child.connected) child.send(command);
     // else: the child is ending; its exit fails every peer connection it held.
@@ -98,7 +98,7 @@ class WrtcHost {
     }
   }
 
-  start(): ChildProcess {
+  #start(): ChildProcess {
     if (this.#child) return this.#child;
     const source = import.meta.url.endsWith('.ts');
     const entry = fileURLToPath(new URL(`./wrtc-process.${source ? 'ts' : 'js'}`, import.meta.url));
@@ -106,7 +106,6 @@ class WrtcHost {
     const execArgv = source ? ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href] : [];
     const child = fork(entry, [], { serialization: 'advanced', execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.#child = child;
-    this.#startedAt = performance.now();
     wrtcProcesses.started++;
     wrtcProcesses.pid = child.pid;
     child.on('message', (event: WrtcEvent) => this.#event(event));
@@ -146,8 +145,6 @@ class WrtcHost {
     const peers = [...this.#peers.values()];
     this.#peers.clear();
     for (const peer of peers) peer.lost();
-    // Ready for the next offer at once, unless the child died young (then on demand: no crash loop).
-    if (performance.now() - this.#startedAt > 1_000) this.start();
   }
 }
 
@@ -347,9 +344,3 @@ export const IsolatedRTCPeerConnection = function (this: unknown, configuration?
   host ??= new WrtcHost();
   return new RemotePeerConnection(host, configuration);
 } as unknown as PeerConnectionClass;
-
-/** Starts the child process now, so that the first offer does not wait for it (it loads wrtc, about a second). */
-export function startWrtcProcess(): void {
-  host ??= new WrtcHost();
-  host.start();
-}
