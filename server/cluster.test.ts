@@ -14,7 +14,7 @@ import type { TransportName } from '../transports/transport.ts';
 import { deliverEveryKind, END_MARKER, InboxClients, sinceMark, type Connected } from '../test-support/clients.ts';
 import { REDIS_MISSING, startRedis, type TestRedis } from '../test-support/redis.ts';
 import { waitFor } from '../test-support/servers.ts';
-import { startTcpProxy } from '../test-support/tcp-proxy.ts';
+import { startTcpProxy, type TcpProxy } from '../test-support/tcp-proxy.ts';
 import { startServer, type ClusterOptions } from './index.ts';
 import type { RouterOptions } from './router.ts';
 
@@ -73,6 +73,14 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
     return clients.connect({ url, transports: transport, ackTimeoutMs: 500, ...options });
   }
 
+  /** A websocket client that reaches a node through `proxy` (pointed elsewhere to move it), and what each of its resumes recovered. */
+  async function moverThrough(proxy: TcpProxy): Promise<{ mover: Connected; recovered: boolean[] }> {
+    const mover = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket');
+    const recovered: boolean[] = [];
+    mover.client.on('recovery', (complete) => recovered.push(complete));
+    return { mover, recovered };
+  }
+
   describe.each(TRANSPORTS)('sender on %s at node A, recipients at node B', (senderTransport) => {
     it('broadcasts, unicasts, multicasts and publishes to clients on every transport; receipts come back across', async () => {
       const sender = await connect(a.url, senderTransport);
@@ -107,10 +115,8 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
   it('a client that reconnects to another node recovers exactly the room messages it missed, in order, then live ones', async () => {
     const proxy = await startTcpProxy(a.port);
     try {
-      const mover = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket');
+      const { mover, recovered } = await moverThrough(proxy);
       const sender = await connect(b.url, 'long-polling');
-      const recovered: boolean[] = [];
-      mover.client.on('recovery', (complete) => recovered.push(complete));
       const id = mover.client.id;
       await mover.client.join('recovery');
       for (let i = 0; i < 5; i++) await sender.client.multicast({ room: 'recovery' }, `m${i}`, { ack: true });
@@ -136,10 +142,8 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
   it('a member that got nothing yet resumes on another node from the offset its join ack named (an empty stream gets a start entry to point at)', async () => {
     const proxy = await startTcpProxy(a.port);
     try {
-      const mover = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket');
+      const { mover, recovered } = await moverThrough(proxy);
       const sender = await connect(b.url, 'websocket');
-      const recovered: boolean[] = [];
-      mover.client.on('recovery', (complete) => recovered.push(complete));
       await mover.client.join('quiet');
       const away = new Promise<void>((resolve) => mover.client.on('state', (state) => state === 'reconnecting' && resolve()));
       proxy.pointAt(1);
@@ -202,9 +206,7 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
       await receiver.client.join('burst');
       const sender = await connect(a.url, 'websocket');
       // A second member goes away before the burst, and resumes while the stream holds more than the history.
-      const mover = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket');
-      const recovered: boolean[] = [];
-      mover.client.on('recovery', (complete) => recovered.push(complete));
+      const { mover, recovered } = await moverThrough(proxy);
       await mover.client.join('burst');
       const away = new Promise<void>((resolve) => mover.client.on('state', (state) => state === 'reconnecting' && resolve()));
       proxy.pointAt(1);
@@ -244,10 +246,8 @@ describe.skipIf(REDIS_MISSING !== undefined)(`cluster on Redis${REDIS_MISSING ? 
   it('a client resuming with offsets older than the history gets recovered: false and what there is, in order, no duplicates', async () => {
     const proxy = await startTcpProxy(a.port);
     try {
-      const mover = await connect(`http://127.0.0.1:${proxy.port}`, 'websocket');
+      const { mover, recovered } = await moverThrough(proxy);
       const sender = await connect(b.url, 'websocket');
-      const recovered: boolean[] = [];
-      mover.client.on('recovery', (complete) => recovered.push(complete));
       await mover.client.join('window');
       await sender.client.multicast({ room: 'window' }, -1, { ack: true });
       await waitFor(() => mover.inbox.length === 1, 10_000, 'the first message');

@@ -35,7 +35,8 @@ describe.skipIf(!forwarding.ok)(`head-of-line blocking across the TUN path (${re
     expect(lossy.impairment).toMatchObject({ kind: 'tun', lossPercent: 2, delayMs: 20, seed: 1 });
     for (const variant of lossy.variants) {
       expect(variant.error).toBeUndefined();
-      expect(variant.afterLoss!.drops, variant.variant).toBeGreaterThan(10); // ~2 % of ~1 500 packets each way
+      // ~2 % of the packets each way; long-polling sends the fewest (a POST's answer carries what was queued).
+      expect(variant.afterLoss!.drops, variant.variant).toBeGreaterThan(5);
     }
     for (const name of ['websocket', 'webtransport-reliable', 'webrtc-reliable'] as const) {
       const { stalls, afterLoss, lossRate } = at(lossy, name);
