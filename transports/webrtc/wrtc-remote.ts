@@ -178,7 +178,7 @@ class RemoteDataChannel {
 
   set bufferedAmountLowThreshold(bytes: number) {
     this.#threshold = bytes;
-    this.peer.command({ op: 'threshold', ch: this.id, bytes });
+    this.peer.command({ id: this.peer.id, op: 'threshold', ch: this.id, bytes });
   }
 
   send(data: string | ArrayBufferView | ArrayBuffer): void {
@@ -194,13 +194,13 @@ class RemoteDataChannel {
     const seq = ++this.#seq;
     this.#inFlight.push([seq, bytes]);
     this.#inFlightBytes += bytes;
-    this.peer.command({ op: 'send', ch: this.id, seq, data: wire });
+    this.peer.command({ id: this.peer.id, op: 'send', ch: this.id, seq, data: wire });
   }
 
   close(): void {
     if (this.readyState === 'closed') return;
     this.readyState = 'closing';
-    this.peer.command({ op: 'closeChannel', ch: this.id });
+    this.peer.command({ id: this.peer.id, op: 'closeChannel', ch: this.id });
   }
 
   receive(event: WrtcEvent): void {
@@ -242,7 +242,7 @@ export class RemotePeerConnection extends EventTarget {
   iceConnectionState: RTCIceConnectionState = 'new';
   iceGatheringState: RTCIceGatheringState = 'new';
   sctp: { maxMessageSize: number } | null = null;
-  readonly #id: number;
+  readonly id: number;
   readonly #channels = new Map<number, RemoteDataChannel>();
   #nextChannel = 1;
   /** close() was called (connectionState may read 'closed' before that, from the child). */
@@ -253,51 +253,51 @@ export class RemotePeerConnection extends EventTarget {
     configuration?: RTCConfiguration,
   ) {
     super();
-    this.#id = host.register(this);
-    host.send({ id: this.#id, op: 'peer', configuration: configuration ?? {} });
+    this.id = host.register(this);
+    host.send({ id: this.id, op: 'peer', configuration: configuration ?? {} });
   }
 
   /** The local description as it is now, candidates gathered so far included (asked of the child: an SDP per candidate event would flood IPC). */
   async fetchLocalDescription(): Promise<RTCSessionDescriptionInit | null> {
-    const sdp = (await this.host.request({ id: this.#id, op: 'localDescription' })) as string | null;
+    const sdp = (await this.host.request({ id: this.id, op: 'localDescription' })) as string | null;
     return sdp === null ? null : { type: 'answer', sdp };
   }
 
-  command(command: DistributiveOmit<WrtcCommand, 'id'>): void {
-    if (!this.#closed) this.host.send({ ...command, id: this.#id } as WrtcCommand);
+  command(command: WrtcCommand): void {
+    if (!this.#closed) this.host.send(command);
   }
 
   async setRemoteDescription(description: RTCSessionDescriptionInit): Promise<void> {
-    await this.host.request({ id: this.#id, op: 'setRemote', description });
+    await this.host.request({ id: this.id, op: 'setRemote', description });
   }
 
   async createAnswer(): Promise<RTCSessionDescriptionInit> {
-    return (await this.host.request({ id: this.#id, op: 'createAnswer' })) as RTCSessionDescriptionInit;
+    return (await this.host.request({ id: this.id, op: 'createAnswer' })) as RTCSessionDescriptionInit;
   }
 
   async setLocalDescription(description: RTCSessionDescriptionInit): Promise<void> {
-    await this.host.request({ id: this.#id, op: 'setLocal', description });
+    await this.host.request({ id: this.id, op: 'setLocal', description });
   }
 
   createDataChannel(label: string, init?: RTCDataChannelInit): RTCDataChannel {
     const channel = new RemoteDataChannel(label, this.#nextChannel++, this);
     this.#channels.set(channel.id, channel);
-    this.command({ op: 'channel', ch: channel.id, label, init });
+    this.command({ id: this.id, op: 'channel', ch: channel.id, label, init });
     return channel as unknown as RTCDataChannel;
   }
 
   async getStats(): Promise<RTCStatsReport> {
-    const entries = (await this.host.request({ id: this.#id, op: 'stats' })) as [string, unknown][];
+    const entries = (await this.host.request({ id: this.id, op: 'stats' })) as [string, unknown][];
     return new Map(entries) as unknown as RTCStatsReport;
   }
 
   close(): void {
     if (this.#closed) return;
-    this.command({ op: 'close' });
+    this.command({ id: this.id, op: 'close' });
     this.#closed = true;
     this.connectionState = 'closed';
     this.iceConnectionState = 'closed';
-    this.host.forget(this.#id);
+    this.host.forget(this.id);
     for (const channel of this.#channels.values()) channel.readyState = 'closed';
   }
 
@@ -334,8 +334,6 @@ export class RemotePeerConnection extends EventTarget {
     for (const channel of this.#channels.values()) channel.ended();
   }
 }
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 let host: WrtcHost | undefined;
 
