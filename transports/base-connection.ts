@@ -45,32 +45,52 @@ export function messageSize(message: Message): number {
   return typeof message === 'string' ? utf8Length(message) : message.byteLength;
 }
 
-/** A FIFO with O(1) push/shift (a head index, compacted now and then). */
+/** Slots a FIFO starts with, and keeps when it empties. */
+const FIFO_INITIAL_CAPACITY = 16;
+
+/**
+ * A FIFO with O(1) push/shift: a ring buffer whose array is reused, so a queue that fills and
+ * empties every turn (a fan-out recipient) allocates nothing. It doubles when full and goes back to
+ * its initial size when it empties from above 1024 slots, so one burst does not hold memory for good.
+ */
 class Fifo<T> {
-  #items: (T | undefined)[] = [];
+  #items: (T | undefined)[] = new Array<T | undefined>(FIFO_INITIAL_CAPACITY);
   #head = 0;
+  #length = 0;
 
   get length(): number {
-    return this.#items.length - this.#head;
+    return this.#length;
   }
 
   push(item: T): void {
-    this.#items.push(item);
+    const capacity = this.#items.length;
+    if (this.#length === capacity) this.#grow(capacity);
+    this.#items[(this.#head + this.#length) & (this.#items.length - 1)] = item;
+    this.#length++;
   }
 
   peek(): T | undefined {
-    return this.#items[this.#head];
+    return this.#length > 0 ? this.#items[this.#head] : undefined;
   }
 
   shift(): T | undefined {
-    if (this.#head >= this.#items.length) return undefined;
+    if (this.#length === 0) return undefined;
     const item = this.#items[this.#head];
-    this.#items[this.#head++] = undefined;
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
+    this.#items[this.#head] = undefined;
+    this.#head = (this.#head + 1) & (this.#items.length - 1);
+    if (--this.#length === 0) {
       this.#head = 0;
+      if (this.#items.length > 1024) this.#items = new Array<T | undefined>(FIFO_INITIAL_CAPACITY);
     }
     return item;
+  }
+
+  /** Doubles the ring, its items moved to the start in order (capacity is always a power of two). */
+  #grow(capacity: number): void {
+    const items = new Array<T | undefined>(capacity * 2);
+    for (let i = 0; i < capacity; i++) items[i] = this.#items[(this.#head + i) & (capacity - 1)];
+    this.#items = items;
+    this.#head = 0;
   }
 }
 
@@ -82,8 +102,9 @@ class Fifo<T> {
  */
 export class OutboundQueue {
   readonly #lanes = new Map<Lane, Fifo<QueuedMessage & { order: number }>>();
-  /** The first lane's FIFO: the only one while `#lanes.size` is 1. */
+  /** The first lane's FIFO (the only one while `#lanes.size` is 1), and that lane. */
   #single: Fifo<QueuedMessage & { order: number }> | undefined;
+  #singleLane: Lane | undefined;
   #pushed = 0;
   #length = 0;
   bytes = 0;
@@ -100,10 +121,14 @@ export class OutboundQueue {
   }
 
   push(prepared: PreparedMessage, lane: Lane): void {
-    let fifo = this.#lanes.get(lane);
+    // Most connections only ever use one lane: no map lookup for it (this runs once per delivery).
+    let fifo = lane === this.#singleLane ? this.#single : this.#lanes.get(lane);
     if (!fifo) {
       this.#lanes.set(lane, (fifo = new Fifo()));
-      this.#single ??= fifo;
+      if (!this.#single) {
+        this.#single = fifo;
+        this.#singleLane = lane;
+      }
     }
     fifo.push({ prepared, lane, order: this.#pushed++ });
     this.#length++;
@@ -125,6 +150,7 @@ export class OutboundQueue {
   clear(): void {
     this.#lanes.clear();
     this.#single = undefined;
+    this.#singleLane = undefined;
     this.#length = 0;
     this.bytes = 0;
   }
@@ -163,12 +189,16 @@ export interface BaseConnectionOptions {
   flushTiming?: 'microtask' | 'after-io';
 }
 
-/** Flushes waiting for the end of this turn's I/O, run together in one setImmediate: one callback for any number of connections. */
-const flushesAfterIo = new Set<() => void>();
+/**
+ * Flushes waiting for the end of this turn's I/O, run together in one setImmediate: one callback
+ * for any number of connections. A list, not a set: a connection's #flushScheduled keeps it from
+ * being added twice. The list is swapped, not copied, before it runs (a flush may schedule the next).
+ */
+let flushesAfterIo: (() => void)[] = [];
 function runFlushesAfterIo(): void {
-  const due = [...flushesAfterIo];
-  flushesAfterIo.clear();
-  for (const flush of due) flush();
+  const due = flushesAfterIo;
+  flushesAfterIo = [];
+  for (let i = 0; i < due.length; i++) due[i]!();
 }
 
 /**
@@ -396,8 +426,8 @@ export abstract class BaseConnection implements Connection {
     this.#flushScheduled = true;
     if (!this.#flushAfterIo) queueMicrotask(this.#runFlush);
     else {
-      if (flushesAfterIo.size === 0) afterIo(runFlushesAfterIo);
-      flushesAfterIo.add(this.#runFlush);
+      if (flushesAfterIo.length === 0) afterIo(runFlushesAfterIo);
+      flushesAfterIo.push(this.#runFlush);
     }
   }
 

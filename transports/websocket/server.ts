@@ -62,6 +62,9 @@ function reasonedWebSocketClass(maxMessageSize: number) {
 }
 type ReasonedWebSocket = InstanceType<ReturnType<typeof reasonedWebSocketClass>>;
 
+/** A message's frame (serverFrame) as Buffers: a socket takes them as they are, without a Buffer view made per write. */
+const nodeServerFrame = (prepared: PreparedMessage): readonly Buffer[] => serverFrame(prepared).map((part) => Buffer.from(part.buffer, part.byteOffset, part.byteLength));
+
 /**
  * The last batch framed (`batchFrames`), kept until the current flush round ends: in a fan-out
  * every subscriber's flush holds the same messages in the same order, so the batch is framed and
@@ -212,16 +215,21 @@ class WebSocketServerConnection extends BaseConnection {
    * 16 KiB high-water mark).
    */
   #writeFrames(room: number): void {
-    const items: PreparedMessage[] = [];
-    let bytes = 0;
-    while (this.outbound.length > 0 && bytes < room) {
-      const item = this.outbound.shift()!;
+    const outbound = this.outbound;
+    if (room <= 0) return;
+    const first = outbound.shift();
+    if (!first) return;
+    this.countSent(first);
+    let bytes = frameHeaderSize(first.prepared.size, false) + first.prepared.size;
+    if (outbound.length === 0 || bytes >= room) return this.#write(first.prepared.framed(nodeServerFrame));
+    const items = [first.prepared];
+    while (outbound.length > 0 && bytes < room) {
+      const item = outbound.shift()!;
       items.push(item.prepared);
       bytes += frameHeaderSize(item.prepared.size, false) + item.prepared.size;
       this.countSent(item);
     }
-    if (items.length === 0) return;
-    this.#write(items.length === 1 ? items[0]!.framed(serverFrame) : batchFrames(items));
+    this.#write(batchFrames(items));
   }
 
   /** One write of `chunks` (corked into a writev when there are several), with the flush's callback. */
