@@ -32,7 +32,7 @@ export class FramingConnection extends BaseConnection {
     for (let item = this.outbound.shift(); item; item = this.outbound.shift()) {
       const frame = item.prepared.framed(serverFrame);
       if (this.keep) this.written.push(frame);
-      this.countSent(item);
+      this.countSent(item.prepared);
       this.delivered++;
     }
     this.onFlushed();

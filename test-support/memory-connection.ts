@@ -69,7 +69,7 @@ export class MemoryConnection extends BaseConnection {
   protected flush(): void {
     if (this.#stalled) return;
     for (let item = this.outbound.shift(); item; item = this.outbound.shift()) {
-      this.countSent(item);
+      this.countSent(item.prepared);
       this.#peer?.arrive(item.prepared.message, item.lane);
     }
     this.onFlushed();

@@ -45,51 +45,61 @@ export function messageSize(message: Message): number {
   return typeof message === 'string' ? utf8Length(message) : message.byteLength;
 }
 
-/** Slots a FIFO starts with, and keeps when it empties. */
+/** Messages a lane's FIFO has room for at first, and again when it empties. */
 const FIFO_INITIAL_CAPACITY = 16;
+/** A FIFO that empties holding room for more than this many goes back to its initial size. */
+const FIFO_KEPT_CAPACITY = 1024;
 
 /**
- * A FIFO with O(1) push/shift: a ring buffer whose array is reused, so a queue that fills and
- * empties every turn (a fan-out recipient) allocates nothing. It doubles when full and goes back to
- * its initial size when it empties from above 1024 slots, so one burst does not hold memory for good.
+ * One lane's messages, oldest first, each with its sequence number across all lanes: a ring buffer
+ * of (message, sequence) pairs laid side by side in one array. Pushing allocates nothing (a fan-out
+ * pushes to every recipient's FIFO), and the array is reused, so a FIFO that fills and empties
+ * every turn costs no garbage. It doubles when full and shrinks when it empties from a burst, so
+ * one burst does not hold memory for good.
  */
-class Fifo<T> {
-  #items: (T | undefined)[] = new Array<T | undefined>(FIFO_INITIAL_CAPACITY);
+class LaneFifo {
+  /** [message, sequence] pairs; its length is twice the capacity, a power of two. */
+  #slots: (PreparedMessage | number | undefined)[] = new Array<PreparedMessage | number | undefined>(FIFO_INITIAL_CAPACITY * 2);
+  /** Index of the oldest pair's message. */
   #head = 0;
-  #length = 0;
+  length = 0;
 
-  get length(): number {
-    return this.#length;
+  push(prepared: PreparedMessage, sequence: number): void {
+    if (this.length * 2 === this.#slots.length) this.#grow();
+    const at = (this.#head + this.length * 2) & (this.#slots.length - 1);
+    this.#slots[at] = prepared;
+    this.#slots[at + 1] = sequence;
+    this.length++;
   }
 
-  push(item: T): void {
-    const capacity = this.#items.length;
-    if (this.#length === capacity) this.#grow(capacity);
-    this.#items[(this.#head + this.#length) & (this.#items.length - 1)] = item;
-    this.#length++;
+  /** The oldest message (undefined when empty). */
+  peek(): PreparedMessage | undefined {
+    return this.length > 0 ? (this.#slots[this.#head] as PreparedMessage) : undefined;
   }
 
-  peek(): T | undefined {
-    return this.#length > 0 ? this.#items[this.#head] : undefined;
+  /** The oldest message's sequence number (Infinity when empty). */
+  peekSequence(): number {
+    return this.length > 0 ? (this.#slots[this.#head + 1] as number) : Infinity;
   }
 
-  shift(): T | undefined {
-    if (this.#length === 0) return undefined;
-    const item = this.#items[this.#head];
-    this.#items[this.#head] = undefined;
-    this.#head = (this.#head + 1) & (this.#items.length - 1);
-    if (--this.#length === 0) {
+  shift(): PreparedMessage | undefined {
+    if (this.length === 0) return undefined;
+    const prepared = this.#slots[this.#head] as PreparedMessage;
+    this.#slots[this.#head] = undefined;
+    this.#head = (this.#head + 2) & (this.#slots.length - 1);
+    if (--this.length === 0) {
       this.#head = 0;
-      if (this.#items.length > 1024) this.#items = new Array<T | undefined>(FIFO_INITIAL_CAPACITY);
+      if (this.#slots.length > FIFO_KEPT_CAPACITY * 2) this.#slots = new Array<PreparedMessage | number | undefined>(FIFO_INITIAL_CAPACITY * 2);
     }
-    return item;
+    return prepared;
   }
 
-  /** Doubles the ring, its items moved to the start in order (capacity is always a power of two). */
-  #grow(capacity: number): void {
-    const items = new Array<T | undefined>(capacity * 2);
-    for (let i = 0; i < capacity; i++) items[i] = this.#items[(this.#head + i) & (capacity - 1)];
-    this.#items = items;
+  /** Doubles the ring, its pairs moved to the start in order. */
+  #grow(): void {
+    const size = this.#slots.length;
+    const slots = new Array<PreparedMessage | number | undefined>(size * 2);
+    for (let i = 0; i < size; i++) slots[i] = this.#slots[(this.#head + i) & (size - 1)];
+    this.#slots = slots;
     this.#head = 0;
   }
 }
@@ -98,12 +108,13 @@ class Fifo<T> {
  * The bounded outbound queue: one FIFO per lane, so a lane that cannot take more (a channel's
  * stream out of flow-control credit) holds back only its own messages, with byte accounting over
  * all of them. `peek`/`shift` give the oldest message of any lane — what single-lane transports and
- * the drop-oldest policy use; `shiftLane` serves one lane.
+ * the drop-oldest policy use; `shiftLane` serves one lane; `shiftPrepared` gives the oldest message
+ * alone, for a transport with one lane, without a QueuedMessage made for it.
  */
 export class OutboundQueue {
-  readonly #lanes = new Map<Lane, Fifo<QueuedMessage & { order: number }>>();
+  readonly #lanes = new Map<Lane, LaneFifo>();
   /** The first lane's FIFO (the only one while `#lanes.size` is 1), and that lane. */
-  #single: Fifo<QueuedMessage & { order: number }> | undefined;
+  #single: LaneFifo | undefined;
   #singleLane: Lane | undefined;
   #pushed = 0;
   #length = 0;
@@ -124,27 +135,38 @@ export class OutboundQueue {
     // Most connections only ever use one lane: no map lookup for it (this runs once per delivery).
     let fifo = lane === this.#singleLane ? this.#single : this.#lanes.get(lane);
     if (!fifo) {
-      this.#lanes.set(lane, (fifo = new Fifo()));
+      this.#lanes.set(lane, (fifo = new LaneFifo()));
       if (!this.#single) {
         this.#single = fifo;
         this.#singleLane = lane;
       }
     }
-    fifo.push({ prepared, lane, order: this.#pushed++ });
+    fifo.push(prepared, this.#pushed++);
     this.#length++;
     this.bytes += prepared.size;
   }
 
   peek(): QueuedMessage | undefined {
-    return this.#oldest()?.peek();
+    const lane = this.#oldestLane();
+    const prepared = lane === undefined ? undefined : this.#fifo(lane).peek();
+    return prepared && { prepared, lane: lane! };
   }
 
   shift(): QueuedMessage | undefined {
-    return this.#take(this.#oldest());
+    const lane = this.#oldestLane();
+    if (lane === undefined) return undefined;
+    return { prepared: this.#take(this.#fifo(lane))!, lane };
+  }
+
+  shiftPrepared(): PreparedMessage | undefined {
+    const lane = this.#oldestLane();
+    return lane === undefined ? undefined : this.#take(this.#fifo(lane));
   }
 
   shiftLane(lane: Lane): QueuedMessage | undefined {
-    return this.#take(this.#lanes.get(lane));
+    const fifo = this.#lanes.get(lane);
+    const prepared = fifo && this.#take(fifo);
+    return prepared && { prepared, lane };
   }
 
   clear(): void {
@@ -155,23 +177,33 @@ export class OutboundQueue {
     this.bytes = 0;
   }
 
-  #oldest(): Fifo<QueuedMessage & { order: number }> | undefined {
+  #fifo(lane: Lane): LaneFifo {
+    return lane === this.#singleLane ? this.#single! : this.#lanes.get(lane)!;
+  }
+
+  /** The lane whose head is the oldest message, or undefined when all are empty. */
+  #oldestLane(): Lane | undefined {
+    if (this.#length === 0) return undefined;
     // Most connections only ever use one lane: skip the scan (it runs once per message sent).
-    if (this.#lanes.size === 1) return this.#single;
-    let oldest: Fifo<QueuedMessage & { order: number }> | undefined;
-    for (const fifo of this.#lanes.values()) {
-      const head = fifo.peek();
-      if (head && (!oldest || head.order < oldest.peek()!.order)) oldest = fifo;
+    if (this.#lanes.size === 1) return this.#singleLane;
+    let oldest: Lane | undefined;
+    let sequence = Infinity;
+    for (const [lane, fifo] of this.#lanes) {
+      const head = fifo.peekSequence();
+      if (head < sequence) {
+        sequence = head;
+        oldest = lane;
+      }
     }
     return oldest;
   }
 
-  #take(fifo: Fifo<QueuedMessage & { order: number }> | undefined): QueuedMessage | undefined {
-    const item = fifo?.shift();
-    if (!item) return undefined;
+  #take(fifo: LaneFifo): PreparedMessage | undefined {
+    const prepared = fifo.shift();
+    if (!prepared) return undefined;
     this.#length--;
-    this.bytes -= item.prepared.size;
-    return item;
+    this.bytes -= prepared.size;
+    return prepared;
   }
 }
 
@@ -302,7 +334,7 @@ export abstract class BaseConnection implements Connection {
           return 'dropped';
         case 'drop-oldest':
           while (this.outbound.length > 0 && this.outbound.bytes + size > this.#maxQueuedBytes) {
-            this.outbound.shift();
+            this.outbound.shiftPrepared();
             this.counters.dropped++;
           }
           if (size > this.#maxQueuedBytes) {
@@ -374,9 +406,9 @@ export abstract class BaseConnection implements Connection {
   }
 
   /** Subclass: count one message handed to the wire. */
-  protected countSent(item: QueuedMessage): void {
+  protected countSent(prepared: PreparedMessage): void {
     this.counters.messagesOut++;
-    this.counters.bytesOut += item.prepared.size;
+    this.counters.bytesOut += prepared.size;
   }
 
   /** Subclass: call after the wire accepted data or its buffer shrank, to release drain waiters. */

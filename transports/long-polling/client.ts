@@ -228,7 +228,7 @@ class PollingClientConnection extends BaseConnection {
       return;
     }
     this.#nextUpSeq += items.length;
-    for (const item of items) this.countSent(item);
+    for (const item of items) this.countSent(item.prepared);
     this.#posting = undefined;
     this.#postingBytes = 0;
     if (answer.length > 0 && !this.#deliverBatch(answer)) return;

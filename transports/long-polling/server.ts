@@ -272,7 +272,7 @@ class PollingServerConnection extends BaseConnection {
       this.#unacked.push({ seq: this.#nextSeq++, prepared: item.prepared });
       this.#unackedBytes += item.prepared.size;
       bytes += item.prepared.size;
-      this.countSent(item);
+      this.countSent(item.prepared);
     }
     const firstSeq = this.#unacked[0]?.seq ?? this.#nextSeq;
     const closing = withClose && this.outbound.length === 0 ? this.#closing : undefined;

@@ -347,7 +347,7 @@ export class WebRtcConnection extends BaseConnection {
       this.#end({ code: CloseCode.abnormal, reason: `webrtc send failed: ${errorText(error)}`, wasClean: false });
       return false;
     }
-    for (const item of batch) this.countSent(item);
+    for (const item of batch) this.countSent(item.prepared);
     return true;
   }
 
@@ -358,7 +358,7 @@ export class WebRtcConnection extends BaseConnection {
       this.#end({ code: CloseCode.abnormal, reason: `webrtc send failed: ${errorText(error)}`, wasClean: false });
       return false;
     }
-    this.countSent(item);
+    this.countSent(item.prepared);
     return true;
   }
 
@@ -377,7 +377,7 @@ export class WebRtcConnection extends BaseConnection {
       this.counters.dropped++;
       return;
     }
-    this.countSent(item);
+    this.countSent(item.prepared);
   }
 
   /** Opens this side's channel for a `channel:<name>` lane on first use. */

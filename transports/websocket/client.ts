@@ -182,7 +182,7 @@ class WebSocketClientConnection extends BaseConnection {
   #write(): void {
     const item = this.outbound.shift()!;
     this.#socket.send(item.prepared.message);
-    this.countSent(item);
+    this.countSent(item.prepared);
     this.counters.wireBytesOut! += wireSize(item.prepared.size, true);
   }
 

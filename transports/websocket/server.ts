@@ -217,17 +217,18 @@ class WebSocketServerConnection extends BaseConnection {
   #writeFrames(room: number): void {
     const outbound = this.outbound;
     if (room <= 0) return;
-    const first = outbound.shift();
+    // The websocket has one lane: its messages are taken without a QueuedMessage each.
+    const first = outbound.shiftPrepared();
     if (!first) return;
     this.countSent(first);
-    let bytes = frameHeaderSize(first.prepared.size, false) + first.prepared.size;
-    if (outbound.length === 0 || bytes >= room) return this.#write(first.prepared.framed(nodeServerFrame));
-    const items = [first.prepared];
+    let bytes = frameHeaderSize(first.size, false) + first.size;
+    if (outbound.length === 0 || bytes >= room) return this.#write(first.framed(nodeServerFrame));
+    const items = [first];
     while (outbound.length > 0 && bytes < room) {
-      const item = outbound.shift()!;
-      items.push(item.prepared);
-      bytes += frameHeaderSize(item.prepared.size, false) + item.prepared.size;
-      this.countSent(item);
+      const prepared = outbound.shiftPrepared()!;
+      items.push(prepared);
+      bytes += frameHeaderSize(prepared.size, false) + prepared.size;
+      this.countSent(prepared);
     }
     this.#write(batchFrames(items));
   }

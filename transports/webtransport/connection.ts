@@ -254,7 +254,7 @@ export class WebTransportConnection extends BaseConnection {
       const frame = item.prepared.framed(framePrepared);
       frames.push(frame);
       bytes += frame.length;
-      this.countSent(item);
+      this.countSent(item.prepared);
     }
     if (frames.length === 0) return;
     const batch = frames.length === 1 ? frames[0]! : concatBytes(frames, bytes);
@@ -281,7 +281,7 @@ export class WebTransportConnection extends BaseConnection {
       return;
     }
     const datagram = item.prepared.framed(datagramOf);
-    this.countSent(item);
+    this.countSent(item.prepared);
     // A full QUIC send queue drops it there (counted in the session's stats).
     if (direct) return void session.sendDatagram!(datagram);
     this.#datagramsInFlight++;
