@@ -127,7 +127,14 @@ class WebSocketServerConnection extends BaseConnection {
   readonly #ws: ReasonedWebSocket;
   readonly #socket: Duplex & Partial<Pick<Socket, 'bytesRead' | 'bytesWritten'>>;
   #requestedClose: { code: number; reason: string } | undefined;
+  /**
+   * The socket's writableLength as of our last write or the last completion of one: it changes
+   * only then (ws's few bytes of control frames aside), and a fan-out asks for it for every
+   * recipient, so it is read once per write rather than once per delivery.
+   */
+  #sinkBytes = 0;
   readonly #afterBatch = (error?: Error | null) => {
+    this.#sinkBytes = this.#socket.writableLength;
     if (error) return;
     this.onFlushed();
     if (this.outbound.length > 0) this.requestFlush();
@@ -158,11 +165,10 @@ class WebSocketServerConnection extends BaseConnection {
 
   /**
    * Bytes in the socket's write buffer (not yet handed to the kernel). ws's own sender queues
-   * nothing without compression, so this is its bufferedAmount, read without its getters: the
-   * router asks it for every recipient of every fan-out.
+   * nothing without compression, so this is its bufferedAmount, as of the last write (#sinkBytes).
    */
   protected override sinkBufferedBytes(): number {
-    return this.#socket.writableLength;
+    return this.#sinkBytes;
   }
 
   protected flush(): void {
@@ -240,6 +246,7 @@ class WebSocketServerConnection extends BaseConnection {
     for (let i = 0; i < last; i++) this.#socket.write(chunks[i]!);
     this.#socket.write(chunks[last]!, this.#afterBatch);
     if (last > 0) this.#socket.uncork();
+    this.#sinkBytes = this.#socket.writableLength;
   }
 
   #onClose(code: number, reason: string): void {
