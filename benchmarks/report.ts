@@ -143,7 +143,8 @@ export interface Table {
 type Column = [heading: string, value: (m: Record<string, number>, cell: Cell) => string];
 
 const num = (value: number | undefined, digits = 0): string => (value === undefined || Number.isNaN(value) ? '' : digits ? value.toFixed(digits) : String(Math.round(value)));
-const size = (bytes: number | undefined) => (bytes === undefined ? '' : bytes >= 1024 * 1024 ? `${bytes / 1024 / 1024} MiB` : bytes >= 1024 ? `${bytes / 1024} KiB` : `${bytes} B`);
+/** Whole MiB or KiB where the size is one, else bytes (300000 B, not 292.96875 KiB). */
+const size = (bytes: number | undefined) => (bytes === undefined ? '' : bytes % (1024 * 1024) === 0 ? `${bytes / 1024 / 1024} MiB` : bytes % 1024 === 0 ? `${bytes / 1024} KiB` : `${bytes} B`);
 const spread: Column = ['spread %', (_m, c) => (c.spread === undefined || c.runs.length < 2 ? '' : num(c.spread * 100))];
 const openLoopNote = (m: Record<string, number>): string => (m.generatorBehind ? 'generator behind' : '');
 

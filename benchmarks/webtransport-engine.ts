@@ -7,7 +7,10 @@
  * - packets per echoed message (UDP datagrams through the server's socket, both ways; engine only);
  * - syscalls per echoed message: every syscall of the server process, counted by `strace -c` over
  *   a run of single round trips (skipped when strace is missing);
- * - one-way stream throughput (MB/s); datagram rate and loss (engine only).
+ * - one-way stream throughput (MB/s); datagram rate and loss (engine only);
+ * - time inside the quiche binding per round trip, client and server summed (engine only), from a
+ *   second run of single round trips with the binding's methods wrapped (quiche-time.ts): what of the
+ *   engine's RTT is quiche's, and what is our code's.
  * The client is the same Node process for every row: compare rows with each other, not with other machines.
  *
  *   npm run bench:engine                      ROUND_TRIPS=3000 PIPELINED=30000 BULK_MIB=32 DATAGRAMS=20000
@@ -22,6 +25,7 @@ import { createCertificate } from '../certs/index.ts';
 import { WebTransport } from '../transports/webtransport/engine/client.ts';
 import { WebTransportServer } from '../transports/webtransport/engine/server.ts';
 import type { WebTransportSession } from '../transports/webtransport/engine/session.ts';
+import * as quicheTime from './quiche-time.ts';
 
 const ROUND_TRIPS = Number(process.env.ROUND_TRIPS ?? 3_000);
 const PIPELINED = Number(process.env.PIPELINED ?? 30_000);
@@ -36,12 +40,17 @@ const MODE_SINK = 2;
 
 type Kind = 'engine' | 'ws' | 'wss';
 
+/** What the server process is asked over IPC; every command is answered with a report. */
+type ServerCommand = 'report' | 'quiche-start' | 'quiche-stop';
+
 /** What the server process reports over IPC. */
 interface ServerReport {
   cpuMicros: number;
   packets: number | null;
   received: number;
   datagrams: number;
+  /** After 'quiche-stop': the native calls since 'quiche-start'. */
+  quiche?: quicheTime.QuicheCalls;
 }
 
 // ——— server process ———
@@ -93,9 +102,11 @@ async function serve(kind: Kind): Promise<void> {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     port = (server.address() as { port: number }).port;
   }
-  process.on('message', () => {
+  process.on('message', (command: ServerCommand) => {
+    if (command === 'quiche-start') quicheTime.start();
+    const quiche = command === 'quiche-stop' ? quicheTime.stop() : undefined;
     const { user, system } = process.cpuUsage();
-    process.send!({ cpuMicros: user + system, packets: packets(), received, datagrams } satisfies ServerReport);
+    process.send!({ cpuMicros: user + system, packets: packets(), received, datagrams, quiche } satisfies ServerReport);
   });
   process.on('disconnect', () => process.exit(0));
   process.send!({ port, certPem: certificate.certPem, sha256: Buffer.from(certificate.sha256).toString('base64') });
@@ -108,7 +119,7 @@ interface Server {
   port: number;
   certPem: string;
   sha256: Uint8Array<ArrayBuffer>;
-  report(): Promise<ServerReport>;
+  report(command?: ServerCommand): Promise<ServerReport>;
 }
 
 async function startServer(kind: Kind): Promise<Server> {
@@ -119,10 +130,10 @@ async function startServer(kind: Kind): Promise<Server> {
     port: hello.port,
     certPem: hello.certPem,
     sha256: new Uint8Array(Buffer.from(hello.sha256, 'base64')),
-    report: () =>
+    report: (command = 'report') =>
       new Promise((resolve) => {
         child.once('message', (m) => resolve(m as ServerReport));
-        child.send('report');
+        child.send(command);
       }),
   };
 }
@@ -270,9 +281,23 @@ interface Row {
   'stream MB/s': string;
   'datagrams/s': string;
   'datagram loss': string;
+  'quiche µs/rtt': string;
 }
 
-async function bench(kind: Kind): Promise<Row> {
+/** The quiche binding's calls per round trip, client and server summed, over single round trips with them wrapped. */
+async function quicheRoundTrips(client: Client, server: Server): Promise<quicheTime.QuicheCalls> {
+  const count = Math.ceil(ROUND_TRIPS / 3);
+  await server.report('quiche-start');
+  quicheTime.start();
+  for (let i = 0; i < count; i++) await client.roundTrip();
+  const local = quicheTime.stop();
+  const { quiche: remote } = await server.report('quiche-stop');
+  const perRoundTrip: quicheTime.QuicheCalls = {};
+  for (const [name, { micros, calls }] of Object.entries(quicheTime.add(local, remote!))) perRoundTrip[name] = { micros: micros / count, calls: calls / count };
+  return perRoundTrip;
+}
+
+async function bench(kind: Kind): Promise<Row & { quiche?: quicheTime.QuicheCalls }> {
   const server = await startServer(kind);
   const client = kind === 'engine' ? await engineClient(server) : await wsClient(server, kind === 'wss');
   const rtts: number[] = [];
@@ -281,6 +306,7 @@ async function bench(kind: Kind): Promise<Row> {
     await client.roundTrip();
     if (i >= ROUND_TRIPS / 10) rtts.push(performance.now() - started); // first 10 % is warm-up
   }
+  const quiche = 'session' in client ? await quicheRoundTrips(client, server) : undefined;
   const before = await server.report();
   const pipelinedStart = performance.now();
   await client.pipelined(PIPELINED, WINDOW);
@@ -328,6 +354,8 @@ async function bench(kind: Kind): Promise<Row> {
     'stream MB/s': (BULK_BYTES / 1e6 / bulkSeconds).toFixed(1),
     'datagrams/s': datagramRate,
     'datagram loss': datagramLoss,
+    'quiche µs/rtt': quiche ? quicheTime.totalMicros(quiche).toFixed(1) : '—',
+    quiche,
   };
 }
 
@@ -338,9 +366,15 @@ else {
     `WebTransport engine vs ws — ${ROUND_TRIPS} round trips of ${MESSAGE} B; ${PIPELINED} echoes with ${WINDOW} in flight (server CPU, packets); ` +
       `${STRACED_ROUND_TRIPS} round trips under strace -c (syscalls); ${BULK_BYTES / 1024 / 1024} MiB one-way; ${DATAGRAMS} datagrams of 1000 B (Node ${process.version})`,
   );
-  console.table(rows);
-  const [engine, , wss] = rows as [Row, Row, Row];
+  console.table(rows.map(({ quiche: _, ...row }) => row));
+  const [engine, , wss] = rows as [Row & { quiche: quicheTime.QuicheCalls }, Row, Row];
   const ratio = (a: number, b: number) => (a / b).toFixed(2);
   console.log(`engine / ws+tls: server CPU per echoed message ${ratio(Number(engine['server CPU µs/msg']), Number(wss['server CPU µs/msg']))}x (target ≤ 2), ` +
     `rtt p50 ${ratio(engine['rtt p50 µs'], wss['rtt p50 µs'])}x (target ≤ 1.5), stream MB/s ${ratio(Number(engine['stream MB/s']), Number(wss['stream MB/s']))}x (target ≥ 0.5)`);
+  const quicheMicros = quicheTime.totalMicros(engine.quiche);
+  const calls = Object.entries(engine.quiche)
+    .sort(([, a], [, b]) => b.micros - a.micros)
+    .map(([name, { micros, calls }]) => `${name} ${micros.toFixed(1)} µs (${calls.toFixed(1)} calls)`);
+  console.log(`quiche binding per round trip, client + server: ${quicheMicros.toFixed(1)} µs: ${calls.join(', ')}`);
+  console.log(`engine rtt p50 less that: ${(engine['rtt p50 µs'] - quicheMicros).toFixed(0)} µs, ${ratio(engine['rtt p50 µs'] - quicheMicros, wss['rtt p50 µs'])}x ws+tls (the engine's own code against the 1.5x target)`);
 }

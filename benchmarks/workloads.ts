@@ -109,8 +109,13 @@ export class LostMessagesError extends Error {
 /** Byte 0 is the raw ws peer's op code; bytes 4–7 an echo's sequence number; 8–19 a fan-out's stamp. */
 const SEQUENCE_OFFSET = 4;
 
+/**
+ * `size` bytes (at least 20) of printable ASCII, as a text payload would be: a peer that sends
+ * payloads as strings (Socket.IO's text rows) then writes one character per byte, where a zero
+ * byte would cost it six in JSON (\u0000). Binary encodings do not care what the bytes are.
+ */
 function payloadOf(size: number): Uint8Array {
-  return new Uint8Array(Math.max(size, 20));
+  return new Uint8Array(Math.max(size, 20)).fill(0x61);
 }
 
 function view(payload: Uint8Array): DataView {
@@ -342,7 +347,7 @@ async function connectMany(target: Target, endpoint: Endpoint, count: number): P
 
 /** A fan-out payload of `size` bytes (at least 20): bytes 8–15 carry its send time, 16–19 its sequence number. */
 function stampedPayload(sentAt: number, sequence: number, size = 64): Uint8Array {
-  const payload = new Uint8Array(Math.max(size, 20));
+  const payload = payloadOf(size);
   view(payload).setFloat64(8, sentAt);
   view(payload).setUint32(16, sequence);
   return payload;

@@ -1,0 +1,58 @@
+/**
+ * Time spent inside the quiche binding (`@matrixai/quic`'s native `Connection` methods), measured by
+ * wrapping them while `start()`..`stop()` runs: how `bench:engine` separates what quiche costs per
+ * round trip from what our engine's own code costs. Only the benchmark wraps them; the engine is
+ * never instrumented, and the wrappers are removed again at `stop()`.
+ */
+import { quiche } from '@matrixai/quic/native/index.js';
+
+/** Microseconds and calls per native method, over one start()..stop() window. */
+export type QuicheCalls = Record<string, { micros: number; calls: number }>;
+
+type Method = (...args: unknown[]) => unknown;
+
+const prototype = (quiche.Connection as unknown as { prototype: Record<string, Method> }).prototype;
+const originals = new Map<string, Method>();
+let window: QuicheCalls = {};
+
+export function start(): void {
+  if (originals.size > 0) return;
+  window = {};
+  for (const name of Object.getOwnPropertyNames(prototype)) {
+    const original = prototype[name];
+    if (name === 'constructor' || typeof original !== 'function') continue;
+    originals.set(name, original);
+    const entry = { micros: 0, calls: 0 };
+    window[name] = entry;
+    prototype[name] = function (this: unknown, ...args: unknown[]): unknown {
+      const started = performance.now();
+      try {
+        return original.apply(this, args);
+      } finally {
+        entry.micros += (performance.now() - started) * 1000;
+        entry.calls++;
+      }
+    };
+  }
+}
+
+export function stop(): QuicheCalls {
+  for (const [name, original] of originals) prototype[name] = original;
+  originals.clear();
+  return Object.fromEntries(Object.entries(window).filter(([, entry]) => entry.calls > 0));
+}
+
+/** The sum of two windows (client and server), method by method. */
+export function add(a: QuicheCalls, b: QuicheCalls): QuicheCalls {
+  const sum: QuicheCalls = structuredClone(a);
+  for (const [name, { micros, calls }] of Object.entries(b)) {
+    const entry = (sum[name] ??= { micros: 0, calls: 0 });
+    entry.micros += micros;
+    entry.calls += calls;
+  }
+  return sum;
+}
+
+export function totalMicros(calls: QuicheCalls): number {
+  return Object.values(calls).reduce((sum, entry) => sum + entry.micros, 0);
+}
