@@ -25,7 +25,7 @@ import { createCertificate } from '../certs/index.ts';
 import { WebTransport } from '../transports/webtransport/engine/client.ts';
 import { WebTransportServer } from '../transports/webtransport/engine/server.ts';
 import type { WebTransportSession } from '../transports/webtransport/engine/session.ts';
-import * as quicheTime from './quiche-time.ts';
+import * as quicheTime from '../transports/webtransport/engine/quiche-time.ts';
 
 const ROUND_TRIPS = Number(process.env.ROUND_TRIPS ?? 3_000);
 const PIPELINED = Number(process.env.PIPELINED ?? 30_000);

@@ -385,6 +385,8 @@ export class QuicConnection implements StreamIO {
       this.#endpoint.handshakeDone(this);
       this.handler?.established();
     }
+    // Datagrams first: quiche's isReadable() is also true while a datagram waits.
+    for (let datagram = conn.dgramRecvVec(); datagram; datagram = conn.dgramRecvVec()) this.handler?.datagram(datagram);
     // Every native call costs about half a microsecond, and the binding's readable() iterator ~100x
     // that (napi generator objects). So: nothing when quiche says no stream is readable; else the
     // stream read last (usually the only one), then the others we know, and the iterator only when
@@ -397,7 +399,6 @@ export class QuicConnection implements StreamIO {
         if (conn.isReadable()) for (const id of conn.readable()) this.#read(id);
       }
     }
-    for (let datagram = conn.dgramRecvVec(); datagram; datagram = conn.dgramRecvVec()) this.handler?.datagram(datagram);
     // Credit arrives with packets: retry what waits (a stream without credit just takes nothing).
     for (const id of this.#queues.keys()) this.#drainQueue(id);
     this.#checkClosed();

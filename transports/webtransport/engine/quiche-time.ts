@@ -1,8 +1,8 @@
 /**
- * Time spent inside the quiche binding (`@matrixai/quic`'s native `Connection` methods), measured by
- * wrapping them while `start()`..`stop()` runs: how `bench:engine` separates what quiche costs per
- * round trip from what our engine's own code costs. Only the benchmark wraps them; the engine is
- * never instrumented, and the wrappers are removed again at `stop()`.
+ * Calls into the quiche binding (`@matrixai/quic`'s native `Connection` methods) and the time spent
+ * in them, counted by wrapping the methods while `start()`..`stop()` runs. `bench:engine` uses it to
+ * separate what quiche costs per round trip from what our code costs, and tests to check which
+ * native calls a packet costs. The engine itself never calls it; `stop()` removes the wrappers.
  */
 import { quiche } from '@matrixai/quic/native/index.js';
 
