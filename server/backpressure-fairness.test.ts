@@ -35,8 +35,12 @@ describe.each([
       certificate: publisherTransport === 'webtransport' ? 'ephemeral' : 'none',
       transports: ['websocket', 'long-polling', ...(publisherTransport === 'webtransport' ? (['webtransport'] as const) : [])],
       backpressure: { highWaterMark: 64 * 1024, maxQueuedBytes: 1024 * 1024, policy },
-      // Only backpressure slows the publisher here.
-      router: { rateLimit: { perSecond: 1e9, burst: 1e9 } },
+      // Only backpressure slows the publisher here. A reader is judged stalled after 1 s without
+      // progress, not the default 100 ms: on two shared cores the healthy reader's process can go
+      // that long without the CPU, and would be judged stalled and cut (or its deliveries refused)
+      // however well the server paces the publisher. The paused subscribers never read: they are
+      // judged stalled all the same, a second later.
+      router: { rateLimit: { perSecond: 1e9, burst: 1e9 }, stalledReaderMs: 1_000 },
     });
   });
   afterAll(() => server.close());
