@@ -293,7 +293,13 @@ async function quicheRoundTrips(client: Client, server: Server): Promise<quicheT
   const local = quicheTime.stop();
   const { quiche: remote } = await server.report('quiche-stop');
   const perRoundTrip: quicheTime.QuicheCalls = {};
-  for (const [name, { micros, calls }] of Object.entries(quicheTime.add(local, remote!))) perRoundTrip[name] = { micros: micros / count, calls: calls / count };
+  for (const side of [local, remote!]) {
+    for (const [name, { micros, calls }] of Object.entries(side)) {
+      const entry = (perRoundTrip[name] ??= { micros: 0, calls: 0 });
+      entry.micros += micros / count;
+      entry.calls += calls / count;
+    }
+  }
   return perRoundTrip;
 }
 

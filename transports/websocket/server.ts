@@ -221,22 +221,17 @@ class WebSocketServerConnection extends BaseConnection {
    * 16 KiB high-water mark).
    */
   #writeFrames(room: number): void {
-    const outbound = this.outbound;
-    if (room <= 0) return;
+    const items: PreparedMessage[] = [];
+    let bytes = 0;
     // The websocket has one lane: its messages are taken without a QueuedMessage each.
-    const first = outbound.shiftPrepared();
-    if (!first) return;
-    this.countSent(first);
-    let bytes = frameHeaderSize(first.size, false) + first.size;
-    if (outbound.length === 0 || bytes >= room) return this.#write(first.framed(nodeServerFrame));
-    const items = [first];
-    while (outbound.length > 0 && bytes < room) {
-      const prepared = outbound.shiftPrepared()!;
+    while (this.outbound.length > 0 && bytes < room) {
+      const prepared = this.outbound.shiftPrepared()!;
       items.push(prepared);
       bytes += frameHeaderSize(prepared.size, false) + prepared.size;
       this.countSent(prepared);
     }
-    this.#write(batchFrames(items));
+    if (items.length === 0) return;
+    this.#write(items.length === 1 ? items[0]!.framed(nodeServerFrame) : batchFrames(items));
   }
 
   /** One write of `chunks` (corked into a writev when there are several), with the flush's callback. */

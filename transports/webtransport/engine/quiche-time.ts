@@ -13,17 +13,17 @@ type Method = (...args: unknown[]) => unknown;
 
 const prototype = (quiche.Connection as unknown as { prototype: Record<string, Method> }).prototype;
 const originals = new Map<string, Method>();
-let window: QuicheCalls = {};
+let counted: QuicheCalls = {};
 
 export function start(): void {
   if (originals.size > 0) return;
-  window = {};
+  counted = {};
   for (const name of Object.getOwnPropertyNames(prototype)) {
     const original = prototype[name];
     if (name === 'constructor' || typeof original !== 'function') continue;
     originals.set(name, original);
     const entry = { micros: 0, calls: 0 };
-    window[name] = entry;
+    counted[name] = entry;
     prototype[name] = function (this: unknown, ...args: unknown[]): unknown {
       const started = performance.now();
       try {
@@ -39,18 +39,7 @@ export function start(): void {
 export function stop(): QuicheCalls {
   for (const [name, original] of originals) prototype[name] = original;
   originals.clear();
-  return Object.fromEntries(Object.entries(window).filter(([, entry]) => entry.calls > 0));
-}
-
-/** The sum of two windows (client and server), method by method. */
-export function add(a: QuicheCalls, b: QuicheCalls): QuicheCalls {
-  const sum: QuicheCalls = structuredClone(a);
-  for (const [name, { micros, calls }] of Object.entries(b)) {
-    const entry = (sum[name] ??= { micros: 0, calls: 0 });
-    entry.micros += micros;
-    entry.calls += calls;
-  }
-  return sum;
+  return Object.fromEntries(Object.entries(counted).filter(([, entry]) => entry.calls > 0));
 }
 
 export function totalMicros(calls: QuicheCalls): number {
