@@ -22,6 +22,7 @@ import { concatBytes } from '../codec/bytes.ts';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, WIRE_BUFFER_LIMIT, type QueuedMessage } from '../base-connection.ts';
 import { frameMessage, framePrepared, MessageDeframer } from '../codec/message-framing.ts';
 import { ProtocolError } from '../errors.ts';
+import { w3cDirectStream } from './w3c-stream.ts';
 import type { PreparedMessage } from '../prepared-message.ts';
 import type { BackpressureOptions, Lane, Message, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
@@ -30,6 +31,30 @@ import { CloseCode } from '../transport.ts';
 export interface BidirectionalStream {
   readonly readable: ReadableStream<Uint8Array>;
   readonly writable: WritableStream<Uint8Array>;
+}
+
+/**
+ * One bidirectional stream as the connection uses it: bytes in by callback (`DirectStreamSink`),
+ * out by call. Our engine's sessions give these directly (no Web-streams queue and promise per
+ * chunk); a browser's W3C stream is wrapped (w3c-stream.ts).
+ */
+export interface DirectStream {
+  /** Bytes written and not yet taken by the transport. */
+  readonly queued: number;
+  write(bytes: Uint8Array): void;
+  /** Ends this side of the stream (FIN) after what was written. */
+  end(): void;
+  /** Pauses (false) or resumes (true) reading: paused, flow control holds the peer back. */
+  setReading(reading: boolean): void;
+}
+
+/** Where a DirectStream's events go. Called synchronously; none may throw. */
+export interface DirectStreamSink {
+  data(bytes: Uint8Array): void;
+  /** Once: the peer ended its side (null), or the stream failed (reset, session gone). */
+  end(error: Error | null): void;
+  /** `queued` fell: the transport took bytes. */
+  writable(): void;
 }
 
 /** Engine statistics, where the session offers them synchronously (our Node engine does). */
@@ -62,6 +87,10 @@ export interface WebTransportSessionLike {
    */
   onDatagram?: ((payload: Uint8Array) => void) | undefined;
   sendDatagram?(payload: Uint8Array): boolean;
+  /** Our engine's direct streams (browsers have none): a stream this side opens. */
+  openDirectStream?(sink: DirectStreamSink): DirectStream;
+  /** Our engine's direct streams: every stream the peer opens from now on, instead of `incomingBidirectionalStreams`. */
+  acceptDirectStreams?(accept: (stream: DirectStream) => DirectStreamSink): void;
 }
 
 /** Datagram payload when the session does not say (QUIC's safe minimum minus headers). */
@@ -77,12 +106,20 @@ const DATAGRAM_BINARY = 1;
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 interface LaneStream {
-  writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
-  /** Set while the stream is being opened; messages wait in `pending` meanwhile. */
+  /** This side's stream of the lane: undefined while it is being opened and once this side ended it. */
+  stream: DirectStream | undefined;
+  /** Set while a browser's stream is being opened; messages wait in the outbound queue meanwhile. */
   opening: Promise<void> | undefined;
-  inFlight: number;
   /** Settles when the peer has ended its side of the lane's stream (or the stream failed). */
   readEnded: Promise<void>;
+}
+
+/** One stream's reading: its sink, and the stream (known right after its sink is made). */
+interface StreamReader {
+  sink: DirectStreamSink;
+  stream: DirectStream | undefined;
+  /** Settles when the stream's reading ended (the peer's FIN, a failure, a protocol error). */
+  ended: Promise<void>;
 }
 
 export interface WebTransportConnectionOptions {
@@ -136,7 +173,8 @@ export class WebTransportConnection extends BaseConnection {
 
   async #start(pending: WebTransportSessionLike | Promise<WebTransportSessionLike>): Promise<void> {
     try {
-      const session = await pending;
+      // A session at hand is taken now, before a stream of it can arrive.
+      const session = pending instanceof Promise ? await pending : pending;
       this.#session = session;
       if (this.state === 'closing') {
         session.close({ closeCode: this.#requestedClose?.code, reason: this.#requestedClose?.reason });
@@ -145,6 +183,7 @@ export class WebTransportConnection extends BaseConnection {
         (info) => this.#ended({ code: info.closeCode ?? CloseCode.normal, reason: info.reason ?? '', wasClean: true }),
         (error: unknown) => this.#ended({ code: CloseCode.abnormal, reason: errorText(error), wasClean: false }),
       );
+      if (session.acceptDirectStreams) session.acceptDirectStreams((stream) => this.#laneReader(undefined, stream).sink);
       await session.ready;
       // Known only once the session is up; a datagram carries one type byte before the payload.
       const maxDatagram = session.datagrams.maxDatagramSize;
@@ -154,7 +193,7 @@ export class WebTransportConnection extends BaseConnection {
         this.#datagramWriter = session.datagrams.writable.getWriter();
         void this.#readDatagrams();
       }
-      void this.#acceptStreams();
+      if (!session.acceptDirectStreams) void this.#acceptStreams();
       // The client opens the reliable lane; the server is open once that stream arrives.
       if (this.#role === 'client') {
         await this.#openLane('reliable');
@@ -181,7 +220,7 @@ export class WebTransportConnection extends BaseConnection {
         void this.#openLane(name).then(() => this.requestFlush(), (error: unknown) => this.#fail(error));
         continue;
       }
-      if (lane.writer) this.#writeLane(lane, name);
+      if (lane.stream) this.#writeLane(lane, name);
     }
     this.onFlushed();
   }
@@ -202,7 +241,7 @@ export class WebTransportConnection extends BaseConnection {
 
   protected override sinkBufferedBytes(): number {
     let bytes = 0;
-    for (const lane of this.#lanes.values()) bytes += lane.inFlight;
+    for (const lane of this.#lanes.values()) bytes += lane.stream?.queued ?? 0;
     return bytes;
   }
 
@@ -224,10 +263,10 @@ export class WebTransportConnection extends BaseConnection {
 
   /** Ends every lane's stream, waits (bounded) for the peer to end its side of each, then closes the session. */
   async #closeAfterLanes(session: WebTransportSessionLike, code: number, reason: string): Promise<void> {
-    const lanes = [...this.#lanes.values()].filter((lane) => lane.writer);
+    const lanes = [...this.#lanes.values()].filter((lane) => lane.stream);
     for (const lane of lanes) {
-      lane.writer!.close().catch(() => undefined);
-      lane.writer = undefined;
+      lane.stream!.end();
+      lane.stream = undefined;
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([Promise.all(lanes.map((lane) => lane.readEnded)), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
@@ -239,34 +278,33 @@ export class WebTransportConnection extends BaseConnection {
   #writeAll(name: Lane): void {
     const lane = this.#lanes.get(name);
     if (name === 'unreliable') for (let item; (item = this.outbound.shiftLane(name)); ) this.#sendDatagram(item);
-    else if (lane?.writer) this.#writeLane(lane, name, Infinity);
+    else if (lane?.stream) this.#writeLane(lane, name, Infinity);
     for (; this.outbound.shiftLane(name); ) this.counters.dropped++;
   }
 
-  /** Everything a lane may send now, framed into one buffer: one stream write per flush, not one per message. */
+  /**
+   * What a lane may send now, framed into one buffer per write rather than one per message: batches
+   * go out while the stream takes them at once (QUIC credit), until `limit` bytes wait in it.
+   */
   #writeLane(lane: LaneStream, name: Lane, limit = WIRE_BUFFER_LIMIT): void {
-    const frames: Uint8Array[] = [];
-    let bytes = 0;
-    while (lane.inFlight + bytes < limit) {
-      const item = this.outbound.shiftLane(name);
-      if (!item) break;
-      // Framed once per message, however many connections send it.
-      const frame = item.prepared.framed(framePrepared);
-      frames.push(frame);
-      bytes += frame.length;
-      this.countSent(item.prepared);
+    const stream = lane.stream!;
+    for (let more = true; more && stream.queued < limit; ) {
+      const frames: Uint8Array[] = [];
+      let bytes = 0;
+      while (stream.queued + bytes < limit) {
+        const item = this.outbound.shiftLane(name);
+        if (!item) {
+          more = false;
+          break;
+        }
+        // Framed once per message, however many connections send it.
+        const frame = item.prepared.framed(framePrepared);
+        frames.push(frame);
+        bytes += frame.length;
+        this.countSent(item.prepared);
+      }
+      if (frames.length > 0) stream.write(frames.length === 1 ? frames[0]! : concatBytes(frames, bytes));
     }
-    if (frames.length === 0) return;
-    const batch = frames.length === 1 ? frames[0]! : concatBytes(frames, bytes);
-    lane.inFlight += bytes;
-    lane.writer!.write(batch).then(
-      () => {
-        lane.inFlight -= bytes;
-        this.onFlushed();
-        if (lane.inFlight < WIRE_BUFFER_LIMIT && this.outbound.length > 0) this.requestFlush();
-      },
-      () => undefined, // a failed write surfaces as the session's close
-    );
   }
 
   #sendDatagram(item: QueuedMessage): void {
@@ -297,24 +335,36 @@ export class WebTransportConnection extends BaseConnection {
   #openLane(name: Lane): Promise<void> {
     const existing = this.#lanes.get(name);
     if (existing?.opening) return existing.opening;
-    const lane: LaneStream = { writer: undefined, opening: undefined, inFlight: 0, readEnded: Promise.resolve() };
+    const lane: LaneStream = { stream: undefined, opening: undefined, readEnded: Promise.resolve() };
     this.#lanes.set(name, lane);
-    lane.opening = this.#session!.createBidirectionalStream().then((stream) => {
-      lane.writer = stream.writable.getWriter();
+    const session = this.#session!;
+    const opened = (reader: StreamReader, stream: DirectStream): void => {
+      reader.stream = lane.stream = stream;
       lane.opening = undefined;
-      void lane.writer.write(frameMessage(name)).catch(() => undefined);
-      lane.readEnded = this.#readStream(stream.readable, name);
+      lane.readEnded = reader.ended;
+      stream.write(frameMessage(name));
+    };
+    if (session.openDirectStream) {
+      const reader = this.#laneReader(name, undefined);
+      opened(reader, session.openDirectStream(reader.sink));
+      return Promise.resolve();
+    }
+    lane.opening = session.createBidirectionalStream().then((stream) => {
+      const reader = this.#laneReader(name, undefined);
+      opened(reader, w3cDirectStream(stream, reader.sink));
     });
     return lane.opening;
   }
 
+  /** A browser's session: the streams the peer opens, read as direct streams. */
   async #acceptStreams(): Promise<void> {
     const reader = this.#session!.incomingBidirectionalStreams.getReader();
     try {
       for (;;) {
         const { value: stream, done } = await reader.read();
         if (done) return;
-        void this.#readStream(stream.readable, undefined, stream.writable);
+        const streamReader = this.#laneReader(undefined, undefined);
+        streamReader.stream = w3cDirectStream(stream, streamReader.sink);
       }
     } catch {
       // The session ended; `closed` reports how.
@@ -322,52 +372,98 @@ export class WebTransportConnection extends BaseConnection {
   }
 
   /**
-   * Reads framed messages from a stream. A stream the peer opened starts with its lane's name
-   * (`knownLane` undefined); its writable side becomes our way to answer on that lane. When the
-   * peer ends the stream (it is closing), this side's queued messages for the lane follow and the
-   * stream's writable side ends too.
+   * Reads one stream's framed messages. A stream the peer opened starts with its lane's name
+   * (`knownLane` undefined); it becomes our way to answer on that lane. One chunk can carry
+   * thousands of messages, more than a recipient's queue holds: while reading is paused, what is
+   * left of a chunk waits and the stream is not read (flow control then holds the peer back).
+   * When the peer ends the stream (it is closing), this side's queued messages for the lane
+   * follow and this side of the stream ends too.
    */
-  async #readStream(readable: ReadableStream<Uint8Array>, knownLane: Lane | undefined, writable?: WritableStream<Uint8Array>): Promise<void> {
-    const reader = readable.getReader();
+  #laneReader(knownLane: Lane | undefined, stream: DirectStream | undefined): StreamReader {
     const deframer = new MessageDeframer(this.capabilities.maxMessageSize);
     let lane = knownLane;
     /** The lane this stream carries our side of (undefined for a peer's second stream of a lane we already have). */
     let mine = knownLane === undefined ? undefined : this.#lanes.get(knownLane);
+    /** While reading is paused: the messages not yet delivered, and the end that came after them. */
+    let held: Message[] | undefined;
+    let heldEnd: Error | null | undefined;
+    let finished = false;
     let readEnded!: () => void;
-    const ended = new Promise<void>((resolve) => (readEnded = resolve));
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) {
-          if (mine?.writer) {
-            this.#writeAll(lane!);
-            mine.writer.close().catch(() => undefined);
-            mine.writer = undefined;
-          } else if (writable && !writable.locked) writable.close().catch(() => undefined);
-          return;
-        }
-        for (const message of deframer.push(value)) {
-          // Checked per message: one chunk can carry thousands, more than a recipient's queue holds.
-          if (this.#reading.paused) await this.#reading.paused;
-          if (lane === undefined) {
-            lane = parseLaneHeader(message);
-            if (writable && !this.#lanes.has(lane)) {
-              mine = { writer: writable.getWriter(), opening: undefined, inFlight: 0, readEnded: ended };
-              this.#lanes.set(lane, mine);
-            }
-            if (lane === 'reliable' && this.#role === 'server') this.markOpen();
-            if (this.outbound.length > 0) this.requestFlush();
+    const reader: StreamReader = { sink: undefined!, stream, ended: new Promise<void>((resolve) => (readEnded = resolve)) };
+
+    const take = (messages: Message[]): void => {
+      try {
+        for (let i = 0; i < messages.length; i++) {
+          if (this.#reading.paused) {
+            held = messages.slice(i);
+            reader.stream?.setReading(false);
+            void this.#reading.paused.then(resume);
+            return;
+          }
+          const message = messages[i]!;
+          if (lane !== undefined) {
+            this.deliver(message, lane);
             continue;
           }
-          this.deliver(message, lane);
+          lane = parseLaneHeader(message);
+          if (!this.#lanes.has(lane)) {
+            mine = { stream: reader.stream, opening: undefined, readEnded: reader.ended };
+            this.#lanes.set(lane, mine);
+          }
+          if (lane === 'reliable' && this.#role === 'server') this.markOpen();
+          if (this.outbound.length > 0) this.requestFlush();
         }
+      } catch (error) {
+        finish(null, error);
       }
-    } catch (error) {
-      if (error instanceof ProtocolError) this.close(error.closeCode ?? CloseCode.protocolError, error.message);
-    } finally {
-      reader.releaseLock();
+    };
+    const resume = (): void => {
+      const messages = held;
+      held = undefined;
+      if (!messages || finished) return;
+      take(messages);
+      if (held) return; // paused again
+      reader.stream?.setReading(true);
+      if (heldEnd !== undefined) finish(heldEnd, undefined);
+    };
+    const finish = (end: Error | null, protocolError: unknown): void => {
+      if (finished) return;
+      finished = true;
       readEnded();
-    }
+      if (protocolError !== undefined) {
+        if (protocolError instanceof ProtocolError) this.close(protocolError.closeCode ?? CloseCode.protocolError, protocolError.message);
+        return;
+      }
+      if (end !== null) return; // reset, or the session is gone: its close reports it
+      if (!mine) reader.stream?.end();
+      else if (mine.stream) {
+        this.#writeAll(lane!);
+        mine.stream.end();
+        mine.stream = undefined;
+      }
+    };
+    reader.sink = {
+      data: (bytes) => {
+        if (finished) return;
+        let messages: Message[];
+        try {
+          messages = deframer.push(bytes);
+        } catch (error) {
+          return finish(null, error);
+        }
+        if (held) held = held.concat(messages);
+        else take(messages);
+      },
+      end: (error) => {
+        if (held) heldEnd = error;
+        else finish(error, undefined);
+      },
+      writable: () => {
+        this.onFlushed();
+        if (this.outbound.length > 0) this.requestFlush();
+      },
+    };
+    return reader;
   }
 
   async #readDatagrams(): Promise<void> {

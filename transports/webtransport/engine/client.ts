@@ -11,7 +11,7 @@ import { H3Connection } from './h3-connection.ts';
 import { H3ErrorCode } from '../h3/errors.ts';
 import { Setting } from '../h3/frames.ts';
 import { QuicEndpoint, quicConfig, udpPayloadFor } from './quic.ts';
-import type { BidirectionalStream, WebTransportSessionLike } from '../connection.ts';
+import type { BidirectionalStream, DirectStream, DirectStreamSink, WebTransportSessionLike } from '../connection.ts';
 import type { WebTransportCloseInfo, WebTransportSession } from './session.ts';
 
 export interface WebTransportOptions {
@@ -117,6 +117,17 @@ export class WebTransport implements WebTransportSessionLike {
   /** Sends one datagram now (the direct path beside `datagrams.writable`); false when dropped or not ready. */
   sendDatagram(payload: Uint8Array): boolean {
     return this.#current?.sendDatagram(payload) ?? false;
+  }
+
+  /** The session's direct path for a stream this side opens (see WebTransportSession): once `ready`. */
+  openDirectStream(sink: DirectStreamSink): DirectStream {
+    if (!this.#current) throw new Error('a direct stream is opened once the session is ready');
+    return this.#current.openDirectStream(sink);
+  }
+
+  /** The session's direct path for the streams the server opens (none come before `ready`). */
+  acceptDirectStreams(accept: (stream: DirectStream) => DirectStreamSink): void {
+    this.#session.then((session) => session.acceptDirectStreams(accept)).catch(() => undefined);
   }
 
   async createBidirectionalStream(): Promise<BidirectionalStream> {

@@ -17,7 +17,7 @@ import { H3Error, H3ErrorCode, http3ToWebTransportCode } from '../h3/errors.ts';
 import { decodeSettings, encodeFrame, encodeFrameHeader, encodeGoaway, encodeSettings, FrameReader, FrameType, Setting, StreamType, WEBTRANSPORT_BIDI_SIGNAL } from '../h3/frames.ts';
 import { checkEncoderStream, decodeFieldSection, encodeFieldSection } from '../h3/qpack.ts';
 import type { ConnectionCloseInfo, StreamIO, StreamIOHandler } from './stream-io.ts';
-import { IncomingStream, WebTransportError, WebTransportSession, type SessionHost } from './session.ts';
+import { WebTransportError, WebTransportSession, type SessionHost, type StreamReceiver, type StreamWriterControl } from './session.ts';
 
 /** What a server learns of a CONNECT before deciding. */
 export interface ConnectRequest {
@@ -64,13 +64,13 @@ type StreamState =
   | { kind: 'request'; frames: FrameReader }
   /** The CONNECT stream of an established session: DATA frames carry capsules. */
   | { kind: 'session'; frames: FrameReader; capsules: CapsuleReader; session: WebTransportSession }
-  | { kind: 'wt'; stream: IncomingStream };
+  | { kind: 'wt'; stream: StreamReceiver };
 
 export class H3Connection implements StreamIOHandler, SessionHost {
   readonly sessions = new Map<number, WebTransportSession>();
   readonly #streams = new Map<number, StreamState>();
   readonly #writeWaiters = new Map<number, () => void>();
-  readonly #writers = new Map<number, WritableStreamDefaultController>();
+  readonly #writers = new Map<number, StreamWriterControl>();
   /** Each session's WebTransport streams, so its end can reset them (draft-ietf-webtrans-http3 §4.6). */
   readonly #sessionStreams = new Map<number, Set<number>>();
   #nextBidi: number;
@@ -141,7 +141,7 @@ export class H3Connection implements StreamIOHandler, SessionHost {
     return id;
   }
 
-  registerStream(sessionId: number, streamId: number, stream: IncomingStream): void {
+  registerStream(sessionId: number, streamId: number, stream: StreamReceiver): void {
     this.#streams.set(streamId, { kind: 'wt', stream });
     this.#track(sessionId, streamId);
   }
@@ -154,8 +154,8 @@ export class H3Connection implements StreamIOHandler, SessionHost {
     if (this.#streams.get(streamId)?.kind === 'wt') this.#streams.set(streamId, { kind: 'discard' });
   }
 
-  registerWriter(sessionId: number, streamId: number, controller: WritableStreamDefaultController): void {
-    this.#writers.set(streamId, controller);
+  registerWriter(sessionId: number, streamId: number, writer: StreamWriterControl): void {
+    this.#writers.set(streamId, writer);
     this.#track(sessionId, streamId);
   }
 

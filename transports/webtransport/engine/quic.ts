@@ -175,8 +175,8 @@ export class QuicConnection implements StreamIO {
   readonly #paused = new Set<number>();
   /** Streams that delivered bytes and have not ended: polled with the cheap streamReadable(). */
   readonly #reading = new Set<number>();
-  /** The stream whose bytes process() handed up last: polled first. */
-  #lastRead: number | undefined;
+  /** What process() handed up last, polled first next time: a stream's id, or datagrams. */
+  #lastRead: number | 'datagrams' | undefined;
   readonly #readBuffer = new Uint8Array(READ_CHUNK);
   #recvInfo: { from: Host; to: Host } | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -385,12 +385,9 @@ export class QuicConnection implements StreamIO {
       this.#endpoint.handshakeDone(this);
       this.handler?.established();
     }
-    // Datagrams first: quiche's isReadable() is also true while a datagram waits.
-    for (let datagram = conn.dgramRecvVec(); datagram; datagram = conn.dgramRecvVec()) this.handler?.datagram(datagram);
-    this.#readStreams();
+    this.#readAll();
     // Credit arrives with packets: retry what waits (a stream without credit just takes nothing).
     for (const id of this.#queues.keys()) this.#drainQueue(id);
-    this.#checkClosed();
   }
 
   /**
@@ -450,21 +447,39 @@ export class QuicConnection implements StreamIO {
   }
 
   /**
-   * Hands up what every readable stream holds. Every native call costs about half a microsecond, and
-   * the binding's readable() iterator ~100x that (napi generator objects). So: nothing when quiche
-   * says no stream is readable; else the stream read last (usually the only one), then the others
-   * we know, and the iterator only when quiche still says something is readable (a new stream, a
-   * reset, a paused stream's bytes).
+   * Hands up the datagrams and stream bytes quiche holds. Every native call costs about half a
+   * microsecond, and the binding's readable() iterator ~100x that (napi generator objects). So:
+   * nothing when quiche says nothing is readable (isReadable() covers datagrams too); else first
+   * what the last pass handed up (usually all a packet brings: the one stream of an echo, or
+   * datagrams), then the rest only while quiche still says something is readable: datagrams, the
+   * streams we know, and the iterator last (a new stream, a reset, a paused stream's bytes).
    */
-  #readStreams(): void {
+  #readAll(): void {
     const conn = this.#conn;
     if (!conn.isReadable()) return;
     const hot = this.#lastRead;
-    if (hot !== undefined && this.#reading.has(hot) && !this.#paused.has(hot) && conn.streamReadable(hot)) this.#read(hot);
-    if (!conn.isReadable()) return;
+    if (hot === 'datagrams') {
+      this.#readDatagrams();
+      if (!conn.isReadable()) return;
+    } else if (hot !== undefined && this.#reading.has(hot) && !this.#paused.has(hot)) {
+      this.#read(hot);
+      if (!conn.isReadable()) return;
+    }
+    if (hot !== 'datagrams') {
+      this.#readDatagrams();
+      if (!conn.isReadable()) return;
+    }
     for (const id of this.#reading) if (id !== hot && !this.#paused.has(id) && conn.streamReadable(id)) this.#read(id);
     if (!conn.isReadable()) return;
     for (const id of conn.readable()) this.#read(id);
+  }
+
+  #readDatagrams(): void {
+    const conn = this.#conn;
+    let datagram = conn.dgramRecvVec();
+    if (!datagram) return;
+    this.#lastRead = 'datagrams';
+    for (; datagram; datagram = conn.dgramRecvVec()) this.handler?.datagram(datagram);
   }
 
   /** Hands a readable stream's bytes up, chunk by chunk, until it is drained, ended or paused. */
@@ -535,8 +550,11 @@ export class QuicConnection implements StreamIO {
   #armTimer(): void {
     const ms = this.#conn.timeout();
     if (ms === null) {
+      // A live connection always has its idle timer: no deadline means quiche closed it (a
+      // stateless reset, an error in a packet just processed).
       clearTimeout(this.#timer);
       this.#timer = undefined;
+      this.#checkClosed();
       return;
     }
     const deadline = performance.now() + ms;

@@ -9,7 +9,7 @@
  * once the stream's queue is below the high-water mark. The datagram receive queue is bounded and
  * drops (counted) when full. When a session ends, its streams are reset (see H3Connection).
  */
-import type { BidirectionalStream, SessionStats, WebTransportSessionLike } from '../connection.ts';
+import type { BidirectionalStream, DirectStream, DirectStreamSink, SessionStats, WebTransportSessionLike } from '../connection.ts';
 import { encodeVarint } from '../../codec/varint.ts';
 import { encodeCloseSession } from '../h3/capsules.ts';
 import { webTransportCodeToHttp3 } from '../h3/errors.ts';
@@ -50,14 +50,27 @@ export class WebTransportError extends Error {
   }
 }
 
+/** The receiving half of a WebTransport stream, as the HTTP/3 connection feeds it. */
+export interface StreamReceiver {
+  /** Bytes from the peer; `fin` when they end the stream. */
+  push(bytes: Uint8Array, fin: boolean): void;
+  /** The peer reset the stream, or the session ended. */
+  fail(error: Error): void;
+}
+
+/** How the HTTP/3 connection fails a stream's sending half (STOP_SENDING, the session's end). */
+export interface StreamWriterControl {
+  error(reason: Error): void;
+}
+
 /** What the session needs from its HTTP/3 connection. */
 export interface SessionHost {
   readonly io: StreamIO;
   openStream(kind: 'bidi' | 'uni'): number;
-  registerStream(sessionId: number, streamId: number, stream: IncomingStream): void;
+  registerStream(sessionId: number, streamId: number, stream: StreamReceiver): void;
   releaseStream(streamId: number): void;
   /** Lets the connection fail a stream's writer when the peer sends STOP_SENDING or the session ends. */
-  registerWriter(sessionId: number, streamId: number, controller: WritableStreamDefaultController): void;
+  registerWriter(sessionId: number, streamId: number, writer: StreamWriterControl): void;
   releaseWriter(streamId: number): void;
   /** The session ended: reset its open streams and stop reading them. */
   abandonStreams(sessionId: number, error: Error): void;
@@ -65,8 +78,8 @@ export interface SessionHost {
   forgetSession(sessionId: number): void;
 }
 
-/** The receiving half of a WebTransport stream, fed by the HTTP/3 connection. */
-export class IncomingStream {
+/** The receiving half of a WebTransport stream as a W3C ReadableStream. */
+export class IncomingStream implements StreamReceiver {
   readonly readable: ReadableStream<Uint8Array>;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #done = false;
@@ -157,6 +170,75 @@ function outgoingStream(host: SessionHost, sessionId: number, streamId: number, 
   );
 }
 
+/**
+ * A bidirectional stream on the direct path (DirectStream, for the webtransport Connection): bytes
+ * go to the sink as the HTTP/3 connection hands them over, writes go straight to QUIC. The sink
+ * pauses reading itself; nothing is queued here.
+ */
+class DirectBidiStream implements DirectStream, StreamReceiver, StreamWriterControl {
+  readonly #io: StreamIO;
+  readonly #sink: DirectStreamSink;
+  #readDone = false;
+  #writeDone = false;
+
+  constructor(
+    private readonly host: SessionHost,
+    sessionId: number,
+    private readonly streamId: number,
+    private readonly writeWaiters: Map<number, () => void>,
+    private readonly onEnd: () => void,
+    sinkFor: (stream: DirectStream) => DirectStreamSink,
+  ) {
+    this.#io = host.io;
+    host.registerWriter(sessionId, streamId, this);
+    this.#sink = sinkFor(this);
+  }
+
+  get queued(): number {
+    return this.#io.queued(this.streamId);
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.#writeDone) return; // the peer stopped it or the session ended: the session's close reports it
+    this.#io.write(this.streamId, bytes);
+    if (this.#io.queued(this.streamId) > 0) this.writeWaiters.set(this.streamId, this.#writable);
+  }
+
+  end(): void {
+    if (this.#writeDone) return;
+    this.#writeDone = true;
+    this.host.releaseWriter(this.streamId);
+    this.#io.write(this.streamId, new Uint8Array(0), true);
+  }
+
+  setReading(reading: boolean): void {
+    if (!this.#readDone) this.#io.setReading(this.streamId, reading);
+  }
+
+  push(bytes: Uint8Array, fin: boolean): void {
+    if (this.#readDone) return;
+    if (bytes.length > 0) this.#sink.data(bytes);
+    // The sink may have ended the session meanwhile, and with it this stream.
+    if (fin && !this.#readDone) this.#endRead(null);
+  }
+
+  fail(error: Error): void {
+    if (!this.#readDone) this.#endRead(error);
+  }
+
+  error(): void {
+    this.#writeDone = true;
+  }
+
+  #endRead(error: Error | null): void {
+    this.#readDone = true;
+    this.onEnd();
+    this.#sink.end(error);
+  }
+
+  readonly #writable = (): void => this.#sink.writable();
+}
+
 /** The application error code an abort/cancel reason carries (W3C: `streamErrorCode`), else 0. */
 function codeOf(reason: unknown): number {
   const code = (reason as { streamErrorCode?: unknown } | undefined)?.streamErrorCode;
@@ -184,7 +266,8 @@ export class WebTransportSession implements WebTransportSessionLike {
   readonly #host: SessionHost;
   readonly #quic: StreamIO;
   readonly #prefix: Uint8Array;
-  readonly #streams = new Set<IncomingStream>();
+  readonly #streams = new Set<StreamReceiver>();
+  #acceptDirect: ((stream: DirectStream) => DirectStreamSink) | undefined;
   readonly #writeWaiters: Map<number, () => void>;
   #resolveReady!: () => void;
   #rejectReady!: (error: Error) => void;
@@ -248,9 +331,22 @@ export class WebTransportSession implements WebTransportSessionLike {
   async createBidirectionalStream(): Promise<BidirectionalStream> {
     this.#assertConnected();
     const id = this.#host.openStream('bidi');
-    const writable = outgoingStream(this.#host, this.sessionId, id, this.#writeWaiters, Uint8Array.of(...encodeVarint(WEBTRANSPORT_BIDI_SIGNAL), ...encodeVarint(this.sessionId)));
+    const writable = outgoingStream(this.#host, this.sessionId, id, this.#writeWaiters, this.#bidiHeader());
     const incoming = this.#track(id, undefined, false);
     return { readable: incoming.readable, writable };
+  }
+
+  /** The direct path (DirectStream) for a stream this side opens. */
+  openDirectStream(sink: DirectStreamSink): DirectStream {
+    this.#assertConnected();
+    const id = this.#host.openStream('bidi');
+    this.#quic.write(id, this.#bidiHeader());
+    return this.#direct(id, () => sink);
+  }
+
+  /** The direct path for every bidirectional stream the peer opens from now on (not `incomingBidirectionalStreams`). */
+  acceptDirectStreams(accept: (stream: DirectStream) => DirectStreamSink): void {
+    this.#acceptDirect = accept;
   }
 
   async createUnidirectionalStream(): Promise<WritableStream<Uint8Array>> {
@@ -303,6 +399,10 @@ export class WebTransportSession implements WebTransportSessionLike {
   }
 
   incomingBidi(streamId: number, leftover: Uint8Array, ended: boolean): void {
+    if (this.#acceptDirect) {
+      this.#direct(streamId, this.#acceptDirect).push(leftover, ended);
+      return;
+    }
     const incoming = this.#track(streamId, leftover, ended);
     const writable = outgoingStream(this.#host, this.sessionId, streamId, this.#writeWaiters, null);
     this.#bidiController.enqueue({ readable: incoming.readable, writable });
@@ -348,6 +448,20 @@ export class WebTransportSession implements WebTransportSessionLike {
         // Already closed or errored.
       }
     }
+  }
+
+  #bidiHeader(): Uint8Array {
+    return Uint8Array.of(...encodeVarint(WEBTRANSPORT_BIDI_SIGNAL), ...encodeVarint(this.sessionId));
+  }
+
+  #direct(streamId: number, sinkFor: (stream: DirectStream) => DirectStreamSink): DirectBidiStream {
+    const stream: DirectBidiStream = new DirectBidiStream(this.#host, this.sessionId, streamId, this.#writeWaiters, () => {
+      this.#streams.delete(stream);
+      this.#host.releaseStream(streamId);
+    }, sinkFor);
+    this.#streams.add(stream);
+    this.#host.registerStream(this.sessionId, streamId, stream);
+    return stream;
   }
 
   #track(streamId: number, leftover: Uint8Array | undefined, ended: boolean): IncomingStream {
