@@ -22,40 +22,11 @@ import { concatBytes } from '../codec/bytes.ts';
 import { BaseConnection, DEFAULT_MAX_MESSAGE_SIZE, WIRE_BUFFER_LIMIT, type QueuedMessage } from '../base-connection.ts';
 import { frameMessage, framePrepared, MessageDeframer } from '../codec/message-framing.ts';
 import { ProtocolError } from '../errors.ts';
+import type { BidirectionalStream, DirectStream, DirectStreamSink } from './direct-stream.ts';
 import { w3cDirectStream } from './w3c-stream.ts';
 import type { PreparedMessage } from '../prepared-message.ts';
 import type { BackpressureOptions, Lane, Message, TransportCapabilities, TransportStats } from '../transport.ts';
 import { CloseCode } from '../transport.ts';
-
-/** A bidirectional stream as WebTransport hands it out. */
-export interface BidirectionalStream {
-  readonly readable: ReadableStream<Uint8Array>;
-  readonly writable: WritableStream<Uint8Array>;
-}
-
-/**
- * One bidirectional stream as the connection uses it: bytes in by callback (`DirectStreamSink`),
- * out by call. Our engine's sessions give these directly (no Web-streams queue and promise per
- * chunk); a browser's W3C stream is wrapped (w3c-stream.ts).
- */
-export interface DirectStream {
-  /** Bytes written and not yet taken by the transport. */
-  readonly queued: number;
-  write(bytes: Uint8Array): void;
-  /** Ends this side of the stream (FIN) after what was written. */
-  end(): void;
-  /** Pauses (false) or resumes (true) reading: paused, flow control holds the peer back. */
-  setReading(reading: boolean): void;
-}
-
-/** Where a DirectStream's events go. Called synchronously; none may throw. */
-export interface DirectStreamSink {
-  data(bytes: Uint8Array): void;
-  /** Once: the peer ended its side (null), or the stream failed (reset, session gone). */
-  end(error: Error | null): void;
-  /** `queued` fell: the transport took bytes. */
-  writable(): void;
-}
 
 /** Engine statistics, where the session offers them synchronously (our Node engine does). */
 export interface SessionStats {

@@ -3,7 +3,7 @@
  * chunk to the sink, pausing between chunks while reading is paused; writes go to the stream's
  * writer, and `queued` counts what they have not yet settled. Browser-safe: no Node imports.
  */
-import type { BidirectionalStream, DirectStream, DirectStreamSink } from './connection.ts';
+import type { BidirectionalStream, DirectStream, DirectStreamSink } from './direct-stream.ts';
 
 export function w3cDirectStream(stream: BidirectionalStream, sink: DirectStreamSink): DirectStream {
   const writer = stream.writable.getWriter();

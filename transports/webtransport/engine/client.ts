@@ -11,7 +11,8 @@ import { H3Connection } from './h3-connection.ts';
 import { H3ErrorCode } from '../h3/errors.ts';
 import { Setting } from '../h3/frames.ts';
 import { QuicEndpoint, quicConfig, udpPayloadFor } from './quic.ts';
-import type { BidirectionalStream, DirectStream, DirectStreamSink, WebTransportSessionLike } from '../connection.ts';
+import type { BidirectionalStream, DirectStream, DirectStreamSink } from '../direct-stream.ts';
+import type { WebTransportSessionLike } from '../connection.ts';
 import type { WebTransportCloseInfo, WebTransportSession } from './session.ts';
 
 export interface WebTransportOptions {

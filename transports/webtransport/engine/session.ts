@@ -9,7 +9,8 @@
  * once the stream's queue is below the high-water mark. The datagram receive queue is bounded and
  * drops (counted) when full. When a session ends, its streams are reset (see H3Connection).
  */
-import type { BidirectionalStream, DirectStream, DirectStreamSink, SessionStats, WebTransportSessionLike } from '../connection.ts';
+import type { BidirectionalStream, DirectStream, DirectStreamSink } from '../direct-stream.ts';
+import type { SessionStats, WebTransportSessionLike } from '../connection.ts';
 import { encodeVarint } from '../../codec/varint.ts';
 import { encodeCloseSession } from '../h3/capsules.ts';
 import { webTransportCodeToHttp3 } from '../h3/errors.ts';
