@@ -2,7 +2,8 @@
  * ACK policy over real QUIC on loopback. quiche 0.18 acknowledges every packet at once; the engine
  * lets the ACK for one small packet wait (ACK_DELAY_MS) for the next packet to carry it, so a
  * message exchange at a fixed rate costs one packet each way, and a lone packet is still
- * acknowledged, by the timer. And a packet of datagrams costs no stream polling.
+ * acknowledged, by the timer. A packet of datagrams costs no stream polling. A lone packet is
+ * handled at once, a burst once per turn.
  */
 import { describe, expect, it } from 'vitest';
 import * as quicheTime from './quiche-time.ts';
@@ -14,10 +15,10 @@ import { WebTransportServer } from './server.ts';
 /** A server that sends each datagram straight back, and a client of it: `run` gets the client and the server's counters. */
 async function withDatagramEcho(run: (client: WebTransport, server: WebTransportServer) => Promise<void>): Promise<void> {
   const certificate = await createCertificate();
-    const server = new WebTransportServer({ port: 0, certPem: certificate.certPem, keyPem: certificate.keyPem }).route('/t');
-    // The direct datagram path: each datagram straight back.
-    server.onSession((session) => void session.ready.then(() => (session.onDatagram = (payload) => void session.sendDatagram(payload))));
-    const { port } = await server.listen();
+  const server = new WebTransportServer({ port: 0, certPem: certificate.certPem, keyPem: certificate.keyPem }).route('/t');
+  // The direct datagram path: each datagram straight back.
+  server.onSession((session) => void session.ready.then(() => (session.onDatagram = (payload) => void session.sendDatagram(payload))));
+  const { port } = await server.listen();
   const client = new WebTransport(`https://127.0.0.1:${port}/t`, { serverCertificateHashes: [{ algorithm: 'sha-256', value: certificate.sha256 }], keepAliveMs: 0 });
   try {
     await client.ready;
@@ -79,6 +80,30 @@ describe('QUIC ACKs', () => {
       expect(calls['readable']).toBeUndefined();
       // Each side polls the stream it read last once, on the first datagram; after that datagrams come first.
       expect(calls['streamRecv']?.calls ?? 0).toBeLessThanOrEqual(2);
+    });
+  });
+
+  it('handles a lone request at once, and a burst once per turn', async () => {
+    await withDatagramEcho(async (client, server) => {
+      const counters = server.socketCounters;
+      const lone = counters.packetsHandledAtOnce;
+      expect(await echoDatagrams(client, 20)).toBe(20);
+      // One request a turn after a turn that brought one too (the first may follow the handshake's busier turns).
+      expect(counters.packetsHandledAtOnce - lone).toBeGreaterThanOrEqual(18);
+
+      // 200 datagrams of 1000 B written at once: a dozen packets, read in one or two turns.
+      let echoed = 0;
+      let allBack!: () => void;
+      const back = new Promise<void>((resolve) => (allBack = resolve));
+      client.onDatagram = () => {
+        if (++echoed === 200) allBack();
+      };
+      const received = counters.packetsReceived;
+      const burst = counters.packetsHandledAtOnce;
+      for (let i = 0; i < 200; i++) client.sendDatagram(new Uint8Array(1000).fill(i));
+      await back;
+      expect(counters.packetsReceived - received).toBeGreaterThanOrEqual(10);
+      expect(counters.packetsHandledAtOnce - burst).toBeLessThanOrEqual(3);
     });
   });
 });
