@@ -197,8 +197,9 @@ export class WebTransportConnection extends BaseConnection {
   }
 
   /**
-   * Paused, the stream readers stop pulling: bytes wait in the stream's buffer, then QUIC stream and
-   * connection credit run out, and the peer's writes wait (the publisher is slowed, nothing lost).
+   * Paused, a stream's reader keeps what is left of its chunk and stops reading the stream: bytes wait
+   * in QUIC, stream and connection credit run out, and the peer's writes wait (the publisher is
+   * slowed, nothing lost).
    * Datagrams are not flow-controlled: their reader pauses too, and what overflows is dropped.
    */
   protected override setReadingPaused(paused: boolean): void {
@@ -317,7 +318,11 @@ export class WebTransportConnection extends BaseConnection {
     };
     if (session.openDirectStream) {
       const reader = this.#laneReader(name, undefined);
-      opened(reader, session.openDirectStream(reader.sink));
+      try {
+        opened(reader, session.openDirectStream(reader.sink));
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error))); // the session is closed
+      }
       return Promise.resolve();
     }
     lane.opening = session.createBidirectionalStream().then((stream) => {
