@@ -254,11 +254,15 @@ export class H3Connection implements StreamIOHandler, SessionHost {
   }
 
   streamData(streamId: number, bytes: Uint8Array, fin: boolean): void {
-    this.#guard(() => this.#streamData(streamId, bytes, fin));
+    try {
+      this.#streamData(streamId, bytes, fin);
+    } catch (error) {
+      this.#contain(error);
+    }
   }
 
   streamReset(streamId: number, code: number): void {
-    this.#guard(() => {
+    try {
       const state = this.#streams.get(streamId);
       if (state?.kind === 'wt') {
         this.#streams.delete(streamId);
@@ -266,21 +270,19 @@ export class H3Connection implements StreamIOHandler, SessionHost {
         return;
       }
       this.#streamEnded(streamId, true);
-    });
+    } catch (error) {
+      this.#contain(error);
+    }
   }
 
   /** Whatever a peer sends ends at most its own connection, never the process. */
-  #guard(handle: () => void): void {
-    try {
-      handle();
-    } catch (error) {
-      if (error instanceof H3Error) this.#connectionError(error);
-      else if (error instanceof ProtocolError) this.#connectionError(new H3Error(H3ErrorCode.GENERAL_PROTOCOL_ERROR, error.code, error.message, { cause: error }));
-      else {
-        // eslint-disable-next-line no-console -- our own bug, contained to this connection, must still be seen
-        console.error('switchyard: internal error on an HTTP/3 connection', error);
-        this.#connectionError(new H3Error(H3ErrorCode.INTERNAL_ERROR, 'ERR_H3_INTERNAL', 'internal error'));
-      }
+  #contain(error: unknown): void {
+    if (error instanceof H3Error) this.#connectionError(error);
+    else if (error instanceof ProtocolError) this.#connectionError(new H3Error(H3ErrorCode.GENERAL_PROTOCOL_ERROR, error.code, error.message, { cause: error }));
+    else {
+      // eslint-disable-next-line no-console -- our own bug, contained to this connection, must still be seen
+      console.error('switchyard: internal error on an HTTP/3 connection', error);
+      this.#connectionError(new H3Error(H3ErrorCode.INTERNAL_ERROR, 'ERR_H3_INTERNAL', 'internal error'));
     }
   }
 
