@@ -6,6 +6,8 @@
  * arrived, closes the session with 1008 "policy" while the client is still sending. It records
  * how each session ended.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
 import { createCertificate, type CertificateBundle } from '../certs/index.ts';
 import { WebTransportServer, type WebTransportServerOptions } from '../transports/webtransport/engine/server.ts';
 import type { WebTransportCloseInfo, WebTransportSession } from '../transports/webtransport/engine/session.ts';
@@ -26,7 +28,8 @@ export async function echoDatagrams(session: WebTransportSession): Promise<void>
   for (let next = await reader.read(); !next.done; next = await reader.read()) await writer.write(next.value);
 }
 
-async function echoStreams(session: WebTransportSession): Promise<void> {
+/** Sends every bidirectional stream of the session back on itself. */
+export async function echoStreams(session: WebTransportSession): Promise<void> {
   const bidi = session.incomingBidirectionalStreams.getReader();
   for (let next = await bidi.read(); !next.done; next = await bidi.read()) void next.value.readable.pipeTo(next.value.writable).catch(() => undefined);
 }
@@ -89,4 +92,17 @@ export async function startEchoWebTransportServer(options: Partial<WebTransportS
   });
   const { port } = await server.listen();
   return { port, certificate, server, closes, close: () => server.close(200) };
+}
+
+/** The echo server of webtransport-child-server.ts in its own process (kill it when done); resolves with its UDP port. */
+export function startWebTransportChild(certificate: CertificateBundle, port = 0): Promise<{ child: ChildProcess; port: number }> {
+  const root = path.resolve(import.meta.dirname, '..');
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'test-support/webtransport-child-server.ts'), JSON.stringify({ port, certPem: certificate.certPem, keyPem: certificate.keyPem })], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    child.stdout!.once('data', (line: Buffer) => resolve({ child, port: (JSON.parse(line.toString()) as { port: number }).port }));
+    child.once('exit', (code) => reject(new Error(`server process exited with ${code}`)));
+  });
 }

@@ -3,7 +3,7 @@
  * lets the ACK for one small packet wait (ACK_DELAY_MS) for the next packet to carry it, so a
  * message exchange at a fixed rate costs one packet each way, and a lone packet is still
  * acknowledged, by the timer. A packet of datagrams costs no stream polling. A lone packet is
- * handled at once, a burst once per turn.
+ * handled at once, a burst once per turn, and a turn that mixes both still sends everything.
  */
 import { describe, expect, it } from 'vitest';
 import * as quicheTime from './quiche-time.ts';
@@ -11,6 +11,7 @@ import { createCertificate } from '../../../certs/index.ts';
 import { WebTransport } from './client.ts';
 import { ACK_DELAY_MS } from './quic.ts';
 import { WebTransportServer } from './server.ts';
+import { startWebTransportChild } from '../../../test-support/webtransport-echo.ts';
 
 /** A server that sends each datagram straight back, and a client of it: `run` gets the client and the server's counters. */
 async function withDatagramEcho(run: (client: WebTransport, server: WebTransportServer) => Promise<void>): Promise<void> {
@@ -46,6 +47,8 @@ async function echoDatagrams(client: WebTransport, messages: number): Promise<nu
   }
   return echoed;
 }
+
+const ECHO_BYTES = 4 * 1024 * 1024;
 
 describe('QUIC ACKs', () => {
   it('datagrams echoed at a fixed rate: one packet each way per message; the last one is acknowledged by the timer', async () => {
@@ -106,4 +109,30 @@ describe('QUIC ACKs', () => {
       expect(counters.packetsHandledAtOnce - burst).toBeLessThanOrEqual(3);
     });
   });
+
+  it('sends everything when a turn begun at once brings more packets: 4 MiB echoes without keep-alives', async () => {
+    // Bulk transfer mixes lone packets (ACKs, credit) with bursts in one turn. A flush run before
+    // the burst's packets were processed once left the bytes their credit released unsent, until a
+    // keep-alive came by (~2 s per 1 MiB echo); without keep-alives the transfer stalled. The server
+    // runs in its own process, as a server does: its turns are its own.
+    const certificate = await createCertificate();
+    const { child, port } = await startWebTransportChild(certificate);
+    const client = new WebTransport(`https://127.0.0.1:${port}/t`, { serverCertificateHashes: [{ algorithm: 'sha-256', value: certificate.sha256 }], keepAliveMs: 0 });
+    try {
+      await client.ready;
+      // More than a stream's first window (1 MiB) each way: the senders wait for credit, as in bulk transfer.
+      for (let round = 0; round < 3; round++) {
+        const stream = await client.createBidirectionalStream();
+        const writer = stream.writable.getWriter();
+        void writer.write(new Uint8Array(ECHO_BYTES).fill(round)).then(() => writer.close());
+        const reader = stream.readable.getReader();
+        let received = 0;
+        for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) received += chunk.value.length;
+        expect(received).toBe(ECHO_BYTES);
+      }
+    } finally {
+      client.close();
+      child.kill('SIGKILL');
+    }
+  }, 15_000);
 });

@@ -838,6 +838,13 @@ export class QuicEndpoint {
   readonly #endTurn = (): void => {
     this.#turnEndScheduled = false;
     this.#atOnce = false;
+    if (this.#active.length > 0) {
+      // A packet that came after this turn began at once is processed by an immediate queued behind
+      // this one: flushing now would leave what its processing hands quiche unsent. End after it.
+      this.#turnEndScheduled = true;
+      setImmediate(this.#endTurn);
+      return;
+    }
     this.#lastTurnPackets = this.#turnPackets;
     this.#turnPackets = 0;
     this.#flushAll();

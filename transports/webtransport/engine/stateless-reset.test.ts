@@ -5,18 +5,17 @@
  * packet (its keep-alive PING) with a stateless reset. With no server at all, the ICMP port
  * unreachable does the same; and a handshake to a closed port fails in milliseconds.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCertificate, type CertificateBundle } from '../../../certs/index.ts';
 import { PeerUnreachableError } from '../../errors.ts';
 import { blankSecurePage, launchChromium } from '../../../test-support/chromium.ts';
 import { waitFor } from '../../../test-support/servers.ts';
+import { startWebTransportChild } from '../../../test-support/webtransport-echo.ts';
 import { WebTransport } from './client.ts';
 import { WebTransportServer } from './server.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '../../..');
 /** The client's idle timeout: what it would take to notice without a reset. */
 const IDLE_TIMEOUT_MS = 10_000;
 const children: ChildProcess[] = [];
@@ -28,16 +27,10 @@ afterEach(async () => {
 });
 
 /** Starts the engine server in its own process; resolves with its UDP port. */
-function startChild(certificate: CertificateBundle): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test-support/webtransport-child-server.ts'), JSON.stringify({ port: 0, certPem: certificate.certPem, keyPem: certificate.keyPem })], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.stdout!.once('data', (line: Buffer) => resolve({ child, port: (JSON.parse(line.toString()) as { port: number }).port }));
-    child.once('exit', (code) => reject(new Error(`server process exited with ${code}`)));
-  });
+async function startChild(certificate: CertificateBundle): Promise<{ child: ChildProcess; port: number }> {
+  const started = await startWebTransportChild(certificate);
+  children.push(started.child);
+  return started;
 }
 
 async function kill(child: ChildProcess): Promise<void> {
