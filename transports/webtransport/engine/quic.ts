@@ -532,6 +532,9 @@ export class QuicConnection implements StreamIO {
       }
       if (written === null) break; // no credit now
       queue.bytes -= written;
+      // What quiche took must go out even when this runs after the turn's flush (credit that came late).
+      this.#mustSend = true;
+      this.#endpoint.requestFlush(this);
       if (written < chunk.length) {
         chunks[taken] = chunk.subarray(written);
         break;
