@@ -13,7 +13,7 @@
  *   engine's RTT is quiche's, and what is our code's.
  * The client is the same Node process for every row: compare rows with each other, not with other machines.
  *
- *   npm run bench:engine                      ROUND_TRIPS=3000 PIPELINED=30000 BULK_MIB=32 DATAGRAMS=20000
+ *   npm run bench:engine                      ROUND_TRIPS=20000 PIPELINED=30000 BULK_MIB=32 DATAGRAMS=20000
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -27,7 +27,7 @@ import { WebTransportServer } from '../transports/webtransport/engine/server.ts'
 import type { WebTransportSession } from '../transports/webtransport/engine/session.ts';
 import * as quicheTime from '../transports/webtransport/engine/quiche-time.ts';
 
-const ROUND_TRIPS = Number(process.env.ROUND_TRIPS ?? 3_000);
+const ROUND_TRIPS = Number(process.env.ROUND_TRIPS ?? 20_000);
 const PIPELINED = Number(process.env.PIPELINED ?? 30_000);
 const WINDOW = 32;
 const STRACED_ROUND_TRIPS = 500;

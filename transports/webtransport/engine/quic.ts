@@ -775,12 +775,16 @@ export class QuicEndpoint {
     this.requestFlush(connection);
   }
 
-  /** A connection has data to send: at the end of this turn, or right after this microtask in a turn handled at once. */
+  /**
+   * A connection has data to send: at the end of this turn, or, in a turn handled at once, as soon as
+   * the application's microtasks have settled (a nextTick queued from a microtask runs after them
+   * all): an answer written over several promise steps still leaves in one packet.
+   */
   requestSend(connection: QuicConnection): void {
     this.requestFlush(connection);
     if (!this.#atOnce || this.#flushQueued) return;
     this.#flushQueued = true;
-    queueMicrotask(this.#flushAtOnce);
+    process.nextTick(this.#flushAtOnce);
   }
 
   /** A connection has packets to send (ACKs, credit): drained once, at the end of this turn. */
