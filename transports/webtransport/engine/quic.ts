@@ -8,14 +8,11 @@
  * setImmediate then hands each touched connection's stream bytes and datagrams to the layer above;
  * one more setImmediate, queued behind it in the same check phase (so after the application's
  * microtasks have answered), drains each connection's packets once. ACKs then ride with the
- * answers, and an idle connection costs no native calls. One exception: a packet alone in its
- * turn after a turn that also brought one (request and answer) is handled from a microtask at
- * once, and what the application answers is sent from one too (see `activate`). A turn that
- * brought one small packet and no answer delays its ACK (ACK_DELAY_MS) for the next packet to
- * carry, as TCP and Chromium do: quiche 0.18 acknowledges every packet at once, which cost a
- * packet each way per message. Stream writes that quiche does not accept at once (flow control)
- * wait in a per-stream queue until the stream is writable again; a stream the layer above pauses
- * stays unread, so QUIC flow control stops the peer.
+ * answers, and an idle connection costs no native calls. A turn that brought one small packet and
+ * no answer delays its ACK (ACK_DELAY_MS) for the next packet to carry, as TCP and Chromium do:
+ * quiche 0.18 acknowledges every packet at once, which cost a packet each way per message. Stream writes that quiche does not accept
+ * at once (flow control) wait in a per-stream queue until the stream is writable again; a stream
+ * the layer above pauses stays unread, so QUIC flow control stops the peer.
  */
 import dgram from 'node:dgram';
 import dns from 'node:dns';
@@ -251,7 +248,7 @@ export class QuicConnection implements StreamIO {
       this.#drainQueue(streamId);
     }
     this.#mustSend = true;
-    this.#endpoint.requestSend(this);
+    this.#endpoint.requestFlush(this);
   }
 
   queued(streamId: number): number {
@@ -284,14 +281,14 @@ export class QuicConnection implements StreamIO {
       // Already finished or unknown: nothing to shut.
     }
     this.#mustSend = true;
-    this.#endpoint.requestSend(this);
+    this.#endpoint.requestFlush(this);
   }
 
   afterFlush(task: () => void): void {
     if (this.#closed) return;
     this.#afterFlush.push(task);
     this.#mustSend = true;
-    this.#endpoint.requestSend(this);
+    this.#endpoint.requestFlush(this);
   }
 
   /** Sends a datagram; a full send queue drops it (counted): datagrams never wait. */
@@ -307,7 +304,7 @@ export class QuicConnection implements StreamIO {
       return false;
     }
     this.#mustSend = true;
-    this.#endpoint.requestSend(this);
+    this.#endpoint.requestFlush(this);
     return true;
   }
 
@@ -532,7 +529,7 @@ export class QuicConnection implements StreamIO {
       }
       if (written === null) break; // no credit now
       queue.bytes -= written;
-      // What quiche took must go out even when this runs after the turn's flush (credit that came late).
+      // What quiche took must go out, also when this runs after the turn's flush.
       this.#mustSend = true;
       this.#endpoint.requestFlush(this);
       if (written < chunk.length) {
@@ -648,15 +645,8 @@ export class QuicEndpoint {
   #slabOffset = 0;
   #active: QuicConnection[] = [];
   #flushes: QuicConnection[] = [];
-  #turnEndScheduled = false;
-  /** This turn's packet is handled at once: what the application answers goes out from a microtask too. */
-  #atOnce = false;
-  #flushQueued = false;
-  /** Packets through the socket this event-loop turn, and in the last turn that had any. */
-  #turnPackets = 0;
-  #lastTurnPackets = 0;
   /** Packets and bytes through the socket (one sendmsg / recvmsg each). */
-  readonly counters = { packetsSent: 0, packetsReceived: 0, bytesSent: 0, bytesReceived: 0, packetsHandledAtOnce: 0 };
+  readonly counters = { packetsSent: 0, packetsReceived: 0, bytesSent: 0, bytesReceived: 0 };
 
   constructor(
     readonly role: 'client' | 'server',
@@ -754,47 +744,21 @@ export class QuicEndpoint {
     else this.#socket.send(packet, to.port, to.host);
   }
 
-  /**
-   * A connection has input to hand up this turn (and, after that, packets to send). A packet alone
-   * in its turn, after a turn that also brought one (a request and its answer: a closed-loop echo),
-   * is handled from a microtask at once, so its answer leaves before libuv's next recvmsg (which
-   * finds nothing) and the check phase: ~3 µs less per side of a round trip. Under load turns bring
-   * many packets, and they are handled once per turn.
-   */
+  /** A connection has input to hand up this turn (and, after that, packets to send). */
   activate(connection: QuicConnection): void {
     if (connection.active) return;
     connection.active = true;
+    if (this.#active.length === 0) setImmediate(this.#processActive);
     this.#active.push(connection);
-    if (this.#active.length === 1) {
-      if (this.#turnPackets === 1 && this.#lastTurnPackets <= 1) {
-        this.counters.packetsHandledAtOnce++;
-        queueMicrotask(this.#processAtOnce);
-      } else setImmediate(this.#processActive);
-    }
-    // The turn's end is queued behind the processing, so it sees what the application answered.
     this.requestFlush(connection);
   }
 
-  /**
-   * A connection has data to send: at the end of this turn, or, in a turn handled at once, as soon as
-   * the application's microtasks have settled (a nextTick queued from a microtask runs after them
-   * all): an answer written over several promise steps still leaves in one packet.
-   */
-  requestSend(connection: QuicConnection): void {
-    this.requestFlush(connection);
-    if (!this.#atOnce || this.#flushQueued) return;
-    this.#flushQueued = true;
-    process.nextTick(this.#flushAtOnce);
-  }
-
-  /** A connection has packets to send (ACKs, credit): drained once, at the end of this turn. */
+  /** A connection has packets to send: drained once, at the end of this turn. */
   requestFlush(connection: QuicConnection): void {
     if (connection.flushPending) return;
     connection.flushPending = true;
+    if (this.#flushes.length === 0) setImmediate(this.#flushAll);
     this.#flushes.push(connection);
-    if (this.#turnEndScheduled) return;
-    this.#turnEndScheduled = true;
-    setImmediate(this.#endTurn);
   }
 
   forget(connection: QuicConnection): void {
@@ -826,35 +790,10 @@ export class QuicEndpoint {
     for (const connection of active) connection.process();
   };
 
-  readonly #processAtOnce = (): void => {
-    this.#atOnce = true;
-    this.#processActive();
-  };
-
-  readonly #flushAtOnce = (): void => {
-    this.#flushQueued = false;
-    this.#flushAll();
-  };
-
   readonly #flushAll = (): void => {
     const flushes = this.#flushes;
     this.#flushes = [];
     for (const connection of flushes) connection.flushTurn();
-  };
-
-  readonly #endTurn = (): void => {
-    this.#turnEndScheduled = false;
-    this.#atOnce = false;
-    if (this.#active.length > 0) {
-      // A packet that came after this turn began at once is processed by an immediate queued behind
-      // this one: flushing now would leave what its processing hands quiche unsent. End after it.
-      this.#turnEndScheduled = true;
-      setImmediate(this.#endTurn);
-      return;
-    }
-    this.#lastTurnPackets = this.#turnPackets;
-    this.#turnPackets = 0;
-    this.#flushAll();
   };
 
   #route(connection: QuicConnection, ids: Uint8Array[]): void {
@@ -887,7 +826,6 @@ export class QuicEndpoint {
 
   #receive(packet: Buffer, host: string, port: number): void {
     this.counters.packetsReceived++;
-    this.#turnPackets++;
     this.counters.bytesReceived += packet.length;
     const existing = this.#lookup(packet);
     if (existing) {
