@@ -260,22 +260,18 @@ export class WebTransportConnection extends BaseConnection {
    */
   #writeLane(lane: LaneStream, name: Lane, limit = WIRE_BUFFER_LIMIT): void {
     const stream = lane.stream!;
-    for (let more = true; more && stream.queued < limit; ) {
+    while (stream.queued < limit) {
       const frames: Uint8Array[] = [];
       let bytes = 0;
-      while (stream.queued + bytes < limit) {
-        const item = this.outbound.shiftLane(name);
-        if (!item) {
-          more = false;
-          break;
-        }
+      for (let item; stream.queued + bytes < limit && (item = this.outbound.shiftLane(name)); ) {
         // Framed once per message, however many connections send it.
         const frame = item.prepared.framed(framePrepared);
         frames.push(frame);
         bytes += frame.length;
         this.countSent(item.prepared);
       }
-      if (frames.length > 0) stream.write(frames.length === 1 ? frames[0]! : concatBytes(frames, bytes));
+      if (frames.length === 0) return;
+      stream.write(frames.length === 1 ? frames[0]! : concatBytes(frames, bytes));
     }
   }
 
@@ -310,25 +306,22 @@ export class WebTransportConnection extends BaseConnection {
     const lane: LaneStream = { stream: undefined, opening: undefined, readEnded: Promise.resolve() };
     this.#lanes.set(name, lane);
     const session = this.#session!;
-    const opened = (reader: StreamReader, stream: DirectStream): void => {
+    const reader = this.#laneReader(name, undefined);
+    const opened = (stream: DirectStream): void => {
       reader.stream = lane.stream = stream;
       lane.opening = undefined;
       lane.readEnded = reader.ended;
       stream.write(frameMessage(name));
     };
     if (session.openDirectStream) {
-      const reader = this.#laneReader(name, undefined);
       try {
-        opened(reader, session.openDirectStream(reader.sink));
+        opened(session.openDirectStream(reader.sink));
       } catch (error) {
         return Promise.reject(error instanceof Error ? error : new Error(String(error))); // the session is closed
       }
       return Promise.resolve();
     }
-    lane.opening = session.createBidirectionalStream().then((stream) => {
-      const reader = this.#laneReader(name, undefined);
-      opened(reader, w3cDirectStream(stream, reader.sink));
-    });
+    lane.opening = session.createBidirectionalStream().then((stream) => opened(w3cDirectStream(stream, reader.sink)));
     return lane.opening;
   }
 

@@ -458,17 +458,12 @@ export class QuicConnection implements StreamIO {
     const conn = this.#conn;
     if (!conn.isReadable()) return;
     const hot = this.#lastRead;
-    if (hot === 'datagrams') {
-      this.#readDatagrams();
-      if (!conn.isReadable()) return;
-    } else if (hot !== undefined && this.#reading.has(hot) && !this.#paused.has(hot)) {
+    if (hot !== 'datagrams' && hot !== undefined && this.#reading.has(hot) && !this.#paused.has(hot)) {
       this.#read(hot);
       if (!conn.isReadable()) return;
     }
-    if (hot !== 'datagrams') {
-      this.#readDatagrams();
-      if (!conn.isReadable()) return;
-    }
+    this.#readDatagrams();
+    if (!conn.isReadable()) return;
     for (const id of this.#reading) if (id !== hot && !this.#paused.has(id) && conn.streamReadable(id)) this.#read(id);
     if (!conn.isReadable()) return;
     for (const id of conn.readable()) this.#read(id);
@@ -514,6 +509,7 @@ export class QuicConnection implements StreamIO {
     if (!queue) return;
     const chunks = queue.chunks;
     let taken = 0;
+    let sent = false;
     while (taken < chunks.length) {
       const chunk = chunks[taken]!;
       const last = taken === chunks.length - 1;
@@ -529,14 +525,17 @@ export class QuicConnection implements StreamIO {
       }
       if (written === null) break; // no credit now
       queue.bytes -= written;
-      // What quiche took must go out, also when this runs after the turn's flush.
-      this.#mustSend = true;
-      this.#endpoint.requestFlush(this);
+      sent = true;
       if (written < chunk.length) {
         chunks[taken] = chunk.subarray(written);
         break;
       }
       taken++;
+    }
+    if (sent) {
+      // What quiche took must go out, also when this runs after the turn's flush.
+      this.#mustSend = true;
+      this.#endpoint.requestFlush(this);
     }
     if (taken < chunks.length) {
       if (taken > 0) chunks.splice(0, taken);
