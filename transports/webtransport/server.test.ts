@@ -6,6 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { startServer, type SwitchyardServer } from '../../server/index.ts';
+import { frameMessage } from '../codec/message-framing.ts';
 import { CloseCode } from '../transport.ts';
 import { WebTransport } from './engine/client.ts';
 
@@ -47,5 +48,25 @@ describe('WebTransport sessions without a reliable stream', () => {
     expect(await second.client.closed).toMatchObject({ closeCode: 1013, reason: 'server at its connection limit' });
     first.stop();
     first.client.close();
+  }, 20_000);
+});
+
+describe('WebTransport streams a stranger opens', () => {
+  it('a stream that does not begin with a lane name closes only its session, with a protocol error', async () => {
+    server = await startServer({ port: 0, certificate: 'ephemeral', transports: ['webtransport'] });
+    const trust = { serverCertificateHashes: [{ algorithm: 'sha-256', value: server.certificate!.sha256 }] };
+    const stranger = new WebTransport(server.urls.webtransport!, trust);
+    const bystander = new WebTransport(server.urls.webtransport!, trust);
+    await Promise.all([stranger.ready, bystander.ready]);
+    const bystanderStream = await bystander.createBidirectionalStream();
+    const bystanderWriter = bystanderStream.writable.getWriter();
+    await bystanderWriter.write(frameMessage('reliable'));
+
+    const stream = await stranger.createBidirectionalStream();
+    await stream.writable.getWriter().write(frameMessage('not a lane'));
+    expect(await stranger.closed).toMatchObject({ closeCode: CloseCode.protocolError });
+    // The other session is still the server's connection.
+    await expect.poll(() => server!.router.stats().connections).toBe(1);
+    bystander.close();
   }, 20_000);
 });
